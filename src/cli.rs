@@ -1,0 +1,235 @@
+//! The command line: one binary, roles and client commands as subcommands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::units::parse_size;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dfsd",
+    version,
+    about = "A distributed file system in one binary",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// TOML config file (flags > DFSD_* environment > file > defaults).
+    #[arg(long, global = true, env = "DFSD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Coordinator address for client commands [env: DFSD_COORDINATOR] [default: 127.0.0.1:7070].
+    #[arg(long, global = true)]
+    pub coordinator: Option<String>,
+    /// Log filter, e.g. "info" or "dfsd=debug" [env: DFSD_LOG_LEVEL].
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+    /// Run a server role (same as the subcommand of that name) [env: DFSD_ROLE].
+    #[arg(long, value_parser = ["coordinator", "datanode", "dev"])]
+    pub role: Option<String>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the coordinator (metadata in SQLite, no file bytes).
+    Coordinator(CoordinatorArgs),
+    /// Run a datanode that joins a coordinator.
+    Datanode(DatanodeArgs),
+    /// Run a coordinator and N datanodes in one process on loopback, to try dfsd.
+    Dev(DevArgs),
+    /// Store a local file (or stdin with "-") at a remote path.
+    Put(PutArgs),
+    /// Read a remote file to a local file, a local directory, or stdout ("-" or nothing).
+    Get(GetArgs),
+    /// List a directory.
+    Ls(LsArgs),
+    /// Show a file's or directory's metadata.
+    Stat(PathArg),
+    /// Remove a file, or a directory with -r.
+    Rm(RmArgs),
+    /// Move or rename a file or directory.
+    Mv(MvArgs),
+    /// Create a directory.
+    Mkdir(MkdirArgs),
+    /// List the datanodes and their state.
+    Nodes,
+    /// Print the effective configuration as TOML.
+    Config,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct CoordinatorArgs {
+    /// Address to listen on [default: 0.0.0.0:7070].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Directory for the metadata database.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct DatanodeArgs {
+    /// Coordinator to join, e.g. 10.0.0.1:7070.
+    #[arg(long)]
+    pub join: Option<String>,
+    /// Address to listen on [default: 0.0.0.0:7071].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Address others reach this node at (default: the listen address, or the address the
+    /// coordinator sees when listening on a wildcard).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Directory for chunks.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Bytes offered, e.g. 100GiB (default: the whole file system).
+    #[arg(long, value_parser = parse_size)]
+    pub capacity: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Number of datanodes.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// Where the cluster keeps its data (kept across restarts).
+    #[arg(long, default_value = "dfsd-dev")]
+    pub data_dir: PathBuf,
+    /// Coordinator address.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub listen: String,
+    /// Start, store and read back a demo file, then exit instead of serving.
+    #[arg(long)]
+    pub demo_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// Local file, or "-" for stdin.
+    pub local: String,
+    /// Remote path.
+    pub remote: String,
+    /// Fail if the remote path exists (atomic).
+    #[arg(long)]
+    pub no_clobber: bool,
+    /// Replicas per chunk (default: the cluster's).
+    #[arg(long)]
+    pub replication: Option<u32>,
+    /// Replicas that must be durable before the put succeeds (default: the cluster's).
+    #[arg(long)]
+    pub write_quorum: Option<u32>,
+    /// Chunk size, e.g. 8MiB.
+    #[arg(long, value_parser = parse_size)]
+    pub chunk_size: Option<u64>,
+    /// Print nothing on success.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Remote path.
+    pub remote: String,
+    /// Local file or directory; "-" or nothing for stdout.
+    pub local: Option<String>,
+    /// First byte to read.
+    #[arg(long, default_value_t = 0)]
+    pub offset: u64,
+    /// Bytes to read (default: to the end).
+    #[arg(long)]
+    pub length: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Long format: kind, size, version, modification time.
+    #[arg(short = 'l')]
+    pub long: bool,
+    #[arg(default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PathArg {
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Remove directories and their contents.
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct MvArgs {
+    pub src: String,
+    pub dst: String,
+}
+
+#[derive(Debug, Args)]
+pub struct MkdirArgs {
+    /// Create parents as needed; no error if it exists.
+    #[arg(short = 'p', long)]
+    pub parents: bool,
+    pub path: String,
+}
+
+/// `dfsd --role X ...` is `dfsd X ...`: moves the role to the subcommand position. With no
+/// subcommand at all, `DFSD_ROLE` picks one (handy in containers).
+pub fn rewrite_role_args(mut args: Vec<String>) -> Vec<String> {
+    let mut role = None;
+    let mut i = 1;
+    while i < args.len() {
+        if args[i] == "--role" && i + 1 < args.len() {
+            role = Some(args[i + 1].clone());
+            args.drain(i..i + 2);
+            break;
+        } else if let Some(r) = args[i].strip_prefix("--role=") {
+            role = Some(r.to_string());
+            args.remove(i);
+            break;
+        }
+        i += 1;
+    }
+    if role.is_none() && args.len() <= 1 {
+        role = std::env::var("DFSD_ROLE").ok().filter(|r| !r.is_empty());
+    }
+    if let Some(r) = role {
+        args.insert(1.min(args.len()), r);
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn role_flag_becomes_the_subcommand() {
+        assert_eq!(
+            rewrite_role_args(v(&["dfsd", "--role", "datanode", "--join", "a:1"])),
+            v(&["dfsd", "datanode", "--join", "a:1"])
+        );
+        assert_eq!(
+            rewrite_role_args(v(&["dfsd", "--role=coordinator"])),
+            v(&["dfsd", "coordinator"])
+        );
+        assert_eq!(
+            rewrite_role_args(v(&["dfsd", "ls", "/"])),
+            v(&["dfsd", "ls", "/"])
+        );
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,253 @@
+//! The client SDK: namespace operations, uploads (`upload.rs`) and downloads
+//! (`download.rs`) against a dfsd cluster. The CLI commands (`commands.rs`) sit on top.
+
+pub mod commands;
+mod download;
+mod upload;
+
+use std::time::Duration;
+
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+pub use download::{GetReport, ReadRange};
+pub use upload::{PutOptions, PutReport};
+
+use crate::config::{endpoint_uri, ClientConfig};
+use crate::net::{channel, ChannelCache, MAX_MESSAGE_BYTES};
+use crate::path::{DfsPath, PathError};
+use crate::proto::pb;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server refused or failed the call; the message names what was wrong.
+    #[error("{message}")]
+    Remote { code: Code, message: String },
+    #[error("cannot reach {what} at {addr}: {reason}")]
+    Unreachable {
+        what: &'static str,
+        addr: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    InvalidPath(#[from] PathError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Integrity(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ClientError {
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            ClientError::Remote { code, .. } => Some(*code),
+            ClientError::Unreachable { .. } => Some(Code::Unavailable),
+            _ => None,
+        }
+    }
+
+    /// Turns a status into an error, recognising transport failures ("connection refused",
+    /// "timed out") so the message says which peer could not be reached.
+    fn from_status(status: Status, what: &'static str, addr: &str) -> ClientError {
+        let transport = status.code() == Code::Unavailable
+            && (status.message().contains("transport")
+                || status.message().contains("connect")
+                || status.source_chain_text().is_some());
+        if transport
+            || status.code() == Code::DeadlineExceeded
+                && status.message().contains("Timeout expired")
+        {
+            let reason = status
+                .source_chain_text()
+                .unwrap_or_else(|| status.message().to_string());
+            return ClientError::Unreachable {
+                what,
+                addr: addr.to_string(),
+                reason,
+            };
+        }
+        ClientError::Remote {
+            code: status.code(),
+            message: status.message().to_string(),
+        }
+    }
+}
+
+trait SourceChain {
+    fn source_chain_text(&self) -> Option<String>;
+}
+
+impl SourceChain for Status {
+    fn source_chain_text(&self) -> Option<String> {
+        let mut src = std::error::Error::source(self)?;
+        let mut last = src.to_string();
+        while let Some(next) = src.source() {
+            last = next.to_string();
+            src = next;
+        }
+        Some(last)
+    }
+}
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// A connection to a dfsd cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    coordinator: pb::coordinator_client::CoordinatorClient<Channel>,
+    coordinator_addr: String,
+    peers: ChannelCache,
+    cfg: ClientConfig,
+}
+
+impl Client {
+    /// Prepares a client; the connection is made on the first call.
+    pub fn new(cfg: &ClientConfig) -> Result<Client> {
+        let addr = endpoint_uri(&cfg.coordinator);
+        let ch = channel(&addr, cfg.connect_timeout)
+            .map_err(|s| ClientError::Invalid(format!("coordinator address: {}", s.message())))?;
+        Ok(Client {
+            coordinator: pb::coordinator_client::CoordinatorClient::new(ch)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            coordinator_addr: addr,
+            peers: ChannelCache::new(cfg.connect_timeout),
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.cfg
+    }
+
+    fn request<T>(&self, msg: T) -> Request<T> {
+        let mut r = Request::new(msg);
+        r.set_timeout(self.cfg.request_timeout);
+        r
+    }
+
+    fn coord_err(&self, s: Status) -> ClientError {
+        ClientError::from_status(s, "coordinator", &self.coordinator_addr)
+    }
+
+    fn datanode(&self, addr: &str) -> Result<pb::datanode_client::DatanodeClient<Channel>> {
+        let ch = self
+            .peers
+            .get(addr)
+            .map_err(|s| ClientError::Invalid(s.message().to_string()))?;
+        Ok(pb::datanode_client::DatanodeClient::new(ch)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES))
+    }
+
+    fn transfer_timeout(&self) -> Duration {
+        self.cfg.transfer_timeout
+    }
+
+    pub async fn stat(&self, path: &str) -> Result<pb::Entry> {
+        let path = DfsPath::parse_lenient(path)?;
+        let resp = self
+            .coordinator
+            .clone()
+            .stat(self.request(pb::StatRequest {
+                path: path.to_string(),
+            }))
+            .await
+            .map_err(|s| self.coord_err(s))?;
+        resp.into_inner()
+            .entry
+            .ok_or_else(|| ClientError::Invalid("empty stat response".into()))
+    }
+
+    /// All entries of a directory (or the file itself), fetched page by page.
+    pub async fn list(&self, path: &str) -> Result<Vec<pb::Entry>> {
+        let path = DfsPath::parse_lenient(path)?;
+        let mut out = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = self
+                .coordinator
+                .clone()
+                .list(self.request(pb::ListRequest {
+                    path: path.to_string(),
+                    start_after: after.clone(),
+                    limit: 0,
+                }))
+                .await
+                .map_err(|s| self.coord_err(s))?
+                .into_inner();
+            let more = page.truncated;
+            if let Some(last) = page.entries.last() {
+                after = last.name.clone();
+            }
+            out.extend(page.entries);
+            if !more {
+                return Ok(out);
+            }
+        }
+    }
+
+    pub async fn mkdir(&self, path: &str, parents: bool) -> Result<pb::Entry> {
+        let path = DfsPath::parse_lenient(path)?;
+        let resp = self
+            .coordinator
+            .clone()
+            .mkdir(self.request(pb::MkdirRequest {
+                path: path.to_string(),
+                parents,
+            }))
+            .await
+            .map_err(|s| self.coord_err(s))?;
+        resp.into_inner()
+            .entry
+            .ok_or_else(|| ClientError::Invalid("empty mkdir response".into()))
+    }
+
+    /// Deletes a file or directory; returns (files, directories) removed.
+    pub async fn delete(&self, path: &str, recursive: bool) -> Result<(u64, u64)> {
+        let path = DfsPath::parse_lenient(path)?;
+        let r = self
+            .coordinator
+            .clone()
+            .delete(self.request(pb::DeleteRequest {
+                path: path.to_string(),
+                recursive,
+            }))
+            .await
+            .map_err(|s| self.coord_err(s))?
+            .into_inner();
+        Ok((r.files_deleted, r.dirs_deleted))
+    }
+
+    pub async fn rename(&self, src: &str, dst: &str) -> Result<pb::Entry> {
+        let src = DfsPath::parse_lenient(src)?;
+        let dst = DfsPath::parse_lenient(dst)?;
+        let resp = self
+            .coordinator
+            .clone()
+            .rename(self.request(pb::RenameRequest {
+                src: src.to_string(),
+                dst: dst.to_string(),
+            }))
+            .await
+            .map_err(|s| self.coord_err(s))?;
+        resp.into_inner()
+            .entry
+            .ok_or_else(|| ClientError::Invalid("empty rename response".into()))
+    }
+
+    pub async fn nodes(&self) -> Result<Vec<pb::NodeInfo>> {
+        let r = self
+            .coordinator
+            .clone()
+            .list_nodes(self.request(pb::ListNodesRequest {}))
+            .await
+            .map_err(|s| self.coord_err(s))?;
+        Ok(r.into_inner().nodes)
+    }
+}

@@ -1,0 +1,317 @@
+//! Configuration: defaults < TOML file (`--config`) < `DFSD_*` environment < command-line
+//! flags, merged by figment into [`Config`], then checked by [`Config::validate`].
+//!
+//! Environment keys map onto the file's sections with `__`: `DFSD_COORDINATOR__REPLICATION=2`
+//! sets `coordinator.replication`. `DFSD_COORDINATOR` alone is the address clients use
+//! (`client.coordinator`), as the command line documents.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::chunk::{DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE};
+use crate::units::{serde_duration, serde_size};
+
+/// Port the coordinator listens on by default, and the address `dfsd dev` serves.
+pub const DEFAULT_COORDINATOR_ADDR: &str = "http://127.0.0.1:7070";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Log filter, in `RUST_LOG` syntax (`info`, `dfsd=debug`, ...).
+    pub log_level: String,
+    pub coordinator: CoordinatorConfig,
+    pub datanode: DatanodeConfig,
+    pub client: ClientConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// Address the gRPC server binds.
+    pub listen: String,
+    /// Where the SQLite metadata lives.
+    pub data_dir: PathBuf,
+    /// Replicas per chunk unless a put asks otherwise.
+    pub replication: u32,
+    /// Durable replicas a chunk needs before its file may commit; 0 = the replication factor.
+    pub write_quorum: u32,
+    /// How often datanodes heartbeat.
+    #[serde(with = "serde_duration")]
+    pub heartbeat_interval: Duration,
+    /// A node not heard from for this long gets no new writes.
+    #[serde(with = "serde_duration")]
+    pub suspect_after: Duration,
+    /// A node not heard from for this long is dead: its replicas no longer count.
+    #[serde(with = "serde_duration")]
+    pub dead_after: Duration,
+    /// An upload neither committed nor aborted within this time is abandoned.
+    #[serde(with = "serde_duration")]
+    pub upload_ttl: Duration,
+    /// Largest chunk a client may send.
+    #[serde(with = "serde_size")]
+    pub max_chunk_size: u64,
+    /// SQLite `synchronous` setting: "full" (default, durable on power loss) or "normal".
+    pub sqlite_synchronous: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatanodeConfig {
+    /// The coordinator to join.
+    pub join: String,
+    /// Address the gRPC server binds.
+    pub listen: String,
+    /// Address other nodes and clients use to reach this node. Empty: the listen address,
+    /// or, when that is a wildcard (0.0.0.0), the address the coordinator sees us at.
+    pub advertise: String,
+    /// Where chunks, the node id and temporary files live.
+    pub data_dir: PathBuf,
+    /// Bytes this node offers; 0 = the whole file system.
+    #[serde(with = "serde_size")]
+    pub capacity: u64,
+    /// Bytes always kept free on the file system.
+    #[serde(with = "serde_size")]
+    pub reserve: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The coordinator to talk to.
+    pub coordinator: String,
+    #[serde(with = "serde_size")]
+    pub chunk_size: u64,
+    /// Chunks in flight at once, per transfer. Memory is about this times the chunk size.
+    pub parallelism: usize,
+    #[serde(with = "serde_duration")]
+    pub connect_timeout: Duration,
+    /// Deadline of each metadata call.
+    #[serde(with = "serde_duration")]
+    pub request_timeout: Duration,
+    /// Deadline of each chunk transfer.
+    #[serde(with = "serde_duration")]
+    pub transfer_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            log_level: "info".into(),
+            coordinator: CoordinatorConfig::default(),
+            datanode: DatanodeConfig::default(),
+            client: ClientConfig::default(),
+        }
+    }
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            listen: "0.0.0.0:7070".into(),
+            data_dir: PathBuf::from("dfsd-data/coordinator"),
+            replication: 3,
+            write_quorum: 0,
+            heartbeat_interval: Duration::from_secs(2),
+            suspect_after: Duration::from_secs(6),
+            dead_after: Duration::from_secs(30),
+            upload_ttl: Duration::from_secs(3600),
+            max_chunk_size: MAX_CHUNK_SIZE,
+            sqlite_synchronous: "full".into(),
+        }
+    }
+}
+
+impl Default for DatanodeConfig {
+    fn default() -> Self {
+        DatanodeConfig {
+            join: DEFAULT_COORDINATOR_ADDR.into(),
+            listen: "0.0.0.0:7071".into(),
+            advertise: String::new(),
+            data_dir: PathBuf::from("dfsd-data/datanode"),
+            capacity: 0,
+            reserve: 256 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            coordinator: DEFAULT_COORDINATOR_ADDR.into(),
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            parallelism: 4,
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(30),
+            transfer_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("config file {0}: not found")]
+    MissingFile(PathBuf),
+    #[error("config: {key}: {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+impl Config {
+    /// Merges defaults, the optional TOML file and the `DFSD_*` environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(ConfigError::MissingFile(f.to_path_buf()));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig.merge(
+            Env::prefixed("DFSD_")
+                .ignore(&["ROLE", "CONFIG"])
+                .map(|k| {
+                    if k.as_str().eq_ignore_ascii_case("coordinator") {
+                        "client.coordinator".into()
+                    } else {
+                        k.as_str().replace("__", ".").into()
+                    }
+                })
+                .lowercase(true),
+        );
+        let cfg: Config = fig.extract().map_err(Box::new)?;
+        Ok(cfg)
+    }
+
+    /// Parses a TOML text on its own (no environment), for tests of shipped examples.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError::Load(Box::new(e)))
+    }
+
+    /// Checks values field by field, naming the first bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, problem: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                problem: problem.into(),
+            })
+        };
+        let c = &self.coordinator;
+        if c.replication == 0 || c.replication > 16 {
+            return bad("coordinator.replication", "must be between 1 and 16");
+        }
+        if c.write_quorum > c.replication {
+            return bad(
+                "coordinator.write_quorum",
+                "must not exceed coordinator.replication",
+            );
+        }
+        if c.suspect_after <= c.heartbeat_interval {
+            return bad(
+                "coordinator.suspect_after",
+                "must be longer than heartbeat_interval",
+            );
+        }
+        if c.dead_after < c.suspect_after {
+            return bad(
+                "coordinator.dead_after",
+                "must not be shorter than suspect_after",
+            );
+        }
+        if c.max_chunk_size == 0 || c.max_chunk_size > MAX_CHUNK_SIZE {
+            return bad(
+                "coordinator.max_chunk_size",
+                "must be between 1 byte and 64 MiB",
+            );
+        }
+        if !matches!(c.sqlite_synchronous.as_str(), "full" | "normal" | "extra") {
+            return bad(
+                "coordinator.sqlite_synchronous",
+                "must be \"full\", \"normal\" or \"extra\"",
+            );
+        }
+        let cl = &self.client;
+        if cl.chunk_size == 0 || cl.chunk_size > MAX_CHUNK_SIZE {
+            return bad("client.chunk_size", "must be between 1 byte and 64 MiB");
+        }
+        if cl.parallelism == 0 || cl.parallelism > 64 {
+            return bad("client.parallelism", "must be between 1 and 64");
+        }
+        if cl.connect_timeout.is_zero()
+            || cl.request_timeout.is_zero()
+            || cl.transfer_timeout.is_zero()
+        {
+            return bad("client.*_timeout", "timeouts must be positive");
+        }
+        Ok(())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}"))
+    }
+}
+
+/// Accepts "host:port" or "http://host:port" and returns a URI tonic can connect to.
+pub fn endpoint_uri(addr: &str) -> String {
+    if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn shipped_example_parses_and_is_valid() {
+        let text = include_str!("../dfsd.example.toml");
+        let cfg = Config::from_toml_str(text).unwrap();
+        cfg.validate().unwrap();
+        // The example documents the defaults: it must not drift from them.
+        assert_eq!(cfg, Config::default());
+    }
+
+    #[test]
+    fn sizes_and_durations_parse_from_strings() {
+        let cfg = Config::from_toml_str(
+            "[client]\nchunk_size = \"4MiB\"\n[coordinator]\ndead_after = \"45s\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.client.chunk_size, 4 << 20);
+        assert_eq!(cfg.coordinator.dead_after, Duration::from_secs(45));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Config::from_toml_str("[client]\nchunksize = 5\n").unwrap_err();
+        assert!(err.to_string().contains("chunksize"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let mut cfg = Config::default();
+        cfg.coordinator.write_quorum = 5;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("coordinator.write_quorum"), "{err}");
+    }
+
+    #[test]
+    fn endpoint_uri_adds_scheme() {
+        assert_eq!(endpoint_uri("a:1"), "http://a:1");
+        assert_eq!(endpoint_uri("http://a:1"), "http://a:1");
+    }
+}

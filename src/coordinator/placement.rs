@@ -1,0 +1,71 @@
+//! Choosing datanodes for new replicas: distinct nodes, picked at random with a weight
+//! proportional to free space, so fuller nodes fill more slowly without any node being
+//! starved.
+
+use rand::Rng;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub id: String,
+    pub addr: String,
+    pub free_bytes: u64,
+}
+
+/// Picks up to `count` distinct candidates, weighted by free bytes.
+pub fn choose<R: Rng>(rng: &mut R, candidates: &[Candidate], count: usize) -> Vec<Candidate> {
+    let mut pool: Vec<&Candidate> = candidates.iter().collect();
+    let mut out = Vec::with_capacity(count);
+    while out.len() < count && !pool.is_empty() {
+        // Weight in MiB (at least 1) so huge disks don't overflow and empty ones still count.
+        let weights: Vec<u64> = pool.iter().map(|c| (c.free_bytes >> 20).max(1)).collect();
+        let total: u64 = weights.iter().sum();
+        let mut pick = rng.random_range(0..total);
+        let mut idx = 0;
+        for (i, w) in weights.iter().enumerate() {
+            if pick < *w {
+                idx = i;
+                break;
+            }
+            pick -= w;
+        }
+        out.push(pool.swap_remove(idx).clone());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn cand(id: &str, free_gib: u64) -> Candidate {
+        Candidate {
+            id: id.into(),
+            addr: id.into(),
+            free_bytes: free_gib << 30,
+        }
+    }
+
+    #[test]
+    fn picks_distinct_nodes() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let cands = vec![cand("a", 1), cand("b", 1), cand("c", 1)];
+        for _ in 0..100 {
+            let got = choose(&mut rng, &cands, 3);
+            let mut ids: Vec<_> = got.iter().map(|c| c.id.clone()).collect();
+            ids.sort();
+            assert_eq!(ids, vec!["a", "b", "c"]);
+        }
+        assert_eq!(choose(&mut rng, &cands, 5).len(), 3);
+    }
+
+    #[test]
+    fn prefers_free_space() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let cands = vec![cand("big", 90), cand("small", 10)];
+        let big = (0..2000)
+            .filter(|_| choose(&mut rng, &cands, 1)[0].id == "big")
+            .count();
+        assert!((1700..1900).contains(&big), "big chosen {big} of 2000");
+    }
+}

@@ -1,0 +1,669 @@
+//! gRPC services of the coordinator. They translate requests into metadata operations and
+//! back; the decisions live in `meta`, `health` and `placement`.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::seq::SliceRandom;
+use rand::{RngCore, SeedableRng};
+use tonic::{Request, Response, Status};
+
+use super::{choose, Candidate, NodeState, NodeView, State, Upload};
+use crate::chunk::ChunkId;
+use crate::meta::{self, now_ms, CommitRequest, NodeStatsRecord};
+use crate::path::DfsPath;
+use crate::proto::pb;
+use crate::status::check_node_id;
+
+/// Most entries one List call returns.
+const LIST_PAGE_MAX: usize = 1000;
+/// Most chunks one GetFile call returns.
+const GETFILE_PAGE_MAX: usize = 4096;
+/// Most chunks one PlaceChunks or ReportReplicas call may name.
+const BATCH_MAX: usize = 4096;
+
+pub struct CoordinatorService {
+    state: Arc<State>,
+}
+
+impl CoordinatorService {
+    pub fn new(state: Arc<State>) -> Self {
+        CoordinatorService { state }
+    }
+
+    fn upload(&self, id: &str) -> Result<Upload, Status> {
+        let uploads = self.state.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        uploads.get(id).cloned().ok_or_else(|| {
+            Status::not_found(format!(
+                "upload {id:?}: unknown or expired (was the coordinator restarted?)"
+            ))
+        })
+    }
+}
+
+fn parse_path(s: &str) -> Result<DfsPath, Status> {
+    Ok(DfsPath::parse(s)?)
+}
+
+fn parse_chunks(refs: &[pb::ChunkRef], max_size: u64) -> Result<Vec<(ChunkId, u64)>, Status> {
+    refs.iter()
+        .map(|c| {
+            let id: ChunkId = c.chunk_id.parse()?;
+            if c.size > max_size {
+                return Err(Status::invalid_argument(format!(
+                    "chunk {id}: size {} exceeds the maximum chunk size {max_size}",
+                    c.size
+                )));
+            }
+            Ok((id, c.size))
+        })
+        .collect()
+}
+
+fn node_state_pb(s: NodeState) -> i32 {
+    (match s {
+        NodeState::Alive => pb::NodeState::Alive,
+        NodeState::Suspect => pb::NodeState::Suspect,
+        NodeState::Dead => pb::NodeState::Dead,
+        NodeState::Draining => pb::NodeState::Draining,
+    }) as i32
+}
+
+fn random_id() -> String {
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+#[tonic::async_trait]
+impl pb::coordinator_server::Coordinator for CoordinatorService {
+    async fn stat(
+        &self,
+        req: Request<pb::StatRequest>,
+    ) -> Result<Response<pb::StatResponse>, Status> {
+        let path = parse_path(&req.into_inner().path)?;
+        let info = self.state.store.read(move |c| meta::stat(c, &path)).await?;
+        Ok(Response::new(pb::StatResponse {
+            entry: Some((&info).into()),
+        }))
+    }
+
+    async fn list(
+        &self,
+        req: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        let req = req.into_inner();
+        let path = parse_path(&req.path)?;
+        let limit = if req.limit == 0 {
+            LIST_PAGE_MAX
+        } else {
+            (req.limit as usize).min(LIST_PAGE_MAX)
+        };
+        let after = req.start_after;
+        let (entries, truncated) = self
+            .state
+            .store
+            .read(move |c| meta::list(c, &path, &after, limit))
+            .await?;
+        Ok(Response::new(pb::ListResponse {
+            entries: entries.iter().map(Into::into).collect(),
+            truncated,
+        }))
+    }
+
+    async fn mkdir(
+        &self,
+        req: Request<pb::MkdirRequest>,
+    ) -> Result<Response<pb::MkdirResponse>, Status> {
+        let req = req.into_inner();
+        let path = parse_path(&req.path)?;
+        let info = self
+            .state
+            .store
+            .write(move |c| meta::mkdir(c, &path, req.parents, now_ms()))
+            .await?;
+        tracing::info!(path = %info.path, "directory created");
+        Ok(Response::new(pb::MkdirResponse {
+            entry: Some((&info).into()),
+        }))
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let req = req.into_inner();
+        let path = parse_path(&req.path)?;
+        let p = path.clone();
+        let (files, dirs) = self
+            .state
+            .store
+            .write(move |c| meta::delete(c, &p, req.recursive))
+            .await?;
+        tracing::info!(%path, files, dirs, "deleted");
+        Ok(Response::new(pb::DeleteResponse {
+            files_deleted: files,
+            dirs_deleted: dirs,
+        }))
+    }
+
+    async fn rename(
+        &self,
+        req: Request<pb::RenameRequest>,
+    ) -> Result<Response<pb::RenameResponse>, Status> {
+        let req = req.into_inner();
+        let src = parse_path(&req.src)?;
+        let dst = parse_path(&req.dst)?;
+        let s = src.clone();
+        let info = self
+            .state
+            .store
+            .write(move |c| meta::rename(c, &s, &dst, now_ms()))
+            .await?;
+        tracing::info!(%src, dst = %info.path, "moved");
+        Ok(Response::new(pb::RenameResponse {
+            entry: Some((&info).into()),
+        }))
+    }
+
+    async fn begin_upload(
+        &self,
+        req: Request<pb::BeginUploadRequest>,
+    ) -> Result<Response<pb::BeginUploadResponse>, Status> {
+        let req = req.into_inner();
+        let path = parse_path(&req.path)?;
+        if path.is_root() {
+            return Err(Status::failed_precondition("/: is a directory"));
+        }
+        let cfg = &self.state.cfg;
+        let replication = if req.replication == 0 {
+            cfg.replication
+        } else {
+            req.replication
+        };
+        if replication > 16 {
+            return Err(Status::invalid_argument(format!(
+                "replication {replication}: at most 16"
+            )));
+        }
+        let default_quorum = if cfg.write_quorum == 0 {
+            replication
+        } else {
+            cfg.write_quorum
+        };
+        let write_quorum = if req.write_quorum == 0 {
+            default_quorum
+        } else {
+            req.write_quorum
+        }
+        .min(replication);
+
+        // Fail fast on what would fail at commit; the commit checks again atomically.
+        let p = path.clone();
+        let existing = self.state.store.read(move |c| meta::resolve(c, &p)).await?;
+        if let Some(inode) = existing {
+            if inode.kind == meta::Kind::Dir {
+                return Err(Status::failed_precondition(format!(
+                    "{path}: is a directory"
+                )));
+            }
+            if req.no_clobber {
+                return Err(Status::already_exists(format!("{path}: already exists")));
+            }
+        }
+
+        let id = random_id();
+        let mut uploads = self.state.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        let ttl = cfg.upload_ttl;
+        uploads.retain(|_, u| u.started.elapsed() < ttl);
+        uploads.insert(
+            id.clone(),
+            Upload {
+                path,
+                replication,
+                write_quorum,
+                no_clobber: req.no_clobber,
+                started: Instant::now(),
+            },
+        );
+        Ok(Response::new(pb::BeginUploadResponse {
+            upload_id: id,
+            replication,
+            write_quorum,
+            max_chunk_size: cfg.max_chunk_size,
+        }))
+    }
+
+    async fn place_chunks(
+        &self,
+        req: Request<pb::PlaceChunksRequest>,
+    ) -> Result<Response<pb::PlaceChunksResponse>, Status> {
+        let req = req.into_inner();
+        let upload = self.upload(&req.upload_id)?;
+        if req.chunks.len() > BATCH_MAX {
+            return Err(Status::invalid_argument(format!(
+                "at most {BATCH_MAX} chunks per placement"
+            )));
+        }
+        let chunks = parse_chunks(&req.chunks, self.state.cfg.max_chunk_size)?;
+        let ids: Vec<ChunkId> = chunks.iter().map(|c| c.0).collect();
+        let lookup = ids.clone();
+        let on_record = self
+            .state
+            .store
+            .read(move |c| meta::replicas_of(c, &lookup))
+            .await?;
+
+        let now = now_ms();
+        let snapshot = self.state.nodes.snapshot(now);
+        let exclude: HashSet<&str> = req.exclude_nodes.iter().map(String::as_str).collect();
+        let alive: HashSet<&str> = snapshot
+            .iter()
+            .filter(|(_, s)| *s == NodeState::Alive)
+            .map(|(v, _)| v.id.as_str())
+            .collect();
+        let mut placements = Vec::with_capacity(chunks.len());
+        let mut reused = Vec::new();
+        let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
+        for (id, size) in &chunks {
+            let holders: Vec<String> = on_record
+                .get(id)
+                .map(|v| {
+                    v.iter()
+                        .filter(|n| alive.contains(n.as_str()))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            if on_record.get(id).is_some_and(|v| !v.is_empty()) {
+                reused.push(*id);
+            }
+            let need = (upload.replication as usize).saturating_sub(holders.len());
+            let candidates: Vec<Candidate> = snapshot
+                .iter()
+                .filter(|(v, s)| {
+                    *s == NodeState::Alive
+                        && !exclude.contains(v.id.as_str())
+                        && !holders.contains(&v.id)
+                        && v.stats.free_bytes >= *size
+                })
+                .map(|(v, _)| Candidate {
+                    id: v.id.clone(),
+                    addr: v.addr.clone(),
+                    free_bytes: v.stats.free_bytes,
+                })
+                .collect();
+            let targets = choose(&mut rng, &candidates, need);
+            if holders.len() + targets.len() < upload.write_quorum as usize {
+                let alive_count = alive.len();
+                return Err(Status::unavailable(format!(
+                    "not enough live datanodes with free space for {}: write quorum is {}, {} alive, {} usable",
+                    upload.path,
+                    upload.write_quorum,
+                    alive_count,
+                    holders.len() + candidates.len()
+                )));
+            }
+            placements.push(pb::ChunkPlacement {
+                chunk_id: id.to_hex(),
+                existing: holders,
+                targets: targets
+                    .into_iter()
+                    .map(|c| pb::NodeAddr {
+                        node_id: c.id,
+                        addr: c.addr,
+                    })
+                    .collect(),
+            });
+        }
+        if !reused.is_empty() {
+            // Restart the garbage-collection grace period of chunks this upload reuses.
+            self.state
+                .store
+                .write(move |c| meta::touch_chunks(c, &reused, now))
+                .await?;
+        }
+        Ok(Response::new(pb::PlaceChunksResponse { placements }))
+    }
+
+    async fn commit_upload(
+        &self,
+        req: Request<pb::CommitUploadRequest>,
+    ) -> Result<Response<pb::CommitUploadResponse>, Status> {
+        let req = req.into_inner();
+        let upload = self.upload(&req.upload_id)?;
+        let chunks = parse_chunks(&req.chunks, self.state.cfg.max_chunk_size)?;
+        let commit = CommitRequest {
+            path: upload.path.clone(),
+            chunks,
+            size: req.size,
+            replication: upload.replication,
+            write_quorum: upload.write_quorum,
+            no_clobber: upload.no_clobber || req.no_clobber,
+            expected_version: req.expected_version,
+            live_nodes: self.state.nodes.live_set(now_ms()),
+        };
+        let info = self
+            .state
+            .store
+            .write(move |c| meta::commit_file(c, &commit, now_ms()))
+            .await?;
+        self.state
+            .uploads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&req.upload_id);
+        tracing::info!(path = %info.path, size = info.inode.size, version = info.inode.version, "file committed");
+        Ok(Response::new(pb::CommitUploadResponse {
+            entry: Some((&info).into()),
+        }))
+    }
+
+    async fn abort_upload(
+        &self,
+        req: Request<pb::AbortUploadRequest>,
+    ) -> Result<Response<pb::AbortUploadResponse>, Status> {
+        let id = req.into_inner().upload_id;
+        self.state
+            .uploads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        Ok(Response::new(pb::AbortUploadResponse {}))
+    }
+
+    async fn get_file(
+        &self,
+        req: Request<pb::GetFileRequest>,
+    ) -> Result<Response<pb::GetFileResponse>, Status> {
+        let req = req.into_inner();
+        let path = parse_path(&req.path)?;
+        let (entry, all) = self
+            .state
+            .store
+            .read(move |c| meta::file_chunks(c, &path))
+            .await?;
+        let start = (req.start_chunk as usize).min(all.len());
+        let max = if req.max_chunks == 0 {
+            GETFILE_PAGE_MAX
+        } else {
+            (req.max_chunks as usize).min(GETFILE_PAGE_MAX)
+        };
+        let end = (start + max).min(all.len());
+        let page = all[start..end].to_vec();
+        let ids: Vec<ChunkId> = page.iter().map(|c| c.chunk_id).collect();
+        let on_record = self
+            .state
+            .store
+            .read(move |c| meta::replicas_of(c, &ids))
+            .await?;
+
+        let now = now_ms();
+        let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
+        let chunks = page
+            .iter()
+            .map(|c| {
+                let mut alive = Vec::new();
+                let mut suspect = Vec::new();
+                for node in on_record.get(&c.chunk_id).into_iter().flatten() {
+                    let Some(view) = self.state.nodes.get(node) else {
+                        continue;
+                    };
+                    match self.state.nodes.state_of(&view, now) {
+                        NodeState::Alive | NodeState::Draining => alive.push(view),
+                        NodeState::Suspect => suspect.push(view),
+                        NodeState::Dead => {}
+                    }
+                }
+                // Spread reads over replicas; try the doubtful ones last.
+                alive.shuffle(&mut rng);
+                suspect.shuffle(&mut rng);
+                let replicas = alive
+                    .into_iter()
+                    .chain(suspect)
+                    .map(|v: NodeView| pb::NodeAddr {
+                        node_id: v.id,
+                        addr: v.addr,
+                    })
+                    .collect();
+                pb::ChunkLocation {
+                    chunk_id: c.chunk_id.to_hex(),
+                    size: c.size,
+                    offset: c.offset,
+                    replicas,
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::GetFileResponse {
+            entry: Some((&entry).into()),
+            chunks,
+            truncated: end < all.len(),
+        }))
+    }
+
+    async fn report_bad_replica(
+        &self,
+        req: Request<pb::ReportBadReplicaRequest>,
+    ) -> Result<Response<pb::ReportBadReplicaResponse>, Status> {
+        let req = req.into_inner();
+        let chunk: ChunkId = req.chunk_id.parse()?;
+        check_node_id(&req.node_id)?;
+        let Some(node) = self.state.nodes.get(&req.node_id) else {
+            return Err(Status::not_found(format!(
+                "unknown datanode {:?}",
+                req.node_id
+            )));
+        };
+        tracing::warn!(%chunk, node = %node.id, reason = %req.reason, "client reported a bad replica; verifying");
+        // A client's word alone never drops a replica: the holder re-hashes the chunk, and
+        // only a replica it finds missing or corrupt (and moves aside) is forgotten.
+        let state = self.state.clone();
+        tokio::spawn(async move { verify_replica(state, chunk, node).await });
+        Ok(Response::new(pb::ReportBadReplicaResponse {}))
+    }
+
+    async fn list_nodes(
+        &self,
+        _req: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        let records = self.state.store.read(|c| meta::list_nodes(c)).await?;
+        let now = now_ms();
+        let nodes = records
+            .into_iter()
+            .map(|r| {
+                let view = self.state.nodes.get(&r.id);
+                let (stats, last_seen, state) = match &view {
+                    Some(v) => (v.stats, v.last_seen_ms, self.state.nodes.state_of(v, now)),
+                    None => (r.stats, r.last_seen_ms, NodeState::Dead),
+                };
+                pb::NodeInfo {
+                    node_id: r.id,
+                    addr: view.map(|v| v.addr).unwrap_or(r.addr),
+                    state: node_state_pb(state),
+                    capacity_bytes: stats.capacity_bytes,
+                    used_bytes: stats.used_bytes,
+                    free_bytes: stats.free_bytes,
+                    chunk_count: stats.chunk_count,
+                    last_seen_ms: last_seen,
+                    replicas: r.replicas,
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::ListNodesResponse { nodes }))
+    }
+}
+
+async fn verify_replica(state: Arc<State>, chunk: ChunkId, node: NodeView) {
+    let outcome = async {
+        let channel = state.peers.get(&node.addr)?;
+        let mut client = pb::datanode_client::DatanodeClient::new(channel);
+        let mut req = Request::new(pb::VerifyChunkRequest {
+            chunk_id: chunk.to_hex(),
+        });
+        req.set_timeout(std::time::Duration::from_secs(60));
+        Ok::<_, Status>(client.verify_chunk(req).await?.into_inner())
+    }
+    .await;
+    match outcome {
+        Ok(v) if v.present && v.intact => {
+            tracing::info!(%chunk, node = %node.id, "replica verified intact")
+        }
+        Ok(_) => {
+            let id = node.id.clone();
+            match state
+                .store
+                .write(move |c| meta::remove_replica(c, &chunk, &id))
+                .await
+            {
+                Ok(_) => {
+                    tracing::warn!(%chunk, node = %node.id, "bad replica confirmed and forgotten")
+                }
+                Err(e) => {
+                    tracing::error!(%chunk, node = %node.id, error = %e, "forget bad replica")
+                }
+            }
+        }
+        Err(e) => tracing::warn!(%chunk, node = %node.id, error = %e, "could not verify replica"),
+    }
+}
+
+pub struct ClusterService {
+    state: Arc<State>,
+}
+
+impl ClusterService {
+    pub fn new(state: Arc<State>) -> Self {
+        ClusterService { state }
+    }
+}
+
+/// A datanode listening on a wildcard address is reached at the address we see it from.
+fn effective_addr(advertised: &str, peer: Option<SocketAddr>) -> Result<String, Status> {
+    let uri = crate::config::endpoint_uri(advertised);
+    let parsed: http::Uri = uri
+        .parse()
+        .map_err(|e| Status::invalid_argument(format!("invalid address {advertised:?}: {e}")))?;
+    let host = parsed.host().unwrap_or("");
+    let port = parsed
+        .port_u16()
+        .ok_or_else(|| Status::invalid_argument(format!("address {advertised:?} has no port")))?;
+    let wildcard = host.is_empty() || host == "0.0.0.0" || host == "[::]" || host == "::";
+    if !wildcard {
+        return Ok(uri);
+    }
+    let ip = peer.map(|p| p.ip()).ok_or_else(|| {
+        Status::invalid_argument(format!(
+            "address {advertised:?} is a wildcard; set --advertise"
+        ))
+    })?;
+    Ok(match ip {
+        std::net::IpAddr::V4(v4) => format!("http://{v4}:{port}"),
+        std::net::IpAddr::V6(v6) => format!("http://[{v6}]:{port}"),
+    })
+}
+
+#[tonic::async_trait]
+impl pb::cluster_server::Cluster for ClusterService {
+    async fn register(
+        &self,
+        req: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let peer = req.remote_addr();
+        let req = req.into_inner();
+        check_node_id(&req.node_id)?;
+        let addr = effective_addr(&req.addr, peer)?;
+        let stats: NodeStatsRecord = req.stats.into();
+        let now = now_ms();
+        let (id, a) = (req.node_id.clone(), addr.clone());
+        self.state
+            .store
+            .write(move |c| meta::upsert_node(c, &id, &a, stats, now))
+            .await?;
+        let draining = self
+            .state
+            .nodes
+            .get(&req.node_id)
+            .is_some_and(|v| v.draining);
+        self.state.nodes.upsert(NodeView {
+            id: req.node_id.clone(),
+            addr: addr.clone(),
+            stats,
+            last_seen_ms: now,
+            draining,
+        });
+        tracing::info!(node = %req.node_id, %addr, "datanode registered");
+        Ok(Response::new(pb::RegisterResponse {
+            heartbeat_interval_ms: self.state.cfg.heartbeat_interval.as_millis() as u64,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let req = req.into_inner();
+        check_node_id(&req.node_id)?;
+        let stats: NodeStatsRecord = req.stats.into();
+        let now = now_ms();
+        let before = self.state.nodes.get(&req.node_id);
+        if !self.state.nodes.heartbeat(&req.node_id, stats, now) {
+            return Ok(Response::new(pb::HeartbeatResponse { reregister: true }));
+        }
+        if let Some(prev) = before {
+            let was = self.state.nodes.state_of(&prev, now);
+            if matches!(was, NodeState::Suspect | NodeState::Dead) {
+                tracing::info!(node = %req.node_id, was = was.as_str(), "datanode is back");
+            }
+        }
+        let id = req.node_id.clone();
+        self.state
+            .store
+            .write(move |c| meta::update_node_stats(c, &id, stats, now))
+            .await?;
+        Ok(Response::new(pb::HeartbeatResponse { reregister: false }))
+    }
+
+    async fn report_replicas(
+        &self,
+        req: Request<pb::ReportReplicasRequest>,
+    ) -> Result<Response<pb::ReportReplicasResponse>, Status> {
+        let req = req.into_inner();
+        check_node_id(&req.node_id)?;
+        if req.chunks.len() > BATCH_MAX {
+            return Err(Status::invalid_argument(format!(
+                "at most {BATCH_MAX} chunks per report"
+            )));
+        }
+        let chunks = parse_chunks(&req.chunks, self.state.cfg.max_chunk_size)?;
+        let node = req.node_id;
+        let n = chunks.len();
+        let id = node.clone();
+        self.state
+            .store
+            .write(move |c| meta::record_replicas(c, &id, &chunks, now_ms()))
+            .await?;
+        tracing::debug!(%node, chunks = n, "replicas recorded");
+        Ok(Response::new(pb::ReportReplicasResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_addresses_take_the_peer_ip() {
+        let peer: SocketAddr = "10.1.2.3:5555".parse().unwrap();
+        assert_eq!(
+            effective_addr("0.0.0.0:7071", Some(peer)).unwrap(),
+            "http://10.1.2.3:7071"
+        );
+        assert_eq!(
+            effective_addr("http://node4:7071", Some(peer)).unwrap(),
+            "http://node4:7071"
+        );
+        assert!(effective_addr("0.0.0.0", Some(peer)).is_err());
+    }
+}

@@ -1,0 +1,325 @@
+//! gRPC service of a datanode: pipelined chunk writes, chunk reads, verification.
+//!
+//! A write streams through the node: each frame goes to the local temporary file (on a
+//! blocking thread, hashed as it is written) and, at the same time, to the next node of the
+//! pipeline. Only when the local copy is complete, verified and durable, and reported to
+//! the coordinator, does this node count itself in the ack, which also carries what the
+//! rest of the pipeline stored (invariants 2 to 4).
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::reporter::Reporter;
+use super::store::{DiskStore, StoreError, Verdict};
+use crate::chunk::{ChunkId, FRAME_SIZE};
+use crate::net::ChannelCache;
+use crate::proto::pb;
+use crate::status::check_node_id;
+
+/// A write stream silent for this long is abandoned.
+const FRAME_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest pipeline a write may name.
+const MAX_PIPELINE: usize = 16;
+
+pub struct DatanodeService {
+    pub node_id: String,
+    pub store: Arc<DiskStore>,
+    pub reporter: Reporter,
+    pub peers: ChannelCache,
+}
+
+impl From<StoreError> for Status {
+    fn from(e: StoreError) -> Status {
+        match &e {
+            StoreError::TooLong { .. }
+            | StoreError::SizeMismatch { .. }
+            | StoreError::HashMismatch { .. }
+            | StoreError::ChunkTooLarge { .. } => Status::invalid_argument(e.to_string()),
+            StoreError::NoSpace { .. } => Status::resource_exhausted(e.to_string()),
+            StoreError::NotFound(_) => Status::not_found(e.to_string()),
+            StoreError::Io { .. } => {
+                tracing::error!(error = %e, "chunk store I/O failed");
+                Status::internal(e.to_string())
+            }
+        }
+    }
+}
+
+enum Frame {
+    Data(Bytes),
+    /// The stream ended cleanly: verify and install.
+    End,
+}
+
+type Downstream = tokio::task::JoinHandle<Result<pb::WriteChunkResponse, Status>>;
+
+impl DatanodeService {
+    /// Opens the write to the next node of the pipeline, sending it the rest of the chain.
+    fn start_downstream(
+        &self,
+        header: &pb::WriteChunkHeader,
+    ) -> Result<Option<(String, mpsc::Sender<pb::WriteChunkRequest>, Downstream)>, Status> {
+        let Some(next) = header.downstream.first() else {
+            return Ok(None);
+        };
+        let channel = self.peers.get(&next.addr)?;
+        let (tx, rx) = mpsc::channel(16);
+        let next_header = pb::WriteChunkHeader {
+            chunk_id: header.chunk_id.clone(),
+            size: header.size,
+            downstream: header.downstream[1..].to_vec(),
+        };
+        tx.try_send(pb::WriteChunkRequest {
+            msg: Some(pb::write_chunk_request::Msg::Header(next_header)),
+        })
+        .map_err(|_| Status::internal("downstream channel closed"))?;
+        let task = tokio::spawn(async move {
+            let mut client = pb::datanode_client::DatanodeClient::new(channel)
+                .max_decoding_message_size(crate::net::MAX_MESSAGE_BYTES);
+            Ok(client
+                .write_chunk(ReceiverStream::new(rx))
+                .await?
+                .into_inner())
+        });
+        Ok(Some((next.node_id.clone(), tx, task)))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::datanode_server::Datanode for DatanodeService {
+    async fn write_chunk(
+        &self,
+        req: Request<Streaming<pb::WriteChunkRequest>>,
+    ) -> Result<Response<pb::WriteChunkResponse>, Status> {
+        let mut stream = req.into_inner();
+        let header = match tokio::time::timeout(FRAME_IDLE_TIMEOUT, stream.message()).await {
+            Ok(Ok(Some(pb::WriteChunkRequest {
+                msg: Some(pb::write_chunk_request::Msg::Header(h)),
+            }))) => h,
+            Ok(Ok(_)) => {
+                return Err(Status::invalid_argument(
+                    "write stream must start with a header",
+                ))
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(Status::deadline_exceeded("no header received")),
+        };
+        let id: ChunkId = header.chunk_id.parse()?;
+        if header.downstream.len() > MAX_PIPELINE {
+            return Err(Status::invalid_argument(format!(
+                "pipeline longer than {MAX_PIPELINE} nodes"
+            )));
+        }
+        for n in &header.downstream {
+            check_node_id(&n.node_id)?;
+        }
+        let size = header.size;
+
+        // Local copy, written on a blocking thread.
+        let writer = self.store.begin_write(id, size)?;
+        let (local_tx, mut local_rx) = mpsc::channel::<Frame>(16);
+        let local = tokio::task::spawn_blocking(move || {
+            let mut writer = writer;
+            while let Some(frame) = local_rx.blocking_recv() {
+                match frame {
+                    Frame::Data(b) => writer.write(&b)?,
+                    Frame::End => return writer.finish().map(|_| true),
+                }
+            }
+            // The stream broke off: drop the writer, which deletes the temporary file.
+            Ok(false)
+        });
+
+        let mut downstream = self.start_downstream(&header)?;
+        let mut failures = Vec::new();
+        let mut received: u64 = 0;
+        let outcome: Result<(), Status> = loop {
+            let msg = match tokio::time::timeout(FRAME_IDLE_TIMEOUT, stream.message()).await {
+                Ok(Ok(Some(m))) => m,
+                Ok(Ok(None)) => break Ok(()),
+                Ok(Err(e)) => break Err(e),
+                Err(_) => {
+                    break Err(Status::deadline_exceeded(format!(
+                        "chunk {id}: stream idle"
+                    )))
+                }
+            };
+            let Some(pb::write_chunk_request::Msg::Data(data)) = msg.msg else {
+                break Err(Status::invalid_argument(format!(
+                    "chunk {id}: unexpected message after the header"
+                )));
+            };
+            received += data.len() as u64;
+            if received > size {
+                break Err(StoreError::TooLong {
+                    id,
+                    announced: size,
+                }
+                .into());
+            }
+            if let Some((_, tx, _)) = &downstream {
+                let frame = pb::WriteChunkRequest {
+                    msg: Some(pb::write_chunk_request::Msg::Data(data.clone())),
+                };
+                if tx.send(frame).await.is_err() {
+                    // The next node failed; keep writing locally, the ack will say so.
+                    let (node, _, task) = downstream.take().expect("checked above");
+                    failures.push(downstream_failure(&node, task).await);
+                }
+            }
+            if local_tx.send(Frame::Data(data)).await.is_err() {
+                break Ok(()); // the local writer failed; its error is collected below
+            }
+        };
+
+        if let Err(e) = outcome {
+            // Abort the whole pipeline: cancelling the downstream call resets its stream, so
+            // no node installs the chunk.
+            if let Some((_, _, task)) = downstream {
+                task.abort();
+            }
+            drop(local_tx);
+            let _ = local.await;
+            return Err(e);
+        }
+
+        let _ = local_tx.send(Frame::End).await;
+        drop(local_tx);
+        let local_result = match local.await {
+            Ok(r) => r,
+            Err(e) => Err(StoreError::Io {
+                what: format!("chunk {id} writer"),
+                source: std::io::Error::other(e.to_string()),
+            }),
+        };
+        let mut stored_on = Vec::new();
+        match local_result {
+            Ok(true) => match self.reporter.report(id, size).await {
+                Ok(()) => stored_on.push(self.node_id.clone()),
+                Err(e) => failures.push(pb::NodeFailure {
+                    node_id: self.node_id.clone(),
+                    error: format!("stored but could not report to the coordinator: {e}"),
+                }),
+            },
+            Ok(false) => {}
+            Err(
+                e @ (StoreError::HashMismatch { .. }
+                | StoreError::SizeMismatch { .. }
+                | StoreError::TooLong { .. }),
+            ) => {
+                if let Some((_, _, task)) = downstream {
+                    task.abort();
+                }
+                return Err(e.into());
+            }
+            Err(e) => {
+                tracing::error!(chunk = %id, error = %e, "storing chunk failed");
+                failures.push(pb::NodeFailure {
+                    node_id: self.node_id.clone(),
+                    error: e.to_string(),
+                });
+            }
+        }
+
+        if let Some((node, tx, task)) = downstream {
+            drop(tx); // clean end of stream: the next node verifies and installs
+            match task.await {
+                Ok(Ok(resp)) => {
+                    stored_on.extend(resp.stored_on);
+                    failures.extend(resp.failures);
+                }
+                Ok(Err(status)) => failures.push(pb::NodeFailure {
+                    node_id: node,
+                    error: status.message().to_string(),
+                }),
+                Err(e) => failures.push(pb::NodeFailure {
+                    node_id: node,
+                    error: e.to_string(),
+                }),
+            }
+        }
+        Ok(Response::new(pb::WriteChunkResponse {
+            stored_on,
+            failures,
+        }))
+    }
+
+    type ReadChunkStream = ReceiverStream<Result<pb::ReadChunkResponse, Status>>;
+
+    async fn read_chunk(
+        &self,
+        req: Request<pb::ReadChunkRequest>,
+    ) -> Result<Response<Self::ReadChunkStream>, Status> {
+        let id: ChunkId = req.into_inner().chunk_id.parse()?;
+        let mut file = self.store.open_read(&id)?;
+        let (tx, rx) = mpsc::channel(4);
+        tokio::task::spawn_blocking(move || loop {
+            let mut buf = vec![0u8; FRAME_SIZE];
+            let n = match read_full(&mut file, &mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ =
+                        tx.blocking_send(Err(Status::internal(format!("read chunk {id}: {e}"))));
+                    return;
+                }
+            };
+            if n == 0 {
+                return;
+            }
+            buf.truncate(n);
+            if tx
+                .blocking_send(Ok(pb::ReadChunkResponse {
+                    data: Bytes::from(buf),
+                }))
+                .is_err()
+            {
+                return;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn verify_chunk(
+        &self,
+        req: Request<pb::VerifyChunkRequest>,
+    ) -> Result<Response<pb::VerifyChunkResponse>, Status> {
+        let id: ChunkId = req.into_inner().chunk_id.parse()?;
+        let store = self.store.clone();
+        let verdict = tokio::task::spawn_blocking(move || store.verify(&id))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(pb::VerifyChunkResponse {
+            present: verdict != Verdict::Missing,
+            intact: verdict == Verdict::Intact,
+        }))
+    }
+}
+
+async fn downstream_failure(node: &str, task: Downstream) -> pb::NodeFailure {
+    let error = match task.await {
+        Ok(Err(status)) => status.message().to_string(),
+        Ok(Ok(_)) => "stream closed early".to_string(),
+        Err(e) => e.to_string(),
+    };
+    pb::NodeFailure {
+        node_id: node.to_string(),
+        error,
+    }
+}
+
+fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,488 @@
+//! Chunks on local disk, content addressed: `chunks/ab/cd/<id>` under the node's data dir.
+//!
+//! A chunk becomes visible under its name only once complete, verified and durable: bytes go
+//! to a temporary file in `tmp/`, which is hashed while written, fsynced, renamed into place,
+//! and the directory fsynced (invariant 2). A writer dropped before it finishes deletes its
+//! temporary file. Every chunk path is built by [`DiskStore::chunk_path`] from a validated
+//! [`ChunkId`], so nothing is ever written outside the data directory (invariant 7).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::chunk::{ChunkHasher, ChunkId, MAX_CHUNK_SIZE};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("chunk {id}: stream is longer than the announced {announced} bytes")]
+    TooLong { id: ChunkId, announced: u64 },
+    #[error("chunk {id}: received {got} bytes, announced {announced}")]
+    SizeMismatch {
+        id: ChunkId,
+        announced: u64,
+        got: u64,
+    },
+    #[error("chunk {id}: received bytes hash to {actual}")]
+    HashMismatch { id: ChunkId, actual: ChunkId },
+    #[error("chunk {id}: size {size} exceeds the maximum chunk size {MAX_CHUNK_SIZE}")]
+    ChunkTooLarge { id: ChunkId, size: u64 },
+    #[error("not enough space: {needed} bytes needed, {free} free above the reserve")]
+    NoSpace { needed: u64, free: u64 },
+    #[error("chunk {0}: not stored on this node")]
+    NotFound(ChunkId),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
+    let what = what.into();
+    move |source| StoreError::Io { what, source }
+}
+
+/// Figures a datanode reports about itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub capacity_bytes: u64,
+    pub used_bytes: u64,
+    pub free_bytes: u64,
+    pub chunk_count: u64,
+}
+
+/// What re-hashing a stored chunk found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Intact,
+    Missing,
+    /// Corrupt or truncated; moved to `quarantine/`.
+    Quarantined,
+}
+
+pub struct DiskStore {
+    root: PathBuf,
+    chunks: PathBuf,
+    tmp: PathBuf,
+    quarantine: PathBuf,
+    capacity: u64,
+    reserve: u64,
+    used: AtomicU64,
+    count: AtomicU64,
+}
+
+impl DiskStore {
+    /// Opens the store under `root`, removing leftover temporary files and counting chunks.
+    pub fn open(root: &Path, capacity: u64, reserve: u64) -> Result<Arc<DiskStore>, StoreError> {
+        let store = DiskStore {
+            root: root.to_path_buf(),
+            chunks: root.join("chunks"),
+            tmp: root.join("tmp"),
+            quarantine: root.join("quarantine"),
+            capacity,
+            reserve,
+            used: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        };
+        for d in [&store.chunks, &store.tmp, &store.quarantine] {
+            fs::create_dir_all(d).map_err(io_err(format!("create {}", d.display())))?;
+        }
+        // Partial chunks from a crash are never visible; clear them out.
+        for entry in fs::read_dir(&store.tmp).map_err(io_err("read tmp dir"))? {
+            let entry = entry.map_err(io_err("read tmp dir"))?;
+            let _ = fs::remove_file(entry.path());
+        }
+        let (mut used, mut count) = (0, 0);
+        store.for_each_chunk(|_, size| {
+            used += size;
+            count += 1;
+        })?;
+        store.used.store(used, Ordering::Relaxed);
+        store.count.store(count, Ordering::Relaxed);
+        Ok(Arc::new(store))
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The one place a chunk's path is built.
+    pub fn chunk_path(&self, id: &ChunkId) -> PathBuf {
+        let hex = id.to_hex();
+        self.chunks.join(&hex[0..2]).join(&hex[2..4]).join(hex)
+    }
+
+    pub fn contains(&self, id: &ChunkId) -> bool {
+        self.chunk_path(id).is_file()
+    }
+
+    /// Calls `f(id, size)` for every stored chunk. Files whose names are not chunk ids are
+    /// ignored.
+    pub fn for_each_chunk(&self, mut f: impl FnMut(ChunkId, u64)) -> Result<(), StoreError> {
+        let read = |p: &Path| fs::read_dir(p).map_err(io_err(format!("list {}", p.display())));
+        for a in read(&self.chunks)? {
+            let a = a.map_err(io_err("list chunks"))?.path();
+            if !a.is_dir() {
+                continue;
+            }
+            for b in read(&a)? {
+                let b = b.map_err(io_err("list chunks"))?.path();
+                if !b.is_dir() {
+                    continue;
+                }
+                for c in read(&b)? {
+                    let c = c.map_err(io_err("list chunks"))?;
+                    let Some(id) = c
+                        .file_name()
+                        .to_str()
+                        .and_then(|n| n.parse::<ChunkId>().ok())
+                    else {
+                        continue;
+                    };
+                    if let Ok(meta) = c.metadata() {
+                        if meta.is_file() {
+                            f(id, meta.len());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let used = self.used.load(Ordering::Relaxed);
+        let fs_free = fs_available(&self.root)
+            .unwrap_or(0)
+            .saturating_sub(self.reserve);
+        let (capacity, free) = if self.capacity > 0 {
+            (
+                self.capacity,
+                self.capacity.saturating_sub(used).min(fs_free),
+            )
+        } else {
+            (used + fs_free, fs_free)
+        };
+        StoreStats {
+            capacity_bytes: capacity,
+            used_bytes: used,
+            free_bytes: free,
+            chunk_count: self.count.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Starts receiving a chunk of `size` bytes.
+    pub fn begin_write(
+        self: &Arc<Self>,
+        id: ChunkId,
+        size: u64,
+    ) -> Result<ChunkWriter, StoreError> {
+        if size > MAX_CHUNK_SIZE {
+            return Err(StoreError::ChunkTooLarge { id, size });
+        }
+        if self.contains(&id) {
+            return Ok(ChunkWriter {
+                store: self.clone(),
+                id,
+                size,
+                hasher: ChunkHasher::new(),
+                written: 0,
+                target: None,
+            });
+        }
+        let free = self.stats().free_bytes;
+        if size > free {
+            return Err(StoreError::NoSpace { needed: size, free });
+        }
+        let tmp_path = self
+            .tmp
+            .join(format!("{}.{:016x}", id.to_hex(), rand::random::<u64>()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp_path)
+            .map_err(io_err(format!("create {}", tmp_path.display())))?;
+        Ok(ChunkWriter {
+            store: self.clone(),
+            id,
+            size,
+            hasher: ChunkHasher::new(),
+            written: 0,
+            target: Some(TempFile {
+                file,
+                path: tmp_path,
+            }),
+        })
+    }
+
+    pub fn open_read(&self, id: &ChunkId) -> Result<File, StoreError> {
+        File::open(self.chunk_path(id)).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::NotFound(*id),
+            _ => StoreError::Io {
+                what: format!("open chunk {id}"),
+                source: e,
+            },
+        })
+    }
+
+    /// Re-hashes a stored chunk; a corrupt one is moved aside to `quarantine/`.
+    pub fn verify(&self, id: &ChunkId) -> Result<Verdict, StoreError> {
+        let mut file = match self.open_read(id) {
+            Ok(f) => f,
+            Err(StoreError::NotFound(_)) => return Ok(Verdict::Missing),
+            Err(e) => return Err(e),
+        };
+        let mut hasher = ChunkHasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file
+                .read(&mut buf)
+                .map_err(io_err(format!("read chunk {id}")))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        if hasher.finish() == *id {
+            return Ok(Verdict::Intact);
+        }
+        self.quarantine(id)?;
+        Ok(Verdict::Quarantined)
+    }
+
+    /// Moves a chunk out of the way (kept for a human to inspect).
+    pub fn quarantine(&self, id: &ChunkId) -> Result<(), StoreError> {
+        let from = self.chunk_path(id);
+        let size = fs::metadata(&from).map(|m| m.len()).unwrap_or(0);
+        let to = self
+            .quarantine
+            .join(format!("{}.{}", id.to_hex(), crate::meta::now_ms()));
+        fs::rename(&from, &to).map_err(io_err(format!("quarantine chunk {id}")))?;
+        self.used.fetch_sub(
+            size.min(self.used.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        tracing::warn!(chunk = %id, to = %to.display(), "corrupt chunk moved aside");
+        Ok(())
+    }
+}
+
+struct TempFile {
+    file: File,
+    path: PathBuf,
+}
+
+/// Receives one chunk. Dropped without [`ChunkWriter::finish`], it leaves nothing behind.
+pub struct ChunkWriter {
+    store: Arc<DiskStore>,
+    id: ChunkId,
+    size: u64,
+    hasher: ChunkHasher,
+    written: u64,
+    /// None when the chunk is already stored: the bytes are then only counted and hashed.
+    target: Option<TempFile>,
+}
+
+impl ChunkWriter {
+    pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        if self.written + data.len() as u64 > self.size {
+            return Err(StoreError::TooLong {
+                id: self.id,
+                announced: self.size,
+            });
+        }
+        self.hasher.update(data);
+        if let Some(t) = &mut self.target {
+            t.file
+                .write_all(data)
+                .map_err(io_err(format!("write chunk {}", self.id)))?;
+        }
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    /// Verifies size and hash, then makes the chunk durable and visible.
+    pub fn finish(mut self) -> Result<(), StoreError> {
+        let id = self.id;
+        if self.written != self.size {
+            return Err(StoreError::SizeMismatch {
+                id,
+                announced: self.size,
+                got: self.written,
+            });
+        }
+        let actual = std::mem::take(&mut self.hasher).finish();
+        if actual != id {
+            return Err(StoreError::HashMismatch { id, actual });
+        }
+        let Some(tmp) = self.target.take() else {
+            return Ok(());
+        };
+        let result = self.install(&tmp);
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp.path);
+        }
+        result
+    }
+
+    fn install(&self, tmp: &TempFile) -> Result<(), StoreError> {
+        let id = self.id;
+        tmp.file
+            .sync_all()
+            .map_err(io_err(format!("fsync chunk {id}")))?;
+        let dest = self.store.chunk_path(&id);
+        let leaf = dest.parent().expect("chunk path has a parent");
+        let created = !leaf.is_dir();
+        if created {
+            fs::create_dir_all(leaf).map_err(io_err(format!("create {}", leaf.display())))?;
+        }
+        fs::rename(&tmp.path, &dest).map_err(io_err(format!("install chunk {id}")))?;
+        fsync_dir(leaf)?;
+        if created {
+            // New fan-out directories must themselves survive a crash.
+            let mid = leaf.parent().expect("fan-out dir has a parent");
+            fsync_dir(mid)?;
+            fsync_dir(&self.store.chunks)?;
+        }
+        self.store.used.fetch_add(self.size, Ordering::Relaxed);
+        self.store.count.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Drop for ChunkWriter {
+    fn drop(&mut self) {
+        if let Some(t) = self.target.take() {
+            let _ = fs::remove_file(&t.path);
+        }
+    }
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(format!("fsync directory {}", dir.display())))
+}
+
+/// Bytes available to unprivileged users on the file system holding `path`.
+fn fs_available(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return None;
+    }
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Arc<DiskStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = DiskStore::open(dir.path(), 0, 0).unwrap();
+        (dir, s)
+    }
+
+    fn files_under(p: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![p.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in fs::read_dir(&d).unwrap() {
+                let e = e.unwrap().path();
+                if e.is_dir() {
+                    stack.push(e);
+                } else {
+                    out.push(e);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn stores_under_fan_out_path_and_counts() {
+        let (dir, s) = store();
+        let data = b"hello chunk".to_vec();
+        let id = ChunkId::of(&data);
+        let mut w = s.begin_write(id, data.len() as u64).unwrap();
+        w.write(&data[..5]).unwrap();
+        w.write(&data[5..]).unwrap();
+        w.finish().unwrap();
+        let hex = id.to_hex();
+        let expect = dir
+            .path()
+            .join("chunks")
+            .join(&hex[..2])
+            .join(&hex[2..4])
+            .join(&hex);
+        assert_eq!(fs::read(&expect).unwrap(), data);
+        assert_eq!(s.stats().chunk_count, 1);
+        assert_eq!(s.stats().used_bytes, data.len() as u64);
+        // Reopening counts it again.
+        let s2 = DiskStore::open(dir.path(), 0, 0).unwrap();
+        assert_eq!(s2.stats().chunk_count, 1);
+        assert!(files_under(&dir.path().join("tmp")).is_empty());
+    }
+
+    #[test]
+    fn refuses_wrong_hash_short_and_long_streams_leaving_nothing() {
+        let (dir, s) = store();
+        let data = vec![1u8; 1000];
+        let id = ChunkId::of(&data);
+
+        let mut w = s.begin_write(id, 1000).unwrap();
+        w.write(&[2u8; 1000]).unwrap();
+        assert!(matches!(w.finish(), Err(StoreError::HashMismatch { .. })));
+
+        let mut w = s.begin_write(id, 1000).unwrap();
+        w.write(&data[..999]).unwrap();
+        assert!(matches!(w.finish(), Err(StoreError::SizeMismatch { .. })));
+
+        let mut w = s.begin_write(id, 1000).unwrap();
+        w.write(&data).unwrap();
+        assert!(matches!(w.write(&[0]), Err(StoreError::TooLong { .. })));
+        drop(w);
+
+        assert!(files_under(&dir.path().join("chunks")).is_empty());
+        assert!(files_under(&dir.path().join("tmp")).is_empty());
+        assert!(!s.contains(&id));
+    }
+
+    #[test]
+    fn verify_quarantines_corruption() {
+        let (dir, s) = store();
+        let data = vec![9u8; 4096];
+        let id = ChunkId::of(&data);
+        let mut w = s.begin_write(id, 4096).unwrap();
+        w.write(&data).unwrap();
+        w.finish().unwrap();
+        assert_eq!(s.verify(&id).unwrap(), Verdict::Intact);
+        let mut bytes = fs::read(s.chunk_path(&id)).unwrap();
+        bytes[100] ^= 0xff;
+        fs::write(s.chunk_path(&id), bytes).unwrap();
+        assert_eq!(s.verify(&id).unwrap(), Verdict::Quarantined);
+        assert!(!s.contains(&id));
+        assert_eq!(files_under(&dir.path().join("quarantine")).len(), 1);
+        assert_eq!(s.verify(&id).unwrap(), Verdict::Missing);
+        assert_eq!(s.stats().chunk_count, 0);
+    }
+
+    #[test]
+    fn refuses_writes_beyond_capacity() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = DiskStore::open(dir.path(), 100, 0).unwrap();
+        let data = vec![0u8; 200];
+        assert!(matches!(
+            s.begin_write(ChunkId::of(&data), 200),
+            Err(StoreError::NoSpace { .. })
+        ));
+    }
+}

@@ -1,0 +1,47 @@
+//! dfsd: a distributed file system in one binary.
+//!
+//! # Layout
+//!
+//! | module | what it does |
+//! |---|---|
+//! | [`cli`] | command-line definitions (clap) |
+//! | [`config`] | defaults < TOML < `DFSD_*` env < flags, validated |
+//! | [`coordinator`] | the metadata server: namespace, placement, commits, node health |
+//! | [`meta`] | the SQLite store: every SQL statement lives here |
+//! | [`datanode`] | chunk storage on disk, pipelined writes, reads, verification |
+//! | [`client`] | the SDK (uploads, downloads, namespace calls) and the CLI commands |
+//! | [`dev`] | an all-in-one local cluster |
+//! | [`chunk`], [`path`] | validated domain types: chunk ids (SHA-256) and namespace paths |
+//! | [`proto`] | generated gRPC code; [`status`] maps domain errors to gRPC codes |
+//!
+//! # Data flow
+//!
+//! **Write.** The client cuts its input into chunks (8 MiB by default) and hashes each;
+//! the chunk id is its SHA-256. It asks the coordinator to place a batch of chunks: a chunk
+//! already stored with enough live replicas is skipped (dedup); the others get a pipeline of
+//! distinct datanodes chosen by free space. The client streams each chunk once to the first
+//! node, which writes it to a temporary file while forwarding the frames to the next node.
+//! Each node verifies the hash, fsyncs, renames the chunk into `chunks/ab/cd/<id>`, fsyncs
+//! the directory, reports the replica to the coordinator, and only then acks. When every
+//! chunk has its write quorum of replicas on the coordinator's own records, the client
+//! commits the file: one SQLite transaction swaps in the new chunk list.
+//!
+//! **Read.** The client gets the chunk list with live replica locations, fetches chunks in
+//! parallel, verifies every chunk's SHA-256 before writing any of its bytes, and fails over
+//! to the next replica (reporting the bad one) on error or mismatch.
+//!
+//! See ARCHITECTURE.md for the invariants and the decisions behind them.
+
+pub mod chunk;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod coordinator;
+pub mod datanode;
+pub mod dev;
+pub mod meta;
+pub mod net;
+pub mod path;
+pub mod proto;
+pub mod status;
+pub mod units;

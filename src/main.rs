@@ -1,0 +1,150 @@
+//! The `dfsd` binary: parse the command line, load the config, run a role or a command.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use dfsd::cli::{rewrite_role_args, Cli, Command};
+use dfsd::client::{commands, Client};
+use dfsd::config::Config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_from(rewrite_role_args(std::env::args().collect()));
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dfsd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_server(cmd: &Command) -> bool {
+    matches!(
+        cmd,
+        Command::Coordinator(_) | Command::Datanode(_) | Command::Dev(_)
+    )
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let Some(command) = cli.command else {
+        anyhow::bail!(
+            "no command given; try `dfsd --help` (or `dfsd dev` to start a local cluster)"
+        );
+    };
+    let mut cfg = Config::load(cli.config.as_deref())?;
+    if let Some(c) = cli.coordinator {
+        cfg.client.coordinator = c;
+    }
+    if let Some(l) = cli.log_level {
+        cfg.log_level = l;
+    }
+    match &command {
+        Command::Coordinator(a) => {
+            if let Some(v) = &a.listen {
+                cfg.coordinator.listen = v.clone();
+            }
+            if let Some(v) = &a.data_dir {
+                cfg.coordinator.data_dir = v.clone();
+            }
+        }
+        Command::Datanode(a) => {
+            if let Some(v) = &a.join {
+                cfg.datanode.join = v.clone();
+            }
+            if let Some(v) = &a.listen {
+                cfg.datanode.listen = v.clone();
+            }
+            if let Some(v) = &a.advertise {
+                cfg.datanode.advertise = v.clone();
+            }
+            if let Some(v) = &a.data_dir {
+                cfg.datanode.data_dir = v.clone();
+            }
+            if let Some(v) = a.capacity {
+                cfg.datanode.capacity = v;
+            }
+        }
+        _ => {}
+    }
+    cfg.validate()?;
+
+    // Servers log at the configured level; client commands only warnings and errors, so
+    // their output stays clean.
+    let level = if is_server(&command) || std::env::var_os("DFSD_LOG_LEVEL").is_some() {
+        cfg.log_level.clone()
+    } else {
+        "warn".into()
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(dispatch(command, cfg))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
+    use anyhow::Context;
+    match command {
+        Command::Coordinator(_) => {
+            let l = tokio::net::TcpListener::bind(&cfg.coordinator.listen)
+                .await
+                .with_context(|| format!("bind {}", cfg.coordinator.listen))?;
+            dfsd::coordinator::run(l, cfg.coordinator, shutdown_signal()).await
+        }
+        Command::Datanode(_) => {
+            let l = tokio::net::TcpListener::bind(&cfg.datanode.listen)
+                .await
+                .with_context(|| format!("bind {}", cfg.datanode.listen))?;
+            dfsd::datanode::run(l, cfg.datanode, shutdown_signal()).await
+        }
+        Command::Dev(a) => {
+            let listen = a.listen.clone();
+            dfsd::dev::run(
+                cfg,
+                a.nodes,
+                &a.data_dir,
+                &listen,
+                a.demo_only,
+                shutdown_signal(),
+            )
+            .await
+        }
+        Command::Config => {
+            print!("{}", cfg.to_toml());
+            Ok(())
+        }
+        other => {
+            let client = Client::new(&cfg.client)?;
+            match other {
+                Command::Put(a) => commands::put(&client, &a).await,
+                Command::Get(a) => commands::get(&client, &a).await,
+                Command::Ls(a) => commands::ls(&client, &a).await,
+                Command::Stat(a) => commands::stat(&client, &a.path).await,
+                Command::Rm(a) => commands::rm(&client, &a).await,
+                Command::Mv(a) => commands::mv(&client, &a).await,
+                Command::Mkdir(a) => commands::mkdir(&client, &a).await,
+                Command::Nodes => commands::nodes(&client).await,
+                _ => unreachable!("server roles handled above"),
+            }
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The metadata store: every SQL statement of dfsd lives in this module.
+//!
+//! One SQLite file in WAL mode with foreign keys on and `synchronous=FULL` by default. A
+//! single writer connection serialises mutations (each one SQLite transaction); a second
+//! connection serves reads concurrently, which WAL allows. All functions are blocking:
+//! async callers go through [`Store::write`] / [`Store::read`] on the blocking pool.
+
+mod cluster;
+mod migrate;
+mod namespace;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::Connection;
+
+use crate::chunk::ChunkId;
+use crate::path::DfsPath;
+
+pub use cluster::{NodeRecord, NodeStatsRecord};
+pub use migrate::MIGRATIONS;
+pub use namespace::{CommitRequest, FileChunk};
+
+/// Id of the root directory's row.
+pub const ROOT_INODE: i64 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+}
+
+impl Kind {
+    fn to_sql(self) -> i64 {
+        match self {
+            Kind::Dir => 1,
+            Kind::File => 2,
+        }
+    }
+
+    fn from_sql(v: i64) -> Kind {
+        if v == 1 {
+            Kind::Dir
+        } else {
+            Kind::File
+        }
+    }
+}
+
+/// One namespace entry as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inode {
+    pub id: i64,
+    pub kind: Kind,
+    pub size: u64,
+    pub mtime_ms: i64,
+    pub version: u64,
+    pub replication: u32,
+}
+
+/// An entry with its path and chunk count, as returned to callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryInfo {
+    pub path: DfsPath,
+    pub inode: Inode,
+    pub chunk_count: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("{0}: no such file or directory")]
+    NotFound(DfsPath),
+    #[error("{0}: already exists")]
+    AlreadyExists(DfsPath),
+    #[error("{0}: not a directory")]
+    NotADirectory(DfsPath),
+    #[error("{0}: is a directory")]
+    IsADirectory(DfsPath),
+    #[error("{0}: directory not empty (delete recursively, e.g. rm -r)")]
+    NotEmpty(DfsPath),
+    #[error("{path}: version is {actual}, expected {expected}")]
+    VersionMismatch {
+        path: DfsPath,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("chunk {chunk}: {have} durable replica(s) on record, write quorum is {need}")]
+    QuorumNotMet {
+        chunk: ChunkId,
+        have: usize,
+        need: usize,
+    },
+    #[error("unknown datanode {0:?}: register first")]
+    UnknownNode(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("metadata store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+pub type Result<T, E = MetaError> = std::result::Result<T, E>;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Clone)]
+pub struct Store {
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub fn open(path: &Path, synchronous: &str) -> Result<Store> {
+        let sync = match synchronous {
+            "full" => "FULL",
+            "normal" => "NORMAL",
+            "extra" => "EXTRA",
+            other => {
+                return Err(MetaError::Invalid(format!(
+                    "unknown sqlite synchronous mode {other:?}"
+                )))
+            }
+        };
+        let open = || -> Result<Connection> {
+            let conn = Connection::open(path)?;
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", sync)?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            Ok(conn)
+        };
+        let mut writer = open()?;
+        migrate::apply(&mut writer)?;
+        let reader = open()?;
+        Ok(Store {
+            writer: Arc::new(Mutex::new(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    /// Runs `f` on the writer connection on the blocking pool.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = self.writer.clone();
+        run_blocking(move || f(&mut conn.lock().unwrap_or_else(|p| p.into_inner()))).await
+    }
+
+    /// Runs `f` on the reader connection on the blocking pool.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = self.reader.clone();
+        run_blocking(move || f(&mut conn.lock().unwrap_or_else(|p| p.into_inner()))).await
+    }
+
+    /// Synchronous access for tests and start-up code.
+    pub fn with_writer<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        f(&mut self.writer.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+async fn run_blocking<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(MetaError::Invalid(format!("metadata task failed: {e}"))),
+    }
+}
+
+// Re-export the operations so callers write `meta::stat(conn, ..)`.
+pub use cluster::{
+    chunk_sizes, delete_node, get_node, list_nodes, record_replicas, remove_replica, replicas_of,
+    touch_chunks, update_node_stats, upsert_node,
+};
+pub use namespace::{commit_file, delete, file_chunks, list, mkdir, rename, resolve, stat};

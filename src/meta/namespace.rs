@@ -1,0 +1,420 @@
+//! The namespace: directories and files as rows of `inodes`, each file's committed chunk
+//! list in `file_chunks`. A directory rename is one row update; a commit swaps a file's
+//! chunk list in one transaction, so readers see the old version or the new one.
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use super::{EntryInfo, Inode, Kind, MetaError, Result, ROOT_INODE};
+use crate::chunk::ChunkId;
+use crate::path::DfsPath;
+
+/// One chunk of a committed file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileChunk {
+    pub chunk_id: ChunkId,
+    pub size: u64,
+    /// Offset of the chunk within the file.
+    pub offset: u64,
+}
+
+/// Everything a commit needs to decide, in one transaction.
+#[derive(Debug, Clone)]
+pub struct CommitRequest {
+    pub path: DfsPath,
+    pub chunks: Vec<(ChunkId, u64)>,
+    pub size: u64,
+    pub replication: u32,
+    pub write_quorum: u32,
+    pub no_clobber: bool,
+    pub expected_version: Option<u64>,
+    /// Nodes whose replicas count (not dead).
+    pub live_nodes: HashSet<String>,
+}
+
+const INODE_COLS: &str = "id, kind, size, mtime_ms, version, replication";
+
+fn inode_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Inode> {
+    Ok(Inode {
+        id: r.get(0)?,
+        kind: Kind::from_sql(r.get(1)?),
+        size: r.get::<_, i64>(2)? as u64,
+        mtime_ms: r.get(3)?,
+        version: r.get::<_, i64>(4)? as u64,
+        replication: r.get::<_, i64>(5)? as u32,
+    })
+}
+
+fn lookup(conn: &Connection, parent: i64, name: &str) -> Result<Option<Inode>> {
+    let sql = format!("SELECT {INODE_COLS} FROM inodes WHERE parent = ?1 AND name = ?2");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(params![parent, name], inode_from_row)
+        .optional()?)
+}
+
+fn inode_by_id(conn: &Connection, id: i64) -> Result<Inode> {
+    let sql = format!("SELECT {INODE_COLS} FROM inodes WHERE id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(params![id], inode_from_row)?)
+}
+
+/// Walks `path` from the root. `Ok(None)` when the last segment (or an ancestor) is missing;
+/// `NotADirectory` when an ancestor is a file.
+pub fn resolve(conn: &Connection, path: &DfsPath) -> Result<Option<Inode>> {
+    let mut cur = inode_by_id(conn, ROOT_INODE)?;
+    let mut walked = DfsPath::root();
+    for seg in path.segments() {
+        if cur.kind != Kind::Dir {
+            return Err(MetaError::NotADirectory(walked));
+        }
+        match lookup(conn, cur.id, seg)? {
+            Some(next) => cur = next,
+            None => return Ok(None),
+        }
+        walked = walked
+            .join(seg)
+            .map_err(|e| MetaError::Invalid(e.to_string()))?;
+    }
+    Ok(Some(cur))
+}
+
+fn resolve_existing(conn: &Connection, path: &DfsPath) -> Result<Inode> {
+    resolve(conn, path)?.ok_or_else(|| MetaError::NotFound(path.clone()))
+}
+
+fn chunk_count(conn: &Connection, inode: &Inode) -> Result<u64> {
+    if inode.kind != Kind::File {
+        return Ok(0);
+    }
+    let n: i64 = conn
+        .prepare_cached("SELECT count(*) FROM file_chunks WHERE inode = ?1")?
+        .query_row(params![inode.id], |r| r.get(0))?;
+    Ok(n as u64)
+}
+
+fn info(conn: &Connection, path: DfsPath, inode: Inode) -> Result<EntryInfo> {
+    let chunk_count = chunk_count(conn, &inode)?;
+    Ok(EntryInfo {
+        path,
+        inode,
+        chunk_count,
+    })
+}
+
+pub fn stat(conn: &Connection, path: &DfsPath) -> Result<EntryInfo> {
+    let inode = resolve_existing(conn, path)?;
+    info(conn, path.clone(), inode)
+}
+
+/// Immediate children of a directory, in name order, after `start_after`. Listing a file
+/// returns the file itself. The bool is true when more entries follow.
+pub fn list(
+    conn: &Connection,
+    path: &DfsPath,
+    start_after: &str,
+    limit: usize,
+) -> Result<(Vec<EntryInfo>, bool)> {
+    let dir = resolve_existing(conn, path)?;
+    if dir.kind == Kind::File {
+        return Ok((vec![info(conn, path.clone(), dir)?], false));
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT i.id, i.kind, i.size, i.mtime_ms, i.version, i.replication, i.name,
+                (SELECT count(*) FROM file_chunks f WHERE f.inode = i.id)
+         FROM inodes i WHERE i.parent = ?1 AND i.name > ?2 ORDER BY i.name LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![dir.id, start_after, (limit + 1) as i64], |r| {
+        Ok((
+            inode_from_row(r)?,
+            r.get::<_, String>(6)?,
+            r.get::<_, i64>(7)? as u64,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (inode, name, chunk_count) = row?;
+        let child = path
+            .join(&name)
+            .map_err(|e| MetaError::Invalid(e.to_string()))?;
+        out.push(EntryInfo {
+            path: child,
+            inode,
+            chunk_count,
+        });
+    }
+    let truncated = out.len() > limit;
+    out.truncate(limit);
+    Ok((out, truncated))
+}
+
+fn insert_dir(tx: &Transaction<'_>, parent: i64, name: &str, now: i64) -> Result<Inode> {
+    tx.prepare_cached("INSERT INTO inodes (parent, name, kind, mtime_ms) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![parent, name, Kind::Dir.to_sql(), now])?;
+    inode_by_id(tx, tx.last_insert_rowid())
+}
+
+/// Creates every missing directory on the way to `path`'s parent and returns the parent.
+fn ensure_parent(tx: &Transaction<'_>, path: &DfsPath, create: bool, now: i64) -> Result<Inode> {
+    let parent_path = path
+        .parent()
+        .ok_or_else(|| MetaError::Invalid("the root has no parent".into()))?;
+    let mut cur = inode_by_id(tx, ROOT_INODE)?;
+    let mut walked = DfsPath::root();
+    for seg in parent_path.segments() {
+        walked = walked
+            .join(seg)
+            .map_err(|e| MetaError::Invalid(e.to_string()))?;
+        cur = match lookup(tx, cur.id, seg)? {
+            Some(n) if n.kind == Kind::Dir => n,
+            Some(_) => return Err(MetaError::NotADirectory(walked)),
+            None if create => insert_dir(tx, cur.id, seg, now)?,
+            None => return Err(MetaError::NotFound(walked)),
+        };
+    }
+    Ok(cur)
+}
+
+pub fn mkdir(conn: &mut Connection, path: &DfsPath, parents: bool, now: i64) -> Result<EntryInfo> {
+    if path.is_root() {
+        return if parents {
+            stat(conn, path)
+        } else {
+            Err(MetaError::AlreadyExists(path.clone()))
+        };
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let parent = ensure_parent(&tx, path, parents, now)?;
+    let inode = match lookup(&tx, parent.id, path.name())? {
+        Some(existing) if existing.kind == Kind::Dir && parents => existing,
+        Some(_) => return Err(MetaError::AlreadyExists(path.clone())),
+        None => insert_dir(&tx, parent.id, path.name(), now)?,
+    };
+    tx.commit()?;
+    Ok(EntryInfo {
+        path: path.clone(),
+        inode,
+        chunk_count: 0,
+    })
+}
+
+/// Deletes a file, an empty directory, or with `recursive` a whole tree. Returns the number
+/// of files and directories removed.
+pub fn delete(conn: &mut Connection, path: &DfsPath, recursive: bool) -> Result<(u64, u64)> {
+    if path.is_root() {
+        return Err(MetaError::Invalid(
+            "cannot delete the root directory".into(),
+        ));
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let inode = resolve_existing(&tx, path)?;
+    if inode.kind == Kind::Dir && !recursive {
+        let has_child: bool = tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM inodes WHERE parent = ?1)")?
+            .query_row(params![inode.id], |r| r.get(0))?;
+        if has_child {
+            return Err(MetaError::NotEmpty(path.clone()));
+        }
+    }
+    let (files, dirs): (i64, i64) = tx.query_row(
+        "WITH RECURSIVE sub(id, kind) AS (
+             SELECT id, kind FROM inodes WHERE id = ?1
+             UNION ALL SELECT i.id, i.kind FROM inodes i JOIN sub ON i.parent = sub.id)
+         SELECT coalesce(sum(kind = 2), 0), coalesce(sum(kind = 1), 0) FROM sub",
+        params![inode.id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    // ON DELETE CASCADE removes the subtree and the files' chunk lists.
+    tx.execute("DELETE FROM inodes WHERE id = ?1", params![inode.id])?;
+    tx.commit()?;
+    Ok((files as u64, dirs as u64))
+}
+
+/// Moves `src` to `dst` (one row update, whatever the size of the tree). `dst` must not
+/// exist and its parent must be a directory.
+pub fn rename(conn: &mut Connection, src: &DfsPath, dst: &DfsPath, now: i64) -> Result<EntryInfo> {
+    if src.is_root() || dst.is_root() {
+        return Err(MetaError::Invalid("cannot move the root directory".into()));
+    }
+    if dst.starts_with(src) {
+        return Err(MetaError::Invalid(format!(
+            "cannot move {src} into itself ({dst})"
+        )));
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let inode = resolve_existing(&tx, src)?;
+    let parent = ensure_parent(&tx, dst, false, now)?;
+    if lookup(&tx, parent.id, dst.name())?.is_some() {
+        return Err(MetaError::AlreadyExists(dst.clone()));
+    }
+    tx.execute(
+        "UPDATE inodes SET parent = ?1, name = ?2 WHERE id = ?3",
+        params![parent.id, dst.name(), inode.id],
+    )?;
+    let moved = inode_by_id(&tx, inode.id)?;
+    let out = info(&tx, dst.clone(), moved)?;
+    tx.commit()?;
+    Ok(out)
+}
+
+/// Commits a file version: checks every chunk's durable replicas on record against the
+/// write quorum, creates missing parent directories, and swaps the chunk list, all in one
+/// transaction.
+pub fn commit_file(conn: &mut Connection, req: &CommitRequest, now: i64) -> Result<EntryInfo> {
+    let total: u64 = req.chunks.iter().map(|c| c.1).sum();
+    if total != req.size {
+        return Err(MetaError::Invalid(format!(
+            "{}: size {} does not match its chunks ({total} bytes)",
+            req.path, req.size
+        )));
+    }
+    if req.path.is_root() {
+        return Err(MetaError::IsADirectory(req.path.clone()));
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+
+    let mut checked: HashMap<ChunkId, u64> = HashMap::new();
+    for (id, size) in &req.chunks {
+        if let Some(known) = checked.get(id) {
+            if known != size {
+                return Err(MetaError::Invalid(format!(
+                    "chunk {id}: listed with two sizes"
+                )));
+            }
+            continue;
+        }
+        let on_record: Option<i64> = tx
+            .prepare_cached("SELECT size FROM chunks WHERE id = ?1")?
+            .query_row(params![id.to_hex()], |r| r.get(0))
+            .optional()?;
+        match on_record {
+            None => {
+                return Err(MetaError::QuorumNotMet {
+                    chunk: *id,
+                    have: 0,
+                    need: req.write_quorum as usize,
+                })
+            }
+            Some(s) if s as u64 != *size => {
+                return Err(MetaError::Invalid(format!(
+                    "chunk {id}: size {s} on record, {size} in commit"
+                )))
+            }
+            Some(_) => {}
+        }
+        let mut stmt = tx.prepare_cached("SELECT node_id FROM replicas WHERE chunk_id = ?1")?;
+        let holders = stmt.query_map(params![id.to_hex()], |r| r.get::<_, String>(0))?;
+        let mut have = 0;
+        for h in holders {
+            if req.live_nodes.contains(&h?) {
+                have += 1;
+            }
+        }
+        if have < req.write_quorum as usize {
+            return Err(MetaError::QuorumNotMet {
+                chunk: *id,
+                have,
+                need: req.write_quorum as usize,
+            });
+        }
+        checked.insert(*id, *size);
+    }
+
+    let parent = ensure_parent(&tx, &req.path, true, now)?;
+    let inode_id = match lookup(&tx, parent.id, req.path.name())? {
+        Some(existing) if existing.kind == Kind::Dir => {
+            return Err(MetaError::IsADirectory(req.path.clone()))
+        }
+        Some(_) if req.no_clobber => return Err(MetaError::AlreadyExists(req.path.clone())),
+        Some(existing) => {
+            if let Some(expected) = req.expected_version {
+                if expected != existing.version {
+                    return Err(MetaError::VersionMismatch {
+                        path: req.path.clone(),
+                        expected,
+                        actual: existing.version,
+                    });
+                }
+            }
+            tx.prepare_cached("DELETE FROM file_chunks WHERE inode = ?1")?
+                .execute(params![existing.id])?;
+            tx.prepare_cached(
+                "UPDATE inodes SET size = ?1, mtime_ms = ?2, version = version + 1, replication = ?3 WHERE id = ?4",
+            )?
+            .execute(params![req.size as i64, now, req.replication, existing.id])?;
+            existing.id
+        }
+        None => {
+            if let Some(expected) = req.expected_version.filter(|v| *v != 0) {
+                return Err(MetaError::VersionMismatch {
+                    path: req.path.clone(),
+                    expected,
+                    actual: 0,
+                });
+            }
+            tx.prepare_cached(
+                "INSERT INTO inodes (parent, name, kind, size, mtime_ms, version, replication)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)",
+            )?
+            .execute(params![
+                parent.id,
+                req.path.name(),
+                Kind::File.to_sql(),
+                req.size as i64,
+                now,
+                req.replication
+            ])?;
+            tx.last_insert_rowid()
+        }
+    };
+    {
+        let mut ins = tx.prepare_cached(
+            "INSERT INTO file_chunks (inode, idx, chunk_id, size) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (idx, (id, size)) in req.chunks.iter().enumerate() {
+            ins.execute(params![inode_id, idx as i64, id.to_hex(), *size as i64])?;
+        }
+    }
+    let inode = inode_by_id(&tx, inode_id)?;
+    tx.commit()?;
+    Ok(EntryInfo {
+        path: req.path.clone(),
+        inode,
+        chunk_count: req.chunks.len() as u64,
+    })
+}
+
+/// A file's entry and its ordered chunk list with offsets.
+pub fn file_chunks(conn: &Connection, path: &DfsPath) -> Result<(EntryInfo, Vec<FileChunk>)> {
+    let inode = resolve_existing(conn, path)?;
+    if inode.kind == Kind::Dir {
+        return Err(MetaError::IsADirectory(path.clone()));
+    }
+    let mut stmt = conn
+        .prepare_cached("SELECT chunk_id, size FROM file_chunks WHERE inode = ?1 ORDER BY idx")?;
+    let rows = stmt.query_map(params![inode.id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
+    let mut chunks = Vec::new();
+    let mut offset = 0;
+    for row in rows {
+        let (id, size) = row?;
+        let chunk_id = id
+            .parse()
+            .map_err(|e: crate::chunk::InvalidChunkId| MetaError::Invalid(e.to_string()))?;
+        chunks.push(FileChunk {
+            chunk_id,
+            size,
+            offset,
+        });
+        offset += size;
+    }
+    let entry = EntryInfo {
+        path: path.clone(),
+        inode,
+        chunk_count: chunks.len() as u64,
+    };
+    Ok((entry, chunks))
+}

@@ -1,0 +1,57 @@
+//! The one place where domain errors become gRPC statuses.
+
+use tonic::{Code, Status};
+
+use crate::chunk::InvalidChunkId;
+use crate::meta::MetaError;
+use crate::path::PathError;
+
+impl From<MetaError> for Status {
+    fn from(e: MetaError) -> Status {
+        let code = match &e {
+            MetaError::NotFound(_) => Code::NotFound,
+            MetaError::AlreadyExists(_) => Code::AlreadyExists,
+            MetaError::NotADirectory(_) | MetaError::IsADirectory(_) | MetaError::NotEmpty(_) => {
+                Code::FailedPrecondition
+            }
+            MetaError::VersionMismatch { .. } => Code::FailedPrecondition,
+            MetaError::QuorumNotMet { .. } => Code::FailedPrecondition,
+            MetaError::UnknownNode(_) => Code::FailedPrecondition,
+            MetaError::Invalid(_) => Code::InvalidArgument,
+            MetaError::Sqlite(_) => Code::Internal,
+        };
+        if code == Code::Internal {
+            tracing::error!(error = %e, "metadata store failed");
+        }
+        Status::new(code, e.to_string())
+    }
+}
+
+impl From<PathError> for Status {
+    fn from(e: PathError) -> Status {
+        Status::invalid_argument(e.to_string())
+    }
+}
+
+impl From<InvalidChunkId> for Status {
+    fn from(e: InvalidChunkId) -> Status {
+        Status::invalid_argument(e.to_string())
+    }
+}
+
+/// Node ids are 1 to 64 characters of `[A-Za-z0-9_-]`.
+pub fn check_node_id(id: &str) -> Result<(), Status> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(format!(
+            "invalid node id {:?}: expected 1 to 64 of [A-Za-z0-9_-]",
+            id.chars().take(80).collect::<String>()
+        )))
+    }
+}
