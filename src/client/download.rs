@@ -83,14 +83,18 @@ impl Client {
         let (start, version) = (range.offset, entry.version);
 
         // Chunk locations, page by page, keeping only the chunks the range needs.
+        // The stream's futures own clones of the client (cheap), so they are 'static and the
+        // whole download can run on a spawned task.
+        let pager = self.clone();
         let pages = futures::stream::try_unfold((Some(first), 0u64), move |(page, next)| {
             let path = path.clone();
+            let client = pager.clone();
             async move {
                 let page = match page {
                     Some(p) => p,
                     None if next == u64::MAX => return Ok(None),
                     None => {
-                        let p = self.file_page(&path, next).await?;
+                        let p = client.file_page(&path, next).await?;
                         if p.entry.as_ref().map(|e| e.version) != Some(version) {
                             return Err(ClientError::Remote {
                                 code: Code::Aborted,
@@ -117,9 +121,12 @@ impl Client {
         .try_filter(move |c| futures::future::ready(c.offset + c.size > start && c.offset < end));
 
         let mut fetches = std::pin::pin!(pages
-            .map_ok(|loc| async move {
-                let fetched = self.fetch_chunk(&loc).await?;
-                Ok::<_, ClientError>((loc, fetched))
+            .map_ok(|loc| {
+                let client = self.clone();
+                async move {
+                    let fetched = client.fetch_chunk(&loc).await?;
+                    Ok::<_, ClientError>((loc, fetched))
+                }
             })
             .try_buffered(self.cfg.parallelism));
 

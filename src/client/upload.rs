@@ -400,14 +400,11 @@ impl Client {
                 match self.send_pipeline(id, &data, &targets).await {
                     Ok(resp) => {
                         holders.extend(resp.stored_on.iter().cloned());
+                        // Only nodes that failed are excluded; those after a failed node in
+                        // the pipeline never saw the chunk and may still take it.
                         for f in resp.failures {
                             errors.push(format!("{}: {}", f.node_id, f.error));
                             failed.insert(f.node_id);
-                        }
-                        for t in &targets {
-                            if !holders.contains(&t.node_id) {
-                                failed.insert(t.node_id.clone());
-                            }
                         }
                     }
                     Err(e) if e.code() == Some(Code::InvalidArgument) => return Err(e),

@@ -1,0 +1,401 @@
+//! TestCluster: a real dfsd cluster for integration tests and benchmarks. The coordinator
+//! and every datanode are separate `dfsd` processes on 127.0.0.1 with their own temporary
+//! data directories, so tests can SIGKILL and restart them. Every wait is a condition
+//! polled against a deadline.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use dfsd::client::Client;
+use dfsd::config::ClientConfig;
+use dfsd::proto::pb;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_dfsd");
+
+/// Short timeouts so failure handling shows within seconds.
+#[derive(Clone, Debug)]
+pub struct Opts {
+    pub nodes: usize,
+    pub replication: u32,
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            nodes: 3,
+            replication: 3,
+            env: Vec::new(),
+        }
+    }
+}
+
+pub struct Proc {
+    child: Child,
+    pub addr: String,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub opts: Opts,
+    pub coordinator: Option<Proc>,
+    pub coordinator_addr: String,
+    pub nodes: Vec<Option<Proc>>,
+    node_addrs: Vec<String>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `cond` until it is true or `timeout` passes (then panics with `what`).
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn port_open(addr: &str) -> bool {
+    let a = addr.trim_start_matches("http://");
+    std::net::TcpStream::connect_timeout(&a.parse().unwrap(), Duration::from_millis(200)).is_ok()
+}
+
+impl TestCluster {
+    pub fn start(nodes: usize) -> TestCluster {
+        Self::start_with(Opts {
+            nodes,
+            replication: 3.min(nodes as u32),
+            ..Opts::default()
+        })
+    }
+
+    pub fn start_with(opts: Opts) -> TestCluster {
+        let dir = tempfile::Builder::new()
+            .prefix("dfsd-test-")
+            .tempdir()
+            .unwrap();
+        let mut c = TestCluster {
+            dir,
+            coordinator: None,
+            coordinator_addr: String::new(),
+            nodes: (0..opts.nodes).map(|_| None).collect(),
+            node_addrs: vec![String::new(); opts.nodes],
+            opts,
+        };
+        c.start_coordinator();
+        for i in 0..c.opts.nodes {
+            c.start_node(i);
+        }
+        c.wait_alive(c.opts.nodes);
+        c
+    }
+
+    fn base_env(&self, cmd: &mut Command) {
+        cmd.env_remove("DFSD_COORDINATOR")
+            .env_remove("DFSD_CONFIG")
+            .env_remove("DFSD_ROLE")
+            .env("DFSD_LOG_LEVEL", "info")
+            .env("DFSD_COORDINATOR__HEARTBEAT_INTERVAL", "500ms")
+            .env("DFSD_COORDINATOR__SUSPECT_AFTER", "2s")
+            .env("DFSD_COORDINATOR__DEAD_AFTER", "5s")
+            .env(
+                "DFSD_COORDINATOR__REPLICATION",
+                self.opts.replication.to_string(),
+            )
+            .env("DFSD_DATANODE__RESERVE", "0");
+        for (k, v) in &self.opts.env {
+            cmd.env(k, v);
+        }
+    }
+
+    fn spawn(&self, args: &[String], log: &Path) -> Child {
+        let mut cmd = Command::new(BIN);
+        self.base_env(&mut cmd);
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f);
+        cmd.spawn().expect("spawn dfsd")
+    }
+
+    /// Starts a server on a fresh port, retrying if another process took the port.
+    fn start_server(
+        &self,
+        mk_args: impl Fn(&str) -> Vec<String>,
+        log: PathBuf,
+        fixed: Option<&str>,
+    ) -> Proc {
+        for _ in 0..5 {
+            let addr = match fixed {
+                Some(a) => a.to_string(),
+                None => format!("127.0.0.1:{}", free_port()),
+            };
+            let mut child = self.spawn(&mk_args(&addr), &log);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if port_open(&addr) {
+                    return Proc {
+                        child,
+                        addr: format!("http://{addr}"),
+                        log,
+                    };
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // port taken, or a real failure: retry, then report
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "server did not start; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            if fixed.is_some() {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+        panic!(
+            "server failed to start; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    pub fn coordinator_dir(&self) -> PathBuf {
+        self.dir.path().join("coordinator")
+    }
+
+    pub fn start_coordinator(&mut self) {
+        let data = self.coordinator_dir();
+        let fixed = if self.coordinator_addr.is_empty() {
+            None
+        } else {
+            Some(
+                self.coordinator_addr
+                    .trim_start_matches("http://")
+                    .to_string(),
+            )
+        };
+        let p = self.start_server(
+            |addr| {
+                vec![
+                    "coordinator".into(),
+                    "--listen".into(),
+                    addr.into(),
+                    "--data-dir".into(),
+                    data.display().to_string(),
+                ]
+            },
+            self.dir.path().join("coordinator.log"),
+            fixed.as_deref(),
+        );
+        self.coordinator_addr = p.addr.clone();
+        self.coordinator = Some(p);
+    }
+
+    pub fn node_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node-{i}"))
+    }
+
+    pub fn start_node(&mut self, i: usize) {
+        let data = self.node_dir(i);
+        let join = self.coordinator_addr.clone();
+        let fixed = if self.node_addrs[i].is_empty() {
+            None
+        } else {
+            Some(self.node_addrs[i].trim_start_matches("http://").to_string())
+        };
+        let p = self.start_server(
+            |addr| {
+                vec![
+                    "datanode".into(),
+                    "--join".into(),
+                    join.clone(),
+                    "--listen".into(),
+                    addr.into(),
+                    "--data-dir".into(),
+                    data.display().to_string(),
+                ]
+            },
+            self.dir.path().join(format!("node-{i}.log")),
+            fixed.as_deref(),
+        );
+        self.node_addrs[i] = p.addr.clone();
+        self.nodes[i] = Some(p);
+    }
+
+    /// SIGKILLs datanode `i` and reaps it.
+    pub fn kill_node(&mut self, i: usize) {
+        if let Some(mut p) = self.nodes[i].take() {
+            p.child.kill().unwrap();
+            p.child.wait().unwrap();
+        }
+    }
+
+    pub fn kill_coordinator(&mut self) {
+        if let Some(mut p) = self.coordinator.take() {
+            p.child.kill().unwrap();
+            p.child.wait().unwrap();
+        }
+    }
+
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig {
+            coordinator: self.coordinator_addr.clone(),
+            ..ClientConfig::default()
+        }
+    }
+
+    /// An SDK client; call from inside a tokio runtime.
+    pub fn client(&self) -> Client {
+        Client::new(&self.client_config()).unwrap()
+    }
+
+    /// Runs the CLI against this cluster.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_stdin(args, None)
+    }
+
+    pub fn cli_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.env_remove("DFSD_COORDINATOR")
+            .env_remove("DFSD_CONFIG")
+            .env_remove("DFSD_LOG_LEVEL")
+            .env_remove("DFSD_ROLE");
+        cmd.arg("--coordinator")
+            .arg(&self.coordinator_addr)
+            .args(args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        if stdin.is_some() {
+            cmd.stdin(Stdio::piped());
+        } else {
+            cmd.stdin(Stdio::null());
+        }
+        let mut child = cmd.spawn().unwrap();
+        if let Some(data) = stdin {
+            use std::io::Write;
+            let mut s = child.stdin.take().unwrap();
+            let data = data.to_vec();
+            std::thread::spawn(move || {
+                let _ = s.write_all(&data);
+            });
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// Node list through the SDK, on a throwaway runtime in its own thread (so it works
+    /// from sync tests and from inside async ones).
+    pub fn node_infos(&self) -> Vec<pb::NodeInfo> {
+        let cfg = self.client_config();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move { Client::new(&cfg).unwrap().nodes().await })
+                .unwrap_or_default()
+        })
+        .join()
+        .unwrap()
+    }
+
+    pub fn wait_alive(&self, n: usize) {
+        wait_until(
+            &format!("{n} alive datanodes"),
+            Duration::from_secs(30),
+            || {
+                self.node_infos()
+                    .iter()
+                    .filter(|n| n.state == pb::NodeState::Alive as i32)
+                    .count()
+                    >= n
+            },
+        );
+    }
+
+    /// Chunk files stored by datanode `i` (under chunks/).
+    pub fn chunk_files(&self, i: usize) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.node_dir(i).join("chunks")];
+        while let Some(d) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The datanode index holding a replica of `chunk_id`.
+    pub fn holders(&self, chunk_id: &str) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| {
+                self.chunk_files(i)
+                    .iter()
+                    .any(|p| p.file_name().unwrap() == chunk_id)
+            })
+            .collect()
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for p in self
+            .nodes
+            .iter_mut()
+            .flatten()
+            .chain(self.coordinator.iter_mut())
+        {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+    }
+}
+
+/// Deterministic pseudo-random bytes (fast, so big test files cost little).
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    use rand::{RngCore, SeedableRng};
+    let mut v = vec![0u8; len];
+    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
+    v
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
