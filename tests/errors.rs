@@ -1,0 +1,574 @@
+//! Bad input and failures: each gets a clear one-line error, the right gRPC code on the
+//! wire, a non-zero exit in the CLI, and loses nothing.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{random_bytes, stderr, TestCluster};
+use dfsd::chunk::ChunkId;
+use dfsd::proto::pb;
+use tonic::Code;
+
+fn tree(root: &Path) -> BTreeSet<PathBuf> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p.clone());
+            }
+            out.insert(p);
+        }
+    }
+    out
+}
+
+fn node_addr(c: &TestCluster, i: usize) -> String {
+    c.nodes[i].as_ref().unwrap().addr.clone()
+}
+
+async fn datanode(addr: &str) -> pb::datanode_client::DatanodeClient<tonic::transport::Channel> {
+    pb::datanode_client::DatanodeClient::connect(addr.to_string())
+        .await
+        .unwrap()
+}
+
+fn header(id: &str, size: u64, downstream: Vec<pb::NodeAddr>) -> pb::WriteChunkRequest {
+    pb::WriteChunkRequest {
+        msg: Some(pb::write_chunk_request::Msg::Header(pb::WriteChunkHeader {
+            chunk_id: id.into(),
+            size,
+            downstream,
+        })),
+    }
+}
+
+fn data(b: &[u8]) -> pb::WriteChunkRequest {
+    pb::WriteChunkRequest {
+        msg: Some(pb::write_chunk_request::Msg::Data(Bytes::copy_from_slice(
+            b,
+        ))),
+    }
+}
+
+async fn write(
+    addr: &str,
+    msgs: Vec<pb::WriteChunkRequest>,
+) -> Result<pb::WriteChunkResponse, tonic::Status> {
+    datanode(addr)
+        .await
+        .write_chunk(futures::stream::iter(msgs))
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn datanode_refuses_bad_chunk_ids_and_bad_bytes_keeping_nothing() {
+    let c = TestCluster::start(2);
+    let addr = node_addr(&c, 0);
+    let before = tree(c.dir.path());
+
+    // A chunk id that is a path: refused by every method, nothing touched.
+    for bad in [
+        "../../etc/passwd",
+        "",
+        "ABCDEF",
+        &"g".repeat(64),
+        &format!("{}/x", "a".repeat(62)),
+    ] {
+        let e = write(&addr, vec![header(bad, 3, vec![]), data(b"abc")])
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "write {bad:?}: {e:?}");
+        assert!(e.message().contains("invalid chunk id"), "{}", e.message());
+        let e = datanode(&addr)
+            .await
+            .read_chunk(pb::ReadChunkRequest {
+                chunk_id: bad.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        let e = datanode(&addr)
+            .await
+            .verify_chunk(pb::VerifyChunkRequest {
+                chunk_id: bad.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+    }
+
+    let good = b"the real bytes".to_vec();
+    let id = ChunkId::of(&good).to_hex();
+    // Bytes that don't hash to the id.
+    let e = write(
+        &addr,
+        vec![
+            header(&id, good.len() as u64, vec![]),
+            data(b"the fake bytes"),
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("hash to"), "{}", e.message());
+    // Longer than announced, in one frame and across frames.
+    let e = write(&addr, vec![header(&id, 4, vec![]), data(&good)])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().contains("longer than the announced"),
+        "{}",
+        e.message()
+    );
+    let e = write(
+        &addr,
+        vec![
+            header(&id, good.len() as u64, vec![]),
+            data(&good),
+            data(b"x"),
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    // Shorter than announced.
+    let e = write(&addr, vec![header(&id, 100, vec![]), data(&good)])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    // The exact bytes followed by an extra frame, through a pipeline: neither node keeps it.
+    let next = pb::NodeAddr {
+        node_id: c
+            .node_infos()
+            .into_iter()
+            .find(|n| n.addr == node_addr(&c, 1))
+            .unwrap()
+            .node_id,
+        addr: node_addr(&c, 1),
+    };
+    let e = write(
+        &addr,
+        vec![
+            header(&id, good.len() as u64, vec![next]),
+            data(&good),
+            data(b"more"),
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    // No header at all.
+    let e = write(&addr, vec![data(b"abc")]).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    // An absurd size.
+    let e = write(&addr, vec![header(&id, 1 << 40, vec![])])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+
+    tokio::time::sleep(Duration::from_millis(300)).await; // let the downstream node settle
+    for i in 0..2 {
+        assert!(c.chunk_files(i).is_empty(), "node {i} kept a refused chunk");
+        assert_eq!(
+            std::fs::read_dir(c.node_dir(i).join("tmp"))
+                .unwrap()
+                .count(),
+            0,
+            "node {i} left a temp file"
+        );
+    }
+    // Nothing appeared outside the data directories (logs aside).
+    let after = tree(c.dir.path());
+    let outside: Vec<_> = after
+        .iter()
+        .filter(|p| {
+            !p.starts_with(c.node_dir(0))
+                && !p.starts_with(c.node_dir(1))
+                && !p.starts_with(c.coordinator_dir())
+        })
+        .filter(|p| !before.contains(*p) && p.extension().is_none_or(|e| e != "log"))
+        .collect();
+    assert!(outside.is_empty(), "created outside data dirs: {outside:?}");
+    assert!(!Path::new("/etc/passwd.tmp").exists());
+
+    // A missing chunk is NotFound; a good write still works afterwards.
+    let e = datanode(&addr)
+        .await
+        .read_chunk(pb::ReadChunkRequest {
+            chunk_id: id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let ok = write(
+        &addr,
+        vec![header(&id, good.len() as u64, vec![]), data(&good)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.stored_on.len(), 1);
+}
+
+fn fails_with(c: &TestCluster, args: &[&str], needle: &str) {
+    let out = c.cli(args);
+    let e = stderr(&out);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert!(e.contains(needle), "{args:?}: expected {needle:?} in {e:?}");
+    assert_eq!(
+        e.trim_end().lines().count(),
+        1,
+        "{args:?}: not one line: {e:?}"
+    );
+    assert!(e.starts_with("dfsd: "), "{e}");
+}
+
+#[test]
+fn namespace_errors_are_one_clear_line() {
+    let c = TestCluster::start(1);
+    let f = c.dir.path().join("f");
+    std::fs::write(&f, b"file").unwrap();
+    let f = f.to_str().unwrap();
+    assert!(c.cli(&["put", f, "/dir/file"]).status.success());
+    fails_with(
+        &c,
+        &["get", "/missing", "-"],
+        "/missing: no such file or directory",
+    );
+    fails_with(
+        &c,
+        &["stat", "/dir/nope"],
+        "/dir/nope: no such file or directory",
+    );
+    fails_with(
+        &c,
+        &["put", f, "/dir/file/below"],
+        "/dir/file: not a directory",
+    );
+    fails_with(&c, &["rm", "/dir"], "/dir: directory not empty");
+    fails_with(&c, &["rm", "/"], "cannot delete the root");
+    assert!(c.cli(&["put", f, "/dir/other"]).status.success());
+    fails_with(
+        &c,
+        &["mv", "/dir/file", "/dir/other"],
+        "/dir/other: already exists",
+    );
+    fails_with(&c, &["mv", "/dir", "/dir/sub"], "into itself");
+    fails_with(
+        &c,
+        &["mv", "/dir/file", "/nodir/file"],
+        "/nodir: no such file or directory",
+    );
+    fails_with(&c, &["mkdir", "/dir"], "/dir: already exists");
+    fails_with(&c, &["mkdir", "/a/b/c"], "/a: no such file or directory");
+    fails_with(&c, &["get", "/dir", "-"], "/dir: is a directory");
+    fails_with(&c, &["put", f, "/dir"], "/dir: is a directory");
+    fails_with(
+        &c,
+        &["ls", "/dir/../etc"],
+        "'.' and '..' segments are not allowed",
+    );
+    fails_with(&c, &["ls", "/dir//file"], "empty segment");
+    fails_with(&c, &["stat", "/./dir"], "'.' and '..'");
+    let long_name = format!("/{}", "n".repeat(256));
+    fails_with(&c, &["mkdir", &long_name], "longer than 255 bytes");
+    let long_path = "/abcdefghij".repeat(410);
+    fails_with(&c, &["mkdir", "-p", &long_path], "longer than 4096 bytes");
+    fails_with(
+        &c,
+        &["put", "/no/such/local/file", "/x"],
+        "open /no/such/local/file",
+    );
+    fails_with(
+        &c,
+        &["put", "--chunk-size", "100GiB", f, "/x"],
+        "chunk size",
+    );
+    // Nothing above changed the namespace.
+    let ls = String::from_utf8(c.cli(&["ls", "/dir"]).stdout).unwrap();
+    assert_eq!(ls, "file\nother\n");
+    assert_eq!(
+        String::from_utf8(c.cli(&["ls", "/"]).stdout).unwrap(),
+        "dir/\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn servers_use_the_right_grpc_codes() {
+    let c = TestCluster::start(1);
+    let mut coord = pb::coordinator_client::CoordinatorClient::connect(c.coordinator_addr.clone())
+        .await
+        .unwrap();
+    let code = |r: Result<tonic::Response<pb::StatResponse>, tonic::Status>| r.unwrap_err().code();
+    assert_eq!(
+        code(
+            coord
+                .stat(pb::StatRequest {
+                    path: "/nope".into()
+                })
+                .await
+        ),
+        Code::NotFound
+    );
+    for bad in ["relative", "/a\0b", "/a//b", "/a/..", ""] {
+        assert_eq!(
+            code(coord.stat(pb::StatRequest { path: bad.into() }).await),
+            Code::InvalidArgument,
+            "{bad:?}"
+        );
+    }
+    coord
+        .mkdir(pb::MkdirRequest {
+            path: "/d".into(),
+            parents: false,
+        })
+        .await
+        .unwrap();
+    let e = coord
+        .mkdir(pb::MkdirRequest {
+            path: "/d".into(),
+            parents: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists);
+    coord
+        .mkdir(pb::MkdirRequest {
+            path: "/d/e".into(),
+            parents: false,
+        })
+        .await
+        .unwrap();
+    let e = coord
+        .delete(pb::DeleteRequest {
+            path: "/d".into(),
+            recursive: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    let e = coord
+        .place_chunks(pb::PlaceChunksRequest {
+            upload_id: "nope".into(),
+            chunks: vec![],
+            exclude_nodes: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    // A commit naming a chunk nobody stored fails its quorum check.
+    let up = coord
+        .begin_upload(pb::BeginUploadRequest {
+            path: "/q".into(),
+            replication: 1,
+            write_quorum: 0,
+            no_clobber: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ghost = ChunkId::of(b"never stored").to_hex();
+    let e = coord
+        .commit_upload(pb::CommitUploadRequest {
+            upload_id: up.upload_id.clone(),
+            chunks: vec![pb::ChunkRef {
+                chunk_id: ghost,
+                size: 12,
+            }],
+            size: 12,
+            no_clobber: false,
+            expected_version: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(
+        e.message().contains("0 durable replica(s)"),
+        "{}",
+        e.message()
+    );
+    // A size that does not add up.
+    let e = coord
+        .commit_upload(pb::CommitUploadRequest {
+            upload_id: up.upload_id,
+            chunks: vec![],
+            size: 5,
+            no_clobber: false,
+            expected_version: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert_eq!(
+        code(coord.stat(pb::StatRequest { path: "/q".into() }).await),
+        Code::NotFound,
+        "nothing committed"
+    );
+}
+
+#[test]
+fn unreachable_datanode_is_a_clear_error_within_seconds() {
+    let mut c = TestCluster::start(2);
+    let data = random_bytes(1000, 3);
+    let f = c.dir.path().join("one");
+    std::fs::write(&f, &data).unwrap();
+    assert!(c
+        .cli(&["put", "--replication", "1", f.to_str().unwrap(), "/one"])
+        .status
+        .success());
+    let holder = (0..2).find(|&i| !c.chunk_files(i).is_empty()).unwrap();
+    c.kill_node(holder);
+    let start = Instant::now();
+    let out = c.cli(&["get", "/one", "-"]);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(
+        e.contains("cannot reach datanode at http://127.0.0.1:"),
+        "{e}"
+    );
+    assert!(e.contains("no replica returned intact data"), "{e}");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn namespace_operations_behave_like_a_file_system() {
+    let c = TestCluster::start(1);
+    let f = c.dir.path().join("f");
+    std::fs::write(&f, b"x").unwrap();
+    let f = f.to_str().unwrap();
+    for p in ["/t/a/1", "/t/a/2", "/t/a/deep/3", "/t/b"] {
+        assert!(c.cli(&["put", f, p]).status.success());
+    }
+    assert!(
+        c.cli(&["mkdir", "-p", "/t/a/deep"]).status.success(),
+        "mkdir -p of an existing dir is fine"
+    );
+    let ls = |p: &str| String::from_utf8(c.cli(&["ls", p]).stdout).unwrap();
+    assert_eq!(ls("/t"), "a/\nb\n", "only immediate children");
+    assert_eq!(ls("/t/a"), "1\n2\ndeep/\n");
+    assert!(c.cli(&["mv", "/t/a", "/t/moved"]).status.success());
+    assert_eq!(
+        ls("/t/moved/deep"),
+        "3\n",
+        "a directory move carries its tree"
+    );
+    assert_eq!(c.cli(&["get", "/t/moved/deep/3", "-"]).stdout, b"x");
+    let long = String::from_utf8(c.cli(&["ls", "-l", "/t"]).stdout).unwrap();
+    assert!(
+        long.lines()
+            .any(|l| l.starts_with("d ") && l.ends_with(" moved/")),
+        "{long}"
+    );
+    assert!(
+        long.lines()
+            .any(|l| l.starts_with("- ") && l.contains(" 1 ") && l.ends_with(" b")),
+        "{long}"
+    );
+    assert!(c.cli(&["rm", "-r", "/t/moved"]).status.success());
+    assert_eq!(ls("/t"), "b\n");
+    assert!(c.cli(&["rm", "/t/b"]).status.success());
+    assert!(
+        c.cli(&["rm", "/t"]).status.success(),
+        "an empty directory needs no -r"
+    );
+    assert_eq!(ls("/"), "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listing_pages_through_large_directories() {
+    let c = TestCluster::start(1);
+    let client = c.client();
+    for i in 0..2500 {
+        client.mkdir(&format!("/many/d{i:04}"), true).await.unwrap();
+    }
+    let names: Vec<String> = client
+        .list("/many")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names.len(), 2500);
+    assert!(
+        names.windows(2).all(|w| w[0] < w[1]),
+        "sorted, no duplicates"
+    );
+}
+
+#[test]
+fn config_precedence_flags_over_env_over_file_over_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        "[client]\nchunk_size = \"4MiB\"\nparallelism = 7\n[coordinator]\nreplication = 2\n",
+    )
+    .unwrap();
+    let run = |extra_env: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = std::process::Command::new(common::BIN);
+        cmd.env_remove("DFSD_COORDINATOR").env_remove("DFSD_CONFIG");
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let out = cmd.args(args).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        dfsd::config::Config::from_toml_str(&String::from_utf8(out.stdout).unwrap()).unwrap()
+    };
+    let d = run(&[], &["config"]);
+    assert_eq!(d, dfsd::config::Config::default());
+    let f = run(&[], &["--config", file.to_str().unwrap(), "config"]);
+    assert_eq!(
+        (
+            f.client.chunk_size,
+            f.client.parallelism,
+            f.coordinator.replication
+        ),
+        (4 << 20, 7, 2)
+    );
+    let e = run(
+        &[
+            ("DFSD_CLIENT__PARALLELISM", "3"),
+            ("DFSD_COORDINATOR", "10.9.8.7:7070"),
+        ],
+        &["--config", file.to_str().unwrap(), "config"],
+    );
+    assert_eq!((e.client.chunk_size, e.client.parallelism), (4 << 20, 3));
+    assert_eq!(e.client.coordinator, "10.9.8.7:7070");
+    let fl = run(
+        &[("DFSD_COORDINATOR", "10.9.8.7:7070")],
+        &["--coordinator", "1.2.3.4:1", "config"],
+    );
+    assert_eq!(fl.client.coordinator, "1.2.3.4:1");
+    // A bad value names its key; a missing file is named.
+    let out = std::process::Command::new(common::BIN)
+        .env("DFSD_COORDINATOR__REPLICATION", "0")
+        .arg("config")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("coordinator.replication"),
+        "{}",
+        stderr(&out)
+    );
+    let out = std::process::Command::new(common::BIN)
+        .args(["--config", "/nope.toml", "config"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("/nope.toml: not found"),
+        "{}",
+        stderr(&out)
+    );
+}
