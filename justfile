@@ -1,0 +1,27 @@
+# dfsd tasks. Each recipe is a plain cargo command, so machines without `just` can run
+# the same thing by hand.
+
+# List the recipes.
+default:
+    @just --list
+
+# Release build of the dfsd binary.
+build:
+    cargo build --release
+
+# Unit and integration tests (release: the integration tests move real data).
+test:
+    cargo test --release
+
+# Formatting and clippy, warnings as errors.
+lint:
+    cargo fmt --check
+    cargo clippy --all-targets -- -D warnings
+
+# Cluster benchmark: 3 datanodes, replication 2. DFSD_BENCH_SIZE_MIB=256 for a quick run.
+bench:
+    cargo bench --bench cluster
+
+# An all-in-one local cluster to try dfsd.
+dev:
+    cargo run --release -- dev
