@@ -22,6 +22,11 @@ lint:
 bench:
     cargo bench --bench cluster
 
+# Repair benchmark: SIGKILL a datanode holding 1 GiB of replicas (4 nodes, default
+# timeouts); prints detection time, time to full redundancy and repair throughput.
+bench-repair:
+    cargo bench --bench repair
+
 # An all-in-one local cluster to try dfsd.
 dev:
     cargo run --release -- dev

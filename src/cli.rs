@@ -53,7 +53,14 @@ pub enum Command {
     /// Create a directory.
     Mkdir(MkdirArgs),
     /// List the datanodes and their state.
-    Nodes,
+    Nodes(JsonArg),
+    /// Cluster health at a glance.
+    Status(JsonArg),
+    /// Check files' chunks and their live replicas, changing nothing.
+    Fsck(FsckArgs),
+    /// Node operations: drain, remove.
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Print the effective configuration as TOML.
     Config,
 }
@@ -161,6 +168,40 @@ pub struct RmArgs {
     #[arg(short = 'r', long)]
     pub recursive: bool,
     pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    #[arg(default_value = "/")]
+    pub path: String,
+    /// List every file, not only damaged ones.
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Stop new writes to a node and move its replicas elsewhere.
+    Drain {
+        node: String,
+        /// Stop draining.
+        #[arg(long)]
+        cancel: bool,
+        /// Wait until the node is safe to remove.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Forget a dead or drained node.
+    Remove { node: String },
 }
 
 #[derive(Debug, Args)]

@@ -51,11 +51,31 @@ pub struct CoordinatorConfig {
     /// An upload neither committed nor aborted within this time is abandoned.
     #[serde(with = "serde_duration")]
     pub upload_ttl: Duration,
+    /// An upload that placed no chunk for this long is taken as abandoned (its client
+    /// died): its chunks lose their protection from garbage collection.
+    #[serde(with = "serde_duration")]
+    pub upload_idle_timeout: Duration,
     /// Largest chunk a client may send.
     #[serde(with = "serde_size")]
     pub max_chunk_size: u64,
     /// SQLite `synchronous` setting: "full" (default, durable on power loss) or "normal".
     pub sqlite_synchronous: String,
+    /// Unreferenced chunks are deleted this long after their last use.
+    #[serde(with = "serde_duration")]
+    pub gc_grace: Duration,
+    /// After a restart, no repair and no deletion until datanodes holding this share of
+    /// the known replicas have sent their inventories...
+    pub safe_mode_share: f64,
+    /// ...or this long has passed.
+    #[serde(with = "serde_duration")]
+    pub safe_mode_timeout: Duration,
+    /// How often the repair, trim and GC loop runs (it also runs on events).
+    #[serde(with = "serde_duration")]
+    pub maintenance_interval: Duration,
+    /// Concurrent chunk copies a datanode may receive for repairs.
+    pub repair_per_node: usize,
+    /// Concurrent chunk copies in the whole cluster.
+    pub repair_total: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -76,6 +96,23 @@ pub struct DatanodeConfig {
     /// Bytes always kept free on the file system.
     #[serde(with = "serde_size")]
     pub reserve: u64,
+    /// Scrubbing re-hashes stored chunks at this many bytes per second.
+    #[serde(with = "serde_size")]
+    pub scrub_rate: u64,
+    /// Every chunk is re-hashed at least once per period.
+    #[serde(with = "serde_duration")]
+    pub scrub_period: Duration,
+    /// Delay before the first scrub pass after start.
+    #[serde(with = "serde_duration")]
+    pub scrub_start_delay: Duration,
+    /// Bytes per second this node pulls for re-replication (0 = unlimited), so repairs do
+    /// not starve client I/O.
+    #[serde(with = "serde_size")]
+    pub replication_rate: u64,
+    /// How often the node sends its full chunk inventory (also sent on registration and
+    /// when the coordinator asks).
+    #[serde(with = "serde_duration")]
+    pub inventory_interval: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -119,8 +156,15 @@ impl Default for CoordinatorConfig {
             suspect_after: Duration::from_secs(6),
             dead_after: Duration::from_secs(30),
             upload_ttl: Duration::from_secs(3600),
+            upload_idle_timeout: Duration::from_secs(300),
             max_chunk_size: MAX_CHUNK_SIZE,
             sqlite_synchronous: "full".into(),
+            gc_grace: Duration::from_secs(3600),
+            safe_mode_share: 0.9,
+            safe_mode_timeout: Duration::from_secs(120),
+            maintenance_interval: Duration::from_secs(1),
+            repair_per_node: 2,
+            repair_total: 32,
         }
     }
 }
@@ -134,6 +178,11 @@ impl Default for DatanodeConfig {
             data_dir: PathBuf::from("dfsd-data/datanode"),
             capacity: 0,
             reserve: 256 * 1024 * 1024,
+            scrub_rate: 32 * 1024 * 1024,
+            scrub_period: Duration::from_secs(7 * 86400),
+            scrub_start_delay: Duration::from_secs(60),
+            replication_rate: 200 * 1024 * 1024,
+            inventory_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -236,6 +285,25 @@ impl Config {
                 "coordinator.sqlite_synchronous",
                 "must be \"full\", \"normal\" or \"extra\"",
             );
+        }
+        if !(0.0..=1.0).contains(&c.safe_mode_share) {
+            return bad("coordinator.safe_mode_share", "must be between 0 and 1");
+        }
+        if c.maintenance_interval.is_zero() {
+            return bad("coordinator.maintenance_interval", "must be positive");
+        }
+        if c.repair_per_node == 0 || c.repair_total == 0 {
+            return bad(
+                "coordinator.repair_per_node",
+                "repair limits must be at least 1",
+            );
+        }
+        let d = &self.datanode;
+        if d.scrub_rate == 0 {
+            return bad("datanode.scrub_rate", "must be positive");
+        }
+        if d.scrub_period.is_zero() || d.inventory_interval.is_zero() {
+            return bad("datanode.scrub_period", "periods must be positive");
         }
         let cl = &self.client;
         if cl.chunk_size == 0 || cl.chunk_size > MAX_CHUNK_SIZE {

@@ -142,7 +142,10 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                 Command::Rm(a) => commands::rm(&client, &a).await,
                 Command::Mv(a) => commands::mv(&client, &a).await,
                 Command::Mkdir(a) => commands::mkdir(&client, &a).await,
-                Command::Nodes => commands::nodes(&client).await,
+                Command::Nodes(a) => commands::nodes(&client, a.json).await,
+                Command::Status(a) => commands::status(&client, a.json).await,
+                Command::Fsck(a) => commands::fsck(&client, &a).await,
+                Command::Node(n) => commands::node(&client, n).await,
                 _ => unreachable!("server roles handled above"),
             }
         }

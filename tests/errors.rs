@@ -48,6 +48,12 @@ fn header(id: &str, size: u64, downstream: Vec<pb::NodeAddr>) -> pb::WriteChunkR
     }
 }
 
+fn end() -> pb::WriteChunkRequest {
+    pb::WriteChunkRequest {
+        msg: Some(pb::write_chunk_request::Msg::End(true)),
+    }
+}
+
 fn data(b: &[u8]) -> pb::WriteChunkRequest {
     pb::WriteChunkRequest {
         msg: Some(pb::write_chunk_request::Msg::Data(Bytes::copy_from_slice(
@@ -81,7 +87,7 @@ async fn datanode_refuses_bad_chunk_ids_and_bad_bytes_keeping_nothing() {
         &"g".repeat(64),
         &format!("{}/x", "a".repeat(62)),
     ] {
-        let e = write(&addr, vec![header(bad, 3, vec![]), data(b"abc")])
+        let e = write(&addr, vec![header(bad, 3, vec![]), data(b"abc"), end()])
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument, "write {bad:?}: {e:?}");
@@ -112,6 +118,7 @@ async fn datanode_refuses_bad_chunk_ids_and_bad_bytes_keeping_nothing() {
         vec![
             header(&id, good.len() as u64, vec![]),
             data(b"the fake bytes"),
+            end(),
         ],
     )
     .await
@@ -119,7 +126,7 @@ async fn datanode_refuses_bad_chunk_ids_and_bad_bytes_keeping_nothing() {
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().contains("hash to"), "{}", e.message());
     // Longer than announced, in one frame and across frames.
-    let e = write(&addr, vec![header(&id, 4, vec![]), data(&good)])
+    let e = write(&addr, vec![header(&id, 4, vec![]), data(&good), end()])
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
@@ -134,16 +141,30 @@ async fn datanode_refuses_bad_chunk_ids_and_bad_bytes_keeping_nothing() {
             header(&id, good.len() as u64, vec![]),
             data(&good),
             data(b"x"),
+            end(),
         ],
     )
     .await
     .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     // Shorter than announced.
-    let e = write(&addr, vec![header(&id, 100, vec![]), data(&good)])
+    let e = write(&addr, vec![header(&id, 100, vec![]), data(&good), end()])
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
+    // Every byte but no end marker (a client that died at the last moment): refused.
+    let e = write(
+        &addr,
+        vec![header(&id, good.len() as u64, vec![]), data(&good)],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::Aborted);
+    assert!(
+        e.message().contains("without its end marker"),
+        "{}",
+        e.message()
+    );
     // The exact bytes followed by an extra frame, through a pipeline: neither node keeps it.
     let next = pb::NodeAddr {
         node_id: c
@@ -166,7 +187,7 @@ async fn datanode_refuses_bad_chunk_ids_and_bad_bytes_keeping_nothing() {
     .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     // No header at all.
-    let e = write(&addr, vec![data(b"abc")]).await.unwrap_err();
+    let e = write(&addr, vec![data(b"abc"), end()]).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     // An absurd size.
     let e = write(&addr, vec![header(&id, 1 << 40, vec![])])
@@ -210,7 +231,7 @@ async fn datanode_refuses_bad_chunk_ids_and_bad_bytes_keeping_nothing() {
     assert_eq!(e.code(), Code::NotFound);
     let ok = write(
         &addr,
-        vec![header(&id, good.len() as u64, vec![]), data(&good)],
+        vec![header(&id, good.len() as u64, vec![]), data(&good), end()],
     )
     .await
     .unwrap();

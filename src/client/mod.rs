@@ -241,6 +241,54 @@ impl Client {
             .ok_or_else(|| ClientError::Invalid("empty rename response".into()))
     }
 
+    pub async fn status(&self) -> Result<pb::StatusResponse> {
+        let r = self
+            .coordinator
+            .clone()
+            .status(self.request(pb::StatusRequest {}))
+            .await
+            .map_err(|s| self.coord_err(s))?;
+        Ok(r.into_inner())
+    }
+
+    pub async fn fsck(&self, path: &str, all: bool) -> Result<pb::FsckResponse> {
+        let path = DfsPath::parse_lenient(path)?;
+        let r = self
+            .coordinator
+            .clone()
+            .fsck(self.request(pb::FsckRequest {
+                path: path.to_string(),
+                all,
+            }))
+            .await
+            .map_err(|s| self.coord_err(s))?;
+        Ok(r.into_inner())
+    }
+
+    pub async fn drain_node(&self, node: &str, cancel: bool) -> Result<Option<pb::NodeInfo>> {
+        let r = self
+            .coordinator
+            .clone()
+            .drain_node(self.request(pb::DrainNodeRequest {
+                node_id: node.to_string(),
+                cancel,
+            }))
+            .await
+            .map_err(|s| self.coord_err(s))?;
+        Ok(r.into_inner().node)
+    }
+
+    pub async fn remove_node(&self, node: &str) -> Result<()> {
+        self.coordinator
+            .clone()
+            .remove_node(self.request(pb::RemoveNodeRequest {
+                node_id: node.to_string(),
+            }))
+            .await
+            .map_err(|s| self.coord_err(s))?;
+        Ok(())
+    }
+
     pub async fn nodes(&self) -> Result<Vec<pb::NodeInfo>> {
         let r = self
             .coordinator

@@ -485,6 +485,9 @@ impl Client {
             });
             off = end;
         }
+        msgs.push(pb::WriteChunkRequest {
+            msg: Some(pb::write_chunk_request::Msg::End(true)),
+        });
         let mut req = tonic::Request::new(futures::stream::iter(msgs));
         req.set_timeout(self.transfer_timeout());
         match client.write_chunk(req).await {

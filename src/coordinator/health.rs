@@ -28,6 +28,15 @@ impl NodeState {
     }
 }
 
+/// Scrub progress a datanode reports in its heartbeats (kept in memory only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScrubInfo {
+    pub checked: u64,
+    pub total: u64,
+    pub last_pass_ms: i64,
+    pub errors: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct NodeView {
     pub id: String,
@@ -35,6 +44,7 @@ pub struct NodeView {
     pub stats: NodeStatsRecord,
     pub last_seen_ms: i64,
     pub draining: bool,
+    pub scrub: ScrubInfo,
 }
 
 pub struct NodeTable {
@@ -54,6 +64,7 @@ impl NodeTable {
                     stats: n.stats,
                     last_seen_ms: n.last_seen_ms,
                     draining: n.draining,
+                    scrub: ScrubInfo::default(),
                 };
                 (n.id, view)
             })
@@ -87,16 +98,35 @@ impl NodeTable {
     }
 
     /// Records a heartbeat; false when the node is unknown.
-    pub fn heartbeat(&self, id: &str, stats: NodeStatsRecord, now_ms: i64) -> bool {
+    pub fn heartbeat(
+        &self,
+        id: &str,
+        stats: NodeStatsRecord,
+        scrub: ScrubInfo,
+        now_ms: i64,
+    ) -> bool {
         let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
         match nodes.get_mut(id) {
             Some(v) => {
                 v.stats = stats;
+                v.scrub = scrub;
                 v.last_seen_ms = now_ms;
                 true
             }
             None => false,
         }
+    }
+
+    pub fn set_draining(&self, id: &str, draining: bool) -> bool {
+        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        nodes.get_mut(id).map(|v| v.draining = draining).is_some()
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.nodes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
     }
 
     pub fn get(&self, id: &str) -> Option<NodeView> {
@@ -139,6 +169,7 @@ mod tests {
             stats: Default::default(),
             last_seen_ms,
             draining: false,
+            scrub: ScrubInfo::default(),
         }
     }
 
@@ -159,8 +190,8 @@ mod tests {
         let t = NodeTable::new(Duration::from_secs(6), Duration::from_secs(30), vec![]);
         t.upsert(view("a", 0));
         assert!(t.live_set(100_000).is_empty());
-        assert!(t.heartbeat("a", Default::default(), 100_000));
+        assert!(t.heartbeat("a", Default::default(), ScrubInfo::default(), 100_000));
         assert!(t.live_set(100_000).contains("a"));
-        assert!(!t.heartbeat("nope", Default::default(), 100_000));
+        assert!(!t.heartbeat("nope", Default::default(), ScrubInfo::default(), 100_000));
     }
 }

@@ -4,13 +4,17 @@
 //! - `service.rs`: the gRPC services (client API and cluster API), translation only.
 //! - `health.rs`: node states from heartbeats.
 //! - `placement.rs`: choosing target datanodes.
+//! - `repair.rs`: the maintenance worker (re-replication, trimming, garbage collection).
 
+mod admin;
 mod health;
 mod placement;
+mod repair;
 mod service;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,8 +23,9 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
-pub use health::{NodeState, NodeTable, NodeView};
+pub use health::{NodeState, NodeTable, NodeView, ScrubInfo};
 pub use placement::{choose, Candidate};
+pub use repair::Maintenance;
 
 use crate::config::CoordinatorConfig;
 use crate::meta::{self, Store};
@@ -37,6 +42,11 @@ pub struct Upload {
     pub write_quorum: u32,
     pub no_clobber: bool,
     pub started: Instant,
+    /// Last placement: an upload quiet for longer than `upload_idle_timeout` is abandoned.
+    pub last_active: Instant,
+    /// Chunks placed for this upload: garbage collection leaves them alone while the
+    /// upload is in flight, whatever the grace period.
+    pub chunks: HashSet<crate::chunk::ChunkId>,
 }
 
 /// Everything the coordinator's services share.
@@ -47,6 +57,14 @@ pub struct State {
     pub uploads: Mutex<HashMap<String, Upload>>,
     /// Channels to datanodes, for orders such as "verify this chunk".
     pub peers: ChannelCache,
+    /// Re-replication, trimming and GC.
+    pub maint: Maintenance,
+    /// Nodes whose full inventory arrived since this coordinator started.
+    pub inventoried: Mutex<HashSet<String>>,
+    /// When each node was last asked for an inventory.
+    pub inventory_asked: Mutex<HashMap<String, Instant>>,
+    pub started: Instant,
+    safe_mode: AtomicBool,
 }
 
 impl State {
@@ -66,7 +84,65 @@ impl State {
             nodes,
             uploads: Mutex::new(HashMap::new()),
             peers: ChannelCache::new(Duration::from_secs(3)),
+            maint: Maintenance::default(),
+            inventoried: Mutex::new(HashSet::new()),
+            inventory_asked: Mutex::new(HashMap::new()),
+            started: Instant::now(),
+            safe_mode: AtomicBool::new(true),
         }))
+    }
+
+    /// True until datanodes holding `safe_mode_share` of the known replicas have sent their
+    /// inventories (or `safe_mode_timeout` passed). No repair or deletion happens before.
+    pub async fn in_safe_mode(&self) -> Result<bool, meta::MetaError> {
+        if !self.safe_mode.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let counts = self.store.read(|c| meta::replica_counts(c)).await?;
+        let total: u64 = counts.values().sum();
+        let reported: u64 = {
+            let done = self.inventoried.lock().unwrap_or_else(|p| p.into_inner());
+            counts
+                .iter()
+                .filter(|(n, _)| done.contains(*n))
+                .map(|(_, c)| c)
+                .sum()
+        };
+        let share = if total == 0 {
+            1.0
+        } else {
+            reported as f64 / total as f64
+        };
+        let timed_out = self.started.elapsed() >= self.cfg.safe_mode_timeout;
+        if share >= self.cfg.safe_mode_share || timed_out {
+            self.safe_mode.store(false, Ordering::Relaxed);
+            tracing::info!(
+                share,
+                timed_out,
+                "leaving safe mode: repair and garbage collection enabled"
+            );
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Every chunk an unexpired upload has placed.
+    pub fn chunks_in_flight(&self) -> HashSet<crate::chunk::ChunkId> {
+        let uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        uploads
+            .values()
+            // An upload that went quiet is abandoned (its client died): its chunks are
+            // garbage like any other.
+            .filter(|u| {
+                u.started.elapsed() < self.cfg.upload_ttl
+                    && u.last_active.elapsed() < self.cfg.upload_idle_timeout
+            })
+            .flat_map(|u| u.chunks.iter().copied())
+            .collect()
+    }
+
+    pub fn safe_mode_now(&self) -> bool {
+        self.safe_mode.load(Ordering::Relaxed)
     }
 }
 
@@ -78,6 +154,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let state = State::open(cfg)?;
     let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(repair::run(state.clone(), stop_rx));
     tracing::info!(%addr, data_dir = %state.cfg.data_dir.display(), "coordinator listening");
     let coord = pb::coordinator_server::CoordinatorServer::new(service::CoordinatorService::new(
         state.clone(),
@@ -97,6 +175,8 @@ pub async fn run(
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
         .context("coordinator server")?;
+    let _ = stop_tx.send(true);
+    let _ = worker.await;
     tracing::info!("coordinator stopped");
     Ok(())
 }

@@ -1,16 +1,16 @@
 //! gRPC services of the coordinator. They translate requests into metadata operations and
 //! back; the decisions live in `meta`, `health` and `placement`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use rand::seq::SliceRandom;
 use rand::{RngCore, SeedableRng};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
-use super::{choose, Candidate, NodeState, NodeView, State, Upload};
+use super::{admin, choose, repair, Candidate, NodeState, NodeView, ScrubInfo, State, Upload};
 use crate::chunk::ChunkId;
 use crate::meta::{self, now_ms, CommitRequest, NodeStatsRecord};
 use crate::path::DfsPath;
@@ -60,15 +60,6 @@ fn parse_chunks(refs: &[pb::ChunkRef], max_size: u64) -> Result<Vec<(ChunkId, u6
             Ok((id, c.size))
         })
         .collect()
-}
-
-fn node_state_pb(s: NodeState) -> i32 {
-    (match s {
-        NodeState::Alive => pb::NodeState::Alive,
-        NodeState::Suspect => pb::NodeState::Suspect,
-        NodeState::Dead => pb::NodeState::Dead,
-        NodeState::Draining => pb::NodeState::Draining,
-    }) as i32
 }
 
 fn random_id() -> String {
@@ -226,6 +217,8 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 write_quorum,
                 no_clobber: req.no_clobber,
                 started: Instant::now(),
+                last_active: Instant::now(),
+                chunks: HashSet::new(),
             },
         );
         Ok(Response::new(pb::BeginUploadResponse {
@@ -249,6 +242,19 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         }
         let chunks = parse_chunks(&req.chunks, self.state.cfg.max_chunk_size)?;
         let ids: Vec<ChunkId> = chunks.iter().map(|c| c.0).collect();
+        // Register the chunks with the upload before anything else, so a collection racing
+        // this placement either sees them protected or has already removed them (and the
+        // touch below then reports them gone).
+        if let Some(u) = self
+            .state
+            .uploads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&req.upload_id)
+        {
+            u.chunks.extend(ids.iter().copied());
+            u.last_active = Instant::now();
+        }
         let lookup = ids.clone();
         let on_record = self
             .state
@@ -319,11 +325,38 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             });
         }
         if !reused.is_empty() {
-            // Restart the garbage-collection grace period of chunks this upload reuses.
-            self.state
+            // Restart the garbage-collection grace period of chunks this upload reuses. A
+            // chunk collected in the meantime is placed afresh on new targets.
+            let gone = self
+                .state
                 .store
-                .write(move |c| meta::touch_chunks(c, &reused, now))
+                .write(move |c| meta::touch_chunks_checked(c, &reused, now))
                 .await?;
+            for (p, (id, size)) in placements.iter_mut().zip(&chunks) {
+                if gone.contains(id) {
+                    let candidates: Vec<Candidate> = snapshot
+                        .iter()
+                        .filter(|(v, s)| {
+                            *s == NodeState::Alive
+                                && !exclude.contains(v.id.as_str())
+                                && v.stats.free_bytes >= *size
+                        })
+                        .map(|(v, _)| Candidate {
+                            id: v.id.clone(),
+                            addr: v.addr.clone(),
+                            free_bytes: v.stats.free_bytes,
+                        })
+                        .collect();
+                    p.existing.clear();
+                    p.targets = choose(&mut rng, &candidates, upload.replication as usize)
+                        .into_iter()
+                        .map(|c| pb::NodeAddr {
+                            node_id: c.id,
+                            addr: c.addr,
+                        })
+                        .collect();
+                }
+            }
         }
         Ok(Response::new(pb::PlaceChunksResponse { placements }))
     }
@@ -468,30 +501,43 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         &self,
         _req: Request<pb::ListNodesRequest>,
     ) -> Result<Response<pb::ListNodesResponse>, Status> {
-        let records = self.state.store.read(|c| meta::list_nodes(c)).await?;
-        let now = now_ms();
-        let nodes = records
-            .into_iter()
-            .map(|r| {
-                let view = self.state.nodes.get(&r.id);
-                let (stats, last_seen, state) = match &view {
-                    Some(v) => (v.stats, v.last_seen_ms, self.state.nodes.state_of(v, now)),
-                    None => (r.stats, r.last_seen_ms, NodeState::Dead),
-                };
-                pb::NodeInfo {
-                    node_id: r.id,
-                    addr: view.map(|v| v.addr).unwrap_or(r.addr),
-                    state: node_state_pb(state),
-                    capacity_bytes: stats.capacity_bytes,
-                    used_bytes: stats.used_bytes,
-                    free_bytes: stats.free_bytes,
-                    chunk_count: stats.chunk_count,
-                    last_seen_ms: last_seen,
-                    replicas: r.replicas,
-                }
-            })
-            .collect();
-        Ok(Response::new(pb::ListNodesResponse { nodes }))
+        Ok(Response::new(pb::ListNodesResponse {
+            nodes: admin::list_nodes(&self.state).await?,
+        }))
+    }
+
+    async fn status(
+        &self,
+        _req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        Ok(Response::new(admin::status(&self.state).await?))
+    }
+
+    async fn fsck(
+        &self,
+        req: Request<pb::FsckRequest>,
+    ) -> Result<Response<pb::FsckResponse>, Status> {
+        Ok(Response::new(
+            admin::fsck(&self.state, req.into_inner()).await?,
+        ))
+    }
+
+    async fn drain_node(
+        &self,
+        req: Request<pb::DrainNodeRequest>,
+    ) -> Result<Response<pb::DrainNodeResponse>, Status> {
+        Ok(Response::new(
+            admin::drain(&self.state, req.into_inner()).await?,
+        ))
+    }
+
+    async fn remove_node(
+        &self,
+        req: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
+        Ok(Response::new(
+            admin::remove(&self.state, req.into_inner()).await?,
+        ))
     }
 }
 
@@ -518,7 +564,8 @@ async fn verify_replica(state: Arc<State>, chunk: ChunkId, node: NodeView) {
                 .await
             {
                 Ok(_) => {
-                    tracing::warn!(%chunk, node = %node.id, "bad replica confirmed and forgotten")
+                    tracing::warn!(%chunk, node = %node.id, "bad replica confirmed and forgotten");
+                    state.maint.wake.notify_one();
                 }
                 Err(e) => {
                     tracing::error!(%chunk, node = %node.id, error = %e, "forget bad replica")
@@ -536,6 +583,32 @@ pub struct ClusterService {
 impl ClusterService {
     pub fn new(state: Arc<State>) -> Self {
         ClusterService { state }
+    }
+
+    /// A node that has not sent an inventory since this coordinator started is asked for
+    /// one (again every 30 s until it arrives).
+    fn wants_inventory(&self, node: &str) -> bool {
+        if self
+            .state
+            .inventoried
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(node)
+        {
+            return false;
+        }
+        let mut asked = self
+            .state
+            .inventory_asked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let due = asked
+            .get(node)
+            .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(30));
+        if due {
+            asked.insert(node.to_string(), Instant::now());
+        }
+        due
     }
 }
 
@@ -581,17 +654,14 @@ impl pb::cluster_server::Cluster for ClusterService {
             .store
             .write(move |c| meta::upsert_node(c, &id, &a, stats, now))
             .await?;
-        let draining = self
-            .state
-            .nodes
-            .get(&req.node_id)
-            .is_some_and(|v| v.draining);
+        let previous = self.state.nodes.get(&req.node_id);
         self.state.nodes.upsert(NodeView {
             id: req.node_id.clone(),
             addr: addr.clone(),
             stats,
             last_seen_ms: now,
-            draining,
+            draining: previous.as_ref().is_some_and(|v| v.draining),
+            scrub: previous.map(|v| v.scrub).unwrap_or_default(),
         });
         tracing::info!(node = %req.node_id, %addr, "datanode registered");
         Ok(Response::new(pb::RegisterResponse {
@@ -605,11 +675,24 @@ impl pb::cluster_server::Cluster for ClusterService {
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let req = req.into_inner();
         check_node_id(&req.node_id)?;
+        let scrub = req.stats.as_ref().and_then(|s| s.scrub).map(|s| ScrubInfo {
+            checked: s.checked,
+            total: s.total,
+            last_pass_ms: s.last_pass_ms,
+            errors: s.errors,
+        });
         let stats: NodeStatsRecord = req.stats.into();
         let now = now_ms();
         let before = self.state.nodes.get(&req.node_id);
-        if !self.state.nodes.heartbeat(&req.node_id, stats, now) {
-            return Ok(Response::new(pb::HeartbeatResponse { reregister: true }));
+        if !self
+            .state
+            .nodes
+            .heartbeat(&req.node_id, stats, scrub.unwrap_or_default(), now)
+        {
+            return Ok(Response::new(pb::HeartbeatResponse {
+                reregister: true,
+                send_inventory: false,
+            }));
         }
         if let Some(prev) = before {
             let was = self.state.nodes.state_of(&prev, now);
@@ -622,7 +705,11 @@ impl pb::cluster_server::Cluster for ClusterService {
             .store
             .write(move |c| meta::update_node_stats(c, &id, stats, now))
             .await?;
-        Ok(Response::new(pb::HeartbeatResponse { reregister: false }))
+        let send_inventory = self.wants_inventory(&req.node_id);
+        Ok(Response::new(pb::HeartbeatResponse {
+            reregister: false,
+            send_inventory,
+        }))
     }
 
     async fn report_replicas(
@@ -646,6 +733,105 @@ impl pb::cluster_server::Cluster for ClusterService {
             .await?;
         tracing::debug!(%node, chunks = n, "replicas recorded");
         Ok(Response::new(pb::ReportReplicasResponse {}))
+    }
+
+    async fn report_inventory(
+        &self,
+        req: Request<Streaming<pb::InventoryBatch>>,
+    ) -> Result<Response<pb::InventoryResponse>, Status> {
+        let started = now_ms();
+        let mut stream = req.into_inner();
+        let mut node: Option<String> = None;
+        let mut inventory: HashMap<ChunkId, meta::InventoryItem> = HashMap::new();
+        let mut complete = false;
+        while let Some(batch) = stream.message().await? {
+            if complete {
+                return Err(Status::invalid_argument(
+                    "inventory batch after the last one",
+                ));
+            }
+            complete = batch.last;
+            check_node_id(&batch.node_id)?;
+            match &node {
+                None => node = Some(batch.node_id.clone()),
+                Some(n) if *n != batch.node_id => {
+                    return Err(Status::invalid_argument("inventory names two nodes"))
+                }
+                Some(_) => {}
+            }
+            for c in batch.chunks {
+                let id: ChunkId = c.chunk_id.parse()?;
+                inventory.insert(
+                    id,
+                    meta::InventoryItem {
+                        size: c.size,
+                        age_secs: c.age_secs,
+                    },
+                );
+            }
+        }
+        let Some(node) = node else {
+            return Err(Status::invalid_argument("empty inventory stream"));
+        };
+        // A cancelled stream also ends cleanly on the server: only the marker proves the
+        // list is whole, and a partial list would make replicas look lost.
+        if !complete {
+            return Err(Status::aborted(format!(
+                "inventory from {node} ended before its last batch"
+            )));
+        }
+        let grace = self.state.cfg.gc_grace.as_secs();
+        let (n, total) = (node.clone(), inventory.len());
+        let r = self
+            .state
+            .store
+            .write(move |c| meta::reconcile_inventory(c, &n, &inventory, started, grace, now_ms()))
+            .await?;
+        tracing::info!(%node, chunks = total, lost = r.lost.len(), added = r.added, orphans = r.orphans.len(), "inventory reconciled");
+        self.state
+            .inventoried
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(node.clone());
+        let resp = pb::InventoryResponse {
+            lost: r.lost.len() as u64,
+            added: r.added,
+            orphans: r.orphans.len() as u64,
+        };
+        // Orphans are deleted only once the coordinator trusts its own knowledge.
+        if !r.orphans.is_empty() && !self.state.safe_mode_now() {
+            let protect = repair::protect_secs(&self.state);
+            repair::order_delete(self.state.clone(), node, r.orphans, protect);
+        }
+        self.state.maint.wake.notify_one();
+        Ok(Response::new(resp))
+    }
+
+    async fn report_corruption(
+        &self,
+        req: Request<pb::ReportCorruptionRequest>,
+    ) -> Result<Response<pb::ReportCorruptionResponse>, Status> {
+        let req = req.into_inner();
+        check_node_id(&req.node_id)?;
+        let ids: Vec<ChunkId> = req
+            .chunk_ids
+            .iter()
+            .map(|s| s.parse())
+            .collect::<Result<_, _>>()?;
+        let node = req.node_id.clone();
+        let n = ids.len();
+        self.state
+            .store
+            .write(move |c| {
+                for id in &ids {
+                    meta::remove_replica(c, id, &node)?;
+                }
+                Ok(())
+            })
+            .await?;
+        tracing::warn!(node = %req.node_id, chunks = n, "datanode found corrupt or missing chunks; re-replicating");
+        self.state.maint.wake.notify_one();
+        Ok(Response::new(pb::ReportCorruptionResponse {}))
     }
 }
 

@@ -3,12 +3,28 @@
 //! reports).
 //!
 //! - `store.rs`: the content-addressed chunk store on disk.
-//! - `service.rs`: the gRPC service (pipelined writes, reads, verification).
+//! - `service.rs`: the gRPC service (pipelined writes, reads, verification, coordinator
+//!   orders).
+//! - `replicate.rs`: pulling a chunk from a peer on the coordinator's order (repair).
+//! - `acks.rs`: protection of recently acknowledged chunks against deletion orders.
+//! - `throttle.rs`: the token bucket that rate-limits background traffic.
 //! - `reporter.rs`: batched replica reports to the coordinator.
+//! - `inventory.rs`: full chunk inventories streamed to the coordinator.
+//! - `scrub.rs`: the background re-hashing of every chunk.
+//!
+//! Background loops (heartbeat, inventory, scrub) run until the server stops; they share
+//! one pattern: a timer, a wake-up [`tokio::sync::Notify`] and a shutdown `watch`.
 
+mod acks;
+#[cfg(test)]
+mod e2e_tests;
+mod inventory;
+mod replicate;
 mod reporter;
+pub mod scrub;
 mod service;
 pub mod store;
+mod throttle;
 
 use std::future::Future;
 use std::io::Write;
@@ -19,14 +35,63 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Channel, Server};
 
 use crate::config::DatanodeConfig;
 use crate::net::{channel, ChannelCache, MAX_MESSAGE_BYTES};
 use crate::proto::pb;
+use inventory::Inventory;
 use reporter::Reporter;
+use scrub::ScrubProgress;
 use store::DiskStore;
+
+/// Knobs of the datanode's background work, apart from [`DatanodeConfig`] so tests and
+/// embedders can tune them; [`run`] uses the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatanodeTuning {
+    /// Bytes per second all replication pulls on this node share; 0 = unlimited.
+    pub replication_rate: u64,
+    /// Replication pulls at once (at least 1); further orders wait for a slot.
+    pub replication_concurrency: usize,
+    /// How often a full inventory is sent unasked; zero = only when asked (registration,
+    /// coordinator request, end of a scrub pass).
+    pub inventory_interval: Duration,
+    /// Bytes per second the scrubber reads; 0 = unlimited.
+    pub scrub_rate: u64,
+    /// Time from the start of one scrub pass to the start of the next (longer passes are
+    /// followed by the next at once).
+    pub scrub_period: Duration,
+    /// Wait after start-up before scrubbing, so a restarting cluster is not slowed by it.
+    pub scrub_start_delay: Duration,
+}
+
+impl From<&DatanodeConfig> for DatanodeTuning {
+    fn from(cfg: &DatanodeConfig) -> Self {
+        DatanodeTuning {
+            replication_rate: cfg.replication_rate,
+            inventory_interval: cfg.inventory_interval,
+            scrub_rate: cfg.scrub_rate,
+            scrub_period: cfg.scrub_period,
+            scrub_start_delay: cfg.scrub_start_delay,
+            ..DatanodeTuning::default()
+        }
+    }
+}
+
+impl Default for DatanodeTuning {
+    fn default() -> Self {
+        DatanodeTuning {
+            replication_rate: 200 * 1024 * 1024,
+            replication_concurrency: 4,
+            inventory_interval: Duration::from_secs(3600),
+            scrub_rate: 32 * 1024 * 1024,
+            scrub_period: Duration::from_secs(7 * 24 * 3600),
+            scrub_start_delay: Duration::from_secs(60),
+        }
+    }
+}
 
 /// Loads the node's id from `<data_dir>/node_id`, creating it on first start, so a node
 /// keeps its identity (and its chunks keep counting) across restarts.
@@ -84,7 +149,7 @@ fn advertise_addr(cfg: &DatanodeConfig, local: SocketAddr) -> String {
     format!("http://{local}")
 }
 
-fn stats_pb(store: &DiskStore, active: u32) -> pb::NodeStats {
+fn stats_pb(store: &DiskStore, active: u32, scrub: &ScrubProgress) -> pb::NodeStats {
     let s = store.stats();
     pb::NodeStats {
         capacity_bytes: s.capacity_bytes,
@@ -92,16 +157,21 @@ fn stats_pb(store: &DiskStore, active: u32) -> pb::NodeStats {
         free_bytes: s.free_bytes,
         chunk_count: s.chunk_count,
         active_transfers: active,
+        scrub: Some(scrub.to_pb()),
     }
 }
 
 /// Registers with the coordinator and heartbeats until the process ends. Failures are
-/// retried: a coordinator that restarts finds its nodes again within one interval.
+/// retried: a coordinator that restarts finds its nodes again within one interval. Every
+/// registration is followed by an inventory, which is how a restarted coordinator (or
+/// one that forgot this node) learns what the node holds.
 async fn heartbeat_loop(
     node_id: String,
     addr: String,
     store: Arc<DiskStore>,
     coordinator: Channel,
+    inventory: Inventory,
+    scrub: Arc<ScrubProgress>,
 ) {
     let mut client = pb::cluster_client::ClusterClient::new(coordinator);
     let mut interval = Duration::from_secs(2);
@@ -111,19 +181,23 @@ async fn heartbeat_loop(
         let result = if registered {
             let mut req = tonic::Request::new(pb::HeartbeatRequest {
                 node_id: node_id.clone(),
-                stats: Some(stats_pb(&store, 0)),
+                stats: Some(stats_pb(&store, 0, &scrub)),
             });
             req.set_timeout(Duration::from_secs(10));
             client.heartbeat(req).await.map(|r| {
-                if r.into_inner().reregister {
+                let r = r.into_inner();
+                if r.reregister {
+                    tracing::info!(node = %node_id, "coordinator asks this node to register again");
                     registered = false;
+                } else if r.send_inventory {
+                    inventory.request();
                 }
             })
         } else {
             let mut req = tonic::Request::new(pb::RegisterRequest {
                 node_id: node_id.clone(),
                 addr: addr.clone(),
-                stats: Some(stats_pb(&store, 0)),
+                stats: Some(stats_pb(&store, 0, &scrub)),
             });
             req.set_timeout(Duration::from_secs(10));
             client.register(req).await.map(|r| {
@@ -132,11 +206,16 @@ async fn heartbeat_loop(
                     interval = Duration::from_millis(ms);
                 }
                 registered = true;
+                inventory.request();
                 tracing::info!(node = %node_id, "registered with the coordinator");
             })
         };
-        match result {
-            Ok(()) => warned = false,
+        let reregister_now = match result {
+            Ok(()) => {
+                warned = false;
+                // Asked to register again: do it now rather than after a pause.
+                !registered
+            }
             Err(status) => {
                 if !warned {
                     tracing::warn!(node = %node_id, error = %status.message(), "coordinator unreachable; retrying");
@@ -147,7 +226,11 @@ async fn heartbeat_loop(
                 {
                     registered = false;
                 }
+                false
             }
+        };
+        if reregister_now {
+            continue;
         }
         tokio::time::sleep(if registered {
             interval
@@ -158,10 +241,22 @@ async fn heartbeat_loop(
     }
 }
 
-/// Serves a datanode on `listener` until `shutdown` resolves.
+/// Serves a datanode on `listener` until `shutdown` resolves, with the default tuning.
 pub async fn run(
     listener: TcpListener,
     cfg: DatanodeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let tuning = DatanodeTuning::from(&cfg);
+    run_with(listener, cfg, tuning, shutdown).await
+}
+
+/// Serves a datanode on `listener` until `shutdown` resolves, then stops its background
+/// workers.
+pub async fn run_with(
+    listener: TcpListener,
+    cfg: DatanodeConfig,
+    tuning: DatanodeTuning,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
@@ -179,18 +274,41 @@ pub async fn run(
     tracing::info!(node = %node_id, listen = %local, advertise = %addr, chunks = stats.chunk_count,
         used = stats.used_bytes, "datanode listening");
 
+    let (stop_tx, stop_rx) = watch::channel(false);
     let reporter = Reporter::spawn(node_id.clone(), coordinator.clone());
+    let (inventory, inventory_task) = inventory::spawn(
+        node_id.clone(),
+        store.clone(),
+        coordinator.clone(),
+        tuning.inventory_interval,
+        stop_rx.clone(),
+    );
+    let (scrubber, scrub_task) = scrub::spawn(
+        node_id.clone(),
+        store.clone(),
+        coordinator.clone(),
+        inventory.clone(),
+        &tuning,
+        stop_rx,
+    );
     let hb = tokio::spawn(heartbeat_loop(
         node_id.clone(),
         addr,
         store.clone(),
         coordinator,
+        inventory,
+        scrubber.progress().clone(),
     ));
     let svc = service::DatanodeService {
         node_id,
         store,
         reporter,
         peers: ChannelCache::new(Duration::from_secs(3)),
+        recent: Default::default(),
+        replication: Arc::new(replicate::Replication::new(
+            tuning.replication_rate,
+            tuning.replication_concurrency,
+        )),
     };
     let server = pb::datanode_server::DatanodeServer::new(svc)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -206,6 +324,18 @@ pub async fn run(
         .await
         .context("datanode server");
     hb.abort();
+    // Workers stop between chunks; one still hashing a chunk gets a moment to finish
+    // before it is abandoned.
+    let _ = stop_tx.send(true);
+    for task in [inventory_task, scrub_task] {
+        let abort = task.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
     tracing::info!("datanode stopped");
     result
 }

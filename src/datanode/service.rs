@@ -5,18 +5,24 @@
 //! pipeline. Only when the local copy is complete, verified and durable, and reported to
 //! the coordinator, does this node count itself in the ack, which also carries what the
 //! rest of the pipeline stored (invariants 2 to 4).
+//!
+//! Coordinator orders (`ReplicateChunk`, `DeleteChunks`) are decoded and validated here;
+//! the work is in `replicate.rs` and `acks.rs`.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::acks::{delete_unprotected, RecentAcks};
+use super::replicate::Replication;
 use super::reporter::Reporter;
-use super::store::{DiskStore, StoreError, Verdict};
+use super::store::{ChunkWriter, DiskStore, StoreError, Verdict};
 use crate::chunk::{ChunkId, FRAME_SIZE};
 use crate::net::ChannelCache;
 use crate::proto::pb;
@@ -32,6 +38,10 @@ pub struct DatanodeService {
     pub store: Arc<DiskStore>,
     pub reporter: Reporter,
     pub peers: ChannelCache,
+    /// Chunks acknowledged recently, protected from `DeleteChunks`.
+    pub recent: Arc<RecentAcks>,
+    /// Rate and concurrency limits shared by all `ReplicateChunk` pulls.
+    pub replication: Arc<Replication>,
 }
 
 impl From<StoreError> for Status {
@@ -51,15 +61,73 @@ impl From<StoreError> for Status {
     }
 }
 
-enum Frame {
+pub(super) enum Frame {
     Data(Bytes),
     /// The stream ended cleanly: verify and install.
     End,
 }
 
+/// Runs `writer` on the blocking pool, fed frames through a small bounded channel (so at
+/// most a few frames per transfer are buffered, invariant 8). The task yields `Ok(true)`
+/// once the chunk is verified and durable, `Ok(false)` if the channel closed without
+/// [`Frame::End`] (the writer is dropped and its temporary file deleted).
+pub(super) fn spawn_writer(writer: ChunkWriter) -> (mpsc::Sender<Frame>, LocalWrite) {
+    let (tx, mut rx) = mpsc::channel::<Frame>(16);
+    let task = tokio::task::spawn_blocking(move || {
+        let mut writer = writer;
+        while let Some(frame) = rx.blocking_recv() {
+            match frame {
+                Frame::Data(b) => writer.write(&b)?,
+                Frame::End => return writer.finish().map(|_| true),
+            }
+        }
+        Ok(false)
+    });
+    (tx, task)
+}
+
+pub(super) type LocalWrite = tokio::task::JoinHandle<Result<bool, StoreError>>;
+
+/// The outcome of a [`spawn_writer`] task, a panic counting as an I/O failure.
+pub(super) async fn local_result(id: ChunkId, task: LocalWrite) -> Result<bool, StoreError> {
+    match task.await {
+        Ok(r) => r,
+        Err(e) => Err(StoreError::Io {
+            what: format!("chunk {id} writer"),
+            source: std::io::Error::other(e.to_string()),
+        }),
+    }
+}
+
+/// See [`DatanodeService::acknowledge`]; usable from a task that outlives the request.
+pub(super) async fn acknowledge_with(
+    store: &DiskStore,
+    recent: &RecentAcks,
+    reporter: &Reporter,
+    id: ChunkId,
+    size: u64,
+) -> Result<(), String> {
+    if !recent.ack_if_present(id, Instant::now(), || store.contains(&id)) {
+        return Err(format!(
+            "chunk {id} was deleted while being stored; write it again"
+        ));
+    }
+    reporter
+        .report(id, size)
+        .await
+        .map_err(|e| format!("stored but could not report to the coordinator: {e}"))
+}
+
 type Downstream = tokio::task::JoinHandle<Result<pb::WriteChunkResponse, Status>>;
 
 impl DatanodeService {
+    /// The last step before this node acknowledges a stored chunk: records the ack, which
+    /// protects the chunk from a racing `DeleteChunks`, checking in the same step that no
+    /// deletion got there first, then reports the replica to the coordinator.
+    pub(super) async fn acknowledge(&self, id: ChunkId, size: u64) -> Result<(), String> {
+        acknowledge_with(&self.store, &self.recent, &self.reporter, id, size).await
+    }
+
     /// Opens the write to the next node of the pipeline, sending it the rest of the chain.
     fn start_downstream(
         &self,
@@ -122,19 +190,7 @@ impl pb::datanode_server::Datanode for DatanodeService {
         let size = header.size;
 
         // Local copy, written on a blocking thread.
-        let writer = self.store.begin_write(id, size)?;
-        let (local_tx, mut local_rx) = mpsc::channel::<Frame>(16);
-        let local = tokio::task::spawn_blocking(move || {
-            let mut writer = writer;
-            while let Some(frame) = local_rx.blocking_recv() {
-                match frame {
-                    Frame::Data(b) => writer.write(&b)?,
-                    Frame::End => return writer.finish().map(|_| true),
-                }
-            }
-            // The stream broke off: drop the writer, which deletes the temporary file.
-            Ok(false)
-        });
+        let (local_tx, local) = spawn_writer(self.store.begin_write(id, size)?);
 
         let mut downstream = self.start_downstream(&header)?;
         let mut failures = Vec::new();
@@ -142,7 +198,12 @@ impl pb::datanode_server::Datanode for DatanodeService {
         let outcome: Result<(), Status> = loop {
             let msg = match tokio::time::timeout(FRAME_IDLE_TIMEOUT, stream.message()).await {
                 Ok(Ok(Some(m))) => m,
-                Ok(Ok(None)) => break Ok(()),
+                // A cancelled call also ends like this: only the end marker commits.
+                Ok(Ok(None)) => {
+                    break Err(Status::aborted(format!(
+                        "chunk {id}: stream ended without its end marker"
+                    )))
+                }
                 Ok(Err(e)) => break Err(e),
                 Err(_) => {
                     break Err(Status::deadline_exceeded(format!(
@@ -150,10 +211,14 @@ impl pb::datanode_server::Datanode for DatanodeService {
                     )))
                 }
             };
-            let Some(pb::write_chunk_request::Msg::Data(data)) = msg.msg else {
-                break Err(Status::invalid_argument(format!(
-                    "chunk {id}: unexpected message after the header"
-                )));
+            let data = match msg.msg {
+                Some(pb::write_chunk_request::Msg::Data(data)) => data,
+                Some(pb::write_chunk_request::Msg::End(_)) => break Ok(()),
+                _ => {
+                    break Err(Status::invalid_argument(format!(
+                        "chunk {id}: unexpected message after the header"
+                    )))
+                }
             };
             received += data.len() as u64;
             if received > size {
@@ -179,8 +244,8 @@ impl pb::datanode_server::Datanode for DatanodeService {
         };
 
         if let Err(e) = outcome {
-            // Abort the whole pipeline: cancelling the downstream call resets its stream, so
-            // no node installs the chunk.
+            // Abort the whole pipeline by cancelling the downstream call: without the end
+            // marker, no node downstream installs the chunk.
             if let Some((_, _, task)) = downstream {
                 task.abort();
             }
@@ -189,31 +254,60 @@ impl pb::datanode_server::Datanode for DatanodeService {
             return Err(e);
         }
 
+        // The whole stream arrived. Every node verifies the bytes on its own, so the next
+        // node may verify and install now, in parallel with this one, instead of after it.
+        let downstream = match downstream {
+            Some((node, tx, task)) => {
+                let end = pb::WriteChunkRequest {
+                    msg: Some(pb::write_chunk_request::Msg::End(true)),
+                };
+                let _ = tx.send(end).await;
+                drop(tx);
+                Some((node, task))
+            }
+            None => None,
+        };
         let _ = local_tx.send(Frame::End).await;
         drop(local_tx);
-        let local_result = match local.await {
-            Ok(r) => r,
-            Err(e) => Err(StoreError::Io {
+        let mut stored_on = Vec::new();
+        // Finish on a task of its own: a client that disconnects now cancels this handler,
+        // but a chunk that became durable must still be reported, or it would linger on
+        // disk unknown to the coordinator until the next inventory.
+        let finish = {
+            let (store, recent, reporter) = (
+                self.store.clone(),
+                self.recent.clone(),
+                self.reporter.clone(),
+            );
+            tokio::spawn(async move {
+                match local_result(id, local).await {
+                    Ok(true) => Ok(Some(
+                        acknowledge_with(&store, &recent, &reporter, id, size).await,
+                    )),
+                    Ok(false) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+        };
+        let finished = finish.await.unwrap_or_else(|e| {
+            Err(StoreError::Io {
                 what: format!("chunk {id} writer"),
                 source: std::io::Error::other(e.to_string()),
+            })
+        });
+        match finished {
+            Ok(Some(Ok(()))) => stored_on.push(self.node_id.clone()),
+            Ok(Some(Err(error))) => failures.push(pb::NodeFailure {
+                node_id: self.node_id.clone(),
+                error,
             }),
-        };
-        let mut stored_on = Vec::new();
-        match local_result {
-            Ok(true) => match self.reporter.report(id, size).await {
-                Ok(()) => stored_on.push(self.node_id.clone()),
-                Err(e) => failures.push(pb::NodeFailure {
-                    node_id: self.node_id.clone(),
-                    error: format!("stored but could not report to the coordinator: {e}"),
-                }),
-            },
-            Ok(false) => {}
+            Ok(None) => {}
             Err(
                 e @ (StoreError::HashMismatch { .. }
                 | StoreError::SizeMismatch { .. }
                 | StoreError::TooLong { .. }),
             ) => {
-                if let Some((_, _, task)) = downstream {
+                if let Some((_, task)) = downstream {
                     task.abort();
                 }
                 return Err(e.into());
@@ -227,8 +321,7 @@ impl pb::datanode_server::Datanode for DatanodeService {
             }
         }
 
-        if let Some((node, tx, task)) = downstream {
-            drop(tx); // clean end of stream: the next node verifies and installs
+        if let Some((node, task)) = downstream {
             match task.await {
                 Ok(Ok(resp)) => {
                     stored_on.extend(resp.stored_on);
@@ -299,6 +392,65 @@ impl pb::datanode_server::Datanode for DatanodeService {
             intact: verdict == Verdict::Intact,
         }))
     }
+
+    async fn replicate_chunk(
+        &self,
+        req: Request<pb::ReplicateChunkRequest>,
+    ) -> Result<Response<pb::ReplicateChunkResponse>, Status> {
+        let req = req.into_inner();
+        let id: ChunkId = req.chunk_id.parse()?;
+        let source = self.replicate(id, req.size, &req.sources).await?;
+        Ok(Response::new(pb::ReplicateChunkResponse { source }))
+    }
+
+    async fn delete_chunks(
+        &self,
+        req: Request<pb::DeleteChunksRequest>,
+    ) -> Result<Response<pb::DeleteChunksResponse>, Status> {
+        let req = req.into_inner();
+        // Every id is checked before anything is deleted: a bad order deletes nothing.
+        let mut seen = HashSet::with_capacity(req.chunk_ids.len());
+        let mut ids = Vec::with_capacity(req.chunk_ids.len());
+        for s in &req.chunk_ids {
+            let id: ChunkId = s.parse()?;
+            if seen.insert(id) {
+                ids.push(id);
+            }
+        }
+        let protect = Duration::from_secs(req.protect_secs);
+        let (store, recent) = (self.store.clone(), self.recent.clone());
+        let out =
+            tokio::task::spawn_blocking(move || delete_unprotected(&store, &recent, &ids, protect))
+                .await
+                .map_err(|e| Status::internal(format!("delete task failed: {e}")))?;
+        for (id, e) in &out.failed {
+            tracing::error!(chunk = %id, error = %e, "deleting chunk failed");
+        }
+        if let Some((_, e)) = out.failed.first() {
+            if out.deleted.is_empty() && out.kept.is_empty() {
+                return Err(Status::internal(format!(
+                    "no chunk could be deleted ({} failed): {e}",
+                    out.failed.len()
+                )));
+            }
+        }
+        tracing::info!(
+            deleted = out.deleted.len(),
+            kept = out.kept.len(),
+            failed = out.failed.len(),
+            freed = out.freed_bytes,
+            "deleted chunks on order"
+        );
+        Ok(Response::new(pb::DeleteChunksResponse {
+            deleted: hex_ids(&out.deleted),
+            kept: hex_ids(&out.kept),
+            freed_bytes: out.freed_bytes,
+        }))
+    }
+}
+
+fn hex_ids(ids: &[ChunkId]) -> Vec<String> {
+    ids.iter().map(ChunkId::to_hex).collect()
 }
 
 async fn downstream_failure(node: &str, task: Downstream) -> pb::NodeFailure {

@@ -11,6 +11,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use crate::chunk::{ChunkHasher, ChunkId, MAX_CHUNK_SIZE};
 
@@ -52,6 +53,15 @@ pub struct StoreStats {
     pub used_bytes: u64,
     pub free_bytes: u64,
     pub chunk_count: u64,
+}
+
+/// One stored chunk as a directory walk sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkEntry {
+    pub id: ChunkId,
+    pub size: u64,
+    /// When the chunk was written (its file's mtime), if the file system says.
+    pub modified: Option<SystemTime>,
 }
 
 /// What re-hashing a stored chunk found.
@@ -122,35 +132,91 @@ impl DiskStore {
     /// Calls `f(id, size)` for every stored chunk. Files whose names are not chunk ids are
     /// ignored.
     pub fn for_each_chunk(&self, mut f: impl FnMut(ChunkId, u64)) -> Result<(), StoreError> {
-        let read = |p: &Path| fs::read_dir(p).map_err(io_err(format!("list {}", p.display())));
-        for a in read(&self.chunks)? {
-            let a = a.map_err(io_err("list chunks"))?.path();
-            if !a.is_dir() {
+        self.walk_chunks(|e| {
+            f(e.id, e.size);
+            true
+        })
+        .map(|_| ())
+    }
+
+    /// Calls `f` for every stored chunk until it returns false. Returns whether the walk
+    /// went through to the end. An error listing a directory aborts the walk: a caller
+    /// building an inventory must never take a partial walk for a complete one.
+    pub fn walk_chunks(&self, mut f: impl FnMut(ChunkEntry) -> bool) -> Result<bool, StoreError> {
+        for a in list_dir(&self.chunks)? {
+            if !self.walk_fan_out(&a, &mut f)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The chunks whose ids start with the byte `top` (one 256th of the store), so a long
+    /// job can work through the store in slices with bounded memory.
+    pub fn chunks_with_prefix(&self, top: u8) -> Result<Vec<ChunkEntry>, StoreError> {
+        let dir = self.chunks.join(format!("{top:02x}"));
+        let mut out = Vec::new();
+        match fs::metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Ok(out),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io_err(format!("list {}", dir.display()))(e)),
+        }
+        self.walk_fan_out(&dir, &mut |e| {
+            out.push(e);
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// Walks `chunks/ab/` (two levels). Only files at their proper fan-out place count, the
+    /// same place [`DiskStore::chunk_path`] reads from.
+    fn walk_fan_out(
+        &self,
+        a: &Path,
+        f: &mut dyn FnMut(ChunkEntry) -> bool,
+    ) -> Result<bool, StoreError> {
+        let name = |p: &Path| p.file_name().and_then(|n| n.to_str()).map(str::to_owned);
+        let Some(a_name) = name(a) else {
+            return Ok(true);
+        };
+        if !a.is_dir() {
+            return Ok(true);
+        }
+        for b in list_dir(a)? {
+            if !b.is_dir() {
                 continue;
             }
-            for b in read(&a)? {
-                let b = b.map_err(io_err("list chunks"))?.path();
-                if !b.is_dir() {
+            let Some(b_name) = name(&b) else { continue };
+            for c in fs::read_dir(&b).map_err(io_err(format!("list {}", b.display())))? {
+                let c = c.map_err(io_err(format!("list {}", b.display())))?;
+                let Some(id) = c
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<ChunkId>().ok())
+                else {
+                    continue;
+                };
+                let hex = id.to_hex();
+                if hex[0..2] != a_name || hex[2..4] != b_name {
                     continue;
                 }
-                for c in read(&b)? {
-                    let c = c.map_err(io_err("list chunks"))?;
-                    let Some(id) = c
-                        .file_name()
-                        .to_str()
-                        .and_then(|n| n.parse::<ChunkId>().ok())
-                    else {
-                        continue;
-                    };
-                    if let Ok(meta) = c.metadata() {
-                        if meta.is_file() {
-                            f(id, meta.len());
-                        }
-                    }
+                // A file deleted since the listing is simply skipped.
+                let Ok(meta) = c.metadata() else { continue };
+                if !meta.is_file() {
+                    continue;
+                }
+                let entry = ChunkEntry {
+                    id,
+                    size: meta.len(),
+                    modified: meta.modified().ok(),
+                };
+                if !f(entry) {
+                    return Ok(false);
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     pub fn stats(&self) -> StoreStats {
@@ -261,13 +327,77 @@ impl DiskStore {
             .quarantine
             .join(format!("{}.{}", id.to_hex(), crate::meta::now_ms()));
         fs::rename(&from, &to).map_err(io_err(format!("quarantine chunk {id}")))?;
-        self.used.fetch_sub(
-            size.min(self.used.load(Ordering::Relaxed)),
-            Ordering::Relaxed,
-        );
-        self.count.fetch_sub(1, Ordering::Relaxed);
+        self.forget(size);
         tracing::warn!(chunk = %id, to = %to.display(), "corrupt chunk moved aside");
         Ok(())
+    }
+
+    /// Size of a stored chunk's file, None if it is not stored.
+    pub fn stored_size(&self, id: &ChunkId) -> Result<Option<u64>, StoreError> {
+        match fs::metadata(self.chunk_path(id)) {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(format!("stat chunk {id}"))(e)),
+        }
+    }
+
+    /// When a stored chunk was written (its mtime), None if not stored or unknown.
+    pub fn modified(&self, id: &ChunkId) -> Option<SystemTime> {
+        fs::metadata(self.chunk_path(id))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
+    /// Deletes a chunk durably (garbage collection, trimming of surplus replicas). Returns
+    /// the bytes freed; a chunk that is not there frees 0 and is not an error, so a
+    /// repeated order is harmless.
+    pub fn delete(&self, id: &ChunkId) -> Result<u64, StoreError> {
+        match self.unlink(id)? {
+            Some(size) => {
+                let dir = self.chunk_path(id);
+                self.sync_dir(dir.parent().expect("chunk path has a parent"))?;
+                Ok(size)
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// Removes a chunk's file without the directory fsync, for callers that delete many
+    /// and fsync each directory once ([`DiskStore::sync_dir`]). Returns the size removed,
+    /// None if it was not there.
+    pub fn unlink(&self, id: &ChunkId) -> Result<Option<u64>, StoreError> {
+        let path = self.chunk_path(id);
+        let size = match fs::symlink_metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(format!("stat chunk {id}"))(e)),
+        };
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            // Removed concurrently (a racing delete or quarantine did the accounting).
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(format!("delete chunk {id}"))(e)),
+        }
+        self.forget(size);
+        tracing::debug!(chunk = %id, size, "chunk deleted");
+        Ok(Some(size))
+    }
+
+    /// Makes renames and removals in `dir` durable.
+    pub fn sync_dir(&self, dir: &Path) -> Result<(), StoreError> {
+        fsync_dir(dir)
+    }
+
+    /// Takes a removed chunk out of the used and count figures (never below zero).
+    fn forget(&self, size: u64) {
+        let sub = |n: u64| move |v: u64| Some(v.saturating_sub(n));
+        let _ = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, sub(size));
+        let _ = self
+            .count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, sub(1));
     }
 }
 
@@ -360,6 +490,14 @@ impl Drop for ChunkWriter {
             let _ = fs::remove_file(&t.path);
         }
     }
+}
+
+fn list_dir(p: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let what = || format!("list {}", p.display());
+    fs::read_dir(p)
+        .map_err(io_err(what()))?
+        .map(|e| e.map(|e| e.path()).map_err(io_err(what())))
+        .collect()
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
@@ -472,6 +610,103 @@ mod tests {
         assert!(!s.contains(&id));
         assert_eq!(files_under(&dir.path().join("quarantine")).len(), 1);
         assert_eq!(s.verify(&id).unwrap(), Verdict::Missing);
+        assert_eq!(s.stats().chunk_count, 0);
+    }
+
+    fn put(s: &Arc<DiskStore>, data: &[u8]) -> ChunkId {
+        let id = ChunkId::of(data);
+        let mut w = s.begin_write(id, data.len() as u64).unwrap();
+        w.write(data).unwrap();
+        w.finish().unwrap();
+        id
+    }
+
+    #[test]
+    fn delete_removes_the_file_and_updates_counters() {
+        let (dir, s) = store();
+        let a = put(&s, &[1u8; 3000]);
+        let b = put(&s, &[2u8; 500]);
+        assert_eq!(s.stats().chunk_count, 2);
+        assert_eq!(s.stats().used_bytes, 3500);
+
+        assert_eq!(s.delete(&a).unwrap(), 3000);
+        assert!(!s.chunk_path(&a).exists());
+        assert!(!s.contains(&a));
+        assert!(matches!(s.open_read(&a), Err(StoreError::NotFound(_))));
+        assert_eq!(s.stats().chunk_count, 1);
+        assert_eq!(s.stats().used_bytes, 500);
+
+        // Deleting again, or a chunk never stored, frees nothing and is no error.
+        assert_eq!(s.delete(&a).unwrap(), 0);
+        assert_eq!(s.delete(&ChunkId::of(b"never")).unwrap(), 0);
+        assert_eq!(s.stats().chunk_count, 1);
+        assert_eq!(s.stats().used_bytes, 500);
+
+        // The other chunk is untouched, and a reopened store counts the same.
+        assert!(s.contains(&b));
+        let s2 = DiskStore::open(dir.path(), 0, 0).unwrap();
+        assert_eq!(s2.stats().chunk_count, 1);
+        assert_eq!(s2.stats().used_bytes, 500);
+
+        // A deleted chunk can be stored again.
+        put(&s, &[1u8; 3000]);
+        assert_eq!(s.stats().chunk_count, 2);
+        assert_eq!(s.stats().used_bytes, 3500);
+    }
+
+    #[test]
+    fn walks_report_entries_and_prefix_slices_cover_the_store() {
+        let (dir, s) = store();
+        let ids: Vec<ChunkId> = (0..50u32).map(|i| put(&s, &i.to_le_bytes())).collect();
+        // Stray files are not chunks: a bad name, and a valid id in the wrong directory.
+        fs::write(dir.path().join("chunks").join("README"), b"x").unwrap();
+        let wrong = s
+            .chunk_path(&ids[0])
+            .parent()
+            .unwrap()
+            .join(ChunkId::of(b"z").to_hex());
+        fs::write(wrong, b"z").unwrap();
+
+        let mut walked = Vec::new();
+        assert!(s
+            .walk_chunks(|e| {
+                assert_eq!(e.size, 4);
+                assert!(e.modified.is_some());
+                walked.push(e.id);
+                true
+            })
+            .unwrap());
+        let mut sliced: Vec<ChunkId> = (0..=255u8)
+            .flat_map(|p| s.chunks_with_prefix(p).unwrap())
+            .map(|e| e.id)
+            .collect();
+        walked.sort();
+        sliced.sort();
+        let mut expect = ids.clone();
+        expect.sort();
+        assert_eq!(walked, expect);
+        assert_eq!(sliced, expect);
+
+        let mut n = 0;
+        assert!(!s
+            .walk_chunks(|_| {
+                n += 1;
+                n < 10
+            })
+            .unwrap());
+        assert_eq!(n, 10);
+    }
+
+    #[test]
+    fn verify_quarantines_truncated_chunks() {
+        let (_dir, s) = store();
+        let id = put(&s, &[5u8; 10_000]);
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(s.chunk_path(&id))
+            .unwrap();
+        f.set_len(9_999).unwrap();
+        assert_eq!(s.verify(&id).unwrap(), Verdict::Quarantined);
         assert_eq!(s.stats().chunk_count, 0);
     }
 

@@ -6,6 +6,7 @@
 //! async callers go through [`Store::write`] / [`Store::read`] on the blocking pool.
 
 mod cluster;
+mod maintenance;
 mod migrate;
 mod namespace;
 
@@ -186,5 +187,10 @@ where
 pub use cluster::{
     chunk_sizes, delete_node, get_node, list_nodes, record_replicas, remove_replica, replicas_of,
     touch_chunks, update_node_stats, upsert_node,
+};
+pub use maintenance::{
+    chunk_health, chunks_on_node, files_under, gc_backlog, gc_claim, namespace_counts,
+    reconcile_inventory, replica_counts, set_draining, touch_chunks_checked, ChunkHealth, Doomed,
+    FileReport, InventoryItem, Reconciled,
 };
 pub use namespace::{commit_file, delete, file_chunks, list, mkdir, rename, resolve, stat};

@@ -1,0 +1,257 @@
+//! Cluster operations behind the admin RPCs: status, fsck, drain and removal of nodes,
+//! and the node list. Kept apart from `service.rs` so that file stays a thin translation.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tonic::Status;
+
+use super::{NodeState, NodeView, State};
+use crate::meta::{self, now_ms};
+use crate::path::DfsPath;
+use crate::proto::pb;
+use crate::status::check_node_id;
+
+/// Most files one fsck response lists.
+const FSCK_MAX_FILES: usize = 10_000;
+
+pub fn node_state_pb(s: NodeState) -> i32 {
+    (match s {
+        NodeState::Alive => pb::NodeState::Alive,
+        NodeState::Suspect => pb::NodeState::Suspect,
+        NodeState::Dead => pb::NodeState::Dead,
+        NodeState::Draining => pb::NodeState::Draining,
+    }) as i32
+}
+
+fn scrub_pb(v: &NodeView) -> pb::ScrubProgress {
+    pb::ScrubProgress {
+        checked: v.scrub.checked,
+        total: v.scrub.total,
+        last_pass_ms: v.scrub.last_pass_ms,
+        errors: v.scrub.errors,
+    }
+}
+
+pub async fn list_nodes(state: &Arc<State>) -> Result<Vec<pb::NodeInfo>, Status> {
+    let records = state.store.read(|c| meta::list_nodes(c)).await?;
+    let now = now_ms();
+    Ok(records
+        .into_iter()
+        .map(|r| {
+            let view = state.nodes.get(&r.id);
+            let (stats, last_seen, node_state, scrub) = match &view {
+                Some(v) => (
+                    v.stats,
+                    v.last_seen_ms,
+                    state.nodes.state_of(v, now),
+                    Some(scrub_pb(v)),
+                ),
+                None => (r.stats, r.last_seen_ms, NodeState::Dead, None),
+            };
+            let draining = view.as_ref().is_some_and(|v| v.draining);
+            pb::NodeInfo {
+                node_id: r.id,
+                addr: view.map(|v| v.addr).unwrap_or(r.addr),
+                state: node_state_pb(node_state),
+                capacity_bytes: stats.capacity_bytes,
+                used_bytes: stats.used_bytes,
+                free_bytes: stats.free_bytes,
+                chunk_count: stats.chunk_count,
+                last_seen_ms: last_seen,
+                replicas: r.replicas,
+                safe_to_remove: draining && r.replicas == 0,
+                scrub,
+            }
+        })
+        .collect())
+}
+
+pub async fn status(state: &Arc<State>) -> Result<pb::StatusResponse, Status> {
+    let (files, dirs, logical, chunks) = state.store.read(|c| meta::namespace_counts(c)).await?;
+    let (gc_chunks, gc_bytes) = state.store.read(|c| meta::gc_backlog(c)).await?;
+    let now = now_ms();
+    let mut out = pb::StatusResponse {
+        files,
+        directories: dirs,
+        logical_bytes: logical,
+        chunks,
+        gc_backlog_chunks: gc_chunks,
+        gc_backlog_bytes: gc_bytes,
+        gc_freed_bytes: state.maint.gc_freed_bytes.load(Ordering::Relaxed),
+        repairs_running: state.maint.running(),
+        repairs_done: state.maint.repairs_done.load(Ordering::Relaxed),
+        repair_bytes_done: state.maint.repair_bytes.load(Ordering::Relaxed),
+        repair_rate_bytes: state.maint.rate(),
+        safe_mode: state.safe_mode_now(),
+        ..Default::default()
+    };
+    for (v, s) in state.nodes.snapshot(now) {
+        match s {
+            NodeState::Alive => out.nodes_alive += 1,
+            NodeState::Suspect => out.nodes_suspect += 1,
+            NodeState::Dead => out.nodes_dead += 1,
+            NodeState::Draining => out.nodes_draining += 1,
+        }
+        if s != NodeState::Dead {
+            out.capacity_bytes += v.stats.capacity_bytes;
+            out.used_bytes += v.stats.used_bytes;
+            out.free_bytes += v.stats.free_bytes;
+            out.scrub_checked += v.scrub.checked;
+            out.scrub_total += v.scrub.total;
+        }
+        out.scrub_errors += v.scrub.errors;
+    }
+    let summary = *state
+        .maint
+        .summary
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    out.under_replicated = summary.under_replicated;
+    out.unrecoverable = summary.unrecoverable;
+    out.over_replicated = summary.over_replicated;
+    out.repair_queue = summary.queue.saturating_sub(out.repairs_running);
+    Ok(out)
+}
+
+pub async fn fsck(state: &Arc<State>, req: pb::FsckRequest) -> Result<pb::FsckResponse, Status> {
+    let path = DfsPath::parse(if req.path.is_empty() { "/" } else { &req.path })?;
+    let (files, truncated) = state
+        .store
+        .read(move |c| meta::files_under(c, &path, FSCK_MAX_FILES))
+        .await?;
+    let now = now_ms();
+    let live: HashMap<String, NodeState> = state
+        .nodes
+        .snapshot(now)
+        .into_iter()
+        .filter(|(_, s)| *s != NodeState::Dead)
+        .map(|(v, s)| (v.id, s))
+        .collect();
+    let mut out = pb::FsckResponse {
+        truncated,
+        ..Default::default()
+    };
+    for f in files {
+        out.files_checked += 1;
+        let mut report = pb::FsckFile {
+            path: f.path.clone(),
+            size: f.size,
+            chunks: f.chunks.len() as u64,
+            replication: f.replication,
+            ..Default::default()
+        };
+        for (idx, (id, nodes)) in f.chunks.iter().enumerate() {
+            out.chunks_checked += 1;
+            let live_nodes: Vec<String> = nodes
+                .iter()
+                .filter(|n| matches!(live.get(*n), Some(NodeState::Alive | NodeState::Suspect)))
+                .cloned()
+                .collect();
+            let usable = nodes.iter().filter(|n| live.contains_key(*n)).count();
+            let n = live_nodes.len() as u32;
+            if usable == 0 {
+                report.missing += 1;
+                out.missing_chunks += 1;
+            } else if n < f.replication {
+                report.under_replicated += 1;
+                out.under_replicated_chunks += 1;
+            } else {
+                continue;
+            }
+            report.damaged.push(pb::FsckChunk {
+                chunk_id: id.to_hex(),
+                index: idx as u64,
+                live_replicas: n,
+                target: f.replication,
+                nodes: live_nodes,
+            });
+        }
+        let healthy = report.missing == 0 && report.under_replicated == 0;
+        if healthy {
+            out.healthy_files += 1;
+        }
+        if !healthy || req.all {
+            out.files.push(report);
+        }
+    }
+    Ok(out)
+}
+
+pub async fn drain(
+    state: &Arc<State>,
+    req: pb::DrainNodeRequest,
+) -> Result<pb::DrainNodeResponse, Status> {
+    check_node_id(&req.node_id)?;
+    let draining = !req.cancel;
+    let id = req.node_id.clone();
+    let found = state
+        .store
+        .write(move |c| meta::set_draining(c, &id, draining))
+        .await?;
+    if !found || !state.nodes.set_draining(&req.node_id, draining) {
+        return Err(Status::not_found(format!(
+            "unknown datanode {:?}",
+            req.node_id
+        )));
+    }
+    tracing::info!(node = %req.node_id, draining, "drain state changed");
+    state.maint.wake.notify_one();
+    let node = list_nodes(state)
+        .await?
+        .into_iter()
+        .find(|n| n.node_id == req.node_id);
+    Ok(pb::DrainNodeResponse { node })
+}
+
+pub async fn remove(
+    state: &Arc<State>,
+    req: pb::RemoveNodeRequest,
+) -> Result<pb::RemoveNodeResponse, Status> {
+    check_node_id(&req.node_id)?;
+    let Some(view) = state.nodes.get(&req.node_id) else {
+        return Err(Status::not_found(format!(
+            "unknown datanode {:?}",
+            req.node_id
+        )));
+    };
+    let now = now_ms();
+    let node_state = state.nodes.state_of(&view, now);
+    if !matches!(node_state, NodeState::Dead | NodeState::Draining) {
+        return Err(Status::failed_precondition(format!(
+            "datanode {} is {}: only a dead or drained node can be removed (drain it first)",
+            req.node_id,
+            node_state.as_str()
+        )));
+    }
+    // Refuse while the node holds the only copy of anything a live node does not have.
+    let live = state.nodes.live_set(now);
+    let id = req.node_id.clone();
+    let sole = state
+        .store
+        .read(move |c| {
+            let chunks = meta::chunks_on_node(c, &id)?;
+            let holders = meta::replicas_of(c, &chunks)?;
+            Ok(holders
+                .values()
+                .filter(|nodes| !nodes.iter().any(|n| n != &id && live.contains(n)))
+                .count())
+        })
+        .await?;
+    if sole > 0 {
+        return Err(Status::failed_precondition(format!(
+            "datanode {} holds the only replica of {sole} chunk(s); wait for repair or drain it",
+            req.node_id
+        )));
+    }
+    let id = req.node_id.clone();
+    state
+        .store
+        .write(move |c| meta::delete_node(c, &id))
+        .await?;
+    state.nodes.remove(&req.node_id);
+    tracing::info!(node = %req.node_id, "datanode removed");
+    state.maint.wake.notify_one();
+    Ok(pb::RemoveNodeResponse {})
+}

@@ -1,0 +1,467 @@
+//! In-process tests of the datanode's coordinator-facing behaviour over real gRPC: real
+//! datanodes (`run_with`) against a fake coordinator that records what it is told.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Channel, Server};
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use super::{run_with, DatanodeTuning};
+use crate::chunk::ChunkId;
+use crate::config::DatanodeConfig;
+use crate::proto::pb;
+
+#[derive(Default)]
+struct Seen {
+    registrations: u32,
+    replicas: Vec<(String, String)>,
+    /// Complete inventories: node id and chunk ids.
+    inventories: Vec<(String, Vec<String>)>,
+    corrupt: Vec<String>,
+    /// Inventory batches received, and streams that broke off instead of ending.
+    batches: u32,
+    aborted_inventories: u32,
+    scrub: Option<pb::ScrubProgress>,
+    ask_inventory: bool,
+}
+
+#[derive(Clone, Default)]
+struct FakeCoordinator(Arc<Mutex<Seen>>);
+
+impl FakeCoordinator {
+    fn seen<T>(&self, f: impl FnOnce(&mut Seen) -> T) -> T {
+        f(&mut self.0.lock().unwrap())
+    }
+}
+
+#[tonic::async_trait]
+impl pb::cluster_server::Cluster for FakeCoordinator {
+    async fn register(
+        &self,
+        req: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let scrub = req.into_inner().stats.and_then(|s| s.scrub);
+        self.seen(|s| {
+            s.registrations += 1;
+            s.scrub = scrub;
+        });
+        Ok(Response::new(pb::RegisterResponse {
+            heartbeat_interval_ms: 50,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let scrub = req.into_inner().stats.and_then(|s| s.scrub);
+        let send_inventory = self.seen(|s| {
+            s.scrub = scrub;
+            std::mem::take(&mut s.ask_inventory)
+        });
+        Ok(Response::new(pb::HeartbeatResponse {
+            reregister: false,
+            send_inventory,
+        }))
+    }
+
+    async fn report_replicas(
+        &self,
+        req: Request<pb::ReportReplicasRequest>,
+    ) -> Result<Response<pb::ReportReplicasResponse>, Status> {
+        let r = req.into_inner();
+        self.seen(|s| {
+            for c in r.chunks {
+                s.replicas.push((r.node_id.clone(), c.chunk_id));
+            }
+        });
+        Ok(Response::new(pb::ReportReplicasResponse {}))
+    }
+
+    async fn report_inventory(
+        &self,
+        req: Request<Streaming<pb::InventoryBatch>>,
+    ) -> Result<Response<pb::InventoryResponse>, Status> {
+        /// Counts a stream that did not end cleanly, whether the handler saw an error or
+        /// was cancelled (the server drops it when the client resets the stream).
+        struct Unfinished(Option<FakeCoordinator>);
+        impl Drop for Unfinished {
+            fn drop(&mut self) {
+                if let Some(c) = self.0.take() {
+                    c.seen(|s| s.aborted_inventories += 1);
+                }
+            }
+        }
+        let mut unfinished = Unfinished(Some(self.clone()));
+        let mut stream = req.into_inner();
+        let (mut node, mut ids) = (String::new(), Vec::new());
+        while let Some(batch) = stream.message().await? {
+            self.seen(|s| s.batches += 1);
+            node = batch.node_id;
+            ids.extend(batch.chunks.into_iter().map(|c| c.chunk_id));
+        }
+        unfinished.0 = None;
+        let added = ids.len() as u64;
+        self.seen(|s| s.inventories.push((node, ids)));
+        Ok(Response::new(pb::InventoryResponse {
+            added,
+            ..Default::default()
+        }))
+    }
+
+    async fn report_corruption(
+        &self,
+        req: Request<pb::ReportCorruptionRequest>,
+    ) -> Result<Response<pb::ReportCorruptionResponse>, Status> {
+        let ids = req.into_inner().chunk_ids;
+        self.seen(|s| s.corrupt.extend(ids));
+        Ok(Response::new(pb::ReportCorruptionResponse {}))
+    }
+}
+
+struct Node {
+    id: String,
+    addr: String,
+    dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Node {
+    fn client(&self) -> pb::datanode_client::DatanodeClient<Channel> {
+        pb::datanode_client::DatanodeClient::new(
+            crate::net::channel(&self.addr, Duration::from_secs(3)).unwrap(),
+        )
+    }
+
+    fn chunk_file(&self, id: &ChunkId) -> PathBuf {
+        let h = id.to_hex();
+        self.dir
+            .join("chunks")
+            .join(&h[..2])
+            .join(&h[2..4])
+            .join(&h)
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+struct Cluster {
+    tmp: tempfile::TempDir,
+    coordinator: FakeCoordinator,
+    join: String,
+}
+
+impl Cluster {
+    async fn new() -> Cluster {
+        let coordinator = FakeCoordinator::default();
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let join = format!("http://{}", l.local_addr().unwrap());
+        let svc = pb::cluster_server::ClusterServer::new(coordinator.clone());
+        tokio::spawn(
+            Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(TcpListenerStream::new(l)),
+        );
+        Cluster {
+            tmp: tempfile::tempdir().unwrap(),
+            coordinator,
+            join,
+        }
+    }
+
+    async fn node(&self, name: &str, tuning: DatanodeTuning) -> Node {
+        let dir = self.tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("http://{}", l.local_addr().unwrap());
+        let cfg = DatanodeConfig {
+            join: self.join.clone(),
+            advertise: addr.clone(),
+            data_dir: dir.clone(),
+            capacity: 0,
+            reserve: 0,
+            ..Default::default()
+        };
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(run_with(l, cfg, tuning, async {
+            let _ = rx.await;
+        }));
+        let id_file = dir.join("node_id");
+        wait_for("node id", || id_file.exists()).await;
+        let id = std::fs::read_to_string(&id_file)
+            .unwrap()
+            .trim()
+            .to_string();
+        Node {
+            id,
+            addr,
+            dir,
+            stop: Some(tx),
+            task,
+        }
+    }
+}
+
+/// No background scrubbing unless a test asks for it.
+fn quiet() -> DatanodeTuning {
+    DatanodeTuning {
+        scrub_start_delay: Duration::from_secs(86_400),
+        ..Default::default()
+    }
+}
+
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn write(node: &Node, data: &[u8]) -> ChunkId {
+    let id = ChunkId::of(data);
+    let header = pb::WriteChunkRequest {
+        msg: Some(pb::write_chunk_request::Msg::Header(pb::WriteChunkHeader {
+            chunk_id: id.to_hex(),
+            size: data.len() as u64,
+            downstream: vec![],
+        })),
+    };
+    let body = pb::WriteChunkRequest {
+        msg: Some(pb::write_chunk_request::Msg::Data(Bytes::copy_from_slice(
+            data,
+        ))),
+    };
+    let resp = node
+        .client()
+        .write_chunk(tokio_stream::iter(vec![
+            header,
+            body,
+            pb::WriteChunkRequest {
+                msg: Some(pb::write_chunk_request::Msg::End(true)),
+            },
+        ]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.stored_on, vec![node.id.clone()]);
+    id
+}
+
+fn src(n: &Node) -> pb::NodeAddr {
+    pb::NodeAddr {
+        node_id: n.id.clone(),
+        addr: n.addr.clone(),
+    }
+}
+
+fn order(id: &ChunkId, size: usize, sources: Vec<pb::NodeAddr>) -> pb::ReplicateChunkRequest {
+    pb::ReplicateChunkRequest {
+        chunk_id: id.to_hex(),
+        size: size as u64,
+        sources,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_skips_bad_sources_and_deletion_respects_recent_acks() {
+    let c = Cluster::new().await;
+    let (a, b, dest) = (
+        c.node("a", quiet()).await,
+        c.node("b", quiet()).await,
+        c.node("dest", quiet()).await,
+    );
+    let data = vec![7u8; 700_000];
+    let id = write(&a, &data).await;
+    assert_eq!(write(&b, &data).await, id);
+    // A's copy rots (same length, wrong bytes): its reads no longer match the id.
+    let mut rotten = std::fs::read(a.chunk_file(&id)).unwrap();
+    rotten[1000] ^= 0x40;
+    std::fs::write(a.chunk_file(&id), rotten).unwrap();
+    let dead = pb::NodeAddr {
+        node_id: "dn-dead".into(),
+        addr: "http://127.0.0.1:1".into(),
+    };
+
+    let resp = dest
+        .client()
+        .replicate_chunk(order(&id, data.len(), vec![dead, src(&a), src(&b)]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        resp.source, b.id,
+        "the unreachable and the corrupt source are skipped"
+    );
+    assert_eq!(std::fs::read(dest.chunk_file(&id)).unwrap(), data);
+    assert!(c
+        .coordinator
+        .seen(|s| s.replicas.contains(&(dest.id.clone(), id.to_hex()))));
+
+    // Ordered again: already stored, answered at once.
+    let again = dest
+        .client()
+        .replicate_chunk(order(&id, data.len(), vec![src(&a)]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.source, dest.id);
+    // The wrong size for a stored, intact chunk is the order's mistake.
+    let e = dest
+        .client()
+        .replicate_chunk(order(&id, 5, vec![src(&b)]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+
+    // Nobody has it: NotFound, naming the sources tried.
+    let missing = ChunkId::of(b"nobody has this");
+    let e = dest
+        .client()
+        .replicate_chunk(order(&missing, 15, vec![src(&b)]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    assert!(e.message().contains(&b.id), "{}", e.message());
+    let mut bad = order(&missing, 15, vec![src(&b)]);
+    bad.chunk_id = "../etc/passwd".into();
+    let e = dest.client().replicate_chunk(bad).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+
+    // Deletion: the fresh replica is protected, an invalid id refuses the whole order.
+    let del = |ids: Vec<String>, protect_secs| pb::DeleteChunksRequest {
+        chunk_ids: ids,
+        protect_secs,
+    };
+    let e = dest
+        .client()
+        .delete_chunks(del(vec![id.to_hex(), "nope".into()], 0))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(dest.chunk_file(&id).exists());
+    let r = dest
+        .client()
+        .delete_chunks(del(vec![id.to_hex()], 3600))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.deleted.len(), r.kept.clone()), (0, vec![id.to_hex()]));
+    assert!(dest.chunk_file(&id).exists());
+    let r = dest
+        .client()
+        .delete_chunks(del(vec![id.to_hex(), missing.to_hex()], 0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.deleted, vec![id.to_hex(), missing.to_hex()]);
+    assert_eq!(r.freed_bytes, data.len() as u64);
+    assert!(!dest.chunk_file(&id).exists());
+
+    for n in [a, b, dest] {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inventories_follow_registration_and_requests_and_scrub_reports_corruption() {
+    let c = Cluster::new().await;
+    let tuning = DatanodeTuning {
+        scrub_start_delay: Duration::from_secs(86_400),
+        ..Default::default()
+    };
+    let n = c.node("n", tuning.clone()).await;
+    // The first inventory follows registration, even for an empty node.
+    let inv = |c: &Cluster| c.coordinator.seen(|s| s.inventories.clone());
+    wait_for("first inventory", || inv(&c).len() == 1).await;
+    assert_eq!(inv(&c)[0], (n.id.clone(), vec![]));
+    let good = write(&n, b"good chunk").await;
+    let bad = write(&n, b"chunk about to rot").await;
+    // A heartbeat answer asks for another.
+    c.coordinator.seen(|s| s.ask_inventory = true);
+    wait_for("requested inventory", || inv(&c).len() == 2).await;
+    let mut listed = inv(&c)[1].1.clone();
+    listed.sort();
+    let mut expect = vec![good.to_hex(), bad.to_hex()];
+    expect.sort();
+    assert_eq!(listed, expect);
+    let bad_file = n.chunk_file(&bad);
+    n.stop().await;
+
+    // Restarted with scrubbing: the rotten chunk is reported and the pass's inventory
+    // no longer lists it.
+    std::fs::write(bad_file, b"chunk about to rox").unwrap();
+    let scrubbing = DatanodeTuning {
+        scrub_start_delay: Duration::ZERO,
+        ..tuning
+    };
+    let n = c.node("n", scrubbing).await;
+    wait_for("corruption report", || {
+        c.coordinator.seen(|s| s.corrupt.contains(&bad.to_hex()))
+    })
+    .await;
+    wait_for("inventory after the pass", || {
+        inv(&c)
+            .last()
+            .is_some_and(|(_, ids)| ids == &vec![good.to_hex()])
+    })
+    .await;
+    wait_for("scrub progress in heartbeats", || {
+        c.coordinator.seen(|s| {
+            s.scrub
+                .is_some_and(|p| p.checked == 2 && p.errors == 1 && p.last_pass_ms > 0)
+        })
+    })
+    .await;
+    assert!(c.coordinator.seen(|s| s.registrations) >= 2);
+    n.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_walk_failing_halfway_resets_the_stream_instead_of_ending_it() {
+    let c = Cluster::new().await;
+    let channel = crate::net::channel(&c.join, Duration::from_secs(3)).unwrap();
+    let coordinator = c.coordinator.clone();
+    let (_running, stop) = tokio::sync::watch::channel(false);
+    let result = super::inventory::stream_inventory(channel, stop, move |tx, _complete| {
+        let batch = pb::InventoryBatch {
+            node_id: "dn-a".into(),
+            chunks: vec![pb::InventoryChunk {
+                chunk_id: ChunkId::of(b"x").to_hex(),
+                size: 1,
+                age_secs: 0,
+            }],
+            last: false,
+        };
+        tx.blocking_send(batch).unwrap();
+        // Fail only once the coordinator is reading the stream.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while coordinator.seen(|s| s.batches) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err(super::store::StoreError::Io {
+            what: "list chunks".into(),
+            source: std::io::Error::other("disk gone"),
+        })
+    })
+    .await;
+    assert!(result.is_err());
+    wait_for("the coordinator to see the stream break", || {
+        c.coordinator.seen(|s| s.aborted_inventories == 1)
+    })
+    .await;
+    assert!(
+        c.coordinator.seen(|s| s.inventories.is_empty()),
+        "a partial inventory must never look complete"
+    );
+}
