@@ -172,6 +172,7 @@ async fn heartbeat_loop(
     coordinator: Channel,
     inventory: Inventory,
     scrub: Arc<ScrubProgress>,
+    active: Arc<std::sync::atomic::AtomicU32>,
 ) {
     let mut client = pb::cluster_client::ClusterClient::new(coordinator);
     let mut interval = Duration::from_secs(2);
@@ -181,7 +182,11 @@ async fn heartbeat_loop(
         let result = if registered {
             let mut req = tonic::Request::new(pb::HeartbeatRequest {
                 node_id: node_id.clone(),
-                stats: Some(stats_pb(&store, 0, &scrub)),
+                stats: Some(stats_pb(
+                    &store,
+                    active.load(std::sync::atomic::Ordering::Relaxed),
+                    &scrub,
+                )),
             });
             req.set_timeout(Duration::from_secs(10));
             client.heartbeat(req).await.map(|r| {
@@ -291,6 +296,7 @@ pub async fn run_with(
         &tuning,
         stop_rx,
     );
+    let active = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let hb = tokio::spawn(heartbeat_loop(
         node_id.clone(),
         addr,
@@ -298,6 +304,7 @@ pub async fn run_with(
         coordinator,
         inventory,
         scrubber.progress().clone(),
+        active.clone(),
     ));
     let svc = service::DatanodeService {
         node_id,
@@ -305,6 +312,7 @@ pub async fn run_with(
         reporter,
         peers: ChannelCache::new(Duration::from_secs(3)),
         recent: Default::default(),
+        active,
         replication: Arc::new(replicate::Replication::new(
             tuning.replication_rate,
             tuning.replication_concurrency,

@@ -11,6 +11,7 @@
 
 use std::collections::HashSet;
 use std::io::Read;
+use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,24 @@ pub struct DatanodeService {
     pub recent: Arc<RecentAcks>,
     /// Rate and concurrency limits shared by all `ReplicateChunk` pulls.
     pub replication: Arc<Replication>,
+    /// Chunk transfers in progress (the load reported in heartbeats).
+    pub active: Arc<AtomicU32>,
+}
+
+/// Counts one transfer in [`DatanodeService::active`] for as long as it lives.
+pub(super) struct Transfer(Arc<AtomicU32>);
+
+impl Transfer {
+    pub(super) fn start(active: &Arc<AtomicU32>) -> Transfer {
+        active.fetch_add(1, AtomicOrdering::Relaxed);
+        Transfer(active.clone())
+    }
+}
+
+impl Drop for Transfer {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, AtomicOrdering::Relaxed);
+    }
 }
 
 impl From<StoreError> for Status {
@@ -165,6 +184,7 @@ impl pb::datanode_server::Datanode for DatanodeService {
         &self,
         req: Request<Streaming<pb::WriteChunkRequest>>,
     ) -> Result<Response<pb::WriteChunkResponse>, Status> {
+        let _transfer = Transfer::start(&self.active);
         let mut stream = req.into_inner();
         let header = match tokio::time::timeout(FRAME_IDLE_TIMEOUT, stream.message()).await {
             Ok(Ok(Some(pb::WriteChunkRequest {
@@ -352,7 +372,9 @@ impl pb::datanode_server::Datanode for DatanodeService {
         let id: ChunkId = req.into_inner().chunk_id.parse()?;
         let mut file = self.store.open_read(&id)?;
         let (tx, rx) = mpsc::channel(4);
+        let transfer = Transfer::start(&self.active);
         tokio::task::spawn_blocking(move || loop {
+            let _ = &transfer;
             let mut buf = vec![0u8; FRAME_SIZE];
             let n = match read_full(&mut file, &mut buf) {
                 Ok(n) => n,
@@ -397,6 +419,7 @@ impl pb::datanode_server::Datanode for DatanodeService {
         &self,
         req: Request<pb::ReplicateChunkRequest>,
     ) -> Result<Response<pb::ReplicateChunkResponse>, Status> {
+        let _transfer = Transfer::start(&self.active);
         let req = req.into_inner();
         let id: ChunkId = req.chunk_id.parse()?;
         let source = self.replicate(id, req.size, &req.sources).await?;
