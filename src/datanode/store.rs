@@ -461,21 +461,25 @@ impl ChunkWriter {
 
     fn install(&self, tmp: &TempFile) -> Result<(), StoreError> {
         let id = self.id;
+        // fdatasync: the bytes and the size, without the timestamps a full fsync adds.
         tmp.file
-            .sync_all()
+            .sync_data()
             .map_err(io_err(format!("fsync chunk {id}")))?;
         let dest = self.store.chunk_path(&id);
         let leaf = dest.parent().expect("chunk path has a parent");
-        let created = !leaf.is_dir();
-        if created {
+        let mid = leaf.parent().expect("fan-out dir has a parent");
+        let (mid_created, leaf_created) = (!mid.is_dir(), !leaf.is_dir());
+        if leaf_created {
             fs::create_dir_all(leaf).map_err(io_err(format!("create {}", leaf.display())))?;
         }
         fs::rename(&tmp.path, &dest).map_err(io_err(format!("install chunk {id}")))?;
         fsync_dir(leaf)?;
-        if created {
-            // New fan-out directories must themselves survive a crash.
-            let mid = leaf.parent().expect("fan-out dir has a parent");
+        // A new fan-out directory must itself survive a crash: fsync the directory holding
+        // its entry, and no more than that (each fsync costs a disk flush).
+        if leaf_created {
             fsync_dir(mid)?;
+        }
+        if mid_created {
             fsync_dir(&self.store.chunks)?;
         }
         self.store.used.fetch_add(self.size, Ordering::Relaxed);
