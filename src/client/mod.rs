@@ -313,7 +313,7 @@ impl Client {
 
     /// Whether a datanode answers within `timeout`: it is asked to verify an all-zero
     /// chunk id (well formed, never stored in practice); any reply that is not a transport
-    /// failure means the node is serving.
+    /// failure (or "unimplemented": another kind of server) means the node is serving.
     pub async fn ping_datanode(&self, addr: &str, timeout: Duration) -> Result<()> {
         let uri = endpoint_uri(addr);
         let mut r = Request::new(pb::VerifyChunkRequest {
@@ -332,6 +332,10 @@ impl Client {
                     addr: uri,
                     reason: message,
                 }),
+                ClientError::Remote {
+                    code: Code::Unimplemented,
+                    ..
+                } => Err(ClientError::Invalid(format!("{uri} is not a datanode"))),
                 _ => Ok(()),
             },
         }
