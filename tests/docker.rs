@@ -155,6 +155,12 @@ impl Cluster {
             .and_then(|n| n["state"].as_str().map(String::from))
     }
 
+    /// Starts whatever an earlier (failed) test left stopped, and waits for six live nodes.
+    fn ready(&self) {
+        self.compose(&["start"]);
+        self.wait_all_alive(Duration::from_secs(60));
+    }
+
     fn wait_all_alive(&self, limit: Duration) {
         wait_for("all datanodes alive", limit, || {
             let n = self.nodes()?;
@@ -324,7 +330,7 @@ fn t1_round_trips_from_0_bytes_to_200_mib() {
     let Some(c) = enabled("t1_round_trips_from_0_bytes_to_200_mib") else {
         return;
     };
-    c.wait_all_alive(Duration::from_secs(60));
+    c.ready();
     let t = Instant::now();
     let sizes = [
         0,
@@ -361,7 +367,7 @@ fn t2_datanode_killed_during_a_500_mib_upload() {
     let Some(c) = enabled("t2_datanode_killed_during_a_500_mib_upload") else {
         return;
     };
-    c.wait_all_alive(Duration::from_secs(60));
+    c.ready();
     let size = 500 * MIB;
     let (sha, chunks) = write_random(&c.local("t2.bin"), size, 2);
     let before: u64 = c
@@ -437,7 +443,7 @@ fn t3_coordinator_killed_and_restarted() {
     let Some(c) = enabled("t3_coordinator_killed_and_restarted") else {
         return;
     };
-    c.wait_all_alive(Duration::from_secs(60));
+    c.ready();
     let files: Vec<Stored> = (0..4)
         .map(|i| store(&c, "t3", 3 * MIB + i * 5 * MIB, 300 + i))
         .collect();
@@ -463,7 +469,7 @@ fn t4_down_and_up_keeping_the_volumes() {
     let Some(c) = enabled("t4_down_and_up_keeping_the_volumes") else {
         return;
     };
-    c.wait_all_alive(Duration::from_secs(60));
+    c.ready();
     let files: Vec<Stored> = (0..3)
         .map(|i| store(&c, "t4", 1 + i * 11 * MIB, 400 + i))
         .collect();
@@ -482,7 +488,7 @@ fn t5_datanode_disconnected_past_dead_timeout_then_reconnected() {
     let Some(c) = enabled("t5_datanode_disconnected_past_dead_timeout_then_reconnected") else {
         return;
     };
-    c.wait_all_alive(Duration::from_secs(60));
+    c.ready();
     let files: Vec<Stored> = (0..3)
         .map(|i| store(&c, "t5", 4 * MIB + i * 13 * MIB, 500 + i))
         .collect();
@@ -545,7 +551,7 @@ fn t6_rolling_restart_under_load_from_two_clients() {
         return;
     };
     let c = Arc::new(c);
-    c.wait_all_alive(Duration::from_secs(60));
+    c.ready();
     let stop = Arc::new(AtomicBool::new(false));
     let acked: Arc<Mutex<Vec<Stored>>> = Arc::default();
     let failed_reads: Arc<Mutex<Vec<String>>> = Arc::default();
