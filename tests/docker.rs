@@ -215,7 +215,13 @@ impl Cluster {
 
     /// Reads `remote` back into the work dir and returns its SHA-256.
     fn get_sha(&self, remote: &str) -> Result<String, String> {
-        let name = format!("got-{}", remote.trim_start_matches('/').replace('/', "_"));
+        // Unique per call: concurrent clients may read the same file.
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!(
+            "got-{n}-{}",
+            remote.trim_start_matches('/').replace('/', "_")
+        );
         let _ = std::fs::remove_file(self.local(&name));
         let out = self.dfsd(&["get", remote, &format!("/work/{name}")]);
         if !out.status.success() {
