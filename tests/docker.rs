@@ -404,6 +404,12 @@ fn t2_datanode_killed_during_a_500_mib_upload() {
     let victim = "dn3";
     ok(Command::new("docker").args(["kill", &c.container(victim)]));
     let killed = Instant::now();
+    // Detection is timed while the upload goes on.
+    let dead = wait_for(
+        "the killed node to be dead",
+        Duration::from_secs(60),
+        || (c.node_state(victim)? == "dead").then(|| killed.elapsed()),
+    );
     let status = put.wait().unwrap();
     let mut err = String::new();
     put.stderr.take().unwrap().read_to_string(&mut err).unwrap();
@@ -422,11 +428,6 @@ fn t2_datanode_killed_during_a_500_mib_upload() {
     };
     let _ = std::fs::remove_file(c.local("t2.bin"));
     check_all(&c, std::slice::from_ref(&stored));
-    let dead = wait_for(
-        "the killed node to be dead",
-        Duration::from_secs(60),
-        || (c.node_state(victim)? == "dead").then(|| killed.elapsed()),
-    );
     let full = wait_for("full redundancy", Duration::from_secs(180), || {
         let s = c.status()?;
         (s["under_replicated"] == 0 && s["unrecoverable"] == 0).then(|| killed.elapsed())
