@@ -30,3 +30,12 @@ bench-repair:
 # An all-in-one local cluster to try dfsd.
 dev:
     cargo run --release -- dev
+
+# The Docker suite: static binary, dfsd:latest image, a 7-container cluster, tests/docker.rs,
+# teardown (also on failure). Needs a Docker engine; pulls nothing.
+integration:
+    docker/integration.sh
+
+# Build the dfsd:latest image (FROM scratch, static binary).
+image:
+    docker/build-image.sh

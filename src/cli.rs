@@ -63,6 +63,22 @@ pub enum Command {
     Node(NodeCommand),
     /// Print the effective configuration as TOML.
     Config,
+    /// Exit 0 if a server answers a cheap call, 1 otherwise (for container health checks).
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Check the datanode at this address instead of the coordinator.
+    #[arg(long, conflicts_with = "local")]
+    pub datanode: Option<String>,
+    /// Check this container's own server: the role in DFSD_ROLE, at its configured listen
+    /// port on 127.0.0.1.
+    #[arg(long)]
+    pub local: bool,
+    /// Give up after this long, e.g. 3s.
+    #[arg(long, default_value = "3s", value_parser = crate::units::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args, Default)]

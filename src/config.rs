@@ -223,6 +223,15 @@ impl Config {
         fig = fig.merge(
             Env::prefixed("DFSD_")
                 .ignore(&["ROLE", "CONFIG"])
+                // Only configuration keys: `SECTION__KEY`, the client's `COORDINATOR` and
+                // `LOG_LEVEL`. Other DFSD_* variables (compose settings, test switches such
+                // as DFSD_DOCKER_TESTS) are not ours to refuse.
+                .filter(|k| {
+                    let k = k.as_str();
+                    k.contains("__")
+                        || k.eq_ignore_ascii_case("coordinator")
+                        || k.eq_ignore_ascii_case("log_level")
+                })
                 .map(|k| {
                     if k.as_str().eq_ignore_ascii_case("coordinator") {
                         "client.coordinator".into()

@@ -91,6 +91,43 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     rt.block_on(dispatch(command, cfg))
 }
 
+/// Loopback address of a server listening on `listen` (a wildcard becomes 127.0.0.1).
+fn local_addr(listen: &str) -> String {
+    match listen.rsplit_once(':') {
+        Some((host, port)) if host.is_empty() || host == "0.0.0.0" || host == "[::]" => {
+            format!("127.0.0.1:{port}")
+        }
+        _ => listen.to_string(),
+    }
+}
+
+/// `dfsd health`: one line, exit 0 when the server answers, 1 otherwise.
+async fn health(mut cfg: Config, a: &dfsd::cli::HealthArgs) -> anyhow::Result<()> {
+    let mut datanode = a.datanode.clone();
+    if a.local {
+        match std::env::var("DFSD_ROLE").unwrap_or_default().as_str() {
+            "datanode" => datanode = Some(local_addr(&cfg.datanode.listen)),
+            "coordinator" => cfg.client.coordinator = local_addr(&cfg.coordinator.listen),
+            other => {
+                anyhow::bail!("health --local: DFSD_ROLE is {other:?}, not coordinator or datanode")
+            }
+        }
+    }
+    cfg.client.connect_timeout = cfg.client.connect_timeout.min(a.timeout);
+    let client = Client::new(&cfg.client)?;
+    match datanode {
+        Some(addr) => {
+            client.ping_datanode(&addr, a.timeout).await?;
+            println!("datanode {addr}: ok");
+        }
+        None => {
+            client.ping_coordinator(a.timeout).await?;
+            println!("coordinator {}: ok", cfg.client.coordinator);
+        }
+    }
+    Ok(())
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
@@ -132,6 +169,7 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
             print!("{}", cfg.to_toml());
             Ok(())
         }
+        Command::Health(a) => health(cfg, &a).await,
         other => {
             let client = Client::new(&cfg.client)?;
             match other {

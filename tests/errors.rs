@@ -571,6 +571,20 @@ fn config_precedence_flags_over_env_over_file_over_defaults() {
         &["--coordinator", "1.2.3.4:1", "config"],
     );
     assert_eq!(fl.client.coordinator, "1.2.3.4:1");
+    // DFSD_* variables that are not configuration keys (compose settings, test switches)
+    // are left alone; a misspelt key inside a section is still refused.
+    let o = run(
+        &[("DFSD_DOCKER_TESTS", "1"), ("DFSD_PORT", "7070")],
+        &["config"],
+    );
+    assert_eq!(o, dfsd::config::Config::default());
+    let out = std::process::Command::new(common::BIN)
+        .env("DFSD_CLIENT__CHUNKSIZE", "1")
+        .arg("config")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("chunksize"), "{}", stderr(&out));
     // A bad value names its key; a missing file is named.
     let out = std::process::Command::new(common::BIN)
         .env("DFSD_COORDINATOR__REPLICATION", "0")

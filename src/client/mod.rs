@@ -298,4 +298,46 @@ impl Client {
             .map_err(|s| self.coord_err(s))?;
         Ok(r.into_inner().nodes)
     }
+
+    /// Whether the coordinator answers a cheap call (ListNodes) within `timeout`.
+    pub async fn ping_coordinator(&self, timeout: Duration) -> Result<()> {
+        let mut r = Request::new(pb::ListNodesRequest {});
+        r.set_timeout(timeout);
+        self.coordinator
+            .clone()
+            .list_nodes(r)
+            .await
+            .map_err(|s| self.coord_err(s))?;
+        Ok(())
+    }
+
+    /// Whether a datanode answers within `timeout`: it is asked to verify an all-zero
+    /// chunk id (well formed, never stored in practice); any reply that is not a transport
+    /// failure (or "unimplemented": another kind of server) means the node is serving.
+    pub async fn ping_datanode(&self, addr: &str, timeout: Duration) -> Result<()> {
+        let uri = endpoint_uri(addr);
+        let mut r = Request::new(pb::VerifyChunkRequest {
+            chunk_id: "0".repeat(64),
+        });
+        r.set_timeout(timeout);
+        match self.datanode(&uri)?.verify_chunk(r).await {
+            Ok(_) => Ok(()),
+            Err(s) => match ClientError::from_status(s, "datanode", &uri) {
+                e @ ClientError::Unreachable { .. } => Err(e),
+                ClientError::Remote {
+                    code: Code::DeadlineExceeded | Code::Unavailable | Code::Unknown,
+                    message,
+                } => Err(ClientError::Unreachable {
+                    what: "datanode",
+                    addr: uri,
+                    reason: message,
+                }),
+                ClientError::Remote {
+                    code: Code::Unimplemented,
+                    ..
+                } => Err(ClientError::Invalid(format!("{uri} is not a datanode"))),
+                _ => Ok(()),
+            },
+        }
+    }
 }

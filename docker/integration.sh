@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The Docker suite end to end: build the static binary and the dfsd:latest image, bring
+# up the test cluster (docker/compose.yml + docker/compose.test.yml: 1 coordinator,
+# 6 datanodes, short timeouts), run tests/docker.rs against it, and tear everything down
+# (containers, network, volumes, the work dir) whether the tests pass or not.
+#
+#   docker/integration.sh            (also `just integration`)
+#   DFSD_KEEP=1 docker/integration.sh    leaves the cluster up for a look afterwards
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD"
+start=$(date +%s)
+
+if docker compose version >/dev/null 2>&1; then
+    compose=(docker compose)
+elif command -v docker-compose >/dev/null 2>&1; then
+    compose=(docker-compose)
+else
+    echo "integration: neither 'docker compose' nor 'docker-compose' is available" >&2
+    exit 1
+fi
+project="${DFSD_COMPOSE_PROJECT:-dfsdit}"
+files=(-f "$root/docker/compose.yml" -f "$root/docker/compose.test.yml")
+dc() { "${compose[@]}" "${files[@]}" -p "$project" "$@"; }
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/dfsd-docker-work.XXXXXX")"
+chmod 777 "$work"
+
+teardown() {
+    local rc=$?
+    if [[ "${DFSD_KEEP:-0}" == 1 ]]; then
+        echo "integration: DFSD_KEEP=1, leaving project $project up (work dir $work)"
+    else
+        echo "== teardown"
+        if [[ $rc != 0 ]]; then
+            echo "== last log lines of the cluster"
+            dc logs --no-color --tail=40 2>&1 || true
+        fi
+        dc down -v --remove-orphans >/dev/null 2>&1 || true
+        rm -rf "$work"
+    fi
+    echo "integration: exit $rc after $(( $(date +%s) - start )) s"
+    exit $rc
+}
+trap teardown EXIT
+trap 'exit 130' INT TERM
+
+echo "== image"
+docker/build-image.sh dfsd:latest dfsd:test
+
+echo "== cluster up (${compose[*]}, project $project)"
+# A free loopback port for the published coordinator port.
+export DFSD_PORT="${DFSD_PORT:-$(( 20000 + RANDOM % 20000 ))}"
+dc down -v --remove-orphans >/dev/null 2>&1 || true
+dc up -d
+
+echo "== suite (tests/docker.rs)"
+export DFSD_DOCKER_TESTS=1 DFSD_COMPOSE="${compose[*]}" DFSD_COMPOSE_PROJECT="$project" \
+    DFSD_DOCKER_WORK="$work" DFSD_IMAGE=dfsd:test
+suite_start=$(date +%s)
+# Same target and flags as the image's binary, so the dependencies built for it are reused.
+RUSTFLAGS='-C target-feature=+crt-static' \
+    cargo test --release --locked --target x86_64-unknown-linux-gnu --test docker \
+    -- --test-threads=1 --nocapture
+echo "integration: suite took $(( $(date +%s) - suite_start )) s"
