@@ -451,3 +451,55 @@ fn unreachable_coordinator_fails_within_seconds() {
         start.elapsed()
     );
 }
+
+#[test]
+fn node_declared_dead_before_commit_does_not_fail_the_put() {
+    use std::io::Write;
+    let mut c = TestCluster::start_with(Opts {
+        nodes: 4,
+        replication: 3,
+        ..Default::default()
+    });
+    let data = random_bytes(12 * MIB, 11);
+    let mut put = std::process::Command::new(common::BIN)
+        .args([
+            "--coordinator",
+            &c.coordinator_addr,
+            "put",
+            "--chunk-size",
+            "1MiB",
+            "-",
+            "/paced",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = put.stdin.take().unwrap();
+    // The first half is stored at full replication (3 of 4 nodes per chunk)...
+    stdin.write_all(&data[..6 * MIB]).unwrap();
+    stdin.flush().unwrap();
+    wait_until("first chunks stored", Duration::from_secs(30), || {
+        (0..4).map(|i| c.chunk_files(i).len()).sum::<usize>() >= 5 * 3
+    });
+    // ...then a node holding some of them dies and is declared dead before the commit, so
+    // those chunks fall below the write quorum of 3.
+    let victim = (0..4).max_by_key(|&i| c.chunk_files(i).len()).unwrap();
+    let victim_id = std::fs::read_to_string(c.node_dir(victim).join("node_id"))
+        .unwrap()
+        .trim()
+        .to_string();
+    c.kill_node(victim);
+    wait_until("victim declared dead", Duration::from_secs(30), || {
+        c.node_infos()
+            .iter()
+            .any(|n| n.node_id == victim_id && n.state == dfsd::proto::pb::NodeState::Dead as i32)
+    });
+    stdin.write_all(&data[6 * MIB..]).unwrap();
+    drop(stdin);
+    let status = put.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(put.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "put failed: {err}");
+    assert!(get_bytes(&c, "/paced") == data, "file reads back intact");
+}

@@ -222,7 +222,7 @@ impl Client {
 
     /// Reads and verifies one replica. The bool says whether the replica itself is bad
     /// (wrong bytes, missing) rather than unreachable.
-    async fn read_replica(
+    pub(super) async fn read_replica(
         &self,
         id: ChunkId,
         size: u64,

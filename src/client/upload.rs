@@ -174,11 +174,31 @@ impl Client {
             no_clobber: opts.no_clobber,
             expected_version: opts.expected_version,
         };
-        let first = self
+        let mut first = self
             .coordinator
             .clone()
             .commit_upload(self.request(commit(begin.upload_id.clone())))
             .await;
+        // A node that died after storing some chunks (and was declared dead before the
+        // commit) leaves them below the write quorum: read them back from a surviving
+        // replica, store them on other nodes, and commit again.
+        for _ in 0..3 {
+            match &first {
+                Err(s)
+                    if s.code() == Code::FailedPrecondition
+                        && s.message().contains("durable replica(s) on record") =>
+                {
+                    tracing::warn!(error = %s.message(), "chunks fell below the write quorum before commit; re-replicating them");
+                    self.top_up(begin, refs).await?;
+                    first = self
+                        .coordinator
+                        .clone()
+                        .commit_upload(self.request(commit(begin.upload_id.clone())))
+                        .await;
+                }
+                _ => break,
+            }
+        }
         let resp = match first {
             Ok(r) => r,
             // The coordinator restarted and forgot the upload: its chunks are stored, so a
@@ -207,6 +227,41 @@ impl Client {
         resp.into_inner()
             .entry
             .ok_or_else(|| ClientError::Invalid("empty commit response".into()))
+    }
+
+    /// Brings every chunk of `refs` back to its write quorum, one chunk in memory at a time.
+    async fn top_up(&self, begin: &pb::BeginUploadResponse, refs: &[pb::ChunkRef]) -> Result<()> {
+        let quorum = begin.write_quorum as usize;
+        for batch in refs.chunks(1024) {
+            let placements = self
+                .place(&begin.upload_id, batch.to_vec(), Vec::new())
+                .await?;
+            for (r, p) in batch.iter().zip(placements) {
+                if p.existing.len() >= quorum || p.targets.is_empty() {
+                    continue;
+                }
+                let id: ChunkId =
+                    r.chunk_id
+                        .parse()
+                        .map_err(|e: crate::chunk::InvalidChunkId| {
+                            ClientError::Invalid(e.to_string())
+                        })?;
+                let mut data = None;
+                for replica in &p.existing_replicas {
+                    if let Ok(d) = self.read_replica(id, r.size, replica).await {
+                        data = Some(d);
+                        break;
+                    }
+                }
+                let Some(data) = data else {
+                    return Err(ClientError::Integrity(format!(
+                        "chunk {id}: below its write quorum and no replica could be read back"
+                    )));
+                };
+                self.store_chunk(begin, id, data, p).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn upload_chunks<R: AsyncRead + Unpin + Send>(

@@ -312,9 +312,18 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                     holders.len() + candidates.len()
                 )));
             }
+            let existing_replicas = holders
+                .iter()
+                .filter_map(|h| snapshot.iter().find(|(v, _)| &v.id == h))
+                .map(|(v, _)| pb::NodeAddr {
+                    node_id: v.id.clone(),
+                    addr: v.addr.clone(),
+                })
+                .collect();
             placements.push(pb::ChunkPlacement {
                 chunk_id: id.to_hex(),
                 existing: holders,
+                existing_replicas,
                 targets: targets
                     .into_iter()
                     .map(|c| pb::NodeAddr {
@@ -348,6 +357,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                         })
                         .collect();
                     p.existing.clear();
+                    p.existing_replicas.clear();
                     p.targets = choose(&mut rng, &candidates, upload.replication as usize)
                         .into_iter()
                         .map(|c| pb::NodeAddr {
