@@ -314,7 +314,7 @@ fn client_killed_mid_upload_leaves_nothing_after_grace() {
 
 #[test]
 fn drained_node_moves_everything_and_can_be_removed() {
-    let c = TestCluster::start_with(opts(4, &[]));
+    let mut c = TestCluster::start_with(opts(4, &[]));
     let data = random_bytes(8 * MIB, 10);
     put(&c, "/d", &data, &["--chunk-size", "1MiB"]);
     let victim = (0..4).max_by_key(|&i| c.chunk_files(i).len()).unwrap();
@@ -332,6 +332,9 @@ fn drained_node_moves_everything_and_can_be_removed() {
     assert!(c.chunk_files(victim).is_empty());
     let nodes = String::from_utf8(c.cli(&["nodes"]).stdout).unwrap();
     assert!(nodes.contains("safe to remove"), "{nodes}");
+    // The operator stops the drained node, then removes it (a node still running would
+    // simply register again on its next heartbeat).
+    c.kill_node(victim);
     assert!(c.cli(&["node", "remove", &id]).status.success());
     assert_eq!(c.node_infos().len(), 3);
     assert!(get(&c, "/d") == data);
