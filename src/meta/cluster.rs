@@ -195,19 +195,3 @@ pub fn chunk_sizes(conn: &Connection, ids: &[ChunkId]) -> Result<HashMap<ChunkId
     }
     Ok(out)
 }
-
-/// Marks chunks as just used by an upload, which restarts their garbage-collection grace
-/// period.
-pub fn touch_chunks(conn: &mut Connection, ids: &[ChunkId], now: i64) -> Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    {
-        let mut stmt = tx.prepare_cached(
-            "UPDATE chunks SET last_used_ms = max(last_used_ms, ?2) WHERE id = ?1",
-        )?;
-        for id in ids {
-            stmt.execute(params![id.to_hex(), now])?;
-        }
-    }
-    tx.commit()?;
-    Ok(())
-}

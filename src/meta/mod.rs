@@ -186,7 +186,7 @@ where
 // Re-export the operations so callers write `meta::stat(conn, ..)`.
 pub use cluster::{
     chunk_sizes, delete_node, get_node, list_nodes, record_replicas, remove_replica, replicas_of,
-    touch_chunks, update_node_stats, upsert_node,
+    update_node_stats, upsert_node,
 };
 pub use maintenance::{
     chunk_health, chunks_on_node, files_under, gc_backlog, gc_claim, namespace_counts,
