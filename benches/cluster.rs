@@ -18,7 +18,7 @@ mod common;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context};
 use sha2::{Digest, Sha256};
 
-use common::{random_bytes, Opts, TestCluster, BIN};
+use common::{random_bytes, Opts, TestCluster};
 use dfsd::client::{Client, PutOptions};
 
 const MIB: u64 = 1024 * 1024;
@@ -225,19 +225,10 @@ struct CliRun {
 /// wait4 because its rusage is the only way to get the peak RSS of a process that is gone.
 fn run_cli(cluster: &TestCluster, args: &[&str], stdout: Option<File>) -> anyhow::Result<CliRun> {
     let log = cluster.dir.path().join("cli.log");
-    let mut cmd = Command::new(BIN);
-    // The CLI must talk to this cluster only, whatever the caller's environment says.
-    for var in [
-        "DFSD_COORDINATOR",
-        "DFSD_CONFIG",
-        "DFSD_LOG_LEVEL",
-        "DFSD_ROLE",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.arg("--coordinator")
-        .arg(&cluster.coordinator_addr)
-        .args(args)
+    // The CLI must talk to this cluster only (its TLS settings and key), whatever the
+    // caller's environment says.
+    let mut cmd = cluster.cli_command();
+    cmd.args(args)
         .stdin(Stdio::null())
         .stdout(stdout.map_or_else(Stdio::null, Stdio::from))
         .stderr(File::create(&log)?);

@@ -48,6 +48,13 @@ trap 'exit 130' INT TERM
 echo "== image"
 docker/build-image.sh dfsd:latest dfsd:test
 
+echo "== certificates and admin key"
+docker/make-certs.sh "$work/certs" dfsd:test
+export DFSD_CERTS="$work/certs"
+export DFSD_ADMIN_KEY_ID="DKINTEGRATIONTEST000"
+DFSD_ADMIN_SECRET="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export DFSD_ADMIN_SECRET
+
 echo "== cluster up (${compose[*]}, project $project)"
 # A free loopback port for the published coordinator port.
 export DFSD_PORT="${DFSD_PORT:-$(( 20000 + RANDOM % 20000 ))}"

@@ -23,6 +23,19 @@ pub struct Cli {
     /// Log filter, e.g. "info" or "dfsd=debug" [env: DFSD_LOG_LEVEL].
     #[arg(long, global = true)]
     pub log_level: Option<String>,
+    /// Cluster CA certificate (PEM); enables TLS [env: DFSD_TLS__CA].
+    #[arg(long, global = true)]
+    pub tls_ca: Option<String>,
+    /// This process's certificate (PEM) [env: DFSD_TLS__CERT].
+    #[arg(long, global = true)]
+    pub tls_cert: Option<String>,
+    /// This process's private key (PEM) [env: DFSD_TLS__KEY].
+    #[arg(long, global = true)]
+    pub tls_key: Option<String>,
+    /// Serve without TLS (no encryption, members not authenticated); for trusted test
+    /// networks only [env: DFSD_TLS__PLAINTEXT].
+    #[arg(long, global = true)]
+    pub plaintext: bool,
     /// Run a server role (same as the subcommand of that name) [env: DFSD_ROLE].
     #[arg(long, value_parser = ["coordinator", "datanode", "dev"])]
     pub role: Option<String>,
@@ -61,6 +74,12 @@ pub enum Command {
     /// Node operations: drain, remove.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Access keys: create, ls, revoke (admin key needed).
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// TLS certificates: a cluster CA and the certificates it signs.
+    #[command(subcommand)]
+    Cert(CertCommand),
     /// Print the effective configuration as TOML.
     Config,
     /// Exit 0 if a server answers a cheap call, 1 otherwise (for container health checks).
@@ -218,6 +237,63 @@ pub enum NodeCommand {
     },
     /// Forget a dead or drained node.
     Remove { node: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create an access key; its secret is printed once.
+    Create {
+        /// A label for humans, e.g. who or what uses the key.
+        #[arg(long)]
+        name: String,
+        /// admin, readwrite or readonly.
+        #[arg(long, value_parser = ["admin", "readwrite", "readonly"])]
+        role: String,
+        /// Confine the key to this subtree (default: everything).
+        #[arg(long, default_value = "/")]
+        prefix: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List access keys (never their secrets).
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an access key at once.
+    Revoke { key_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Create the cluster CA (ca.pem, ca.key) in --dir.
+    Init {
+        #[arg(long, default_value = "dfsd-certs")]
+        dir: PathBuf,
+        /// Validity in years.
+        #[arg(long, default_value_t = 20)]
+        years: u32,
+    },
+    /// Issue a certificate signed by the CA in --dir: NAME.pem and NAME.key.
+    Issue {
+        #[arg(long, default_value = "dfsd-certs")]
+        dir: PathBuf,
+        /// A datanode certificate.
+        #[arg(long, group = "kind", value_name = "NAME")]
+        node: Option<String>,
+        /// The coordinator's certificate (the only one whose orders datanodes obey).
+        #[arg(long, group = "kind", value_name = "NAME")]
+        coord: Option<String>,
+        /// A client certificate (optional for clients; access keys authenticate them).
+        #[arg(long, group = "kind", value_name = "NAME")]
+        client: Option<String>,
+        /// Extra DNS names or IP addresses for tools that check them, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        san: Vec<String>,
+        /// Validity in years.
+        #[arg(long, default_value_t = 5)]
+        years: u32,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,30 @@ pub struct Config {
     pub coordinator: CoordinatorConfig,
     pub datanode: DatanodeConfig,
     pub client: ClientConfig,
+    pub tls: TlsConfig,
+}
+
+/// TLS for every gRPC connection. Servers need `ca`, `cert` and `key` (from `dfsd cert
+/// init` and `dfsd cert issue`) unless `plaintext` is chosen explicitly; clients need
+/// `ca` to use TLS, and `cert`/`key` only if they want to present a client certificate.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of the cluster CA.
+    pub ca: String,
+    /// PEM file of this process's certificate.
+    pub cert: String,
+    /// PEM file of its private key.
+    pub key: String,
+    /// Serve without TLS: no encryption, and cluster members are not authenticated.
+    /// For `dfsd dev` and trusted test networks only; logged as a warning.
+    pub plaintext: bool,
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        !self.ca.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -76,6 +100,15 @@ pub struct CoordinatorConfig {
     pub repair_per_node: usize,
     /// Concurrent chunk copies in the whole cluster.
     pub repair_total: usize,
+    /// Require an access key on every client call (off only for `dfsd dev`).
+    pub auth: bool,
+    /// How long a chunk token the coordinator signs stays valid.
+    #[serde(with = "serde_duration")]
+    pub token_ttl: Duration,
+    /// The first admin key, created when the database is new. Empty: one is generated
+    /// and printed once on the coordinator's standard output.
+    pub admin_key_id: String,
+    pub admin_secret: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -132,6 +165,9 @@ pub struct ClientConfig {
     /// Deadline of each chunk transfer.
     #[serde(with = "serde_duration")]
     pub transfer_timeout: Duration,
+    /// Access key id and secret (`dfsd key create`) [env: DFSD_ACCESS_KEY, DFSD_SECRET_KEY].
+    pub access_key: String,
+    pub secret_key: String,
 }
 
 impl Default for Config {
@@ -141,6 +177,7 @@ impl Default for Config {
             coordinator: CoordinatorConfig::default(),
             datanode: DatanodeConfig::default(),
             client: ClientConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -165,6 +202,10 @@ impl Default for CoordinatorConfig {
             maintenance_interval: Duration::from_secs(1),
             repair_per_node: 2,
             repair_total: 32,
+            auth: true,
+            token_ttl: Duration::from_secs(600),
+            admin_key_id: String::new(),
+            admin_secret: String::new(),
         }
     }
 }
@@ -196,6 +237,8 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(3),
             request_timeout: Duration::from_secs(30),
             transfer_timeout: Duration::from_secs(120),
+            access_key: String::new(),
+            secret_key: String::new(),
         }
     }
 }
@@ -231,12 +274,19 @@ impl Config {
                     k.contains("__")
                         || k.eq_ignore_ascii_case("coordinator")
                         || k.eq_ignore_ascii_case("log_level")
+                        || k.eq_ignore_ascii_case("access_key")
+                        || k.eq_ignore_ascii_case("secret_key")
                 })
                 .map(|k| {
-                    if k.as_str().eq_ignore_ascii_case("coordinator") {
+                    let k = k.as_str();
+                    if k.eq_ignore_ascii_case("coordinator") {
                         "client.coordinator".into()
+                    } else if k.eq_ignore_ascii_case("access_key") {
+                        "client.access_key".into()
+                    } else if k.eq_ignore_ascii_case("secret_key") {
+                        "client.secret_key".into()
                     } else {
-                        k.as_str().replace("__", ".").into()
+                        k.replace("__", ".").into()
                     }
                 })
                 .lowercase(true),
@@ -306,6 +356,42 @@ impl Config {
                 "coordinator.repair_per_node",
                 "repair limits must be at least 1",
             );
+        }
+        if c.token_ttl < Duration::from_secs(10) || c.token_ttl > Duration::from_secs(86400) {
+            return bad(
+                "coordinator.token_ttl",
+                "must be between 10 seconds and 1 day",
+            );
+        }
+        if c.admin_key_id.is_empty() != c.admin_secret.is_empty() {
+            return bad(
+                "coordinator.admin_key_id",
+                "admin_key_id and admin_secret go together",
+            );
+        }
+        if !c.admin_key_id.is_empty() {
+            if crate::security::keys::check_key_id(&c.admin_key_id).is_err() {
+                return bad(
+                    "coordinator.admin_key_id",
+                    "must be 20 characters of [A-Za-z0-9]",
+                );
+            }
+            if c.admin_secret.len() < 20 {
+                return bad("coordinator.admin_secret", "must be at least 20 characters");
+            }
+        }
+        let t = &self.tls;
+        if t.enabled() && t.plaintext {
+            return bad(
+                "tls.plaintext",
+                "contradicts tls.ca: choose TLS or plaintext, not both",
+            );
+        }
+        if t.cert.is_empty() != t.key.is_empty() {
+            return bad("tls.cert", "tls.cert and tls.key go together");
+        }
+        if !t.cert.is_empty() && !t.enabled() {
+            return bad("tls.ca", "tls.cert and tls.key need tls.ca as well");
         }
         let d = &self.datanode;
         if d.scrub_rate == 0 {

@@ -28,7 +28,9 @@ pub async fn run(
         let _ = rx.wait_for(|s| *s).await;
     };
 
+    // A local toy: plaintext on loopback, no access keys.
     let mut coord_cfg = cfg.coordinator.clone();
+    coord_cfg.auth = false;
     coord_cfg.data_dir = data_dir.join("coordinator");
     coord_cfg.replication = coord_cfg.replication.min(nodes as u32);
     if coord_cfg.write_quorum > coord_cfg.replication {
@@ -42,6 +44,7 @@ pub async fn run(
     tasks.spawn(crate::coordinator::run(
         listener,
         coord_cfg,
+        None,
         stopped(stop_rx.clone()),
     ));
 
@@ -53,7 +56,7 @@ pub async fn run(
         let l = TcpListener::bind("127.0.0.1:0")
             .await
             .context("bind datanode")?;
-        tasks.spawn(crate::datanode::run(l, dn, stopped(stop_rx.clone())));
+        tasks.spawn(crate::datanode::run(l, dn, None, stopped(stop_rx.clone())));
     }
 
     let mut client_cfg = cfg.client.clone();

@@ -43,5 +43,6 @@ pub mod meta;
 pub mod net;
 pub mod path;
 pub mod proto;
+pub mod security;
 pub mod status;
 pub mod units;

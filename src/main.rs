@@ -8,6 +8,7 @@ use tracing_subscriber::EnvFilter;
 use dfsd::cli::{rewrite_role_args, Cli, Command};
 use dfsd::client::{commands, Client};
 use dfsd::config::Config;
+use dfsd::security::Tls;
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(rewrite_role_args(std::env::args().collect()));
@@ -39,6 +40,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if let Some(l) = cli.log_level {
         cfg.log_level = l;
+    }
+    if let Some(v) = cli.tls_ca {
+        cfg.tls.ca = v;
+    }
+    if let Some(v) = cli.tls_cert {
+        cfg.tls.cert = v;
+    }
+    if let Some(v) = cli.tls_key {
+        cfg.tls.key = v;
+    }
+    if cli.plaintext {
+        cfg.tls.plaintext = true;
     }
     match &command {
         Command::Coordinator(a) => {
@@ -114,7 +127,7 @@ async fn health(mut cfg: Config, a: &dfsd::cli::HealthArgs) -> anyhow::Result<()
         }
     }
     cfg.client.connect_timeout = cfg.client.connect_timeout.min(a.timeout);
-    let client = Client::new(&cfg.client)?;
+    let client = Client::connect(&cfg.client, Tls::load(&cfg.tls)?.as_ref())?;
     match datanode {
         Some(addr) => {
             client.ping_datanode(&addr, a.timeout).await?;
@@ -138,21 +151,43 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// TLS for a server role: required unless plaintext was chosen explicitly.
+fn server_tls(cfg: &Config) -> anyhow::Result<Option<Tls>> {
+    match Tls::load(&cfg.tls)? {
+        Some(t) => Ok(Some(t)),
+        None if cfg.tls.plaintext => {
+            tracing::warn!(
+                "serving PLAINTEXT (tls.plaintext): traffic is not encrypted and cluster \
+                 members are not authenticated; use only on a trusted network"
+            );
+            Ok(None)
+        }
+        None => anyhow::bail!(
+            "TLS is not configured: set tls.ca, tls.cert and tls.key (create them with \
+             `dfsd cert init` and `dfsd cert issue`), or choose plaintext explicitly with \
+             --plaintext (DFSD_TLS__PLAINTEXT=true)"
+        ),
+    }
+}
+
 async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
     use anyhow::Context;
     match command {
         Command::Coordinator(_) => {
+            let tls = server_tls(&cfg)?;
             let l = tokio::net::TcpListener::bind(&cfg.coordinator.listen)
                 .await
                 .with_context(|| format!("bind {}", cfg.coordinator.listen))?;
-            dfsd::coordinator::run(l, cfg.coordinator, shutdown_signal()).await
+            dfsd::coordinator::run(l, cfg.coordinator, tls, shutdown_signal()).await
         }
         Command::Datanode(_) => {
+            let tls = server_tls(&cfg)?;
             let l = tokio::net::TcpListener::bind(&cfg.datanode.listen)
                 .await
                 .with_context(|| format!("bind {}", cfg.datanode.listen))?;
-            dfsd::datanode::run(l, cfg.datanode, shutdown_signal()).await
+            dfsd::datanode::run(l, cfg.datanode, tls, shutdown_signal()).await
         }
+        Command::Cert(c) => commands::cert(c),
         Command::Dev(a) => {
             let listen = a.listen.clone();
             dfsd::dev::run(
@@ -171,7 +206,7 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
         }
         Command::Health(a) => health(cfg, &a).await,
         other => {
-            let client = Client::new(&cfg.client)?;
+            let client = Client::connect(&cfg.client, Tls::load(&cfg.tls)?.as_ref())?;
             match other {
                 Command::Put(a) => commands::put(&client, &a).await,
                 Command::Get(a) => commands::get(&client, &a).await,
@@ -184,6 +219,7 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                 Command::Status(a) => commands::status(&client, a.json).await,
                 Command::Fsck(a) => commands::fsck(&client, &a).await,
                 Command::Node(n) => commands::node(&client, n).await,
+                Command::Key(k) => commands::key(&client, k).await,
                 _ => unreachable!("server roles handled above"),
             }
         }

@@ -4,20 +4,35 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::Status;
 
 use crate::config::endpoint_uri;
+use crate::security::{Role, Tls};
 
 /// Largest gRPC message dfsd sends or accepts. Chunk bytes travel in 256 KiB frames, so
 /// only metadata lists come near this.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Builds a lazily connecting channel with a bounded connect time and keepalives, so a dead
-/// peer gives an error within seconds instead of a hang.
-pub fn channel(addr: &str, connect_timeout: Duration) -> Result<Channel, Status> {
-    let uri = endpoint_uri(addr);
-    let ep = Endpoint::from_shared(uri.clone())
+/// peer gives an error within seconds instead of a hang. With `tls`, the address is dialled
+/// as https whatever scheme it was written with.
+pub fn channel(
+    addr: &str,
+    connect_timeout: Duration,
+    tls: Option<ClientTlsConfig>,
+) -> Result<Channel, Status> {
+    let mut uri = endpoint_uri(addr);
+    if tls.is_some() {
+        if let Some(rest) = uri.strip_prefix("http://") {
+            uri = format!("https://{rest}");
+        }
+    } else if uri.starts_with("https://") {
+        return Err(Status::invalid_argument(format!(
+            "{addr}: an https address needs TLS settings (tls.ca)"
+        )));
+    }
+    let mut ep = Endpoint::from_shared(uri.clone())
         .map_err(|e| Status::invalid_argument(format!("invalid address {addr:?}: {e}")))?
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
@@ -26,20 +41,28 @@ pub fn channel(addr: &str, connect_timeout: Duration) -> Result<Channel, Status>
         .keep_alive_while_idle(true)
         .initial_stream_window_size(Some(4 * 1024 * 1024))
         .initial_connection_window_size(Some(16 * 1024 * 1024));
+    if let Some(tls) = tls {
+        ep = ep
+            .tls_config(tls)
+            .map_err(|e| Status::invalid_argument(format!("TLS settings for {addr}: {e}")))?;
+    }
     Ok(ep.connect_lazy())
 }
 
-/// Channels by address.
+/// Channels to datanodes by address (over TLS when configured, expecting a node
+/// certificate).
 #[derive(Clone)]
 pub struct ChannelCache {
     connect_timeout: Duration,
+    tls: Option<ClientTlsConfig>,
     map: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
 impl ChannelCache {
-    pub fn new(connect_timeout: Duration) -> Self {
+    pub fn new(connect_timeout: Duration, tls: Option<&Tls>) -> Self {
         ChannelCache {
             connect_timeout,
+            tls: tls.map(|t| t.client(Role::Node)),
             map: Arc::default(),
         }
     }
@@ -49,7 +72,7 @@ impl ChannelCache {
         if let Some(c) = map.get(addr) {
             return Ok(c.clone());
         }
-        let c = channel(addr, self.connect_timeout)?;
+        let c = channel(addr, self.connect_timeout, self.tls.clone())?;
         map.insert(addr.to_string(), c.clone());
         Ok(c)
     }

@@ -6,6 +6,11 @@ pub mod pb {
     tonic::include_proto!("dfs.v1");
 }
 
+/// Every RPC of every service, generated from the proto definitions by build.rs.
+pub mod methods {
+    include!(concat!(env!("OUT_DIR"), "/rpc_methods.rs"));
+}
+
 use crate::meta::{EntryInfo, Kind, NodeStatsRecord};
 
 impl From<&EntryInfo> for pb::Entry {

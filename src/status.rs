@@ -9,8 +9,8 @@ use crate::path::PathError;
 impl From<MetaError> for Status {
     fn from(e: MetaError) -> Status {
         let code = match &e {
-            MetaError::NotFound(_) => Code::NotFound,
-            MetaError::AlreadyExists(_) => Code::AlreadyExists,
+            MetaError::NotFound(_) | MetaError::NoSuchKey(_) => Code::NotFound,
+            MetaError::AlreadyExists(_) | MetaError::KeyExists(_) => Code::AlreadyExists,
             MetaError::NotADirectory(_) | MetaError::IsADirectory(_) | MetaError::NotEmpty(_) => {
                 Code::FailedPrecondition
             }

@@ -277,10 +277,9 @@ fn datanode_killed_mid_put_does_not_fail_it() {
     let data = random_bytes(120 * MIB, 5);
     let local = c.dir.path().join("big");
     std::fs::write(&local, &data).unwrap();
-    let mut put = std::process::Command::new(common::BIN)
+    let mut put = c
+        .cli_command()
         .args([
-            "--coordinator",
-            &c.coordinator_addr,
             "put",
             "--chunk-size",
             "1MiB",
@@ -461,16 +460,9 @@ fn node_declared_dead_before_commit_does_not_fail_the_put() {
         ..Default::default()
     });
     let data = random_bytes(12 * MIB, 11);
-    let mut put = std::process::Command::new(common::BIN)
-        .args([
-            "--coordinator",
-            &c.coordinator_addr,
-            "put",
-            "--chunk-size",
-            "1MiB",
-            "-",
-            "/paced",
-        ])
+    let mut put = c
+        .cli_command()
+        .args(["put", "--chunk-size", "1MiB", "-", "/paced"])
         .stdin(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -28,8 +28,11 @@ struct Cluster {
     project: String,
     network: String,
     image: String,
-    /// Host directory mounted at /work in client containers.
+    /// Host directory mounted at /work in client containers (certs/ holds the TLS files).
     work: PathBuf,
+    /// The admin access key the coordinator was started with.
+    key_id: String,
+    secret: String,
 }
 
 fn enabled(name: &str) -> Option<Cluster> {
@@ -61,6 +64,10 @@ fn enabled(name: &str) -> Option<Cluster> {
         compose,
         project,
         work,
+        key_id: std::env::var("DFSD_ADMIN_KEY_ID")
+            .expect("DFSD_ADMIN_KEY_ID (docker/integration.sh)"),
+        secret: std::env::var("DFSD_ADMIN_SECRET")
+            .expect("DFSD_ADMIN_SECRET (docker/integration.sh)"),
     })
 }
 
@@ -116,6 +123,18 @@ impl Cluster {
         let mut c = Command::new("docker");
         c.args(["run", "--rm", "--network", &self.network, "-v"])
             .arg(format!("{}:/work", self.work.display()))
+            .arg("-v")
+            .arg(format!("{}:/certs:ro", self.work.join("certs").display()))
+            .args([
+                "-e",
+                "DFSD_TLS__CA=/certs/ca.pem",
+                "-e",
+                "DFSD_ACCESS_KEY",
+                "-e",
+                "DFSD_SECRET_KEY",
+            ])
+            .env("DFSD_ACCESS_KEY", &self.key_id)
+            .env("DFSD_SECRET_KEY", &self.secret)
             .args([&self.image, "--coordinator", "coordinator:7070"])
             .args(args);
         c

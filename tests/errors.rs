@@ -11,6 +11,8 @@ use bytes::Bytes;
 use common::{random_bytes, stderr, TestCluster};
 use dfsd::chunk::ChunkId;
 use dfsd::proto::pb;
+use dfsd::security::token::Op;
+use dfsd::security::Role;
 use tonic::Code;
 
 fn tree(root: &Path) -> BTreeSet<PathBuf> {
@@ -32,18 +34,35 @@ fn node_addr(c: &TestCluster, i: usize) -> String {
     c.nodes[i].as_ref().unwrap().addr.clone()
 }
 
-async fn datanode(addr: &str) -> pb::datanode_client::DatanodeClient<tonic::transport::Channel> {
-    pb::datanode_client::DatanodeClient::connect(addr.to_string())
-        .await
-        .unwrap()
+async fn datanode(
+    c: &TestCluster,
+    addr: &str,
+) -> pb::datanode_client::DatanodeClient<tonic::transport::Channel> {
+    pb::datanode_client::DatanodeClient::new(c.raw_channel(addr, Role::Node, None))
 }
 
-fn header(id: &str, size: u64, downstream: Vec<pb::NodeAddr>) -> pb::WriteChunkRequest {
+/// A valid token for `op` on `id` (a token-shaped stand-in when `id` is not a chunk id, so
+/// the id itself is what gets refused): these tests are about what datanodes do with bad
+/// input from a client that is allowed in.
+fn tok(c: &TestCluster, op: Op, id: &str) -> String {
+    match id.parse::<ChunkId>() {
+        Ok(id) => c.token_key().sign(op, &[id], Duration::from_secs(600)),
+        Err(_) => "0.00".into(),
+    }
+}
+
+fn header(
+    c: &TestCluster,
+    id: &str,
+    size: u64,
+    downstream: Vec<pb::NodeAddr>,
+) -> pb::WriteChunkRequest {
     pb::WriteChunkRequest {
         msg: Some(pb::write_chunk_request::Msg::Header(pb::WriteChunkHeader {
             chunk_id: id.into(),
             size,
             downstream,
+            token: tok(c, Op::Write, id),
         })),
     }
 }
@@ -63,10 +82,11 @@ fn data(b: &[u8]) -> pb::WriteChunkRequest {
 }
 
 async fn write(
+    c: &TestCluster,
     addr: &str,
     msgs: Vec<pb::WriteChunkRequest>,
 ) -> Result<pb::WriteChunkResponse, tonic::Status> {
-    datanode(addr)
+    datanode(c, addr)
         .await
         .write_chunk(futures::stream::iter(msgs))
         .await
@@ -87,26 +107,36 @@ async fn datanode_refuses_bad_chunk_ids_and_bad_bytes_keeping_nothing() {
         &"g".repeat(64),
         &format!("{}/x", "a".repeat(62)),
     ] {
-        let e = write(&addr, vec![header(bad, 3, vec![]), data(b"abc"), end()])
-            .await
-            .unwrap_err();
+        let e = write(
+            &c,
+            &addr,
+            vec![header(&c, bad, 3, vec![]), data(b"abc"), end()],
+        )
+        .await
+        .unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument, "write {bad:?}: {e:?}");
         assert!(e.message().contains("invalid chunk id"), "{}", e.message());
-        let e = datanode(&addr)
+        let e = datanode(&c, &addr)
             .await
             .read_chunk(pb::ReadChunkRequest {
                 chunk_id: bad.into(),
+                token: tok(&c, Op::Read, bad),
             })
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument);
-        let e = datanode(&addr)
-            .await
-            .verify_chunk(pb::VerifyChunkRequest {
-                chunk_id: bad.into(),
-            })
-            .await
-            .unwrap_err();
+        // An order, so from the coordinator's certificate.
+        let e = pb::datanode_client::DatanodeClient::new(c.raw_channel(
+            &addr,
+            Role::Node,
+            Some("coordinator"),
+        ))
+        .verify_chunk(pb::VerifyChunkRequest {
+            chunk_id: bad.into(),
+            token: tok(&c, Op::Verify, bad),
+        })
+        .await
+        .unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument);
     }
 
@@ -114,9 +144,10 @@ async fn datanode_refuses_bad_chunk_ids_and_bad_bytes_keeping_nothing() {
     let id = ChunkId::of(&good).to_hex();
     // Bytes that don't hash to the id.
     let e = write(
+        &c,
         &addr,
         vec![
-            header(&id, good.len() as u64, vec![]),
+            header(&c, &id, good.len() as u64, vec![]),
             data(b"the fake bytes"),
             end(),
         ],
@@ -126,9 +157,13 @@ async fn datanode_refuses_bad_chunk_ids_and_bad_bytes_keeping_nothing() {
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().contains("hash to"), "{}", e.message());
     // Longer than announced, in one frame and across frames.
-    let e = write(&addr, vec![header(&id, 4, vec![]), data(&good), end()])
-        .await
-        .unwrap_err();
+    let e = write(
+        &c,
+        &addr,
+        vec![header(&c, &id, 4, vec![]), data(&good), end()],
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(
         e.message().contains("longer than the announced"),
@@ -136,9 +171,10 @@ async fn datanode_refuses_bad_chunk_ids_and_bad_bytes_keeping_nothing() {
         e.message()
     );
     let e = write(
+        &c,
         &addr,
         vec![
-            header(&id, good.len() as u64, vec![]),
+            header(&c, &id, good.len() as u64, vec![]),
             data(&good),
             data(b"x"),
             end(),
@@ -148,14 +184,19 @@ async fn datanode_refuses_bad_chunk_ids_and_bad_bytes_keeping_nothing() {
     .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     // Shorter than announced.
-    let e = write(&addr, vec![header(&id, 100, vec![]), data(&good), end()])
-        .await
-        .unwrap_err();
+    let e = write(
+        &c,
+        &addr,
+        vec![header(&c, &id, 100, vec![]), data(&good), end()],
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     // Every byte but no end marker (a client that died at the last moment): refused.
     let e = write(
+        &c,
         &addr,
-        vec![header(&id, good.len() as u64, vec![]), data(&good)],
+        vec![header(&c, &id, good.len() as u64, vec![]), data(&good)],
     )
     .await
     .unwrap_err();
@@ -176,9 +217,10 @@ async fn datanode_refuses_bad_chunk_ids_and_bad_bytes_keeping_nothing() {
         addr: node_addr(&c, 1),
     };
     let e = write(
+        &c,
         &addr,
         vec![
-            header(&id, good.len() as u64, vec![next]),
+            header(&c, &id, good.len() as u64, vec![next]),
             data(&good),
             data(b"more"),
         ],
@@ -187,10 +229,12 @@ async fn datanode_refuses_bad_chunk_ids_and_bad_bytes_keeping_nothing() {
     .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     // No header at all.
-    let e = write(&addr, vec![data(b"abc"), end()]).await.unwrap_err();
+    let e = write(&c, &addr, vec![data(b"abc"), end()])
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     // An absurd size.
-    let e = write(&addr, vec![header(&id, 1 << 40, vec![])])
+    let e = write(&c, &addr, vec![header(&c, &id, 1 << 40, vec![])])
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
@@ -221,17 +265,23 @@ async fn datanode_refuses_bad_chunk_ids_and_bad_bytes_keeping_nothing() {
     assert!(!Path::new("/etc/passwd.tmp").exists());
 
     // A missing chunk is NotFound; a good write still works afterwards.
-    let e = datanode(&addr)
+    let e = datanode(&c, &addr)
         .await
         .read_chunk(pb::ReadChunkRequest {
             chunk_id: id.clone(),
+            token: tok(&c, Op::Read, &id),
         })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
     let ok = write(
+        &c,
         &addr,
-        vec![header(&id, good.len() as u64, vec![]), data(&good), end()],
+        vec![
+            header(&c, &id, good.len() as u64, vec![]),
+            data(&good),
+            end(),
+        ],
     )
     .await
     .unwrap();
@@ -324,9 +374,7 @@ fn namespace_errors_are_one_clear_line() {
 #[tokio::test(flavor = "multi_thread")]
 async fn servers_use_the_right_grpc_codes() {
     let c = TestCluster::start(1);
-    let mut coord = pb::coordinator_client::CoordinatorClient::connect(c.coordinator_addr.clone())
-        .await
-        .unwrap();
+    let mut coord = c.raw_coordinator();
     let code = |r: Result<tonic::Response<pb::StatResponse>, tonic::Status>| r.unwrap_err().code();
     assert_eq!(
         code(

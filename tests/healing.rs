@@ -282,10 +282,9 @@ fn client_killed_mid_upload_leaves_nothing_after_grace() {
     let data = random_bytes(200 * MIB, 9);
     let local = c.dir.path().join("big");
     std::fs::write(&local, &data).unwrap();
-    let mut child = std::process::Command::new(common::BIN)
+    let mut child = c
+        .cli_command()
         .args([
-            "--coordinator",
-            &c.coordinator_addr,
             "put",
             "--chunk-size",
             "1MiB",

@@ -7,7 +7,10 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::{Client, PutOptions, ReadRange};
-use crate::cli::{FsckArgs, GetArgs, LsArgs, MkdirArgs, MvArgs, NodeCommand, PutArgs, RmArgs};
+use crate::cli::{
+    CertCommand, FsckArgs, GetArgs, KeyCommand, LsArgs, MkdirArgs, MvArgs, NodeCommand, PutArgs,
+    RmArgs,
+};
 use crate::proto::pb;
 use crate::units::format_size;
 
@@ -384,6 +387,114 @@ pub async fn node(client: &Client, cmd: NodeCommand) -> anyhow::Result<()> {
         NodeCommand::Remove { node } => {
             client.remove_node(&node).await?;
             eprintln!("{node}: removed");
+        }
+    }
+    Ok(())
+}
+
+fn key_json(k: &pb::AccessKeyInfo) -> serde_json::Value {
+    serde_json::json!({
+        "key_id": k.key_id,
+        "name": k.name,
+        "role": k.role,
+        "prefix": k.prefix,
+        "created_ms": k.created_ms,
+        "revoked_ms": if k.revoked_ms == 0 { None } else { Some(k.revoked_ms) },
+    })
+}
+
+/// `dfsd key create|ls|revoke`.
+pub async fn key(client: &Client, cmd: KeyCommand) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        KeyCommand::Create {
+            name,
+            role,
+            prefix,
+            json,
+        } => {
+            let (k, secret) = client.create_key(&name, &role, &prefix).await?;
+            if json {
+                let mut v = key_json(&k);
+                v["secret"] = secret.into();
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+            } else {
+                writeln!(out, "DFSD_ACCESS_KEY={}", k.key_id)?;
+                writeln!(out, "DFSD_SECRET_KEY={secret}")?;
+                eprintln!(
+                    "created {} key {:?} for {}; the secret is shown only now",
+                    k.role, k.name, k.prefix
+                );
+            }
+        }
+        KeyCommand::Ls { json } => {
+            let keys = client.list_keys().await?;
+            if json {
+                let v: Vec<_> = keys.iter().map(key_json).collect();
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+                return Ok(());
+            }
+            writeln!(
+                out,
+                "{:<20} {:<10} {:<9} {:<22} {:<30} NAME",
+                "KEY", "ROLE", "STATE", "CREATED", "PREFIX"
+            )?;
+            for k in keys {
+                writeln!(
+                    out,
+                    "{:<20} {:<10} {:<9} {:<22} {:<30} {}",
+                    k.key_id,
+                    k.role,
+                    if k.revoked_ms == 0 {
+                        "valid"
+                    } else {
+                        "revoked"
+                    },
+                    format_time(k.created_ms),
+                    k.prefix,
+                    k.name
+                )?;
+            }
+        }
+        KeyCommand::Revoke { key_id } => {
+            let k = client.revoke_key(&key_id).await?;
+            eprintln!("{}: revoked", k.key_id);
+        }
+    }
+    Ok(())
+}
+
+/// `dfsd cert init|issue`: local files only, no cluster needed.
+pub fn cert(cmd: CertCommand) -> anyhow::Result<()> {
+    use crate::security::{certs, Role};
+    match cmd {
+        CertCommand::Init { dir, years } => {
+            let w = certs::init_ca(&dir, years)?;
+            println!("CA certificate: {}", w.cert.display());
+            println!(
+                "CA key:         {} (keep it offline; it signs every certificate)",
+                w.key.display()
+            );
+        }
+        CertCommand::Issue {
+            dir,
+            node,
+            coord,
+            client,
+            san,
+            years,
+        } => {
+            let (role, name) = match (node, coord, client) {
+                (Some(n), None, None) => (Role::Node, n),
+                (None, Some(n), None) => (Role::Coordinator, n),
+                (None, None, Some(n)) => (Role::Client, n),
+                _ => anyhow::bail!(
+                    "cert issue: give exactly one of --node, --coord or --client NAME"
+                ),
+            };
+            let w = certs::issue(&dir, role, &name, &san, years)?;
+            println!("{} certificate: {}", role.as_str(), w.cert.display());
+            println!("{} key:         {}", role.as_str(), w.key.display());
         }
     }
     Ok(())

@@ -199,7 +199,7 @@ impl Client {
             .map_err(|e: crate::chunk::InvalidChunkId| ClientError::Invalid(e.to_string()))?;
         let mut errors = Vec::new();
         for (i, replica) in loc.replicas.iter().enumerate() {
-            match self.read_replica(id, loc.size, replica).await {
+            match self.read_replica(id, loc.size, replica, &loc.token).await {
                 Ok(data) => return Ok(Fetched { data, skipped: i }),
                 Err((e, corrupt)) => {
                     tracing::warn!(chunk = %id, node = %replica.node_id, error = %e, "replica failed; trying the next");
@@ -227,12 +227,14 @@ impl Client {
         id: ChunkId,
         size: u64,
         replica: &pb::NodeAddr,
+        token: &str,
     ) -> Result<Bytes, (String, bool)> {
         let mut client = self
             .datanode(&replica.addr)
             .map_err(|e| (e.to_string(), false))?;
         let mut req = tonic::Request::new(pb::ReadChunkRequest {
             chunk_id: id.to_hex(),
+            token: token.to_string(),
         });
         req.set_timeout(self.transfer_timeout());
         let mut stream = match client.read_chunk(req).await {

@@ -7,6 +7,7 @@ mod upload;
 
 use std::time::Duration;
 
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
@@ -17,11 +18,14 @@ use crate::config::{endpoint_uri, ClientConfig};
 use crate::net::{channel, ChannelCache, MAX_MESSAGE_BYTES};
 use crate::path::{DfsPath, PathError};
 use crate::proto::pb;
+use crate::security::keys::{KEY_ID_HEADER, SECRET_HEADER};
+use crate::security::{Role, Tls};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The server refused or failed the call; the message names what was wrong.
-    #[error("{message}")]
+    /// The server refused or failed the call; the message names what was wrong (and
+    /// says so when the refusal is about credentials or permissions).
+    #[error("{}", remote_text(*code, message))]
     Remote { code: Code, message: String },
     #[error("cannot reach {what} at {addr}: {reason}")]
     Unreachable {
@@ -41,6 +45,14 @@ pub enum ClientError {
     Integrity(String),
     #[error("{0}")]
     Invalid(String),
+}
+
+fn remote_text(code: Code, message: &str) -> String {
+    match code {
+        Code::Unauthenticated => format!("not authenticated: {message}"),
+        Code::PermissionDenied => format!("permission denied: {message}"),
+        _ => message.to_string(),
+    }
 }
 
 impl ClientError {
@@ -104,21 +116,43 @@ pub struct Client {
     coordinator_addr: String,
     peers: ChannelCache,
     cfg: ClientConfig,
+    /// Access key id and secret, sent with every coordinator call.
+    credentials: Option<(MetadataValue<Ascii>, MetadataValue<Ascii>)>,
 }
 
 impl Client {
-    /// Prepares a client; the connection is made on the first call.
+    /// Prepares a plaintext client; the connection is made on the first call.
     pub fn new(cfg: &ClientConfig) -> Result<Client> {
+        Self::connect(cfg, None)
+    }
+
+    /// Prepares a client, over TLS when `tls` is given (the `[tls]` settings).
+    pub fn connect(cfg: &ClientConfig, tls: Option<&Tls>) -> Result<Client> {
         let addr = endpoint_uri(&cfg.coordinator);
-        let ch = channel(&addr, cfg.connect_timeout)
-            .map_err(|s| ClientError::Invalid(format!("coordinator address: {}", s.message())))?;
+        let ch = channel(
+            &addr,
+            cfg.connect_timeout,
+            tls.map(|t| t.client(Role::Coordinator)),
+        )
+        .map_err(|s| ClientError::Invalid(format!("coordinator address: {}", s.message())))?;
+        let credentials = if cfg.access_key.is_empty() && cfg.secret_key.is_empty() {
+            None
+        } else {
+            let bad =
+                |what: &str| ClientError::Invalid(format!("{what}: not a valid metadata value"));
+            Some((
+                MetadataValue::try_from(cfg.access_key.as_str()).map_err(|_| bad("access key"))?,
+                MetadataValue::try_from(cfg.secret_key.as_str()).map_err(|_| bad("secret key"))?,
+            ))
+        };
         Ok(Client {
             coordinator: pb::coordinator_client::CoordinatorClient::new(ch)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             coordinator_addr: addr,
-            peers: ChannelCache::new(cfg.connect_timeout),
+            peers: ChannelCache::new(cfg.connect_timeout, tls),
             cfg: cfg.clone(),
+            credentials,
         })
     }
 
@@ -126,9 +160,14 @@ impl Client {
         &self.cfg
     }
 
+    /// A coordinator call: the deadline and the credentials.
     fn request<T>(&self, msg: T) -> Request<T> {
         let mut r = Request::new(msg);
         r.set_timeout(self.cfg.request_timeout);
+        if let Some((id, secret)) = &self.credentials {
+            r.metadata_mut().insert(KEY_ID_HEADER, id.clone());
+            r.metadata_mut().insert(SECRET_HEADER, secret.clone());
+        }
         r
     }
 
@@ -241,6 +280,54 @@ impl Client {
             .ok_or_else(|| ClientError::Invalid("empty rename response".into()))
     }
 
+    /// Creates an access key (admin): its description and its secret, shown only now.
+    pub async fn create_key(
+        &self,
+        name: &str,
+        role: &str,
+        prefix: &str,
+    ) -> Result<(pb::AccessKeyInfo, String)> {
+        let r = self
+            .coordinator
+            .clone()
+            .create_key(self.request(pb::CreateKeyRequest {
+                name: name.to_string(),
+                role: role.to_string(),
+                prefix: prefix.to_string(),
+            }))
+            .await
+            .map_err(|s| self.coord_err(s))?
+            .into_inner();
+        let key = r
+            .key
+            .ok_or_else(|| ClientError::Invalid("empty key response".into()))?;
+        Ok((key, r.secret))
+    }
+
+    pub async fn list_keys(&self) -> Result<Vec<pb::AccessKeyInfo>> {
+        let r = self
+            .coordinator
+            .clone()
+            .list_keys(self.request(pb::ListKeysRequest {}))
+            .await
+            .map_err(|s| self.coord_err(s))?;
+        Ok(r.into_inner().keys)
+    }
+
+    pub async fn revoke_key(&self, key_id: &str) -> Result<pb::AccessKeyInfo> {
+        let r = self
+            .coordinator
+            .clone()
+            .revoke_key(self.request(pb::RevokeKeyRequest {
+                key_id: key_id.to_string(),
+            }))
+            .await
+            .map_err(|s| self.coord_err(s))?
+            .into_inner();
+        r.key
+            .ok_or_else(|| ClientError::Invalid("empty key response".into()))
+    }
+
     pub async fn status(&self) -> Result<pb::StatusResponse> {
         let r = self
             .coordinator
@@ -301,14 +388,14 @@ impl Client {
 
     /// Whether the coordinator answers a cheap call (ListNodes) within `timeout`.
     pub async fn ping_coordinator(&self, timeout: Duration) -> Result<()> {
-        let mut r = Request::new(pb::ListNodesRequest {});
+        let mut r = self.request(pb::ListNodesRequest {});
         r.set_timeout(timeout);
-        self.coordinator
-            .clone()
-            .list_nodes(r)
-            .await
-            .map_err(|s| self.coord_err(s))?;
-        Ok(())
+        match self.coordinator.clone().list_nodes(r).await {
+            Ok(_) => Ok(()),
+            // Refusing us is answering: the server is up.
+            Err(s) if matches!(s.code(), Code::Unauthenticated | Code::PermissionDenied) => Ok(()),
+            Err(s) => Err(self.coord_err(s)),
+        }
     }
 
     /// Whether a datanode answers within `timeout`: it is asked to verify an all-zero
@@ -318,6 +405,7 @@ impl Client {
         let uri = endpoint_uri(addr);
         let mut r = Request::new(pb::VerifyChunkRequest {
             chunk_id: "0".repeat(64),
+            token: String::new(),
         });
         r.set_timeout(timeout);
         match self.datanode(&uri)?.verify_chunk(r).await {

@@ -248,7 +248,7 @@ impl Client {
                         })?;
                 let mut data = None;
                 for replica in &p.existing_replicas {
-                    if let Ok(d) = self.read_replica(id, r.size, replica).await {
+                    if let Ok(d) = self.read_replica(id, r.size, replica, &p.read_token).await {
                         data = Some(d);
                         break;
                     }
@@ -452,7 +452,10 @@ impl Client {
                 .collect();
             if !targets.is_empty() {
                 sent = true;
-                match self.send_pipeline(id, &data, &targets).await {
+                match self
+                    .send_pipeline(id, &data, &targets, &placement.token)
+                    .await
+                {
                     Ok(resp) => {
                         holders.extend(resp.stored_on.iter().cloned());
                         // Only nodes that failed are excluded; those after a failed node in
@@ -462,7 +465,19 @@ impl Client {
                             failed.insert(f.node_id);
                         }
                     }
-                    Err(e) if e.code() == Some(Code::InvalidArgument) => return Err(e),
+                    // Bad bytes or a refused token: another node would say the same.
+                    Err(e)
+                        if matches!(
+                            e.code(),
+                            Some(
+                                Code::InvalidArgument
+                                    | Code::Unauthenticated
+                                    | Code::PermissionDenied
+                            )
+                        ) =>
+                    {
+                        return Err(e)
+                    }
                     Err(e) => {
                         errors.push(format!("{}: {e}", targets[0].node_id));
                         failed.insert(targets[0].node_id.clone());
@@ -520,6 +535,7 @@ impl Client {
         id: ChunkId,
         data: &Bytes,
         targets: &[pb::NodeAddr],
+        token: &str,
     ) -> Result<pb::WriteChunkResponse> {
         let first = &targets[0];
         let mut client = self.datanode(&first.addr)?;
@@ -527,6 +543,7 @@ impl Client {
             chunk_id: id.to_hex(),
             size: data.len() as u64,
             downstream: targets[1..].to_vec(),
+            token: token.to_string(),
         };
         let mut msgs = Vec::with_capacity(1 + data.len() / FRAME_SIZE + 1);
         msgs.push(pb::WriteChunkRequest {

@@ -15,12 +15,13 @@ mod service;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 
 pub use health::{NodeState, NodeTable, NodeView, ScrubInfo};
@@ -32,6 +33,14 @@ use crate::meta::{self, Store};
 use crate::net::{ChannelCache, MAX_MESSAGE_BYTES};
 use crate::path::DfsPath;
 use crate::proto::pb;
+use crate::security::keys::{self, AccessKey, KeyRole, Principal, KEY_ID_HEADER, SECRET_HEADER};
+use crate::security::token::{Op, TokenKey};
+use crate::security::{require_role, Role, Tls};
+
+/// Deadline the server puts on every call (clients may ask for less).
+const CALL_TIMEOUT: Duration = Duration::from_secs(300);
+/// Concurrent calls (HTTP/2 streams) one connection may have open.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 
 /// An upload in flight. Kept in memory: a coordinator restart forgets it, and the client
 /// starts a new one (its chunks are then found already stored).
@@ -47,6 +56,8 @@ pub struct Upload {
     /// Chunks placed for this upload: garbage collection leaves them alone while the
     /// upload is in flight, whatever the grace period.
     pub chunks: HashSet<crate::chunk::ChunkId>,
+    /// The access key that began it: only that key may place, commit or abort.
+    pub owner: String,
 }
 
 /// Everything the coordinator's services share.
@@ -65,10 +76,16 @@ pub struct State {
     pub inventory_asked: Mutex<HashMap<String, Instant>>,
     pub started: Instant,
     safe_mode: AtomicBool,
+    /// TLS material; `None` when serving plaintext.
+    pub tls: Option<Tls>,
+    /// Access keys by id, revoked ones included (the table is small and read on every call).
+    keys: RwLock<HashMap<String, AccessKey>>,
+    /// Signs chunk tokens; datanodes receive it when they register.
+    pub token_key: TokenKey,
 }
 
 impl State {
-    pub fn open(cfg: CoordinatorConfig) -> anyhow::Result<Arc<State>> {
+    pub fn open(cfg: CoordinatorConfig, tls: Option<Tls>) -> anyhow::Result<Arc<State>> {
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("create coordinator data dir {}", cfg.data_dir.display()))?;
         let db = cfg.data_dir.join("meta.db");
@@ -78,18 +95,91 @@ impl State {
             .with_writer(|c| meta::list_nodes(c))
             .context("load datanodes")?;
         let nodes = NodeTable::new(cfg.suspect_after, cfg.dead_after, known);
+        let token_key = store
+            .with_writer(|c| {
+                meta::cluster_secret(c, "token_key", || TokenKey::generate().as_bytes().to_vec())
+            })
+            .context("load the token key")?;
+        let token_key =
+            TokenKey::from_bytes(&token_key).context("stored token key is malformed")?;
+        let keys = bootstrap_keys(&store, &cfg)?;
         Ok(Arc::new(State {
             cfg,
             store,
             nodes,
             uploads: Mutex::new(HashMap::new()),
-            peers: ChannelCache::new(Duration::from_secs(3)),
+            peers: ChannelCache::new(Duration::from_secs(3), tls.as_ref()),
             maint: Maintenance::default(),
             inventoried: Mutex::new(HashSet::new()),
             inventory_asked: Mutex::new(HashMap::new()),
             started: Instant::now(),
             safe_mode: AtomicBool::new(true),
+            tls,
+            keys: RwLock::new(keys.into_iter().map(|k| (k.id.clone(), k)).collect()),
+            token_key,
         }))
+    }
+
+    /// Who is calling, from the access key in the call's metadata. Every client call goes
+    /// through this (an interceptor on the Coordinator service).
+    pub fn authenticate(
+        &self,
+        md: &tonic::metadata::MetadataMap,
+    ) -> Result<Principal, tonic::Status> {
+        if !self.cfg.auth {
+            return Ok(Principal::open());
+        }
+        let get = |k: &str| {
+            md.get(k)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+        };
+        let (Some(id), Some(secret)) = (get(KEY_ID_HEADER), get(SECRET_HEADER)) else {
+            return Err(tonic::Status::unauthenticated(
+                "no access key: set DFSD_ACCESS_KEY and DFSD_SECRET_KEY (see `dfsd key create`)",
+            ));
+        };
+        keys::check_key_id(id)?;
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        let Some(key) = keys.get(id) else {
+            return Err(tonic::Status::unauthenticated(format!(
+                "unknown access key {id}"
+            )));
+        };
+        if key.revoked_ms.is_some() {
+            return Err(tonic::Status::unauthenticated(format!(
+                "access key {id} has been revoked"
+            )));
+        }
+        if !key.secret_matches(secret) {
+            return Err(tonic::Status::unauthenticated(format!(
+                "wrong secret for access key {id}"
+            )));
+        }
+        Ok(Principal::of(key))
+    }
+
+    /// Replaces the cached copy of one key after a change in the store.
+    pub fn cache_key(&self, key: AccessKey) {
+        self.keys
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.id.clone(), key);
+    }
+
+    /// Valid admin keys other than `except`.
+    pub fn other_admin_keys(&self, except: &str) -> usize {
+        self.keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|k| k.role == KeyRole::Admin && k.revoked_ms.is_none() && k.id != except)
+            .count()
+    }
+
+    /// A chunk token for `op` on `ids`.
+    pub fn token(&self, op: Op, ids: &[crate::chunk::ChunkId]) -> String {
+        self.token_key.sign(op, ids, self.cfg.token_ttl)
     }
 
     /// True until datanodes holding `safe_mode_share` of the known replicas have sent their
@@ -146,13 +236,66 @@ impl State {
     }
 }
 
-/// Serves the coordinator on `listener` until `shutdown` resolves.
+/// Loads the access keys, creating the first admin key when there is none yet: the one
+/// configured, or a new one printed once on standard output.
+fn bootstrap_keys(store: &Store, cfg: &CoordinatorConfig) -> anyhow::Result<Vec<AccessKey>> {
+    let existing = store
+        .with_writer(|c| meta::list_keys(c))
+        .context("load access keys")?;
+    if !existing.is_empty() || !cfg.auth {
+        return Ok(existing);
+    }
+    let (id, secret, salt, hash, generated) = if cfg.admin_key_id.is_empty() {
+        let (id, secret, salt, hash) = keys::generate();
+        (id, secret, salt, hash, true)
+    } else {
+        let (_, _, salt, _) = keys::generate();
+        let hash = keys::hash_secret(&salt, &cfg.admin_secret);
+        (
+            cfg.admin_key_id.clone(),
+            cfg.admin_secret.clone(),
+            salt,
+            hash,
+            false,
+        )
+    };
+    let key = AccessKey {
+        id: id.clone(),
+        name: "admin".into(),
+        role: KeyRole::Admin,
+        prefix: DfsPath::root(),
+        salt,
+        secret_hash: hash,
+        created_ms: meta::now_ms(),
+        revoked_ms: None,
+    };
+    store
+        .with_writer(|c| meta::insert_key(c, &key))
+        .context("store the first admin key")?;
+    if generated {
+        // Shown once: only a hash is kept.
+        println!(
+            "dfsd: created the first admin access key; it is shown only now:\n\
+             DFSD_ACCESS_KEY={id}\nDFSD_SECRET_KEY={secret}"
+        );
+    }
+    tracing::info!(key = %id, generated, "first admin access key created");
+    Ok(vec![key])
+}
+
+/// Serves the coordinator on `listener` until `shutdown` resolves. `tls` is `None` only
+/// when plaintext was chosen (the caller has warned).
 pub async fn run(
     listener: TcpListener,
     cfg: CoordinatorConfig,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let state = State::open(cfg)?;
+    let server_tls = tls.as_ref().map(Tls::server).transpose()?;
+    let state = State::open(cfg, tls)?;
+    if !state.cfg.auth {
+        tracing::warn!("authentication is off: any client may do anything");
+    }
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(repair::run(state.clone(), stop_rx));
@@ -162,11 +305,31 @@ pub async fn run(
     ))
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    // Every client call is authenticated before it reaches a handler, which finds the
+    // caller in the request's extensions.
+    let auth_state = state.clone();
+    let coord = InterceptedService::new(coord, move |mut req: tonic::Request<()>| {
+        let who = auth_state.authenticate(req.metadata())?;
+        req.extensions_mut().insert(who);
+        Ok(req)
+    });
     let cluster =
         pb::cluster_server::ClusterServer::new(service::ClusterService::new(state.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    Server::builder()
+    // The cluster API is for datanodes only: with TLS, a node certificate is required.
+    let tls_on = server_tls.is_some();
+    let cluster = InterceptedService::new(cluster, move |req: tonic::Request<()>| {
+        require_role(tls_on, &req, &[Role::Node], "the cluster API")?;
+        Ok(req)
+    });
+    let mut builder = Server::builder();
+    if let Some(t) = server_tls {
+        builder = builder.tls_config(t).context("coordinator TLS settings")?;
+    }
+    builder
+        .timeout(CALL_TIMEOUT)
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))

@@ -20,6 +20,7 @@ use super::{choose, Candidate, NodeState, NodeView, State};
 use crate::chunk::ChunkId;
 use crate::meta::{self, now_ms, MetaError};
 use crate::proto::pb;
+use crate::security::token::Op;
 
 /// A datanode keeps a chunk it wrote or acknowledged within this window even when GC
 /// orders its deletion: an upload may just have reused it. The window only has to cover
@@ -293,6 +294,8 @@ async fn replicate(state: &State, dest: &Candidate, r: &Repair) -> Result<String
                 addr: v.addr.clone(),
             })
             .collect(),
+        token: state.token(Op::Replicate, &[r.id]),
+        read_token: state.token(Op::Read, &[r.id]),
     });
     req.set_timeout(Duration::from_secs(300));
     Ok(client.replicate_chunk(req).await?.into_inner().source)
@@ -332,6 +335,7 @@ pub fn order_delete(state: Arc<State>, node: String, ids: Vec<ChunkId>, protect_
             let mut req = Request::new(pb::DeleteChunksRequest {
                 chunk_ids: ids.iter().map(|i| i.to_hex()).collect(),
                 protect_secs,
+                token: state.token(Op::Delete, &ids),
             });
             req.set_timeout(Duration::from_secs(60));
             Ok::<_, tonic::Status>(client.delete_chunks(req).await?.into_inner())

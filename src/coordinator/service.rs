@@ -15,6 +15,8 @@ use crate::chunk::ChunkId;
 use crate::meta::{self, now_ms, CommitRequest, NodeStatsRecord};
 use crate::path::DfsPath;
 use crate::proto::pb;
+use crate::security::keys::{self, AccessKey, KeyRole, Principal};
+use crate::security::token::Op;
 use crate::status::check_node_id;
 
 /// Most entries one List call returns.
@@ -33,13 +35,39 @@ impl CoordinatorService {
         CoordinatorService { state }
     }
 
-    fn upload(&self, id: &str) -> Result<Upload, Status> {
+    /// The upload `id`, if it exists and `who` began it.
+    fn upload(&self, id: &str, who: &Principal) -> Result<Upload, Status> {
         let uploads = self.state.uploads.lock().unwrap_or_else(|p| p.into_inner());
-        uploads.get(id).cloned().ok_or_else(|| {
+        let u = uploads.get(id).cloned().ok_or_else(|| {
             Status::not_found(format!(
                 "upload {id:?}: unknown or expired (was the coordinator restarted?)"
             ))
-        })
+        })?;
+        if u.owner != who.key_id {
+            return Err(Status::permission_denied(format!(
+                "upload {id:?} belongs to another access key"
+            )));
+        }
+        Ok(u)
+    }
+}
+
+/// The caller, as the authentication interceptor found it.
+fn who<T>(req: &Request<T>) -> Result<Principal, Status> {
+    req.extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Status::internal("call reached a handler unauthenticated"))
+}
+
+fn key_info(k: &AccessKey) -> pb::AccessKeyInfo {
+    pb::AccessKeyInfo {
+        key_id: k.id.clone(),
+        name: k.name.clone(),
+        role: k.role.as_str().into(),
+        prefix: k.prefix.to_string(),
+        created_ms: k.created_ms,
+        revoked_ms: k.revoked_ms.unwrap_or(0),
     }
 }
 
@@ -74,7 +102,9 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         &self,
         req: Request<pb::StatRequest>,
     ) -> Result<Response<pb::StatResponse>, Status> {
+        let who = who(&req)?;
         let path = parse_path(&req.into_inner().path)?;
+        who.require_visible(&path)?;
         let info = self.state.store.read(move |c| meta::stat(c, &path)).await?;
         Ok(Response::new(pb::StatResponse {
             entry: Some((&info).into()),
@@ -85,8 +115,27 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         &self,
         req: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
+        let who = who(&req)?;
         let req = req.into_inner();
         let path = parse_path(&req.path)?;
+        if let Some(next) = who.next_on_the_way(&path) {
+            // A directory above the key's prefix: it sees only the way down to it.
+            let child = path.join(next)?;
+            let visible = if req.start_after.as_str() < next {
+                self.state
+                    .store
+                    .read(move |c| meta::stat(c, &child))
+                    .await
+                    .ok()
+            } else {
+                None
+            };
+            return Ok(Response::new(pb::ListResponse {
+                entries: visible.iter().map(Into::into).collect(),
+                truncated: false,
+            }));
+        }
+        who.require_read(&path)?;
         let limit = if req.limit == 0 {
             LIST_PAGE_MAX
         } else {
@@ -108,8 +157,10 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         &self,
         req: Request<pb::MkdirRequest>,
     ) -> Result<Response<pb::MkdirResponse>, Status> {
+        let who = who(&req)?;
         let req = req.into_inner();
         let path = parse_path(&req.path)?;
+        who.require_write(&path)?;
         let info = self
             .state
             .store
@@ -125,8 +176,10 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         &self,
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let who = who(&req)?;
         let req = req.into_inner();
         let path = parse_path(&req.path)?;
+        who.require_write(&path)?;
         let p = path.clone();
         let (files, dirs) = self
             .state
@@ -144,9 +197,12 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         &self,
         req: Request<pb::RenameRequest>,
     ) -> Result<Response<pb::RenameResponse>, Status> {
+        let who = who(&req)?;
         let req = req.into_inner();
         let src = parse_path(&req.src)?;
         let dst = parse_path(&req.dst)?;
+        who.require_write(&src)?;
+        who.require_write(&dst)?;
         let s = src.clone();
         let info = self
             .state
@@ -163,8 +219,10 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         &self,
         req: Request<pb::BeginUploadRequest>,
     ) -> Result<Response<pb::BeginUploadResponse>, Status> {
+        let who = who(&req)?;
         let req = req.into_inner();
         let path = parse_path(&req.path)?;
+        who.require_write(&path)?;
         if path.is_root() {
             return Err(Status::failed_precondition("/: is a directory"));
         }
@@ -219,6 +277,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 started: Instant::now(),
                 last_active: Instant::now(),
                 chunks: HashSet::new(),
+                owner: who.key_id,
             },
         );
         Ok(Response::new(pb::BeginUploadResponse {
@@ -233,8 +292,9 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         &self,
         req: Request<pb::PlaceChunksRequest>,
     ) -> Result<Response<pb::PlaceChunksResponse>, Status> {
+        let who = who(&req)?;
         let req = req.into_inner();
-        let upload = self.upload(&req.upload_id)?;
+        let upload = self.upload(&req.upload_id, &who)?;
         if req.chunks.len() > BATCH_MAX {
             return Err(Status::invalid_argument(format!(
                 "at most {BATCH_MAX} chunks per placement"
@@ -320,8 +380,15 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                     addr: v.addr.clone(),
                 })
                 .collect();
+            let read_token = if holders.is_empty() {
+                String::new()
+            } else {
+                self.state.token(Op::Read, &[*id])
+            };
             placements.push(pb::ChunkPlacement {
                 chunk_id: id.to_hex(),
+                token: self.state.token(Op::Write, &[*id]),
+                read_token,
                 existing: holders,
                 existing_replicas,
                 targets: targets
@@ -375,8 +442,9 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         &self,
         req: Request<pb::CommitUploadRequest>,
     ) -> Result<Response<pb::CommitUploadResponse>, Status> {
+        let who = who(&req)?;
         let req = req.into_inner();
-        let upload = self.upload(&req.upload_id)?;
+        let upload = self.upload(&req.upload_id, &who)?;
         let chunks = parse_chunks(&req.chunks, self.state.cfg.max_chunk_size)?;
         let commit = CommitRequest {
             path: upload.path.clone(),
@@ -408,7 +476,9 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         &self,
         req: Request<pb::AbortUploadRequest>,
     ) -> Result<Response<pb::AbortUploadResponse>, Status> {
+        let who = who(&req)?;
         let id = req.into_inner().upload_id;
+        self.upload(&id, &who)?;
         self.state
             .uploads
             .lock()
@@ -421,8 +491,10 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         &self,
         req: Request<pb::GetFileRequest>,
     ) -> Result<Response<pb::GetFileResponse>, Status> {
+        let who = who(&req)?;
         let req = req.into_inner();
         let path = parse_path(&req.path)?;
+        who.require_read(&path)?;
         let (entry, all) = self
             .state
             .store
@@ -476,6 +548,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                     size: c.size,
                     offset: c.offset,
                     replicas,
+                    token: self.state.token(Op::Read, &[c.chunk_id]),
                 }
             })
             .collect();
@@ -490,6 +563,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         &self,
         req: Request<pb::ReportBadReplicaRequest>,
     ) -> Result<Response<pb::ReportBadReplicaResponse>, Status> {
+        who(&req)?;
         let req = req.into_inner();
         let chunk: ChunkId = req.chunk_id.parse()?;
         check_node_id(&req.node_id)?;
@@ -509,8 +583,9 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
 
     async fn list_nodes(
         &self,
-        _req: Request<pb::ListNodesRequest>,
+        req: Request<pb::ListNodesRequest>,
     ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        who(&req)?.require_admin("listing datanodes")?;
         Ok(Response::new(pb::ListNodesResponse {
             nodes: admin::list_nodes(&self.state).await?,
         }))
@@ -518,8 +593,9 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
 
     async fn status(
         &self,
-        _req: Request<pb::StatusRequest>,
+        req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
+        who(&req)?.require_admin("cluster status")?;
         Ok(Response::new(admin::status(&self.state).await?))
     }
 
@@ -527,6 +603,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         &self,
         req: Request<pb::FsckRequest>,
     ) -> Result<Response<pb::FsckResponse>, Status> {
+        who(&req)?.require_admin("fsck")?;
         Ok(Response::new(
             admin::fsck(&self.state, req.into_inner()).await?,
         ))
@@ -536,6 +613,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         &self,
         req: Request<pb::DrainNodeRequest>,
     ) -> Result<Response<pb::DrainNodeResponse>, Status> {
+        who(&req)?.require_admin("draining a node")?;
         Ok(Response::new(
             admin::drain(&self.state, req.into_inner()).await?,
         ))
@@ -545,9 +623,87 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         &self,
         req: Request<pb::RemoveNodeRequest>,
     ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
+        who(&req)?.require_admin("removing a node")?;
         Ok(Response::new(
             admin::remove(&self.state, req.into_inner()).await?,
         ))
+    }
+
+    async fn create_key(
+        &self,
+        req: Request<pb::CreateKeyRequest>,
+    ) -> Result<Response<pb::CreateKeyResponse>, Status> {
+        who(&req)?.require_admin("creating access keys")?;
+        let req = req.into_inner();
+        let name = req.name.trim().to_string();
+        if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+            return Err(Status::invalid_argument(
+                "key name: 1 to 64 characters, no control characters",
+            ));
+        }
+        let role = KeyRole::parse(&req.role).map_err(Status::invalid_argument)?;
+        let prefix = if req.prefix.is_empty() {
+            DfsPath::root()
+        } else {
+            parse_path(&req.prefix)?
+        };
+        let (id, secret, salt, secret_hash) = keys::generate();
+        let key = AccessKey {
+            id,
+            name,
+            role,
+            prefix,
+            salt,
+            secret_hash,
+            created_ms: now_ms(),
+            revoked_ms: None,
+        };
+        let k = key.clone();
+        self.state
+            .store
+            .write(move |c| meta::insert_key(c, &k))
+            .await?;
+        tracing::info!(key = %key.id, name = %key.name, role = key.role.as_str(), prefix = %key.prefix, "access key created");
+        let info = key_info(&key);
+        self.state.cache_key(key);
+        Ok(Response::new(pb::CreateKeyResponse {
+            key: Some(info),
+            secret,
+        }))
+    }
+
+    async fn list_keys(
+        &self,
+        req: Request<pb::ListKeysRequest>,
+    ) -> Result<Response<pb::ListKeysResponse>, Status> {
+        who(&req)?.require_admin("listing access keys")?;
+        let keys = self.state.store.read(|c| meta::list_keys(c)).await?;
+        Ok(Response::new(pb::ListKeysResponse {
+            keys: keys.iter().map(key_info).collect(),
+        }))
+    }
+
+    async fn revoke_key(
+        &self,
+        req: Request<pb::RevokeKeyRequest>,
+    ) -> Result<Response<pb::RevokeKeyResponse>, Status> {
+        who(&req)?.require_admin("revoking access keys")?;
+        let id = req.into_inner().key_id;
+        keys::check_key_id(&id).map_err(|s| Status::invalid_argument(s.message().to_string()))?;
+        if self.state.cfg.auth && self.state.other_admin_keys(&id) == 0 {
+            return Err(Status::failed_precondition(format!(
+                "{id} is the last valid admin key: create another admin key first"
+            )));
+        }
+        let key = self
+            .state
+            .store
+            .write(move |c| meta::revoke_key(c, &id, now_ms()))
+            .await?;
+        tracing::info!(key = %key.id, "access key revoked");
+        let info = key_info(&key);
+        self.state.cache_key(key);
+        Ok(Response::new(pb::RevokeKeyResponse { key: Some(info) }))
     }
 }
 
@@ -557,6 +713,7 @@ async fn verify_replica(state: Arc<State>, chunk: ChunkId, node: NodeView) {
         let mut client = pb::datanode_client::DatanodeClient::new(channel);
         let mut req = Request::new(pb::VerifyChunkRequest {
             chunk_id: chunk.to_hex(),
+            token: state.token(Op::Verify, &[chunk]),
         });
         req.set_timeout(std::time::Duration::from_secs(60));
         Ok::<_, Status>(client.verify_chunk(req).await?.into_inner())
@@ -676,6 +833,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         tracing::info!(node = %req.node_id, %addr, "datanode registered");
         Ok(Response::new(pb::RegisterResponse {
             heartbeat_interval_ms: self.state.cfg.heartbeat_interval.as_millis() as u64,
+            token_key: self.state.token_key.as_bytes().to_vec().into(),
         }))
     }
 

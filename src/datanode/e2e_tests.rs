@@ -16,6 +16,7 @@ use super::{run_with, DatanodeTuning};
 use crate::chunk::ChunkId;
 use crate::config::DatanodeConfig;
 use crate::proto::pb;
+use crate::security::token::{Op, TokenKey};
 
 #[derive(Default)]
 struct Seen {
@@ -29,6 +30,15 @@ struct Seen {
     aborted_inventories: u32,
     scrub: Option<pb::ScrubProgress>,
     ask_inventory: bool,
+}
+
+/// The token key the fake coordinator hands out, so tests can sign their requests.
+fn test_key() -> TokenKey {
+    TokenKey::from_bytes(&[7u8; 32]).unwrap()
+}
+
+fn token(op: Op, ids: &[ChunkId]) -> String {
+    test_key().sign(op, ids, Duration::from_secs(600))
 }
 
 #[derive(Clone, Default)]
@@ -53,6 +63,7 @@ impl pb::cluster_server::Cluster for FakeCoordinator {
         });
         Ok(Response::new(pb::RegisterResponse {
             heartbeat_interval_ms: 50,
+            token_key: test_key().as_bytes().to_vec().into(),
         }))
     }
 
@@ -136,7 +147,7 @@ struct Node {
 impl Node {
     fn client(&self) -> pb::datanode_client::DatanodeClient<Channel> {
         pb::datanode_client::DatanodeClient::new(
-            crate::net::channel(&self.addr, Duration::from_secs(3)).unwrap(),
+            crate::net::channel(&self.addr, Duration::from_secs(3), None).unwrap(),
         )
     }
 
@@ -193,11 +204,36 @@ impl Cluster {
             ..Default::default()
         };
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(run_with(l, cfg, tuning, async {
+        let registered = self.coordinator.seen(|s| s.registrations);
+        let task = tokio::spawn(run_with(l, cfg, tuning, None, async {
             let _ = rx.await;
         }));
         let id_file = dir.join("node_id");
         wait_for("node id", || id_file.exists()).await;
+        // Chunk requests need the token key, which comes with registration: wait until a
+        // read of an absent chunk gets past the token check.
+        wait_for("registration", || {
+            self.coordinator.seen(|s| s.registrations) > registered
+        })
+        .await;
+        let probe = ChunkId::of(b"probe");
+        let ch = crate::net::channel(&addr, Duration::from_secs(3), None).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = pb::datanode_client::DatanodeClient::new(ch.clone())
+                .read_chunk(pb::ReadChunkRequest {
+                    chunk_id: probe.to_hex(),
+                    token: token(Op::Read, &[probe]),
+                })
+                .await;
+            match r {
+                Err(e) if e.code() == Code::Unavailable => {
+                    assert!(Instant::now() < deadline, "node never got the token key");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                _ => break,
+            }
+        }
         let id = std::fs::read_to_string(&id_file)
             .unwrap()
             .trim()
@@ -235,6 +271,7 @@ async fn write(node: &Node, data: &[u8]) -> ChunkId {
             chunk_id: id.to_hex(),
             size: data.len() as u64,
             downstream: vec![],
+            token: token(Op::Write, &[id]),
         })),
     };
     let body = pb::WriteChunkRequest {
@@ -270,6 +307,8 @@ fn order(id: &ChunkId, size: usize, sources: Vec<pb::NodeAddr>) -> pb::Replicate
         chunk_id: id.to_hex(),
         size: size as u64,
         sources,
+        token: token(Op::Replicate, &[*id]),
+        read_token: token(Op::Read, &[*id]),
     }
 }
 
@@ -339,9 +378,13 @@ async fn replication_skips_bad_sources_and_deletion_respects_recent_acks() {
     assert_eq!(e.code(), Code::InvalidArgument);
 
     // Deletion: the fresh replica is protected, an invalid id refuses the whole order.
-    let del = |ids: Vec<String>, protect_secs| pb::DeleteChunksRequest {
-        chunk_ids: ids,
-        protect_secs,
+    let del = |ids: Vec<String>, protect_secs| {
+        let parsed: Vec<ChunkId> = ids.iter().filter_map(|i| i.parse().ok()).collect();
+        pb::DeleteChunksRequest {
+            token: token(Op::Delete, &parsed),
+            chunk_ids: ids,
+            protect_secs,
+        }
     };
     let e = dest
         .client()
@@ -430,7 +473,7 @@ async fn inventories_follow_registration_and_requests_and_scrub_reports_corrupti
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_walk_failing_halfway_resets_the_stream_instead_of_ending_it() {
     let c = Cluster::new().await;
-    let channel = crate::net::channel(&c.join, Duration::from_secs(3)).unwrap();
+    let channel = crate::net::channel(&c.join, Duration::from_secs(3), None).unwrap();
     let coordinator = c.coordinator.clone();
     let (_running, stop) = tokio::sync::watch::channel(false);
     let result = super::inventory::stream_inventory(channel, stop, move |tx, _complete| {

@@ -30,7 +30,7 @@ use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -42,10 +42,18 @@ use tonic::transport::{Channel, Server};
 use crate::config::DatanodeConfig;
 use crate::net::{channel, ChannelCache, MAX_MESSAGE_BYTES};
 use crate::proto::pb;
+use crate::security::token::TokenKey;
+use crate::security::{Role, Tls};
 use inventory::Inventory;
 use reporter::Reporter;
 use scrub::ScrubProgress;
 use store::DiskStore;
+
+/// Deadline the server puts on every call: a chunk transfer at a crawl still fits, a
+/// stalled one does not hold its resources for ever.
+const CALL_TIMEOUT: Duration = Duration::from_secs(600);
+/// Concurrent calls (HTTP/2 streams) one connection may have open.
+const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 
 /// Knobs of the datanode's background work, apart from [`DatanodeConfig`] so tests and
 /// embedders can tune them; [`run`] uses the defaults.
@@ -173,6 +181,7 @@ async fn heartbeat_loop(
     inventory: Inventory,
     scrub: Arc<ScrubProgress>,
     active: Arc<std::sync::atomic::AtomicU32>,
+    tokens: TokenSlot,
 ) {
     let mut client = pb::cluster_client::ClusterClient::new(coordinator);
     let mut interval = Duration::from_secs(2);
@@ -206,9 +215,15 @@ async fn heartbeat_loop(
             });
             req.set_timeout(Duration::from_secs(10));
             client.register(req).await.map(|r| {
-                let ms = r.into_inner().heartbeat_interval_ms;
+                let r = r.into_inner();
+                let ms = r.heartbeat_interval_ms;
                 if ms > 0 {
                     interval = Duration::from_millis(ms);
+                }
+                match TokenKey::from_bytes(&r.token_key) {
+                    Some(k) => *tokens.write().unwrap_or_else(|p| p.into_inner()) = Some(k),
+                    None => tracing::error!(node = %node_id,
+                        "the coordinator sent no valid token key: chunk requests will be refused"),
                 }
                 registered = true;
                 inventory.request();
@@ -246,14 +261,19 @@ async fn heartbeat_loop(
     }
 }
 
+/// The token key, once the coordinator has handed it over at registration.
+pub type TokenSlot = Arc<RwLock<Option<TokenKey>>>;
+
 /// Serves a datanode on `listener` until `shutdown` resolves, with the default tuning.
+/// `tls` is `None` only when plaintext was chosen (the caller has warned).
 pub async fn run(
     listener: TcpListener,
     cfg: DatanodeConfig,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let tuning = DatanodeTuning::from(&cfg);
-    run_with(listener, cfg, tuning, shutdown).await
+    run_with(listener, cfg, tuning, tls, shutdown).await
 }
 
 /// Serves a datanode on `listener` until `shutdown` resolves, then stops its background
@@ -262,8 +282,10 @@ pub async fn run_with(
     listener: TcpListener,
     cfg: DatanodeConfig,
     tuning: DatanodeTuning,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let server_tls = tls.as_ref().map(Tls::server).transpose()?;
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("create data dir {}", cfg.data_dir.display()))?;
     let _lock = lock_data_dir(&cfg.data_dir)?;
@@ -272,8 +294,12 @@ pub async fn run_with(
         DiskStore::open(&cfg.data_dir, cfg.capacity, cfg.reserve).context("open chunk store")?;
     let local = listener.local_addr()?;
     let addr = advertise_addr(&cfg, local);
-    let coordinator = channel(&cfg.join, Duration::from_secs(3))
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+    let coordinator = channel(
+        &cfg.join,
+        Duration::from_secs(3),
+        tls.as_ref().map(|t| t.client(Role::Coordinator)),
+    )
+    .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
 
     let stats = store.stats();
     tracing::info!(node = %node_id, listen = %local, advertise = %addr, chunks = stats.chunk_count,
@@ -297,6 +323,7 @@ pub async fn run_with(
         stop_rx,
     );
     let active = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let tokens = TokenSlot::default();
     let hb = tokio::spawn(heartbeat_loop(
         node_id.clone(),
         addr,
@@ -305,12 +332,15 @@ pub async fn run_with(
         inventory,
         scrubber.progress().clone(),
         active.clone(),
+        tokens.clone(),
     ));
     let svc = service::DatanodeService {
         node_id,
         store,
         reporter,
-        peers: ChannelCache::new(Duration::from_secs(3)),
+        peers: ChannelCache::new(Duration::from_secs(3), tls.as_ref()),
+        tokens,
+        tls_on: server_tls.is_some(),
         recent: Default::default(),
         active,
         replication: Arc::new(replicate::Replication::new(
@@ -321,7 +351,13 @@ pub async fn run_with(
     let server = pb::datanode_server::DatanodeServer::new(svc)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let result = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(t) = server_tls {
+        builder = builder.tls_config(t).context("datanode TLS settings")?;
+    }
+    let result = builder
+        .timeout(CALL_TIMEOUT)
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .tcp_nodelay(true)
         .initial_stream_window_size(Some(4 * 1024 * 1024))
         .initial_connection_window_size(Some(16 * 1024 * 1024))

@@ -63,6 +63,7 @@ impl DatanodeService {
         id: ChunkId,
         size: u64,
         sources: &[pb::NodeAddr],
+        read_token: &str,
     ) -> Result<String, Status> {
         if size > MAX_CHUNK_SIZE {
             return Err(StoreError::ChunkTooLarge { id, size }.into());
@@ -104,7 +105,7 @@ impl DatanodeService {
                     "this node does not hold it",
                 )))
             } else {
-                self.pull(id, size, src).await
+                self.pull(id, size, src, read_token).await
             };
             match result {
                 Ok(()) => {
@@ -166,12 +167,19 @@ impl DatanodeService {
     }
 
     /// Streams the chunk from `src` into the store, at the node's replication rate.
-    async fn pull(&self, id: ChunkId, size: u64, src: &pb::NodeAddr) -> Result<(), PullError> {
+    async fn pull(
+        &self,
+        id: ChunkId,
+        size: u64,
+        src: &pb::NodeAddr,
+        read_token: &str,
+    ) -> Result<(), PullError> {
         let channel = self.peers.get(&src.addr).map_err(PullError::Source)?;
         let mut client = pb::datanode_client::DatanodeClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let req = Request::new(pb::ReadChunkRequest {
             chunk_id: id.to_hex(),
+            token: read_token.to_string(),
         });
         let mut stream = match tokio::time::timeout(START_TIMEOUT, client.read_chunk(req)).await {
             Ok(Ok(r)) => r.into_inner(),

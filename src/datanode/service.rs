@@ -27,8 +27,23 @@ use super::store::{ChunkWriter, DiskStore, StoreError, Verdict};
 use crate::chunk::{ChunkId, FRAME_SIZE};
 use crate::net::ChannelCache;
 use crate::proto::pb;
+use crate::security::token::Op;
+use crate::security::{require_role, Role};
 use crate::status::check_node_id;
 
+/// Refuses a request without a token before anything else about it is considered.
+fn token_present(token: &str, what: &str) -> Result<(), Status> {
+    if token.is_empty() {
+        Err(Status::unauthenticated(format!(
+            "{what}: no chunk token (ask the coordinator for one)"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// Largest data frame a write may carry (clients send 256 KiB).
+const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
 /// A write stream silent for this long is abandoned.
 const FRAME_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest pipeline a write may name.
@@ -45,6 +60,10 @@ pub struct DatanodeService {
     pub replication: Arc<Replication>,
     /// Chunk transfers in progress (the load reported in heartbeats).
     pub active: Arc<AtomicU32>,
+    /// Checks the chunk tokens every request must carry.
+    pub tokens: super::TokenSlot,
+    /// Serving TLS: coordinator orders must then come with the coordinator's certificate.
+    pub tls_on: bool,
 }
 
 /// Counts one transfer in [`DatanodeService::active`] for as long as it lives.
@@ -140,6 +159,33 @@ pub(super) async fn acknowledge_with(
 type Downstream = tokio::task::JoinHandle<Result<pb::WriteChunkResponse, Status>>;
 
 impl DatanodeService {
+    /// Checks a chunk token for `op` on `ids`.
+    pub(super) fn check_token(&self, token: &str, op: Op, ids: &[ChunkId]) -> Result<(), Status> {
+        let key = self
+            .tokens
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match key {
+            Some(k) => k.verify(token, op, ids),
+            None => Err(Status::unavailable(
+                "this datanode has not registered with the coordinator yet; try again",
+            )),
+        }
+    }
+
+    /// The first check of a coordinator order, before its content is even looked at:
+    /// the coordinator's certificate (with TLS) and a token.
+    fn check_order_caller<T>(
+        &self,
+        req: &Request<T>,
+        what: &str,
+        token: &str,
+    ) -> Result<(), Status> {
+        require_role(self.tls_on, req, &[Role::Coordinator], what)?;
+        token_present(token, what)
+    }
+
     /// The last step before this node acknowledges a stored chunk: records the ack, which
     /// protects the chunk from a racing `DeleteChunks`, checking in the same step that no
     /// deletion got there first, then reports the replica to the coordinator.
@@ -161,6 +207,7 @@ impl DatanodeService {
             chunk_id: header.chunk_id.clone(),
             size: header.size,
             downstream: header.downstream[1..].to_vec(),
+            token: header.token.clone(),
         };
         tx.try_send(pb::WriteChunkRequest {
             msg: Some(pb::write_chunk_request::Msg::Header(next_header)),
@@ -198,7 +245,9 @@ impl pb::datanode_server::Datanode for DatanodeService {
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err(Status::deadline_exceeded("no header received")),
         };
+        token_present(&header.token, "WriteChunk")?;
         let id: ChunkId = header.chunk_id.parse()?;
+        self.check_token(&header.token, Op::Write, &[id])?;
         if header.downstream.len() > MAX_PIPELINE {
             return Err(Status::invalid_argument(format!(
                 "pipeline longer than {MAX_PIPELINE} nodes"
@@ -240,6 +289,12 @@ impl pb::datanode_server::Datanode for DatanodeService {
                     )))
                 }
             };
+            if data.len() > MAX_FRAME_BYTES {
+                break Err(Status::invalid_argument(format!(
+                    "chunk {id}: a frame of {} bytes; at most {MAX_FRAME_BYTES} per frame",
+                    data.len()
+                )));
+            }
             received += data.len() as u64;
             if received > size {
                 break Err(StoreError::TooLong {
@@ -369,7 +424,10 @@ impl pb::datanode_server::Datanode for DatanodeService {
         &self,
         req: Request<pb::ReadChunkRequest>,
     ) -> Result<Response<Self::ReadChunkStream>, Status> {
-        let id: ChunkId = req.into_inner().chunk_id.parse()?;
+        let req = req.into_inner();
+        token_present(&req.token, "ReadChunk")?;
+        let id: ChunkId = req.chunk_id.parse()?;
+        self.check_token(&req.token, Op::Read, &[id])?;
         let mut file = self.store.open_read(&id)?;
         let (tx, rx) = mpsc::channel(4);
         let transfer = Transfer::start(&self.active);
@@ -404,7 +462,9 @@ impl pb::datanode_server::Datanode for DatanodeService {
         &self,
         req: Request<pb::VerifyChunkRequest>,
     ) -> Result<Response<pb::VerifyChunkResponse>, Status> {
-        let id: ChunkId = req.into_inner().chunk_id.parse()?;
+        self.check_order_caller(&req, "VerifyChunk", &req.get_ref().token)?;
+        let id: ChunkId = req.get_ref().chunk_id.parse()?;
+        self.check_token(&req.get_ref().token, Op::Verify, &[id])?;
         let store = self.store.clone();
         let verdict = tokio::task::spawn_blocking(move || store.verify(&id))
             .await
@@ -420,9 +480,13 @@ impl pb::datanode_server::Datanode for DatanodeService {
         req: Request<pb::ReplicateChunkRequest>,
     ) -> Result<Response<pb::ReplicateChunkResponse>, Status> {
         let _transfer = Transfer::start(&self.active);
+        self.check_order_caller(&req, "ReplicateChunk", &req.get_ref().token)?;
+        let id: ChunkId = req.get_ref().chunk_id.parse()?;
+        self.check_token(&req.get_ref().token, Op::Replicate, &[id])?;
         let req = req.into_inner();
-        let id: ChunkId = req.chunk_id.parse()?;
-        let source = self.replicate(id, req.size, &req.sources).await?;
+        let source = self
+            .replicate(id, req.size, &req.sources, &req.read_token)
+            .await?;
         Ok(Response::new(pb::ReplicateChunkResponse { source }))
     }
 
@@ -430,12 +494,19 @@ impl pb::datanode_server::Datanode for DatanodeService {
         &self,
         req: Request<pb::DeleteChunksRequest>,
     ) -> Result<Response<pb::DeleteChunksResponse>, Status> {
-        let req = req.into_inner();
+        self.check_order_caller(&req, "DeleteChunks", &req.get_ref().token)?;
         // Every id is checked before anything is deleted: a bad order deletes nothing.
-        let mut seen = HashSet::with_capacity(req.chunk_ids.len());
-        let mut ids = Vec::with_capacity(req.chunk_ids.len());
-        for s in &req.chunk_ids {
-            let id: ChunkId = s.parse()?;
+        let parsed = req
+            .get_ref()
+            .chunk_ids
+            .iter()
+            .map(|s| s.parse::<ChunkId>())
+            .collect::<Result<Vec<_>, _>>()?;
+        self.check_token(&req.get_ref().token, Op::Delete, &parsed)?;
+        let req = req.into_inner();
+        let mut seen = HashSet::with_capacity(parsed.len());
+        let mut ids = Vec::with_capacity(parsed.len());
+        for id in parsed {
             if seen.insert(id) {
                 ids.push(id);
             }

@@ -9,6 +9,7 @@ mod cluster;
 mod maintenance;
 mod migrate;
 mod namespace;
+mod security;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -94,6 +95,10 @@ pub enum MetaError {
     },
     #[error("unknown datanode {0:?}: register first")]
     UnknownNode(String),
+    #[error("access key {0}: no such key")]
+    NoSuchKey(String),
+    #[error("access key {0}: already exists")]
+    KeyExists(String),
     #[error("{0}")]
     Invalid(String),
     #[error("metadata store: {0}")]
@@ -194,3 +199,4 @@ pub use maintenance::{
     FileReport, InventoryItem, Reconciled,
 };
 pub use namespace::{commit_file, delete, file_chunks, list, mkdir, rename, resolve, stat};
+pub use security::{cluster_secret, insert_key, list_keys, revoke_key};

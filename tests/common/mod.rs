@@ -2,6 +2,11 @@
 //! and every datanode are separate `dfsd` processes on 127.0.0.1 with their own temporary
 //! data directories, so tests can SIGKILL and restart them. Every wait is a condition
 //! polled against a deadline.
+//!
+//! Clusters are secure by default: TLS with certificates from a per-cluster CA and access
+//! keys on every call, as in production. `DFSD_TEST_SECURITY=plaintext` runs the same
+//! tests against plaintext servers without authentication (the `dfsd dev` mode); CI runs
+//! the core suite both ways.
 
 #![allow(dead_code)]
 
@@ -11,8 +16,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use dfsd::client::Client;
-use dfsd::config::ClientConfig;
+use dfsd::config::{ClientConfig, TlsConfig};
 use dfsd::proto::pb;
+use dfsd::security::token::TokenKey;
+use dfsd::security::{certs, Role, Tls};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_dfsd");
 
@@ -46,8 +53,79 @@ impl Proc {
     }
 }
 
+/// Certificates and the admin key of a secure test cluster.
+#[derive(Clone, Debug)]
+pub struct Secure {
+    pub certs: PathBuf,
+    pub key_id: String,
+    pub secret: String,
+}
+
+impl Secure {
+    pub fn ca(&self) -> String {
+        self.certs.join("ca.pem").display().to_string()
+    }
+
+    pub fn pem(&self, name: &str) -> (String, String) {
+        (
+            self.certs.join(format!("{name}.pem")).display().to_string(),
+            self.certs.join(format!("{name}.key")).display().to_string(),
+        )
+    }
+
+    /// TLS material for an SDK client (no client certificate).
+    pub fn tls(&self) -> Tls {
+        Tls::load(&TlsConfig {
+            ca: self.ca(),
+            ..TlsConfig::default()
+        })
+        .unwrap()
+        .unwrap()
+    }
+
+    /// TLS material presenting the certificate `name`.
+    pub fn tls_as(&self, name: &str) -> Tls {
+        let (cert, key) = self.pem(name);
+        Tls::load(&TlsConfig {
+            ca: self.ca(),
+            cert,
+            key,
+            plaintext: false,
+        })
+        .unwrap()
+        .unwrap()
+    }
+}
+
+/// Adds an access key to every call of a raw client.
+#[derive(Clone)]
+pub struct Creds(pub Option<(String, String)>);
+
+impl tonic::service::Interceptor for Creds {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some((id, secret)) = &self.0 {
+            r.metadata_mut()
+                .insert("x-dfsd-key-id", id.parse().unwrap());
+            r.metadata_mut()
+                .insert("x-dfsd-secret", secret.parse().unwrap());
+        }
+        Ok(r)
+    }
+}
+
+pub type RawCoordinator = pb::coordinator_client::CoordinatorClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Creds>,
+>;
+
+/// True unless `DFSD_TEST_SECURITY=plaintext`.
+pub fn secure_mode() -> bool {
+    std::env::var("DFSD_TEST_SECURITY").map_or(true, |v| v != "plaintext")
+}
+
 pub struct TestCluster {
     pub dir: tempfile::TempDir,
+    /// `None` in plaintext mode.
+    pub secure: Option<Secure>,
     pub opts: Opts,
     pub coordinator: Option<Proc>,
     pub coordinator_addr: String,
@@ -94,8 +172,21 @@ impl TestCluster {
             .prefix("dfsd-test-")
             .tempdir()
             .unwrap();
+        let secure = secure_mode().then(|| {
+            let certs = dir.path().join("certs");
+            certs::init_ca(&certs, 1).unwrap();
+            certs::issue(&certs, Role::Coordinator, "coordinator", &[], 1).unwrap();
+            certs::issue(&certs, Role::Node, "node", &[], 1).unwrap();
+            certs::issue(&certs, Role::Client, "client", &[], 1).unwrap();
+            Secure {
+                certs,
+                key_id: "DKTESTADMIN000000000".into(),
+                secret: format!("test-secret-{}", rand::random::<u64>()),
+            }
+        });
         let mut c = TestCluster {
             dir,
+            secure,
             coordinator: None,
             coordinator_addr: String::new(),
             nodes: (0..opts.nodes).map(|_| None).collect(),
@@ -108,6 +199,47 @@ impl TestCluster {
         }
         c.wait_alive(c.opts.nodes);
         c
+    }
+
+    /// TLS and credentials for a CLI process of this cluster.
+    pub fn client_env(&self, cmd: &mut Command) {
+        cmd.env_remove("DFSD_COORDINATOR")
+            .env_remove("DFSD_CONFIG")
+            .env_remove("DFSD_LOG_LEVEL")
+            .env_remove("DFSD_ROLE")
+            .env_remove("DFSD_ACCESS_KEY")
+            .env_remove("DFSD_SECRET_KEY")
+            .env_remove("DFSD_TLS__CA");
+        if let Some(s) = &self.secure {
+            cmd.env("DFSD_TLS__CA", s.ca())
+                .env("DFSD_ACCESS_KEY", &s.key_id)
+                .env("DFSD_SECRET_KEY", &s.secret);
+        }
+    }
+
+    /// A `dfsd` command aimed at this cluster, with its TLS settings and admin key.
+    pub fn cli_command(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        self.client_env(&mut cmd);
+        cmd.arg("--coordinator").arg(&self.coordinator_addr);
+        cmd
+    }
+
+    fn security_env(&self, cmd: &mut Command, cert: &str) {
+        match &self.secure {
+            Some(s) => {
+                let (c, k) = s.pem(cert);
+                cmd.env("DFSD_TLS__CA", s.ca())
+                    .env("DFSD_TLS__CERT", c)
+                    .env("DFSD_TLS__KEY", k)
+                    .env("DFSD_COORDINATOR__ADMIN_KEY_ID", &s.key_id)
+                    .env("DFSD_COORDINATOR__ADMIN_SECRET", &s.secret);
+            }
+            None => {
+                cmd.env("DFSD_TLS__PLAINTEXT", "true")
+                    .env("DFSD_COORDINATOR__AUTH", "false");
+            }
+        }
     }
 
     fn base_env(&self, cmd: &mut Command) {
@@ -123,14 +255,23 @@ impl TestCluster {
                 self.opts.replication.to_string(),
             )
             .env("DFSD_DATANODE__RESERVE", "0");
-        for (k, v) in &self.opts.env {
-            cmd.env(k, v);
-        }
     }
 
     fn spawn(&self, args: &[String], log: &Path) -> Child {
         let mut cmd = Command::new(BIN);
         self.base_env(&mut cmd);
+        // The certificate of the role this process runs.
+        self.security_env(
+            &mut cmd,
+            if args[0] == "coordinator" {
+                "coordinator"
+            } else {
+                "node"
+            },
+        );
+        for (k, v) in &self.opts.env {
+            cmd.env(k, v);
+        }
         let f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -264,15 +405,74 @@ impl TestCluster {
     }
 
     pub fn client_config(&self) -> ClientConfig {
+        let (access_key, secret_key) = match &self.secure {
+            Some(s) => (s.key_id.clone(), s.secret.clone()),
+            None => Default::default(),
+        };
         ClientConfig {
             coordinator: self.coordinator_addr.clone(),
+            access_key,
+            secret_key,
             ..ClientConfig::default()
         }
     }
 
-    /// An SDK client; call from inside a tokio runtime.
+    /// TLS material for clients of this cluster (`None` in plaintext mode).
+    pub fn client_tls(&self) -> Option<Tls> {
+        self.secure.as_ref().map(Secure::tls)
+    }
+
+    /// An SDK client with the admin key; call from inside a tokio runtime.
     pub fn client(&self) -> Client {
-        Client::new(&self.client_config()).unwrap()
+        Client::connect(&self.client_config(), self.client_tls().as_ref()).unwrap()
+    }
+
+    /// A raw gRPC channel to `addr` (a member of this cluster, of role `role`), over TLS
+    /// in secure mode, presenting the certificate `as_cert` if given.
+    pub fn raw_channel(
+        &self,
+        addr: &str,
+        role: Role,
+        as_cert: Option<&str>,
+    ) -> tonic::transport::Channel {
+        let tls = self.secure.as_ref().map(|s| match as_cert {
+            Some(name) => s.tls_as(name).client(role),
+            None => s.tls().client(role),
+        });
+        dfsd::net::channel(addr, Duration::from_secs(3), tls).unwrap()
+    }
+
+    /// A raw Coordinator-service client with the admin key (as the SDK would send it).
+    pub fn raw_coordinator(&self) -> RawCoordinator {
+        let creds = self
+            .secure
+            .as_ref()
+            .map(|s| (s.key_id.clone(), s.secret.clone()));
+        self.raw_coordinator_with(creds, None)
+    }
+
+    /// A raw Coordinator-service client with the given credentials and certificate.
+    pub fn raw_coordinator_with(
+        &self,
+        creds: Option<(String, String)>,
+        as_cert: Option<&str>,
+    ) -> RawCoordinator {
+        let ch = self.raw_channel(&self.coordinator_addr, Role::Coordinator, as_cert);
+        pb::coordinator_client::CoordinatorClient::with_interceptor(ch, Creds(creds))
+    }
+
+    /// The key chunk tokens are signed with, read from the coordinator's database (tests
+    /// use it to make requests a client could not).
+    pub fn token_key(&self) -> TokenKey {
+        let db = rusqlite::Connection::open(self.coordinator_dir().join("meta.db")).unwrap();
+        let v: Vec<u8> = db
+            .query_row(
+                "SELECT value FROM cluster_secrets WHERE name = 'token_key'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        TokenKey::from_bytes(&v).unwrap()
     }
 
     /// Runs the CLI against this cluster.
@@ -281,14 +481,8 @@ impl TestCluster {
     }
 
     pub fn cli_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let mut cmd = Command::new(BIN);
-        cmd.env_remove("DFSD_COORDINATOR")
-            .env_remove("DFSD_CONFIG")
-            .env_remove("DFSD_LOG_LEVEL")
-            .env_remove("DFSD_ROLE");
-        cmd.arg("--coordinator")
-            .arg(&self.coordinator_addr)
-            .args(args);
+        let mut cmd = self.cli_command();
+        cmd.args(args);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         if stdin.is_some() {
             cmd.stdin(Stdio::piped());
@@ -311,12 +505,13 @@ impl TestCluster {
     /// from sync tests and from inside async ones).
     pub fn node_infos(&self) -> Vec<pb::NodeInfo> {
         let cfg = self.client_config();
+        let tls = self.client_tls();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(async move { Client::new(&cfg).unwrap().nodes().await })
+            rt.block_on(async move { Client::connect(&cfg, tls.as_ref()).unwrap().nodes().await })
                 .unwrap_or_default()
         })
         .join()
