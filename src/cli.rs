@@ -313,9 +313,18 @@ pub struct MkdirArgs {
 /// `dfsd --role X ...` is `dfsd X ...`: moves the role to the subcommand position. With no
 /// subcommand at all, `DFSD_ROLE` picks one (handy in containers).
 pub fn rewrite_role_args(mut args: Vec<String>) -> Vec<String> {
+    use clap::CommandFactory;
+    let subcommands: Vec<String> = Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
     let mut role = None;
     let mut i = 1;
     while i < args.len() {
+        // A subcommand's own --role (e.g. `key create --role readonly`) is not ours.
+        if subcommands.contains(&args[i]) {
+            break;
+        }
         if args[i] == "--role" && i + 1 < args.len() {
             role = Some(args[i + 1].clone());
             args.drain(i..i + 2);
@@ -358,6 +367,8 @@ mod tests {
             rewrite_role_args(v(&["dfsd", "ls", "/"])),
             v(&["dfsd", "ls", "/"])
         );
+        let key = v(&["dfsd", "key", "create", "--name", "n", "--role", "readonly"]);
+        assert_eq!(rewrite_role_args(key.clone()), key);
     }
 
     #[test]

@@ -210,4 +210,49 @@ mod tests {
             .unwrap()
             .starts_with(&DfsPath::parse("/a").unwrap()));
     }
+
+    /// Strings shaped like the attacks on other stores' keys: dot segments, encoded dots,
+    /// backslashes, NUL, doubled slashes, very long and non-ASCII names.
+    fn hostile() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            Just("..".to_string()),
+            Just(".".to_string()),
+            Just("%2e%2e".to_string()),
+            Just("..\\..".to_string()),
+            Just("\\".to_string()),
+            Just("\0".to_string()),
+            Just("".to_string()),
+            Just("\u{202e}\u{1F4A9}ünï".to_string()),
+            "[a-z]{1,8}",
+            "\\PC{0,12}",
+            "x{250,300}",
+        ];
+        (any::<bool>(), proptest::collection::vec(piece, 0..12))
+            .prop_map(|(abs, parts)| format!("{}{}", if abs { "/" } else { "" }, parts.join("/")))
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Whatever comes in, what is accepted is absolute, normalised and free of
+        /// anything that could mean "elsewhere"; the lenient form is no looser.
+        #[test]
+        fn accepted_paths_are_normalised(s in hostile()) {
+            for parsed in [DfsPath::parse(&s), DfsPath::parse_lenient(&s)] {
+                let Ok(p) = parsed else { continue };
+                let t = p.as_str();
+                proptest::prop_assert!(t.starts_with('/'));
+                proptest::prop_assert!(t.len() <= MAX_PATH_BYTES);
+                proptest::prop_assert!(!t.contains('\0'));
+                proptest::prop_assert!(p.is_root() || !t.ends_with('/'));
+                for seg in p.segments() {
+                    proptest::prop_assert!(!seg.is_empty() && seg != "." && seg != "..", "{t:?}");
+                    proptest::prop_assert!(seg.len() <= MAX_NAME_BYTES);
+                }
+                // Parsing is idempotent: the accepted form parses to itself.
+                proptest::prop_assert_eq!(DfsPath::parse(t).unwrap(), p.clone());
+            }
+        }
+    }
 }

@@ -169,11 +169,8 @@ fn stats_pb(store: &DiskStore, active: u32, scrub: &ScrubProgress) -> pb::NodeSt
     }
 }
 
-/// Registers with the coordinator and heartbeats until the process ends. Failures are
-/// retried: a coordinator that restarts finds its nodes again within one interval. Every
-/// registration is followed by an inventory, which is how a restarted coordinator (or
-/// one that forgot this node) learns what the node holds.
-async fn heartbeat_loop(
+/// What the heartbeat loop reports from and hands out to.
+struct Heartbeats {
     node_id: String,
     addr: String,
     store: Arc<DiskStore>,
@@ -181,8 +178,25 @@ async fn heartbeat_loop(
     inventory: Inventory,
     scrub: Arc<ScrubProgress>,
     active: Arc<std::sync::atomic::AtomicU32>,
+    /// Filled with the token key at each registration.
     tokens: TokenSlot,
-) {
+}
+
+/// Registers with the coordinator and heartbeats until the process ends. Failures are
+/// retried: a coordinator that restarts finds its nodes again within one interval. Every
+/// registration is followed by an inventory, which is how a restarted coordinator (or
+/// one that forgot this node) learns what the node holds.
+async fn heartbeat_loop(hb: Heartbeats) {
+    let Heartbeats {
+        node_id,
+        addr,
+        store,
+        coordinator,
+        inventory,
+        scrub,
+        active,
+        tokens,
+    } = hb;
     let mut client = pb::cluster_client::ClusterClient::new(coordinator);
     let mut interval = Duration::from_secs(2);
     let mut registered = false;
@@ -324,16 +338,16 @@ pub async fn run_with(
     );
     let active = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let tokens = TokenSlot::default();
-    let hb = tokio::spawn(heartbeat_loop(
-        node_id.clone(),
+    let hb = tokio::spawn(heartbeat_loop(Heartbeats {
+        node_id: node_id.clone(),
         addr,
-        store.clone(),
+        store: store.clone(),
         coordinator,
         inventory,
-        scrubber.progress().clone(),
-        active.clone(),
-        tokens.clone(),
-    ));
+        scrub: scrubber.progress().clone(),
+        active: active.clone(),
+        tokens: tokens.clone(),
+    }));
     let svc = service::DatanodeService {
         node_id,
         store,

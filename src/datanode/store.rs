@@ -724,4 +724,69 @@ mod tests {
             Err(StoreError::NoSpace { .. })
         ));
     }
+
+    fn tree(p: &Path) -> Vec<PathBuf> {
+        let mut out = vec![];
+        let mut stack = vec![p.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in fs::read_dir(&d).unwrap() {
+                let e = e.unwrap().path();
+                if e.is_dir() {
+                    stack.push(e.clone());
+                }
+                out.push(e);
+            }
+        }
+        out.sort();
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+        /// Any string offered as a chunk id is refused or is exactly 64 lowercase hex
+        /// characters, and whatever a client then does with it (write wrong bytes, read,
+        /// verify) leaves no file anywhere: the tree around the data directory is the same
+        /// before and after.
+        #[test]
+        fn hostile_chunk_ids_never_touch_the_file_system(
+            s in proptest::prop_oneof![
+                "[0-9a-f]{64}",
+                "[0-9a-fA-F./\\\\%]{60,70}",
+                "\\PC{0,80}",
+                proptest::strategy::Just("../".repeat(21) + "x"),
+                proptest::strategy::Just(format!("{}%2e%2e", "a".repeat(58))),
+            ],
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        ) {
+            let outer = tempfile::tempdir().unwrap();
+            let root = outer.path().join("data");
+            let store = DiskStore::open(&root, 0, 0).unwrap();
+            let before = tree(outer.path());
+            match s.parse::<ChunkId>() {
+                Err(_) => {}
+                Ok(id) => {
+                    proptest::prop_assert_eq!(id.to_hex(), s.clone());
+                    proptest::prop_assert!(store.chunk_path(&id).starts_with(root.join("chunks")));
+                    // Bytes that (almost surely) do not hash to the id.
+                    let mut w = store.begin_write(id, data.len() as u64).unwrap();
+                    w.write(&data).unwrap();
+                    let stored = w.finish().is_ok();
+                    proptest::prop_assert_eq!(stored, ChunkId::of(&data) == id);
+                    proptest::prop_assert!(store.open_read(&id).is_err() || stored);
+                    proptest::prop_assert_eq!(store.verify(&id).unwrap() == Verdict::Missing, !stored);
+                }
+            }
+            // Fan-out directories may appear under chunks/, nothing else anywhere.
+            let after: Vec<PathBuf> = tree(outer.path())
+                .into_iter()
+                .filter(|p| !(p.starts_with(root.join("chunks")) && p.is_dir()))
+                .collect();
+            let before: Vec<PathBuf> = before
+                .into_iter()
+                .filter(|p| !(p.starts_with(root.join("chunks")) && p.is_dir()))
+                .collect();
+            proptest::prop_assert_eq!(after, before);
+        }
+    }
 }

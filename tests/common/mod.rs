@@ -198,7 +198,50 @@ impl TestCluster {
             c.start_node(i);
         }
         c.wait_alive(c.opts.nodes);
+        c.wait_serving();
         c
+    }
+
+    /// Waits until every running datanode has its token key (which arrives just after the
+    /// coordinator lists it as alive): a read of an absent chunk gets NotFound, not
+    /// Unavailable.
+    pub fn wait_serving(&self) {
+        let key = self.token_key();
+        let probe = dfsd::chunk::ChunkId::of(b"readiness probe");
+        let token = key.sign(
+            dfsd::security::token::Op::Read,
+            &[probe],
+            Duration::from_secs(60),
+        );
+        let tls = self.client_tls().map(|t| t.client(Role::Node));
+        for p in self.nodes.iter().flatten() {
+            wait_until(
+                "datanode ready for chunk requests",
+                Duration::from_secs(20),
+                || {
+                    let (addr, tls, token) = (p.addr.clone(), tls.clone(), token.clone());
+                    std::thread::spawn(move || {
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .unwrap();
+                        rt.block_on(async move {
+                            let ch =
+                                dfsd::net::channel(&addr, Duration::from_secs(3), tls).unwrap();
+                            let r = pb::datanode_client::DatanodeClient::new(ch)
+                                .read_chunk(pb::ReadChunkRequest {
+                                    chunk_id: probe.to_hex(),
+                                    token,
+                                })
+                                .await;
+                            matches!(r, Err(e) if e.code() == tonic::Code::NotFound)
+                        })
+                    })
+                    .join()
+                    .unwrap()
+                },
+            );
+        }
     }
 
     /// TLS and credentials for a CLI process of this cluster.
