@@ -257,7 +257,15 @@ fn deleted_files_are_collected_but_shared_chunks_kept() {
     put(&c, "/b", &b, &["--chunk-size", "1MiB"]);
     let shared_id = dfsd::chunk::ChunkId::of(&shared).to_hex();
     let only_a_id = dfsd::chunk::ChunkId::of(&only_a).to_hex();
-    let used_before: u64 = c.node_infos().iter().map(|n| n.used_bytes).sum();
+    // Heartbeats carry the figures: wait until they show all three chunks on all three
+    // nodes, or the baseline would be short.
+    let used_now = || c.node_infos().iter().map(|n| n.used_bytes).sum::<u64>();
+    wait_until(
+        "heartbeats report the stored chunks",
+        Duration::from_secs(10),
+        || used_now() >= 9 * MIB as u64,
+    );
+    let used_before = used_now();
     assert!(c.cli(&["rm", "/a"]).status.success());
     wait_until(
         "a's own chunk gone from every disk",

@@ -696,3 +696,73 @@ async fn oversized_declarations_big_frames_and_stream_floods_are_refused() {
             == 0
     });
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_datanode_refuses_writes_and_gets_no_placements() {
+    // Capacity and the disk reserve feed the same "free above the limit" figure; a
+    // capacity is used here because the test cannot control the disk's real free space.
+    let c = TestCluster::start_with(Opts {
+        nodes: 1,
+        replication: 1,
+        env: vec![("DFSD_DATANODE__CAPACITY".into(), "3MiB".into())],
+    });
+    let mib = 1 << 20;
+    let first = random_bytes(5 * mib / 2, 21);
+    let out = c.cli_stdin(
+        &["put", "--chunk-size", "1MiB", "-", "/first"],
+        Some(&first),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Straight to the node, with a valid token: refused for space, with the numbers.
+    let data = random_bytes(mib, 22);
+    let id = ChunkId::of(&data);
+    let addr = c.nodes[0].as_ref().unwrap().addr.clone();
+    let mut dn = pb::datanode_client::DatanodeClient::new(c.raw_channel(&addr, Role::Node, None));
+    let msgs = vec![
+        pb::WriteChunkRequest {
+            msg: Some(pb::write_chunk_request::Msg::Header(pb::WriteChunkHeader {
+                chunk_id: id.to_hex(),
+                size: mib as u64,
+                downstream: vec![],
+                token: c
+                    .token_key()
+                    .sign(Op::Write, &[id], Duration::from_secs(600)),
+            })),
+        },
+        pb::WriteChunkRequest {
+            msg: Some(pb::write_chunk_request::Msg::Data(Bytes::from(
+                data.clone(),
+            ))),
+        },
+        pb::WriteChunkRequest {
+            msg: Some(pb::write_chunk_request::Msg::End(true)),
+        },
+    ];
+    let e = dn.write_chunk(tokio_stream::iter(msgs)).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("not enough space"), "{}", e.message());
+
+    // Once the coordinator hears how full the node is, it places nothing there.
+    wait_until(
+        "the node reports itself full",
+        Duration::from_secs(20),
+        || {
+            c.node_infos()
+                .first()
+                .is_some_and(|n| n.free_bytes < mib as u64)
+        },
+    );
+    let out = c.cli_stdin(
+        &["put", "--chunk-size", "1MiB", "-", "/second"],
+        Some(&data),
+    );
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(e.contains("free space"), "{e}");
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    let ls = c.cli(&["ls", "/"]);
+    assert_eq!(String::from_utf8_lossy(&ls.stdout), "first\n");
+    // What was stored before is intact.
+    assert_eq!(c.cli(&["get", "/first", "-"]).stdout, first);
+}
