@@ -766,3 +766,58 @@ async fn a_full_datanode_refuses_writes_and_gets_no_placements() {
     // What was stored before is intact.
     assert_eq!(c.cli(&["get", "/first", "-"]).stdout, first);
 }
+
+#[test]
+fn servers_refuse_to_start_without_tls_unless_plaintext_is_chosen() {
+    let dir = tempfile::tempdir().unwrap();
+    for role in ["coordinator", "datanode"] {
+        let out = std::process::Command::new(common::BIN)
+            .env_remove("DFSD_CONFIG")
+            .env_remove("DFSD_TLS__CA")
+            .env_remove("DFSD_TLS__PLAINTEXT")
+            .args([role, "--data-dir"])
+            .arg(dir.path().join(role))
+            .args(["--listen", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        let e = stderr(&out);
+        assert!(!out.status.success(), "{role} started without TLS");
+        assert!(
+            e.contains("TLS is not configured") && e.contains("--plaintext"),
+            "{e}"
+        );
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+        assert!(
+            !dir.path().join(role).exists(),
+            "{role} created its data dir anyway"
+        );
+    }
+    // Chosen explicitly, plaintext starts, with a warning in the log.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = dir.path().join("plain.log");
+    let mut child = std::process::Command::new(common::BIN)
+        .env_remove("DFSD_CONFIG")
+        .args([
+            "coordinator",
+            "--plaintext",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("plain"))
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_until("the plaintext warning", Duration::from_secs(20), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("serving PLAINTEXT")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+}
