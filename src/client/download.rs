@@ -39,6 +39,9 @@ struct Fetched {
     skipped: usize,
 }
 
+/// Chunks per GetFile page: 2 GiB at the default chunk size.
+const PAGE_CHUNKS: u32 = 256;
+
 impl Client {
     async fn file_page(&self, path: &DfsPath, start: u64) -> Result<pb::GetFileResponse> {
         let r = self
@@ -47,7 +50,9 @@ impl Client {
             .get_file(self.request(pb::GetFileRequest {
                 path: path.to_string(),
                 start_chunk: start,
-                max_chunks: 0,
+                // Pages are fetched as the download reaches them, and their read tokens
+                // expire (coordinator.token_ttl): a small page is used up long before.
+                max_chunks: PAGE_CHUNKS,
             }))
             .await
             .map_err(|s| self.coord_err(s))?;
