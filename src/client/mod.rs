@@ -118,6 +118,8 @@ pub struct Client {
     cfg: ClientConfig,
     /// Access key id and secret, sent with every coordinator call.
     credentials: Option<(MetadataValue<Ascii>, MetadataValue<Ascii>)>,
+    /// Whether connections use TLS.
+    tls: bool,
 }
 
 impl Client {
@@ -128,7 +130,12 @@ impl Client {
 
     /// Prepares a client, over TLS when `tls` is given (the `[tls]` settings).
     pub fn connect(cfg: &ClientConfig, tls: Option<&Tls>) -> Result<Client> {
-        let addr = endpoint_uri(&cfg.coordinator);
+        let mut addr = endpoint_uri(&cfg.coordinator);
+        if tls.is_some() {
+            if let Some(rest) = addr.strip_prefix("http://") {
+                addr = format!("https://{rest}");
+            }
+        }
         let ch = channel(
             &addr,
             cfg.connect_timeout,
@@ -153,6 +160,7 @@ impl Client {
             peers: ChannelCache::new(cfg.connect_timeout, tls),
             cfg: cfg.clone(),
             credentials,
+            tls: tls.is_some(),
         })
     }
 
@@ -172,7 +180,38 @@ impl Client {
     }
 
     fn coord_err(&self, s: Status) -> ClientError {
-        ClientError::from_status(s, "coordinator", &self.coordinator_addr)
+        let maybe_tls = !self.tls
+            && matches!(
+                s.code(),
+                Code::Unknown | Code::Cancelled | Code::Internal | Code::Unavailable
+            );
+        let e = ClientError::from_status(s, "coordinator", &self.coordinator_addr);
+        if !maybe_tls {
+            return e;
+        }
+        // A plaintext client talking to a TLS server sees only a garbled HTTP/2 exchange;
+        // say what it most likely means.
+        let text = e.to_string();
+        let garbled = ["protocol error", "canceled", "transport error"]
+            .iter()
+            .any(|t| text.contains(t))
+            && !["refused", "timed out", "Timeout"]
+                .iter()
+                .any(|t| text.contains(t));
+        if !garbled {
+            return e;
+        }
+        let reason = match e {
+            ClientError::Unreachable { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        ClientError::Unreachable {
+            what: "coordinator",
+            addr: self.coordinator_addr.clone(),
+            reason: format!(
+                "{reason} (does it use TLS? set DFSD_TLS__CA to the cluster CA certificate)"
+            ),
+        }
     }
 
     fn datanode(&self, addr: &str) -> Result<pb::datanode_client::DatanodeClient<Channel>> {
