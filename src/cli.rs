@@ -9,7 +9,7 @@ use crate::units::parse_size;
 #[derive(Debug, Parser)]
 #[command(
     name = "dfsd",
-    version,
+    version = crate::VERSION,
     about = "A distributed file system in one binary",
     propagate_version = true
 )]
@@ -28,6 +28,9 @@ pub struct Cli {
     pub role: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Log output: "text" or "json" (one object per line) [env: DFSD_LOG_FORMAT].
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,6 +92,9 @@ pub struct CoordinatorArgs {
     /// Directory for the metadata database.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Admin HTTP address (metrics, status page), e.g. 0.0.0.0:9070.
+    #[arg(long)]
+    pub admin_listen: Option<String>,
 }
 
 #[derive(Debug, Args, Default)]
@@ -109,6 +115,9 @@ pub struct DatanodeArgs {
     /// Bytes offered, e.g. 100GiB (default: the whole file system).
     #[arg(long, value_parser = parse_size)]
     pub capacity: Option<u64>,
+    /// Admin HTTP address (metrics), e.g. 0.0.0.0:9071.
+    #[arg(long)]
+    pub admin_listen: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,8 @@ pub struct Config {
     pub coordinator: CoordinatorConfig,
     pub datanode: DatanodeConfig,
     pub client: ClientConfig,
+    /// Log output: "text" (readable) or "json" (one object per line).
+    pub log_format: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -76,6 +78,10 @@ pub struct CoordinatorConfig {
     pub repair_per_node: usize,
     /// Concurrent chunk copies in the whole cluster.
     pub repair_total: usize,
+    /// Admin HTTP address (metrics, status page), e.g. 0.0.0.0:9070; empty = off.
+    pub admin_listen: String,
+    /// Cluster events kept in the metadata database for late readers of `dfsd events`.
+    pub events_kept: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -113,6 +119,8 @@ pub struct DatanodeConfig {
     /// when the coordinator asks).
     #[serde(with = "serde_duration")]
     pub inventory_interval: Duration,
+    /// Admin HTTP address (metrics), e.g. 0.0.0.0:9071; empty = off.
+    pub admin_listen: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -141,6 +149,7 @@ impl Default for Config {
             coordinator: CoordinatorConfig::default(),
             datanode: DatanodeConfig::default(),
             client: ClientConfig::default(),
+            log_format: "text".into(),
         }
     }
 }
@@ -165,6 +174,8 @@ impl Default for CoordinatorConfig {
             maintenance_interval: Duration::from_secs(1),
             repair_per_node: 2,
             repair_total: 32,
+            admin_listen: String::new(),
+            events_kept: 10_000,
         }
     }
 }
@@ -183,6 +194,7 @@ impl Default for DatanodeConfig {
             scrub_start_delay: Duration::from_secs(60),
             replication_rate: 200 * 1024 * 1024,
             inventory_interval: Duration::from_secs(3600),
+            admin_listen: String::new(),
         }
     }
 }
@@ -231,6 +243,7 @@ impl Config {
                     k.contains("__")
                         || k.eq_ignore_ascii_case("coordinator")
                         || k.eq_ignore_ascii_case("log_level")
+                        || k.eq_ignore_ascii_case("log_format")
                 })
                 .map(|k| {
                     if k.as_str().eq_ignore_ascii_case("coordinator") {
@@ -306,6 +319,12 @@ impl Config {
                 "coordinator.repair_per_node",
                 "repair limits must be at least 1",
             );
+        }
+        if c.events_kept == 0 {
+            return bad("coordinator.events_kept", "must be at least 1");
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return bad("log_format", "must be \"text\" or \"json\"");
         }
         let d = &self.datanode;
         if d.scrub_rate == 0 {

@@ -40,6 +40,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(l) = cli.log_level {
         cfg.log_level = l;
     }
+    if let Some(f) = cli.log_format {
+        cfg.log_format = f;
+    }
     match &command {
         Command::Coordinator(a) => {
             if let Some(v) = &a.listen {
@@ -47,6 +50,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(v) = &a.data_dir {
                 cfg.coordinator.data_dir = v.clone();
+            }
+            if let Some(v) = &a.admin_listen {
+                cfg.coordinator.admin_listen = v.clone();
             }
         }
         Command::Datanode(a) => {
@@ -65,6 +71,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(v) = a.capacity {
                 cfg.datanode.capacity = v;
             }
+            if let Some(v) = &a.admin_listen {
+                cfg.datanode.admin_listen = v.clone();
+            }
         }
         _ => {}
     }
@@ -78,12 +87,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         "warn".into()
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    dfsd::logging::init(filter, &cfg.log_format);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

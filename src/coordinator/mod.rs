@@ -8,6 +8,7 @@
 
 mod admin;
 mod health;
+mod observe;
 mod placement;
 mod repair;
 mod service;
@@ -156,6 +157,16 @@ pub async fn run(
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(repair::run(state.clone(), stop_rx));
+    crate::metrics::coordinator();
+    let admin = crate::admin_http::bind(&state.cfg.admin_listen)
+        .await?
+        .map(|l| {
+            crate::admin_http::spawn(
+                l,
+                observe::routes(state.clone()),
+                observe::refresh(state.clone()),
+            )
+        });
     tracing::info!(%addr, data_dir = %state.cfg.data_dir.display(), "coordinator listening");
     let coord = pb::coordinator_server::CoordinatorServer::new(service::CoordinatorService::new(
         state.clone(),
@@ -167,6 +178,7 @@ pub async fn run(
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
     Server::builder()
+        .layer(crate::grpc_layer::GrpcMetricsLayer)
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -177,6 +189,9 @@ pub async fn run(
         .context("coordinator server")?;
     let _ = stop_tx.send(true);
     let _ = worker.await;
+    if let Some(a) = admin {
+        a.abort();
+    }
     tracing::info!("coordinator stopped");
     Ok(())
 }

@@ -89,7 +89,12 @@ impl Maintenance {
         {
             *n = n.saturating_sub(1);
         }
+        let m = crate::metrics::coordinator();
+        m.repairs
+            .get_or_create(&crate::metrics::result(bytes.is_some()))
+            .inc();
         if let Some(b) = bytes {
+            m.repair_bytes.inc_by(b);
             self.repairs_done.fetch_add(1, Ordering::Relaxed);
             self.repair_bytes.fetch_add(b, Ordering::Relaxed);
             self.recent
@@ -340,6 +345,9 @@ pub fn order_delete(state: Arc<State>, node: String, ids: Vec<ChunkId>, protect_
         match result {
             Ok(r) => {
                 if protect_secs > 0 {
+                    crate::metrics::coordinator()
+                        .gc_freed_bytes
+                        .inc_by(r.freed_bytes);
                     state
                         .maint
                         .gc_freed_bytes

@@ -241,6 +241,10 @@ impl pb::datanode_server::Datanode for DatanodeService {
                 }
             };
             received += data.len() as u64;
+            crate::metrics::datanode()
+                .received_bytes
+                .get_or_create(&crate::metrics::kind("write"))
+                .inc_by(data.len() as u64);
             if received > size {
                 break Err(StoreError::TooLong {
                     id,
@@ -252,7 +256,13 @@ impl pb::datanode_server::Datanode for DatanodeService {
                 let frame = pb::WriteChunkRequest {
                     msg: Some(pb::write_chunk_request::Msg::Data(data.clone())),
                 };
-                if tx.send(frame).await.is_err() {
+                let n = data.len() as u64;
+                if tx.send(frame).await.is_ok() {
+                    crate::metrics::datanode()
+                        .sent_bytes
+                        .get_or_create(&crate::metrics::kind("forward"))
+                        .inc_by(n);
+                } else {
                     // The next node failed; keep writing locally, the ack will say so.
                     let (node, _, task) = downstream.take().expect("checked above");
                     failures.push(downstream_failure(&node, task).await);
@@ -388,6 +398,10 @@ impl pb::datanode_server::Datanode for DatanodeService {
                 return;
             }
             buf.truncate(n);
+            crate::metrics::datanode()
+                .sent_bytes
+                .get_or_create(&crate::metrics::kind("read"))
+                .inc_by(n as u64);
             if tx
                 .blocking_send(Ok(pb::ReadChunkResponse {
                     data: Bytes::from(buf),

@@ -1,0 +1,212 @@
+//! A tower layer on every gRPC server: counts requests by method and final status code,
+//! times them to the end of their response stream, and runs each request in a tracing
+//! span that carries its method and request id.
+//!
+//! The status of a gRPC call is known only at its end: in the response headers for an
+//! immediate error ("trailers-only"), otherwise in the trailers after the last message.
+//! So the response body is wrapped, and the call is recorded when the trailers pass (or
+//! when the body is dropped early, as `cancelled`).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http_body::{Body, Frame};
+use pin_project_lite::pin_project;
+use tracing::Instrument;
+
+use crate::metrics::{self, GrpcLabels, MethodLabels};
+
+/// Header clients may set to tie their logs to the servers'; generated when absent.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GrpcMetricsLayer;
+
+impl<S> tower::Layer<S> for GrpcMetricsLayer {
+    type Service = GrpcMetrics<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcMetrics { inner }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct GrpcMetrics<S> {
+    inner: S,
+}
+
+/// "/dfs.v1.Coordinator/Stat" -> ("Coordinator", "Stat").
+fn split_path(path: &str) -> (String, String) {
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    let service = parts.next().unwrap_or_default();
+    let service = service.rsplit('.').next().unwrap_or(service);
+    let method = parts.next().unwrap_or_default();
+    if method.is_empty() {
+        ("unknown".into(), "unknown".into())
+    } else {
+        (service.to_string(), method.to_string())
+    }
+}
+
+/// The textual name of a gRPC status code ("OK", "NotFound", ...).
+fn code_name(value: &[u8]) -> String {
+    match tonic::Code::from_bytes(value) {
+        tonic::Code::Ok => "OK".into(),
+        c => format!("{c:?}"),
+    }
+}
+
+fn new_request_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+struct Call {
+    service: String,
+    method: String,
+    started: Instant,
+    done: bool,
+}
+
+impl Call {
+    fn finish(&mut self, code: String) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let m = metrics::common();
+        m.grpc_requests
+            .get_or_create(&GrpcLabels {
+                service: self.service.clone(),
+                method: self.method.clone(),
+                code,
+            })
+            .inc();
+        m.grpc_duration
+            .get_or_create(&MethodLabels {
+                service: self.service.clone(),
+                method: self.method.clone(),
+            })
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.finish("Cancelled".into());
+    }
+}
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for GrpcMetrics<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+{
+    type Response = http::Response<MeteredBody<ResBody>>;
+    type Error = S::Error;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<ReqBody>) -> Self::Future {
+        let (service, method) = split_path(req.uri().path());
+        let request_id = match req
+            .headers()
+            .get(REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(id) if !id.is_empty() && id.len() <= 64 => id.to_string(),
+            _ => {
+                let id = new_request_id();
+                if let Ok(v) = http::HeaderValue::from_str(&id) {
+                    req.headers_mut().insert(REQUEST_ID_HEADER, v);
+                }
+                id
+            }
+        };
+        let span = tracing::info_span!("grpc", method = %method, request_id = %request_id);
+        let mut call = Call {
+            service,
+            method,
+            started: Instant::now(),
+            done: false,
+        };
+        // The clone that was made ready is the one to call (tower's contract).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(
+            async move {
+                let resp = inner.call(req).await?;
+                // An immediate error carries its status in the headers.
+                if let Some(code) = resp.headers().get("grpc-status") {
+                    call.finish(code_name(code.as_bytes()));
+                }
+                Ok(resp.map(|body| MeteredBody { body, call }))
+            }
+            .instrument(span),
+        )
+    }
+}
+
+pin_project! {
+    /// A response body that records its call when the trailers pass or it is dropped.
+    pub struct MeteredBody<B> {
+        #[pin]
+        body: B,
+        call: Call,
+    }
+}
+
+impl<B: Body> Body for MeteredBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.body.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(code) = frame.trailers_ref().and_then(|t| t.get("grpc-status")) {
+                    this.call.finish(code_name(code.as_bytes()));
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.call.finish("Internal".into()),
+            Poll::Ready(None) => this.call.finish("OK".into()),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_into_service_and_method() {
+        assert_eq!(
+            split_path("/dfs.v1.Coordinator/Stat"),
+            ("Coordinator".into(), "Stat".into())
+        );
+        assert_eq!(split_path("/x"), ("unknown".into(), "unknown".into()));
+        assert_eq!(code_name(b"0"), "OK");
+        assert_eq!(code_name(b"5"), "NotFound");
+    }
+}

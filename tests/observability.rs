@@ -1,0 +1,221 @@
+//! Observability against a live cluster of real processes: metrics scraped from every
+//! role's admin endpoint, the event stream, JSON output, and the status page.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::{random_bytes, stderr, wait_until, Opts, TestCluster};
+
+/// A cluster whose every role opens its admin endpoint on a free loopback port.
+fn cluster(nodes: usize, extra: &[(&str, &str)]) -> TestCluster {
+    let mut env = vec![
+        (
+            "DFSD_COORDINATOR__ADMIN_LISTEN".into(),
+            "127.0.0.1:0".into(),
+        ),
+        ("DFSD_DATANODE__ADMIN_LISTEN".into(), "127.0.0.1:0".into()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    TestCluster::start_with(Opts {
+        nodes,
+        replication: 3.min(nodes as u32),
+        env,
+    })
+}
+
+/// The admin address a process logged last ("admin endpoint listening addr=...").
+fn admin_addr(c: &TestCluster, log: &str) -> String {
+    let mut found = None;
+    wait_until(
+        &format!("{log} to log its admin address"),
+        Duration::from_secs(10),
+        || {
+            found = c
+                .log(log)
+                .lines()
+                .rev()
+                .find(|l| l.contains("admin endpoint listening"))
+                .and_then(|l| l.split("addr=").nth(1))
+                .map(|a| a.split_whitespace().next().unwrap_or("").to_string());
+            found.is_some()
+        },
+    );
+    found.unwrap()
+}
+
+/// One HTTP/1.1 GET on loopback: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, body.to_string())
+}
+
+/// Every sample of a scrape, keyed by `name{labels}` exactly as exposed.
+fn scrape(addr: &str) -> HashMap<String, f64> {
+    let (code, body) = http_get(addr, "/metrics");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.ends_with("# EOF\n"), "not OpenMetrics text: {body}");
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+fn val(m: &HashMap<String, f64>, key: &str) -> f64 {
+    m.get(key).copied().unwrap_or(0.0)
+}
+
+fn grpc(service: &str, method: &str, code: &str) -> String {
+    format!("dfsd_grpc_requests_total{{service=\"{service}\",method=\"{method}\",code=\"{code}\"}}")
+}
+
+fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>, key: &str) -> f64 {
+    val(after, key) - val(before, key)
+}
+
+#[test]
+fn metrics_count_a_put_and_a_get_and_follow_node_states() {
+    let mut c = cluster(3, &[]);
+    let coord = admin_addr(&c, "coordinator");
+    let nodes: Vec<String> = (0..3)
+        .map(|i| admin_addr(&c, &format!("node-{i}")))
+        .collect();
+
+    let (code, body) = http_get(&coord, "/healthz");
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+
+    // 4 chunks of at most 1 MiB; every node holds every chunk (replication 3 on 3 nodes).
+    let size = 3 * 1024 * 1024 + 5;
+    let data = random_bytes(size, 7);
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("in");
+    std::fs::write(&local, &data).unwrap();
+
+    let c0 = scrape(&coord);
+    let n0: Vec<_> = nodes.iter().map(|a| scrape(a)).collect();
+    assert_eq!(val(&c0, "dfsd_nodes{state=\"alive\"}"), 3.0);
+    assert_eq!(val(&c0, "dfsd_nodes{state=\"dead\"}"), 0.0);
+
+    let out = c.cli(&[
+        "put",
+        "-q",
+        "--chunk-size",
+        "1MiB",
+        local.to_str().unwrap(),
+        "/m/file",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let c1 = scrape(&coord);
+    let n1: Vec<_> = nodes.iter().map(|a| scrape(a)).collect();
+    assert_eq!(
+        delta(&c0, &c1, &grpc("Coordinator", "BeginUpload", "OK")),
+        1.0
+    );
+    assert_eq!(
+        delta(&c0, &c1, &grpc("Coordinator", "CommitUpload", "OK")),
+        1.0
+    );
+    assert_eq!(val(&c1, "dfsd_files"), 1.0);
+    assert_eq!(val(&c1, "dfsd_chunks"), 4.0);
+    assert_eq!(val(&c1, "dfsd_logical_bytes"), size as f64);
+    assert!(
+        val(
+            &c1,
+            "dfsd_sqlite_transaction_duration_seconds_count{kind=\"write\"}"
+        ) > 0.0,
+        "SQLite transactions are timed"
+    );
+    let (mut writes, mut forwarded) = (0.0, 0.0);
+    for i in 0..3 {
+        assert_eq!(
+            delta(
+                &n0[i],
+                &n1[i],
+                "dfsd_datanode_received_bytes_total{kind=\"write\"}"
+            ),
+            size as f64,
+            "node {i} received every chunk once"
+        );
+        assert_eq!(val(&n1[i], "dfsd_datanode_chunks"), 4.0);
+        assert!(val(&n1[i], "dfsd_datanode_used_bytes") >= size as f64);
+        assert!(val(&n1[i], "dfsd_datanode_free_bytes") > 0.0);
+        writes += delta(&n0[i], &n1[i], &grpc("Datanode", "WriteChunk", "OK"));
+        forwarded += delta(
+            &n0[i],
+            &n1[i],
+            "dfsd_datanode_sent_bytes_total{kind=\"forward\"}",
+        );
+    }
+    assert_eq!(writes, 12.0, "4 chunks x 3 nodes, one WriteChunk call each");
+    assert_eq!(forwarded, 2.0 * size as f64, "two hops down each pipeline");
+
+    let out = c.cli(&["get", "/m/file", dir.path().join("out").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(dir.path().join("out")).unwrap(), data);
+
+    let c2 = scrape(&coord);
+    let n2: Vec<_> = nodes.iter().map(|a| scrape(a)).collect();
+    assert_eq!(delta(&c1, &c2, &grpc("Coordinator", "GetFile", "OK")), 1.0);
+    let (mut read_bytes, mut reads) = (0.0, 0.0);
+    for i in 0..3 {
+        read_bytes += delta(
+            &n1[i],
+            &n2[i],
+            "dfsd_datanode_sent_bytes_total{kind=\"read\"}",
+        );
+        reads += delta(&n1[i], &n2[i], &grpc("Datanode", "ReadChunk", "OK"));
+    }
+    assert_eq!(read_bytes, size as f64, "each chunk read once");
+    assert_eq!(reads, 4.0);
+    assert!(
+        val(
+            &c2,
+            "dfsd_grpc_request_duration_seconds_count{service=\"Coordinator\",method=\"GetFile\"}"
+        ) >= 1.0
+    );
+
+    // Heartbeats are counted on both sides.
+    wait_until("heartbeats to be counted", Duration::from_secs(10), || {
+        val(&scrape(&coord), "dfsd_heartbeats_received_total") > 0.0
+            && nodes
+                .iter()
+                .all(|a| val(&scrape(a), "dfsd_datanode_heartbeats_total{result=\"ok\"}") > 0.0)
+    });
+
+    // A failed call is counted under its code.
+    let out = c.cli(&["stat", "/no/such"]);
+    assert!(!out.status.success());
+    let c3 = scrape(&coord);
+    assert_eq!(
+        delta(&c2, &c3, &grpc("Coordinator", "Stat", "NotFound")),
+        1.0
+    );
+
+    // A killed node turns suspect, then dead, in the node-state gauges.
+    c.kill_node(2);
+    wait_until(
+        "the killed node to be counted dead",
+        Duration::from_secs(20),
+        || {
+            let m = scrape(&coord);
+            val(&m, "dfsd_nodes{state=\"dead\"}") == 1.0
+                && val(&m, "dfsd_nodes{state=\"alive\"}") == 2.0
+        },
+    );
+}
