@@ -68,6 +68,14 @@ pub enum Command {
     Config,
     /// Exit 0 if a server answers a cheap call, 1 otherwise (for container health checks).
     Health(HealthArgs),
+    /// Cluster events: nodes joining, failing and coming back, repairs, corruption, GC,
+    /// file changes.
+    Events(EventsArgs),
+    /// Print a shell completion script: `dfsd completions bash > /etc/bash_completion.d/dfsd`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -154,7 +162,7 @@ pub struct PutArgs {
     /// Chunk size, e.g. 8MiB.
     #[arg(long, value_parser = parse_size)]
     pub chunk_size: Option<u64>,
-    /// Print nothing on success.
+    /// Print nothing on success, and no progress bar.
     #[arg(short, long)]
     pub quiet: bool,
 }
@@ -171,6 +179,9 @@ pub struct GetArgs {
     /// Bytes to read (default: to the end).
     #[arg(long)]
     pub length: Option<u64>,
+    /// No progress bar.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -180,11 +191,17 @@ pub struct LsArgs {
     pub long: bool,
     #[arg(default_value = "/")]
     pub path: String,
+    /// Machine-readable output: a JSON array of entries.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct PathArg {
     pub path: String,
+    /// Machine-readable output: the entry as a JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -298,4 +315,19 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Keep streaming new events as they happen.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only events since TIME: RFC 3339 in UTC (2026-11-28T07:50:00Z), a date, or a
+    /// duration meaning that long ago (10m, 2h).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// One JSON object per line: id, time, time_ms, kind, node_id, path, chunk_id, bytes,
+    /// count, detail.
+    #[arg(long)]
+    pub json: bool,
 }

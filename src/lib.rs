@@ -49,6 +49,7 @@ pub mod net;
 pub mod path;
 pub mod proto;
 pub mod status;
+pub mod timefmt;
 pub mod units;
 
 /// Short git revision dfsd was built from ("unknown" outside a git checkout).

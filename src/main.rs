@@ -174,13 +174,19 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Health(a) => health(cfg, &a).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "dfsd", &mut std::io::stdout());
+            Ok(())
+        }
         other => {
             let client = Client::new(&cfg.client)?;
             match other {
                 Command::Put(a) => commands::put(&client, &a).await,
                 Command::Get(a) => commands::get(&client, &a).await,
                 Command::Ls(a) => commands::ls(&client, &a).await,
-                Command::Stat(a) => commands::stat(&client, &a.path).await,
+                Command::Stat(a) => commands::stat(&client, &a.path, a.json).await,
                 Command::Rm(a) => commands::rm(&client, &a).await,
                 Command::Mv(a) => commands::mv(&client, &a).await,
                 Command::Mkdir(a) => commands::mkdir(&client, &a).await,
@@ -188,6 +194,7 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                 Command::Status(a) => commands::status(&client, a.json).await,
                 Command::Fsck(a) => commands::fsck(&client, &a).await,
                 Command::Node(n) => commands::node(&client, n).await,
+                Command::Events(a) => dfsd::client::events::command(&client, &a).await,
                 _ => unreachable!("server roles handled above"),
             }
         }

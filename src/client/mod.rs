@@ -3,6 +3,8 @@
 
 pub mod commands;
 mod download;
+pub mod events;
+mod progress;
 mod upload;
 
 use std::time::Duration;

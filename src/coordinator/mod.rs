@@ -7,6 +7,7 @@
 //! - `repair.rs`: the maintenance worker (re-replication, trimming, garbage collection).
 
 mod admin;
+pub mod events;
 mod health;
 mod observe;
 mod placement;
@@ -66,6 +67,10 @@ pub struct State {
     pub inventory_asked: Mutex<HashMap<String, Instant>>,
     pub started: Instant,
     safe_mode: AtomicBool,
+    /// Cluster events: stored, broadcast to `dfsd events` followers.
+    pub events: events::Events,
+    /// Node-state transitions, turned into events.
+    pub node_watch: events::NodeWatch,
 }
 
 impl State {
@@ -90,6 +95,8 @@ impl State {
             inventory_asked: Mutex::new(HashMap::new()),
             started: Instant::now(),
             safe_mode: AtomicBool::new(true),
+            events: Default::default(),
+            node_watch: Default::default(),
         }))
     }
 
@@ -156,7 +163,15 @@ pub async fn run(
     let state = State::open(cfg)?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(repair::run(state.clone(), stop_rx));
+    let worker = tokio::spawn(repair::run(state.clone(), stop_rx.clone()));
+    let event_writer = tokio::spawn(events::run_writer(state.clone()));
+    let watch = tokio::spawn(events::run_watch(state.clone(), stop_rx));
+    // Followers of the event stream end with the server, or it would wait for them.
+    let st = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        st.events.shutdown();
+    };
     crate::metrics::coordinator();
     let admin = crate::admin_http::bind(&state.cfg.admin_listen)
         .await?
@@ -189,6 +204,8 @@ pub async fn run(
         .context("coordinator server")?;
     let _ = stop_tx.send(true);
     let _ = worker.await;
+    let _ = watch.await;
+    event_writer.abort();
     if let Some(a) = admin {
         a.abort();
     }

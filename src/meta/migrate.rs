@@ -7,11 +7,18 @@ use rusqlite::{params, Connection};
 use super::{now_ms, MetaError, Result};
 
 /// (version, name, SQL). Never edit an entry once released: add a new one.
-pub const MIGRATIONS: &[(u32, &str, &str)] = &[(
-    1,
-    "001_initial",
-    include_str!("../../migrations/001_initial.sql"),
-)];
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "001_initial",
+        include_str!("../../migrations/001_initial.sql"),
+    ),
+    (
+        2,
+        "002_events",
+        include_str!("../../migrations/002_events.sql"),
+    ),
+];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {
     let current: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;

@@ -6,6 +6,7 @@
 //! async callers go through [`Store::write`] / [`Store::read`] on the blocking pool.
 
 mod cluster;
+mod events;
 mod maintenance;
 mod migrate;
 mod namespace;
@@ -20,6 +21,7 @@ use crate::chunk::ChunkId;
 use crate::path::DfsPath;
 
 pub use cluster::{NodeRecord, NodeStatsRecord};
+pub use events::{insert_events, list_events, recent_events, EventRecord};
 pub use migrate::MIGRATIONS;
 pub use namespace::{CommitRequest, FileChunk};
 
