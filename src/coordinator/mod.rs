@@ -13,6 +13,7 @@ mod observe;
 mod placement;
 mod repair;
 mod service;
+mod status_page;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;

@@ -1,5 +1,5 @@
 //! The coordinator's admin endpoint: gauges brought up to date before each scrape, and
-//! the routes it adds to `/metrics` (the status page).
+//! the routes it adds beside `/metrics` (the status page).
 
 use std::sync::Arc;
 
@@ -54,7 +54,13 @@ pub fn refresh(state: Arc<State>) -> Refresh {
     })
 }
 
-/// Routes the coordinator adds to its admin endpoint.
-pub fn routes(_state: Arc<State>) -> Router {
-    Router::new()
+/// Routes the coordinator adds to its admin endpoint: the status page at `/`.
+pub fn routes(state: Arc<State>) -> Router {
+    Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let state = state.clone();
+            async move { axum::response::Html(super::status_page::render(&state).await) }
+        }),
+    )
 }
