@@ -174,6 +174,9 @@ pub fn coordinator() -> &'static Coordinator {
             events: Family::default(),
             sqlite_duration: Family::new_with_constructor(latency),
         };
+        for ok in [true, false] {
+            let _ = m.repairs.get_or_create(&result(ok));
+        }
         // Every state is exported, at 0 when no node is in it, so dashboards see it.
         for s in ["alive", "suspect", "dead", "draining"] {
             let _ = m.nodes.get_or_create(&StateLabel { state: s.into() });
@@ -331,6 +334,9 @@ pub fn datanode() -> &'static Datanode {
             let _ = m
                 .received_bytes
                 .get_or_create(&KindLabel { kind: k.into() });
+        }
+        for ok in [true, false] {
+            let _ = m.heartbeats.get_or_create(&result(ok));
         }
         for k in ["read", "forward"] {
             let _ = m.sent_bytes.get_or_create(&KindLabel { kind: k.into() });

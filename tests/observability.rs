@@ -207,6 +207,39 @@ fn metrics_count_a_put_and_a_get_and_follow_node_states() {
         1.0
     );
 
+    // Every series the Grafana dashboard queries exists (docker/grafana-dashboard.json).
+    let exposed: std::collections::HashSet<String> = n2
+        .iter()
+        .chain([&c3])
+        .flat_map(|m| m.keys())
+        .map(|k| k.split('{').next().unwrap().to_string())
+        .collect();
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docker/grafana-dashboard.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for name in expr
+                .split(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
+                .filter(|w| w.starts_with("dfsd_"))
+            {
+                queried += 1;
+                assert!(
+                    exposed.contains(name),
+                    "dashboard queries {name}, which no role exports"
+                );
+            }
+        }
+    }
+    assert!(queried > 20, "{queried}");
+
     // A killed node turns suspect, then dead, in the node-state gauges.
     c.kill_node(2);
     wait_until(
