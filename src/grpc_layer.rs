@@ -2,6 +2,12 @@
 //! times them to the end of their response stream, and runs each request in a tracing
 //! span that carries its method and request id.
 //!
+//! Request ids: a server takes the caller's `x-request-id` (or makes one up) and keeps it
+//! for the handler in a task-local, so calls the handler makes (a datanode forwarding a
+//! write down its pipeline) carry the same id; [`tag`] puts it on an outgoing request. A
+//! client process uses one id for all its calls (`DFSD_REQUEST_ID`, or a random one), so
+//! one CLI command can be followed through the coordinator's and every datanode's logs.
+//!
 //! The status of a gRPC call is known only at its end: in the response headers for an
 //! immediate error ("trailers-only"), otherwise in the trailers after the last message.
 //! So the response body is wrapped, and the call is recorded when the trailers pass (or
@@ -20,19 +26,72 @@ use crate::metrics::{self, GrpcLabels, MethodLabels};
 /// Header clients may set to tie their logs to the servers'; generated when absent.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-#[derive(Clone, Copy, Debug, Default)]
-pub struct GrpcMetricsLayer;
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// This process's request id for calls it starts itself: `DFSD_REQUEST_ID` if set (and
+/// sane), else a random one.
+fn process_request_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        std::env::var("DFSD_REQUEST_ID")
+            .ok()
+            .filter(|id| valid_id(id))
+            .unwrap_or_else(new_request_id)
+    })
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+/// The id of the request being served by this task, if any.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(|id| id.clone()).ok()
+}
+
+/// Puts the request id on an outgoing call: the id of the request being served (for calls
+/// made on its behalf), else this process's.
+pub fn tag<T>(req: &mut tonic::Request<T>) {
+    let id = current_request_id().unwrap_or_else(|| process_request_id().to_string());
+    if let Ok(v) = id.parse() {
+        req.metadata_mut().insert(REQUEST_ID_HEADER, v);
+    }
+}
+
+/// The layer; `node` (a datanode's id) goes into every request span.
+#[derive(Clone, Debug, Default)]
+pub struct GrpcMetricsLayer {
+    node: Option<String>,
+}
+
+impl GrpcMetricsLayer {
+    pub fn for_node(node: &str) -> Self {
+        GrpcMetricsLayer {
+            node: Some(node.to_string()),
+        }
+    }
+}
 
 impl<S> tower::Layer<S> for GrpcMetricsLayer {
     type Service = GrpcMetrics<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcMetrics { inner }
+        GrpcMetrics {
+            inner,
+            node: self.node.clone(),
+        }
     }
 }
 
 #[derive(Clone, Debug)]
 pub struct GrpcMetrics<S> {
     inner: S,
+    node: Option<String>,
 }
 
 /// "/dfs.v1.Coordinator/Stat" -> ("Coordinator", "Stat").
@@ -65,6 +124,7 @@ struct Call {
     method: String,
     started: Instant,
     done: bool,
+    span: tracing::Span,
 }
 
 impl Call {
@@ -73,6 +133,8 @@ impl Call {
             return;
         }
         self.done = true;
+        let secs = self.started.elapsed().as_secs_f64();
+        tracing::debug!(parent: &self.span, code = %code, ms = (secs * 1000.0) as u64, "request served");
         let m = metrics::common();
         m.grpc_requests
             .get_or_create(&GrpcLabels {
@@ -86,7 +148,7 @@ impl Call {
                 service: self.service.clone(),
                 method: self.method.clone(),
             })
-            .observe(self.started.elapsed().as_secs_f64());
+            .observe(secs);
     }
 }
 
@@ -121,7 +183,7 @@ where
             .get(REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok())
         {
-            Some(id) if !id.is_empty() && id.len() <= 64 => id.to_string(),
+            Some(id) if valid_id(id) => id.to_string(),
             _ => {
                 let id = new_request_id();
                 if let Ok(v) = http::HeaderValue::from_str(&id) {
@@ -130,19 +192,25 @@ where
                 id
             }
         };
-        let span = tracing::info_span!("grpc", method = %method, request_id = %request_id);
+        let span = match &self.node {
+            Some(node) => {
+                tracing::info_span!("grpc", node = %node, method = %method, request_id = %request_id)
+            }
+            None => tracing::info_span!("grpc", method = %method, request_id = %request_id),
+        };
         let mut call = Call {
             service,
             method,
             started: Instant::now(),
             done: false,
+            span: span.clone(),
         };
         // The clone that was made ready is the one to call (tower's contract).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(
             async move {
-                let resp = inner.call(req).await?;
+                let resp = REQUEST_ID.scope(request_id, inner.call(req)).await?;
                 // An immediate error carries its status in the headers.
                 if let Some(code) = resp.headers().get("grpc-status") {
                     call.finish(code_name(code.as_bytes()));
@@ -208,5 +276,7 @@ mod tests {
         assert_eq!(split_path("/x"), ("unknown".into(), "unknown".into()));
         assert_eq!(code_name(b"0"), "OK");
         assert_eq!(code_name(b"5"), "NotFound");
+        assert!(valid_id("put-42.a:b_c"));
+        assert!(!valid_id("bad id") && !valid_id("") && !valid_id(&"x".repeat(65)));
     }
 }

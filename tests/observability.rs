@@ -532,3 +532,165 @@ fn status_page_in_headless_chromium_shows_a_killed_node_turn_dead() {
     );
     eprintln!("status page screenshot: {}", shot.display());
 }
+
+#[test]
+fn one_request_id_follows_a_put_through_every_role() {
+    let c = cluster(3, &[("DFSD_LOG_LEVEL", "info,dfsd::grpc_layer=debug")]);
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("f");
+    std::fs::write(&local, random_bytes(300_000, 9)).unwrap();
+    let out = std::process::Command::new(common::BIN)
+        .env_remove("DFSD_COORDINATOR")
+        .env_remove("DFSD_CONFIG")
+        .env("DFSD_REQUEST_ID", "obs-put-4711")
+        .args(["--coordinator", &c.coordinator_addr, "put", "-q"])
+        .arg(&local)
+        .arg("/rid/f")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tagged = |log: &str, method: &str| {
+        c.log(log).lines().any(|l| {
+            l.contains("request_id=obs-put-4711") && l.contains(&format!("method={method}"))
+        })
+    };
+    wait_until(
+        "the coordinator to log the commit under the request id",
+        Duration::from_secs(10),
+        || tagged("coordinator", "CommitUpload") && tagged("coordinator", "BeginUpload"),
+    );
+    // The client wrote to the first node of the pipeline; that node forwarded to the next
+    // ones under the same id, so every node logged its WriteChunk with it.
+    for i in 0..3 {
+        let log = format!("node-{i}");
+        wait_until(
+            &format!("{log} to log its write under the request id"),
+            Duration::from_secs(10),
+            || tagged(&log, "WriteChunk"),
+        );
+    }
+    // Datanode spans carry the node id.
+    let id = std::fs::read_to_string(c.node_dir(0).join("node_id")).unwrap();
+    assert!(c.log("node-0").contains(&format!("node={}", id.trim())));
+}
+
+/// Runs a CLI command that prints JSON and parses it.
+fn json_of(c: &TestCluster, args: &[&str]) -> serde_json::Value {
+    let out = c.cli(args);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+#[test]
+fn json_output_parses_and_carries_the_documented_fields() {
+    let c = cluster(2, &[]);
+    let data = random_bytes(5000, 1);
+    let out = c.cli_stdin(&["put", "-q", "-", "/j/a"], Some(&data));
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let ls = json_of(&c, &["ls", "--json", "/j"]);
+    let entries = ls.as_array().unwrap();
+    assert_eq!(entries.len(), 1);
+    let e = &entries[0];
+    assert_eq!(
+        (
+            &e["path"],
+            &e["name"],
+            &e["kind"],
+            &e["size"],
+            &e["version"],
+            &e["replication"],
+            &e["chunks"]
+        ),
+        (
+            &"/j/a".into(),
+            &"a".into(),
+            &"file".into(),
+            &5000.into(),
+            &1.into(),
+            &2.into(),
+            &1.into()
+        )
+    );
+    assert!(e["mtime_ms"].as_i64().unwrap() > 0);
+    assert!(e["mtime"].as_str().unwrap().ends_with('Z'));
+
+    let st = json_of(&c, &["stat", "--json", "/j"]);
+    assert_eq!(
+        (&st["kind"], &st["path"]),
+        (&"directory".into(), &"/j".into())
+    );
+    assert_eq!(json_of(&c, &["stat", "--json", "/j/a"])["size"], 5000);
+
+    let status = json_of(&c, &["status", "--json"]);
+    assert_eq!(status["nodes"]["alive"], 2);
+    assert_eq!(status["files"], 1);
+    assert_eq!(status["logical_bytes"], 5000);
+    for k in [
+        "capacity_bytes",
+        "used_bytes",
+        "free_bytes",
+        "chunks",
+        "under_replicated",
+        "unrecoverable",
+        "repair",
+        "gc",
+        "scrub",
+        "safe_mode",
+    ] {
+        assert!(status.get(k).is_some(), "status --json lacks {k}: {status}");
+    }
+
+    let nodes = json_of(&c, &["nodes", "--json"]);
+    let nodes = nodes.as_array().unwrap();
+    assert_eq!(nodes.len(), 2);
+    for n in nodes {
+        assert_eq!(n["state"], "alive");
+        assert_eq!(n["replicas"], 1, "{n}");
+        for k in [
+            "node_id",
+            "addr",
+            "capacity_bytes",
+            "used_bytes",
+            "free_bytes",
+            "replicas",
+            "last_seen_ms",
+            "safe_to_remove",
+            "scrub",
+        ] {
+            assert!(n.get(k).is_some(), "nodes --json lacks {k}: {n}");
+        }
+    }
+
+    // Events as JSON lines: one object per line.
+    let out = c.cli(&["events", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(events
+        .iter()
+        .any(|e| e["kind"] == "file_committed" && e["path"] == "/j/a" && e["bytes"] == 5000));
+    assert_eq!(
+        events.iter().filter(|e| e["kind"] == "node_joined").count(),
+        2
+    );
+
+    // Human sizes in ls -l; completions and --version.
+    let long = String::from_utf8(c.cli(&["ls", "-l", "/j"]).stdout).unwrap();
+    assert!(long.contains(" 4.9 KiB "), "{long}");
+    let v = c.cli(&["--version"]);
+    let v = String::from_utf8_lossy(&v.stdout);
+    assert!(v.starts_with("dfsd ") && v.contains("(git "), "{v}");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = c.cli(&["completions", shell]);
+        assert!(out.status.success() && out.stdout.len() > 1000, "{shell}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("events"));
+    }
+}

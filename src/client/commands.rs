@@ -136,8 +136,8 @@ fn long_line(e: &pb::Entry) -> String {
         e.name.clone()
     };
     format!(
-        "{kind} {:>12} {:>4} {} {name}",
-        e.size,
+        "{kind} {:>10} {:>4} {} {name}",
+        format_size(e.size),
         e.version,
         format_time(e.mtime_ms)
     )

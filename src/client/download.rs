@@ -252,6 +252,7 @@ impl Client {
             chunk_id: id.to_hex(),
         });
         req.set_timeout(self.transfer_timeout());
+        crate::grpc_layer::tag(&mut req);
         let mut stream = match client.read_chunk(req).await {
             Ok(r) => r.into_inner(),
             Err(s) => {

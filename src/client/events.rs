@@ -27,6 +27,7 @@ impl Client {
         if !follow {
             req.set_timeout(self.cfg.request_timeout);
         }
+        crate::grpc_layer::tag(&mut req);
         let mut stream = self
             .coordinator
             .clone()

@@ -131,6 +131,7 @@ impl Client {
     fn request<T>(&self, msg: T) -> Request<T> {
         let mut r = Request::new(msg);
         r.set_timeout(self.cfg.request_timeout);
+        crate::grpc_layer::tag(&mut r);
         r
     }
 

@@ -194,7 +194,7 @@ pub async fn run(
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
     Server::builder()
-        .layer(crate::grpc_layer::GrpcMetricsLayer)
+        .layer(crate::grpc_layer::GrpcMetricsLayer::default())
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))

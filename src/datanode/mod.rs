@@ -349,11 +349,12 @@ pub async fn run_with(
             tuning.replication_concurrency,
         )),
     };
+    let layer = crate::grpc_layer::GrpcMetricsLayer::for_node(&svc.node_id);
     let server = pb::datanode_server::DatanodeServer::new(svc)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let result = Server::builder()
-        .layer(crate::grpc_layer::GrpcMetricsLayer)
+        .layer(layer)
         .tcp_nodelay(true)
         .initial_stream_window_size(Some(4 * 1024 * 1024))
         .initial_connection_window_size(Some(16 * 1024 * 1024))

@@ -166,13 +166,12 @@ impl DatanodeService {
             msg: Some(pb::write_chunk_request::Msg::Header(next_header)),
         })
         .map_err(|_| Status::internal("downstream channel closed"))?;
+        let mut req = Request::new(ReceiverStream::new(rx));
+        crate::grpc_layer::tag(&mut req);
         let task = tokio::spawn(async move {
             let mut client = pb::datanode_client::DatanodeClient::new(channel)
                 .max_decoding_message_size(crate::net::MAX_MESSAGE_BYTES);
-            Ok(client
-                .write_chunk(ReceiverStream::new(rx))
-                .await?
-                .into_inner())
+            Ok(client.write_chunk(req).await?.into_inner())
         });
         Ok(Some((next.node_id.clone(), tx, task)))
     }
