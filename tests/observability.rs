@@ -694,3 +694,69 @@ fn json_output_parses_and_carries_the_documented_fields() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("events"));
     }
 }
+
+#[test]
+fn events_tell_deletes_gc_drains_and_returns() {
+    let mut c = cluster(4, &[("DFSD_COORDINATOR__GC_GRACE", "1s")]);
+    let mut follower = Follower::start(&c);
+    let data = random_bytes(700_000, 5);
+    let out = c.cli_stdin(&["put", "-q", "-", "/gc/file"], Some(&data));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = c.cli(&["mv", "/gc/file", "/gc/moved"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = c.cli(&["rm", "/gc/moved"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    follower.wait_for("file_deleted", None, Duration::from_secs(10));
+    let moved = follower
+        .seen
+        .iter()
+        .find(|e| e["kind"] == "file_moved")
+        .unwrap();
+    assert_eq!(
+        (&moved["path"], &moved["detail"]),
+        (&"/gc/file".into(), &"/gc/moved".into())
+    );
+    let deleted = follower
+        .seen
+        .iter()
+        .find(|e| e["kind"] == "file_deleted")
+        .unwrap();
+    assert_eq!(
+        (&deleted["path"], &deleted["count"]),
+        (&"/gc/moved".into(), &1.into())
+    );
+
+    // Garbage collection frees the chunk on each of its 3 holders: 3 x the file's bytes.
+    let mut freed = 0;
+    wait_until("GC to free every replica", Duration::from_secs(30), || {
+        while let Ok(e) = follower.lines.try_recv() {
+            follower.seen.push(e);
+        }
+        freed = follower
+            .seen
+            .iter()
+            .filter(|e| e["kind"] == "gc_freed")
+            .map(|e| e["bytes"].as_u64().unwrap())
+            .sum::<u64>();
+        freed >= 3 * data.len() as u64
+    });
+    assert_eq!(freed, 3 * data.len() as u64);
+
+    // A drained node with nothing left on it is reported drained.
+    let id = |i: usize| {
+        std::fs::read_to_string(c.node_dir(i).join("node_id"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let out = c.cli(&["node", "drain", &id(3)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    follower.wait_for("node_drained", Some(&id(3)), Duration::from_secs(20));
+
+    // A killed node that comes back before it is dead is suspect, then back.
+    let victim = id(1);
+    c.kill_node(1);
+    follower.wait_for("node_suspect", Some(&victim), Duration::from_secs(20));
+    c.start_node(1);
+    follower.wait_for("node_back", Some(&victim), Duration::from_secs(20));
+}
