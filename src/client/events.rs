@@ -92,6 +92,7 @@ pub async fn command(client: &Client, args: &crate::cli::EventsArgs) -> anyhow::
         None => 0,
     };
     let mut failed = None;
+    let mut reader_stopped = false;
     client
         .events(since, args.follow, |e| {
             let mut out = std::io::stdout().lock();
@@ -107,6 +108,7 @@ pub async fn command(client: &Client, args: &crate::cli::EventsArgs) -> anyhow::
                     if e.kind() != std::io::ErrorKind::BrokenPipe {
                         failed = Some(e);
                     }
+                    reader_stopped = true;
                     false
                 }
             }
@@ -114,6 +116,11 @@ pub async fn command(client: &Client, args: &crate::cli::EventsArgs) -> anyhow::
         .await?;
     if let Some(e) = failed {
         return Err(e.into());
+    }
+    if args.follow && !reader_stopped {
+        // A follow stream ends only when the coordinator stops: say so, and fail, so a
+        // script watching events notices.
+        anyhow::bail!("the coordinator ended the event stream (it is shutting down?)");
     }
     Ok(())
 }
