@@ -338,3 +338,47 @@ fn json_output_parses_and_carries_the_documented_fields() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("events"));
     }
 }
+
+#[test]
+fn progress_bars_only_on_a_terminal_and_never_with_quiet() {
+    // `script` (util-linux) runs the CLI on a pseudo-terminal.
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: no `script` command to provide a terminal");
+        return;
+    }
+    let c = cluster(1, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("in");
+    std::fs::write(&local, random_bytes(3 << 20, 4)).unwrap();
+    let on_tty = |args: &str| {
+        let cmd = format!(
+            "{} --coordinator {} {args}",
+            common::BIN,
+            c.coordinator_addr
+        );
+        let out = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env_remove("DFSD_COORDINATOR")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let put = on_tty(&format!("put --chunk-size 1MiB {} /p/f", local.display()));
+    // (A fast transfer may be drawn only once, at its start.)
+    assert!(put.contains("/3.00 MiB") && put.contains("ETA"), "{put:?}");
+    let get = on_tty(&format!("get /p/f {}", dir.path().join("out").display()));
+    assert!(get.contains("/3.00 MiB") && get.contains("ETA"), "{get:?}");
+    let quiet = on_tty(&format!("put -q {} /p/g", local.display()));
+    assert_eq!(quiet, "", "-q prints nothing");
+    // Not a terminal: no bar, only the one-line report.
+    let out = c.cli(&["put", local.to_str().unwrap(), "/p/h"]);
+    assert!(out.status.success());
+    assert!(stderr(&out).starts_with("stored /p/h"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("ETA"));
+}
