@@ -64,6 +64,16 @@ pub fn tag<T>(req: &mut tonic::Request<T>) {
     }
 }
 
+/// Names the namespace path a request is about in its span (and so in every line it logs).
+pub fn record_path(path: &str) {
+    tracing::Span::current().record("path", tracing::field::display(path));
+}
+
+/// Names the chunk a request is about in its span.
+pub fn record_chunk(id: &crate::chunk::ChunkId) {
+    tracing::Span::current().record("chunk", tracing::field::display(id));
+}
+
 /// The layer; `node` (a datanode's id) goes into every request span.
 #[derive(Clone, Debug, Default)]
 pub struct GrpcMetricsLayer {
@@ -192,11 +202,23 @@ where
                 id
             }
         };
+        // `path` and `chunk` are filled in by the handler once it has parsed them.
         let span = match &self.node {
-            Some(node) => {
-                tracing::info_span!("grpc", node = %node, method = %method, request_id = %request_id)
-            }
-            None => tracing::info_span!("grpc", method = %method, request_id = %request_id),
+            Some(node) => tracing::info_span!(
+                "grpc",
+                node = %node,
+                method = %method,
+                request_id = %request_id,
+                path = tracing::field::Empty,
+                chunk = tracing::field::Empty
+            ),
+            None => tracing::info_span!(
+                "grpc",
+                method = %method,
+                request_id = %request_id,
+                path = tracing::field::Empty,
+                chunk = tracing::field::Empty
+            ),
         };
         let mut call = Call {
             service,

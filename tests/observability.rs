@@ -213,6 +213,24 @@ fn one_request_id_follows_a_put_through_every_role() {
             || tagged(&log, "WriteChunk"),
         );
     }
+    // Spans name the path and the chunk a call is about.
+    let has = |log: &str, parts: &[&str]| {
+        c.log(log)
+            .lines()
+            .any(|l| parts.iter().all(|p| l.contains(p)))
+    };
+    assert!(has("coordinator", &["method=BeginUpload", "path=/rid/f"]));
+    let chunk_line = c
+        .log("node-0")
+        .lines()
+        .find(|l| l.contains("method=WriteChunk") && l.contains("request_id=obs-put-4711"))
+        .map(str::to_string)
+        .unwrap();
+    let chunk = chunk_line.split("chunk=").nth(1).map(|r| &r[..64]);
+    assert!(
+        chunk.is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{chunk_line}"
+    );
     // Datanode spans carry the node id.
     let id = std::fs::read_to_string(c.node_dir(0).join("node_id")).unwrap();
     assert!(c.log("node-0").contains(&format!("node={}", id.trim())));

@@ -48,6 +48,7 @@ impl CoordinatorService {
 }
 
 fn parse_path(s: &str) -> Result<DfsPath, Status> {
+    crate::grpc_layer::record_path(s);
     Ok(DfsPath::parse(s)?)
 }
 

@@ -198,6 +198,7 @@ impl pb::datanode_server::Datanode for DatanodeService {
             Err(_) => return Err(Status::deadline_exceeded("no header received")),
         };
         let id: ChunkId = header.chunk_id.parse()?;
+        crate::grpc_layer::record_chunk(&id);
         if header.downstream.len() > MAX_PIPELINE {
             return Err(Status::invalid_argument(format!(
                 "pipeline longer than {MAX_PIPELINE} nodes"
@@ -379,6 +380,7 @@ impl pb::datanode_server::Datanode for DatanodeService {
         req: Request<pb::ReadChunkRequest>,
     ) -> Result<Response<Self::ReadChunkStream>, Status> {
         let id: ChunkId = req.into_inner().chunk_id.parse()?;
+        crate::grpc_layer::record_chunk(&id);
         let mut file = self.store.open_read(&id)?;
         let (tx, rx) = mpsc::channel(4);
         let transfer = Transfer::start(&self.active);
@@ -418,6 +420,7 @@ impl pb::datanode_server::Datanode for DatanodeService {
         req: Request<pb::VerifyChunkRequest>,
     ) -> Result<Response<pb::VerifyChunkResponse>, Status> {
         let id: ChunkId = req.into_inner().chunk_id.parse()?;
+        crate::grpc_layer::record_chunk(&id);
         let store = self.store.clone();
         let verdict = tokio::task::spawn_blocking(move || store.verify(&id))
             .await
@@ -435,6 +438,7 @@ impl pb::datanode_server::Datanode for DatanodeService {
         let _transfer = Transfer::start(&self.active);
         let req = req.into_inner();
         let id: ChunkId = req.chunk_id.parse()?;
+        crate::grpc_layer::record_chunk(&id);
         let source = self.replicate(id, req.size, &req.sources).await?;
         Ok(Response::new(pb::ReplicateChunkResponse { source }))
     }
