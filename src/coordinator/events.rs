@@ -183,10 +183,27 @@ pub struct NodeWatch {
 }
 
 impl NodeWatch {
-    /// Emits an event for every node whose state changed since the last call. The first
-    /// call only records the states (nodes known at start-up did not just join).
-    pub fn observe(&self, events: &Events, snapshot: &[(NodeView, NodeState)]) {
+    /// Takes a snapshot of the node table, emits an event for every node whose state
+    /// changed since the last one, and returns it. The snapshot is taken under the lock,
+    /// so two callers never compare out of order.
+    pub fn snapshot(
+        &self,
+        events: &Events,
+        nodes: &super::NodeTable,
+    ) -> Vec<(NodeView, NodeState)> {
         let mut prev = self.prev.lock().unwrap_or_else(|p| p.into_inner());
+        let snapshot = nodes.snapshot(now_ms());
+        Self::compare(&mut prev, events, &snapshot);
+        snapshot
+    }
+
+    /// Emits an event for every node whose state changed since `prev`. The first call
+    /// only records the states (nodes known at start-up did not just join).
+    fn compare(
+        prev: &mut Option<HashMap<String, NodeState>>,
+        events: &Events,
+        snapshot: &[(NodeView, NodeState)],
+    ) {
         let now: HashMap<String, NodeState> =
             snapshot.iter().map(|(v, s)| (v.id.clone(), *s)).collect();
         if let Some(before) = prev.as_ref() {
@@ -209,6 +226,12 @@ impl NodeWatch {
             }
         }
         *prev = Some(now);
+    }
+
+    #[cfg(test)]
+    fn observe(&self, events: &Events, snapshot: &[(NodeView, NodeState)]) {
+        let mut prev = self.prev.lock().unwrap_or_else(|p| p.into_inner());
+        Self::compare(&mut prev, events, snapshot);
     }
 
     /// Emits `node_drained` once for each draining node that holds no more replicas.
@@ -250,8 +273,7 @@ pub async fn run_watch(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
     let tick = (state.cfg.heartbeat_interval / 4)
         .clamp(Duration::from_millis(100), Duration::from_secs(1));
     loop {
-        let snapshot = state.nodes.snapshot(now_ms());
-        state.node_watch.observe(&state.events, &snapshot);
+        let snapshot = state.node_watch.snapshot(&state.events, &state.nodes);
         state.node_watch.check_drained(&state, &snapshot).await;
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}

@@ -144,11 +144,9 @@ struct Repair {
 }
 
 async fn heal(state: &Arc<State>) -> Result<(), MetaError> {
-    let now = now_ms();
-    let snapshot = state.nodes.snapshot(now);
     // Node events first, from this very snapshot: a node's death is told before the
     // repair it causes.
-    state.node_watch.observe(&state.events, &snapshot);
+    let snapshot = state.node_watch.snapshot(&state.events, &state.nodes);
     let views: HashMap<String, (NodeView, NodeState)> = snapshot
         .into_iter()
         .map(|(v, s)| (v.id.clone(), (v, s)))
