@@ -250,3 +250,50 @@ fn events_tell_deletes_gc_drains_and_returns() {
     c.start_node(1);
     follower.wait_for("node_back", Some(&victim), Duration::from_secs(20));
 }
+
+#[test]
+fn a_corrupt_chunk_found_by_scrubbing_is_an_event_and_a_scrub_error() {
+    let c = cluster(
+        3,
+        &[
+            ("DFSD_DATANODE__SCRUB_START_DELAY", "500ms"),
+            ("DFSD_DATANODE__SCRUB_PERIOD", "1s"),
+            ("DFSD_DATANODE__SCRUB_RATE", "1GiB"),
+        ],
+    );
+    let mut follower = Follower::start(&c);
+    let out = c.cli_stdin(
+        &["put", "-q", "-", "/bad/f"],
+        Some(&random_bytes(100_000, 8)),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let files = c.chunk_files(0);
+    assert_eq!(files.len(), 1);
+    let chunk = files[0].file_name().unwrap().to_str().unwrap().to_string();
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    bytes[10] ^= 0xff;
+    std::fs::write(&files[0], &bytes).unwrap();
+
+    let node = std::fs::read_to_string(c.node_dir(0).join("node_id"))
+        .unwrap()
+        .trim()
+        .to_string();
+    follower.wait_for("chunk_corrupt", Some(&node), Duration::from_secs(30));
+    let ev = follower
+        .seen
+        .iter()
+        .find(|e| e["kind"] == "chunk_corrupt")
+        .unwrap();
+    assert_eq!(ev["chunk_id"], chunk.as_str(), "{ev}");
+    // The node's scrub gauges count it; the other nodes found nothing.
+    let errors = |i: usize| {
+        admin::val(
+            &admin::scrape(&admin::admin_addr(&c, &format!("node-{i}"))),
+            "dfsd_scrub_errors",
+        )
+    };
+    assert_eq!(errors(0), 1.0);
+    assert_eq!((errors(1), errors(2)), (0.0, 0.0));
+    // Re-replicated from an intact copy: repair started and finished.
+    follower.wait_for("repair_finished", None, Duration::from_secs(30));
+}
