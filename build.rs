@@ -2,6 +2,7 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
+    git_revision();
     let fds = protox::compile(["dfs/v1/dfs.proto"], ["proto"])?;
     // `rpc_methods.rs` in OUT_DIR: every RPC of every service as (path, client streaming,
     // server streaming), so tests sweep all methods, a new one included, from the
@@ -28,4 +29,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".dfs.v1")
         .compile_fds(fds)?;
     Ok(())
+}
+
+/// Exposes the short git revision as DFSD_GIT_REVISION (for `--version` and the
+/// `dfsd_build_info` metric); "unknown" when there is no git or no repository.
+fn git_revision() {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let rev = git(&["rev-parse", "--short=10", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=DFSD_GIT_REVISION={rev}");
+    // Rebuild when HEAD moves (a commit or checkout appends to logs/HEAD).
+    for p in ["HEAD", "logs/HEAD"] {
+        if let Some(path) = git(&["rev-parse", "--git-path", p]) {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
 }

@@ -58,6 +58,7 @@ export DFSD_ADMIN_SECRET
 echo "== cluster up (${compose[*]}, project $project)"
 # A free loopback port for the published coordinator port.
 export DFSD_PORT="${DFSD_PORT:-$(( 20000 + RANDOM % 20000 ))}"
+export DFSD_ADMIN_PORT="${DFSD_ADMIN_PORT:-$(( 40000 + RANDOM % 20000 ))}"
 dc down -v --remove-orphans >/dev/null 2>&1 || true
 dc up -d
 

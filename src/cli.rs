@@ -9,7 +9,7 @@ use crate::units::parse_size;
 #[derive(Debug, Parser)]
 #[command(
     name = "dfsd",
-    version,
+    version = crate::VERSION,
     about = "A distributed file system in one binary",
     propagate_version = true
 )]
@@ -41,6 +41,9 @@ pub struct Cli {
     pub role: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Log output: "text" or "json" (one object per line) [env: DFSD_LOG_FORMAT].
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +87,14 @@ pub enum Command {
     Config,
     /// Exit 0 if a server answers a cheap call, 1 otherwise (for container health checks).
     Health(HealthArgs),
+    /// Cluster events: nodes joining, failing and coming back, repairs, corruption, GC,
+    /// file changes.
+    Events(EventsArgs),
+    /// Print a shell completion script: `dfsd completions bash > /etc/bash_completion.d/dfsd`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +119,9 @@ pub struct CoordinatorArgs {
     /// Directory for the metadata database.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Admin HTTP address (metrics, status page), e.g. 0.0.0.0:9070.
+    #[arg(long)]
+    pub admin_listen: Option<String>,
 }
 
 #[derive(Debug, Args, Default)]
@@ -128,6 +142,9 @@ pub struct DatanodeArgs {
     /// Bytes offered, e.g. 100GiB (default: the whole file system).
     #[arg(long, value_parser = parse_size)]
     pub capacity: Option<u64>,
+    /// Admin HTTP address (metrics), e.g. 0.0.0.0:9071.
+    #[arg(long)]
+    pub admin_listen: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -164,7 +181,7 @@ pub struct PutArgs {
     /// Chunk size, e.g. 8MiB.
     #[arg(long, value_parser = parse_size)]
     pub chunk_size: Option<u64>,
-    /// Print nothing on success.
+    /// Print nothing on success, and no progress bar.
     #[arg(short, long)]
     pub quiet: bool,
 }
@@ -181,6 +198,9 @@ pub struct GetArgs {
     /// Bytes to read (default: to the end).
     #[arg(long)]
     pub length: Option<u64>,
+    /// No progress bar.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -190,11 +210,17 @@ pub struct LsArgs {
     pub long: bool,
     #[arg(default_value = "/")]
     pub path: String,
+    /// Machine-readable output: a JSON array of entries.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct PathArg {
     pub path: String,
+    /// Machine-readable output: the entry as a JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -376,4 +402,19 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Keep streaming new events as they happen.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only events since TIME: RFC 3339 in UTC (2026-11-28T07:50:00Z), a date, or a
+    /// duration meaning that long ago (10m, 2h).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// One JSON object per line: id, time, time_ms, kind, node_id, path, chunk_id, bytes,
+    /// count, detail.
+    #[arg(long)]
+    pub json: bool,
 }

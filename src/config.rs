@@ -27,6 +27,8 @@ pub struct Config {
     pub datanode: DatanodeConfig,
     pub client: ClientConfig,
     pub tls: TlsConfig,
+    /// Log output: "text" (readable) or "json" (one object per line).
+    pub log_format: String,
 }
 
 /// TLS for every gRPC connection. Servers need `ca`, `cert` and `key` (from `dfsd cert
@@ -109,6 +111,10 @@ pub struct CoordinatorConfig {
     /// and printed once on the coordinator's standard output.
     pub admin_key_id: String,
     pub admin_secret: String,
+    /// Admin HTTP address (metrics, status page), e.g. 0.0.0.0:9070; empty = off.
+    pub admin_listen: String,
+    /// Cluster events kept in the metadata database for late readers of `dfsd events`.
+    pub events_kept: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -146,6 +152,8 @@ pub struct DatanodeConfig {
     /// when the coordinator asks).
     #[serde(with = "serde_duration")]
     pub inventory_interval: Duration,
+    /// Admin HTTP address (metrics), e.g. 0.0.0.0:9071; empty = off.
+    pub admin_listen: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -178,6 +186,7 @@ impl Default for Config {
             datanode: DatanodeConfig::default(),
             client: ClientConfig::default(),
             tls: TlsConfig::default(),
+            log_format: "text".into(),
         }
     }
 }
@@ -206,6 +215,8 @@ impl Default for CoordinatorConfig {
             token_ttl: Duration::from_secs(600),
             admin_key_id: String::new(),
             admin_secret: String::new(),
+            admin_listen: String::new(),
+            events_kept: 10_000,
         }
     }
 }
@@ -224,6 +235,7 @@ impl Default for DatanodeConfig {
             scrub_start_delay: Duration::from_secs(60),
             replication_rate: 200 * 1024 * 1024,
             inventory_interval: Duration::from_secs(3600),
+            admin_listen: String::new(),
         }
     }
 }
@@ -276,6 +288,7 @@ impl Config {
                         || k.eq_ignore_ascii_case("log_level")
                         || k.eq_ignore_ascii_case("access_key")
                         || k.eq_ignore_ascii_case("secret_key")
+                        || k.eq_ignore_ascii_case("log_format")
                 })
                 .map(|k| {
                     let k = k.as_str();
@@ -392,6 +405,12 @@ impl Config {
         }
         if !t.cert.is_empty() && !t.enabled() {
             return bad("tls.ca", "tls.cert and tls.key need tls.ca as well");
+        }
+        if c.events_kept == 0 {
+            return bad("coordinator.events_kept", "must be at least 1");
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return bad("log_format", "must be \"text\" or \"json\"");
         }
         let d = &self.datanode;
         if d.scrub_rate == 0 {

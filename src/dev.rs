@@ -53,6 +53,9 @@ pub async fn run(
         dn.join = coord_addr.clone();
         dn.data_dir = data_dir.join(format!("node-{i}"));
         dn.advertise = String::new();
+        // One process, one metrics registry: the coordinator's admin endpoint (if any)
+        // already serves every datanode's series.
+        dn.admin_listen = String::new();
         let l = TcpListener::bind("127.0.0.1:0")
             .await
             .context("bind datanode")?;

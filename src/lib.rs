@@ -13,6 +13,7 @@
 //! | [`dev`] | an all-in-one local cluster |
 //! | [`chunk`], [`path`] | validated domain types: chunk ids (SHA-256) and namespace paths |
 //! | [`proto`] | generated gRPC code; [`status`] maps domain errors to gRPC codes |
+//! | [`metrics`], [`grpc_layer`], [`admin_http`], [`logging`] | observability: Prometheus metrics, per-call gRPC metrics and spans, the admin HTTP endpoint, log output |
 //!
 //! # Data flow
 //!
@@ -32,6 +33,7 @@
 //!
 //! See ARCHITECTURE.md for the invariants and the decisions behind them.
 
+pub mod admin_http;
 pub mod chunk;
 pub mod cli;
 pub mod client;
@@ -39,10 +41,25 @@ pub mod config;
 pub mod coordinator;
 pub mod datanode;
 pub mod dev;
+pub mod grpc_layer;
+pub mod logging;
 pub mod meta;
+pub mod metrics;
 pub mod net;
 pub mod path;
 pub mod proto;
 pub mod security;
 pub mod status;
+pub mod timefmt;
 pub mod units;
+
+/// Short git revision dfsd was built from ("unknown" outside a git checkout).
+pub const GIT_REVISION: &str = env!("DFSD_GIT_REVISION");
+
+/// `dfsd --version`: the package version and the git revision.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("DFSD_GIT_REVISION"),
+    ")"
+);

@@ -53,6 +53,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.plaintext {
         cfg.tls.plaintext = true;
     }
+    if let Some(f) = cli.log_format {
+        cfg.log_format = f;
+    }
     match &command {
         Command::Coordinator(a) => {
             if let Some(v) = &a.listen {
@@ -60,6 +63,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(v) = &a.data_dir {
                 cfg.coordinator.data_dir = v.clone();
+            }
+            if let Some(v) = &a.admin_listen {
+                cfg.coordinator.admin_listen = v.clone();
             }
         }
         Command::Datanode(a) => {
@@ -78,6 +84,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(v) = a.capacity {
                 cfg.datanode.capacity = v;
             }
+            if let Some(v) = &a.admin_listen {
+                cfg.datanode.admin_listen = v.clone();
+            }
         }
         _ => {}
     }
@@ -91,12 +100,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         "warn".into()
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    dfsd::logging::init(filter, &cfg.log_format);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -205,13 +209,19 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Health(a) => health(cfg, &a).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "dfsd", &mut std::io::stdout());
+            Ok(())
+        }
         other => {
             let client = Client::connect(&cfg.client, Tls::load(&cfg.tls)?.as_ref())?;
             match other {
                 Command::Put(a) => commands::put(&client, &a).await,
                 Command::Get(a) => commands::get(&client, &a).await,
                 Command::Ls(a) => commands::ls(&client, &a).await,
-                Command::Stat(a) => commands::stat(&client, &a.path).await,
+                Command::Stat(a) => commands::stat(&client, &a.path, a.json).await,
                 Command::Rm(a) => commands::rm(&client, &a).await,
                 Command::Mv(a) => commands::mv(&client, &a).await,
                 Command::Mkdir(a) => commands::mkdir(&client, &a).await,
@@ -220,6 +230,7 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                 Command::Fsck(a) => commands::fsck(&client, &a).await,
                 Command::Node(n) => commands::node(&client, n).await,
                 Command::Key(k) => commands::key(&client, k).await,
+                Command::Events(a) => dfsd::client::events::command(&client, &a).await,
                 _ => unreachable!("server roles handled above"),
             }
         }

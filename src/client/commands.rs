@@ -51,11 +51,32 @@ pub async fn put(client: &Client, args: &PutArgs) -> anyhow::Result<()> {
         chunk_size: args.chunk_size,
     };
     let report = if args.local == "-" {
-        client.put(tokio::io::stdin(), &args.remote, &opts).await?
+        match super::progress::bar(None, args.quiet) {
+            Some(pb) => {
+                let input = pb.wrap_async_read(tokio::io::stdin());
+                let r = client.put(input, &args.remote, &opts).await;
+                pb.finish_and_clear();
+                r?
+            }
+            None => client.put(tokio::io::stdin(), &args.remote, &opts).await?,
+        }
     } else {
-        client
-            .put_file(Path::new(&args.local), &args.remote, &opts)
-            .await?
+        let len = std::fs::metadata(&args.local).map(|m| m.len()).ok();
+        match super::progress::bar(len, args.quiet) {
+            Some(pb) => {
+                let f = tokio::fs::File::open(&args.local)
+                    .await
+                    .with_context(|| format!("open {}", args.local))?;
+                let r = client.put(pb.wrap_async_read(f), &args.remote, &opts).await;
+                pb.finish_and_clear();
+                r?
+            }
+            None => {
+                client
+                    .put_file(Path::new(&args.local), &args.remote, &opts)
+                    .await?
+            }
+        }
     };
     if !args.quiet {
         eprintln!(
@@ -76,17 +97,37 @@ pub async fn get(client: &Client, args: &GetArgs) -> anyhow::Result<()> {
         offset: args.offset,
         length: args.length,
     };
-    match args.local.as_deref() {
+    // The bar needs the size first: one stat, only when a bar is shown.
+    let pb = match super::progress::bar(Some(0), args.quiet) {
+        Some(pb) => {
+            let size = client.stat(&args.remote).await?.size;
+            let left = size.saturating_sub(args.offset);
+            pb.set_length(args.length.map_or(left, |l| l.min(left)));
+            Some(pb)
+        }
+        None => None,
+    };
+    let result = match args.local.as_deref() {
         None | Some("-") => {
             let mut out = tokio::io::stdout();
-            client.get(&args.remote, &mut out, range).await?;
+            match &pb {
+                Some(pb) => {
+                    let mut out = pb.wrap_async_write(&mut out);
+                    client.get(&args.remote, &mut out, range).await
+                }
+                None => client.get(&args.remote, &mut out, range).await,
+            }
+            .map(|_| ())
         }
-        Some(local) => {
-            client
-                .get_to_file(&args.remote, Path::new(local), range)
-                .await?;
-        }
+        Some(local) => client
+            .get_to_file_progress(&args.remote, Path::new(local), range, pb.clone())
+            .await
+            .map(|_| ()),
+    };
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
     }
+    result?;
     Ok(())
 }
 
@@ -98,16 +139,36 @@ fn long_line(e: &pb::Entry) -> String {
         e.name.clone()
     };
     format!(
-        "{kind} {:>12} {:>4} {} {name}",
-        e.size,
+        "{kind} {:>10} {:>4} {} {name}",
+        format_size(e.size),
         e.version,
         format_time(e.mtime_ms)
     )
 }
 
+/// An entry as JSON (`ls --json`, `stat --json`).
+pub fn entry_json(e: &pb::Entry) -> serde_json::Value {
+    serde_json::json!({
+        "path": e.path,
+        "name": e.name,
+        "kind": if e.is_dir() { "directory" } else { "file" },
+        "size": e.size,
+        "version": e.version,
+        "replication": e.replication,
+        "chunks": e.chunk_count,
+        "mtime_ms": e.mtime_ms,
+        "mtime": crate::timefmt::rfc3339_ms(e.mtime_ms),
+    })
+}
+
 pub async fn ls(client: &Client, args: &LsArgs) -> anyhow::Result<()> {
     let entries = client.list(&args.path).await?;
     let mut out = std::io::stdout().lock();
+    if args.json {
+        let v: Vec<_> = entries.iter().map(entry_json).collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
     for e in &entries {
         if args.long {
             writeln!(out, "{}", long_line(e))?;
@@ -120,9 +181,13 @@ pub async fn ls(client: &Client, args: &LsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn stat(client: &Client, path: &str) -> anyhow::Result<()> {
+pub async fn stat(client: &Client, path: &str, json: bool) -> anyhow::Result<()> {
     let e = client.stat(path).await?;
     let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&entry_json(&e))?)?;
+        return Ok(());
+    }
     writeln!(out, "path:        {}", e.path)?;
     writeln!(
         out,

@@ -169,6 +169,17 @@ impl Client {
         local: &Path,
         range: ReadRange,
     ) -> Result<(PathBuf, GetReport)> {
+        self.get_to_file_progress(path, local, range, None).await
+    }
+
+    /// [`Client::get_to_file`], advancing `progress` by the bytes written.
+    pub async fn get_to_file_progress(
+        &self,
+        path: &str,
+        local: &Path,
+        range: ReadRange,
+        progress: Option<indicatif::ProgressBar>,
+    ) -> Result<(PathBuf, GetReport)> {
         let remote = DfsPath::parse_lenient(path)?;
         let dest = if local.is_dir() {
             local.join(remote.name())
@@ -186,7 +197,13 @@ impl Client {
             .map_err(io(format!("create temporary file in {}", dir.display())))?;
         let mut file =
             tokio::fs::File::from_std(tmp.reopen().map_err(io("open temporary file".into()))?);
-        let report = self.get(path, &mut file, range).await?;
+        let report = match progress {
+            Some(pb) => {
+                self.get(path, &mut pb.wrap_async_write(&mut file), range)
+                    .await?
+            }
+            None => self.get(path, &mut file, range).await?,
+        };
         file.sync_all().await.map_err(io("fsync download".into()))?;
         drop(file);
         tmp.persist(&dest).map_err(|e| ClientError::Io {
@@ -242,6 +259,7 @@ impl Client {
             token: token.to_string(),
         });
         req.set_timeout(self.transfer_timeout());
+        crate::grpc_layer::tag(&mut req);
         let mut stream = match client.read_chunk(req).await {
             Ok(r) => r.into_inner(),
             Err(s) => {

@@ -3,6 +3,8 @@
 
 pub mod commands;
 mod download;
+pub mod events;
+mod progress;
 mod upload;
 
 use std::time::Duration;
@@ -176,6 +178,7 @@ impl Client {
             r.metadata_mut().insert(KEY_ID_HEADER, id.clone());
             r.metadata_mut().insert(SECRET_HEADER, secret.clone());
         }
+        crate::grpc_layer::tag(&mut r);
         r
     }
 

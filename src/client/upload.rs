@@ -562,6 +562,7 @@ impl Client {
         });
         let mut req = tonic::Request::new(futures::stream::iter(msgs));
         req.set_timeout(self.transfer_timeout());
+        crate::grpc_layer::tag(&mut req);
         match client.write_chunk(req).await {
             Ok(r) => Ok(r.into_inner()),
             Err(s) => {

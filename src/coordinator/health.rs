@@ -108,6 +108,7 @@ impl NodeTable {
         let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
         match nodes.get_mut(id) {
             Some(v) => {
+                crate::metrics::coordinator().heartbeats.inc();
                 v.stats = stats;
                 v.scrub = scrub;
                 v.last_seen_ms = now_ms;

@@ -7,10 +7,13 @@
 //! - `repair.rs`: the maintenance worker (re-replication, trimming, garbage collection).
 
 mod admin;
+pub mod events;
 mod health;
+mod observe;
 mod placement;
 mod repair;
 mod service;
+mod status_page;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -82,6 +85,10 @@ pub struct State {
     keys: RwLock<HashMap<String, AccessKey>>,
     /// Signs chunk tokens; datanodes receive it when they register.
     pub token_key: TokenKey,
+    /// Cluster events: stored, broadcast to `dfsd events` followers.
+    pub events: events::Events,
+    /// Node-state transitions, turned into events.
+    pub node_watch: events::NodeWatch,
 }
 
 impl State {
@@ -117,6 +124,8 @@ impl State {
             tls,
             keys: RwLock::new(keys.into_iter().map(|k| (k.id.clone(), k)).collect()),
             token_key,
+            events: Default::default(),
+            node_watch: Default::default(),
         }))
     }
 
@@ -298,7 +307,25 @@ pub async fn run(
     }
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(repair::run(state.clone(), stop_rx));
+    let worker = tokio::spawn(repair::run(state.clone(), stop_rx.clone()));
+    let event_writer = tokio::spawn(events::run_writer(state.clone()));
+    let watch = tokio::spawn(events::run_watch(state.clone(), stop_rx));
+    // Followers of the event stream end with the server, or it would wait for them.
+    let st = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        st.events.shutdown();
+    };
+    crate::metrics::coordinator();
+    let admin = crate::admin_http::bind(&state.cfg.admin_listen)
+        .await?
+        .map(|l| {
+            crate::admin_http::spawn(
+                l,
+                observe::routes(state.clone()),
+                observe::refresh(state.clone()),
+            )
+        });
     tracing::info!(%addr, data_dir = %state.cfg.data_dir.display(), "coordinator listening");
     let coord = pb::coordinator_server::CoordinatorServer::new(service::CoordinatorService::new(
         state.clone(),
@@ -330,6 +357,7 @@ pub async fn run(
     builder
         .timeout(CALL_TIMEOUT)
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .layer(crate::grpc_layer::GrpcMetricsLayer::default())
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -340,6 +368,11 @@ pub async fn run(
         .context("coordinator server")?;
     let _ = stop_tx.send(true);
     let _ = worker.await;
+    let _ = watch.await;
+    event_writer.abort();
+    if let Some(a) = admin {
+        a.abort();
+    }
     tracing::info!("coordinator stopped");
     Ok(())
 }

@@ -9,7 +9,7 @@
 //! wrong deletion (invariant 6).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,6 +49,10 @@ pub struct Maintenance {
     pub gc_freed_bytes: AtomicU64,
     recent: Mutex<VecDeque<(Instant, u64)>>,
     pub summary: Mutex<Summary>,
+    /// A repair episode is under way (for the started / finished events), and the copy
+    /// and byte counters when it began.
+    repairing: AtomicBool,
+    repair_base: Mutex<(u64, u64)>,
 }
 
 impl Maintenance {
@@ -90,7 +94,12 @@ impl Maintenance {
         {
             *n = n.saturating_sub(1);
         }
+        let m = crate::metrics::coordinator();
+        m.repairs
+            .get_or_create(&crate::metrics::result(bytes.is_some()))
+            .inc();
         if let Some(b) = bytes {
+            m.repair_bytes.inc_by(b);
             self.repairs_done.fetch_add(1, Ordering::Relaxed);
             self.repair_bytes.fetch_add(b, Ordering::Relaxed);
             self.recent
@@ -136,10 +145,10 @@ struct Repair {
 }
 
 async fn heal(state: &Arc<State>) -> Result<(), MetaError> {
-    let now = now_ms();
-    let views: HashMap<String, (NodeView, NodeState)> = state
-        .nodes
-        .snapshot(now)
+    // Node events first, from this very snapshot: a node's death is told before the
+    // repair it causes.
+    let snapshot = state.node_watch.snapshot(&state.events, &state.nodes);
+    let views: HashMap<String, (NodeView, NodeState)> = snapshot
         .into_iter()
         .map(|(v, s)| (v.id.clone(), (v, s)))
         .collect();
@@ -209,11 +218,43 @@ async fn heal(state: &Arc<State>) -> Result<(), MetaError> {
         .lock()
         .unwrap_or_else(|p| p.into_inner()) = summary;
 
+    repair_events(state, &summary);
     schedule_repairs(state, repairs, &views);
     if !trims.is_empty() {
         trim(state, trims).await?;
     }
     Ok(())
+}
+
+/// `repair_started` when chunks fall below their target, `repair_finished` when every
+/// chunk is back at its target and no copy is running.
+fn repair_events(state: &State, summary: &Summary) {
+    use super::events::{event, EventKind};
+    let m = &state.maint;
+    let done = (
+        m.repairs_done.load(Ordering::Relaxed),
+        m.repair_bytes.load(Ordering::Relaxed),
+    );
+    if summary.under_replicated > 0 && !m.repairing.swap(true, Ordering::Relaxed) {
+        *m.repair_base.lock().unwrap_or_else(|p| p.into_inner()) = done;
+        tracing::info!(chunks = summary.under_replicated, "repair started");
+        state.events.emit(meta::EventRecord {
+            count: summary.under_replicated,
+            ..event(EventKind::RepairStarted)
+        });
+    } else if summary.under_replicated == 0
+        && m.running() == 0
+        && m.repairing.swap(false, Ordering::Relaxed)
+    {
+        let base = *m.repair_base.lock().unwrap_or_else(|p| p.into_inner());
+        let (copies, bytes) = (done.0 - base.0, done.1 - base.1);
+        tracing::info!(copies, bytes, "repair finished: every chunk at its target");
+        state.events.emit(meta::EventRecord {
+            count: copies,
+            bytes,
+            ..event(EventKind::RepairFinished)
+        });
+    }
 }
 
 fn schedule_repairs(
@@ -344,12 +385,23 @@ pub fn order_delete(state: Arc<State>, node: String, ids: Vec<ChunkId>, protect_
         match result {
             Ok(r) => {
                 if protect_secs > 0 {
+                    crate::metrics::coordinator()
+                        .gc_freed_bytes
+                        .inc_by(r.freed_bytes);
                     state
                         .maint
                         .gc_freed_bytes
                         .fetch_add(r.freed_bytes, Ordering::Relaxed);
                 }
                 tracing::info!(%node, deleted = r.deleted.len(), kept = r.kept.len(), freed = r.freed_bytes, "chunks deleted");
+                if protect_secs > 0 && r.freed_bytes > 0 {
+                    state.events.emit(meta::EventRecord {
+                        node_id: node.clone(),
+                        bytes: r.freed_bytes,
+                        count: r.deleted.len() as u64,
+                        ..super::events::event(super::events::EventKind::GcFreed)
+                    });
+                }
                 if protect_secs > 0 && !r.kept.is_empty() {
                     retry_kept(state, node, r.kept, protect_secs);
                 }

@@ -10,7 +10,9 @@ use rand::seq::SliceRandom;
 use rand::{RngCore, SeedableRng};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{admin, choose, repair, Candidate, NodeState, NodeView, ScrubInfo, State, Upload};
+use super::{
+    admin, choose, events, repair, Candidate, NodeState, NodeView, ScrubInfo, State, Upload,
+};
 use crate::chunk::ChunkId;
 use crate::meta::{self, now_ms, CommitRequest, NodeStatsRecord};
 use crate::path::DfsPath;
@@ -18,6 +20,8 @@ use crate::proto::pb;
 use crate::security::keys::{self, AccessKey, KeyRole, Principal};
 use crate::security::token::Op;
 use crate::status::check_node_id;
+use events::EventKind::{FileCommitted, FileDeleted, FileMoved};
+use tokio_stream::wrappers::ReceiverStream;
 
 /// Most entries one List call returns.
 const LIST_PAGE_MAX: usize = 1000;
@@ -72,6 +76,7 @@ fn key_info(k: &AccessKey) -> pb::AccessKeyInfo {
 }
 
 fn parse_path(s: &str) -> Result<DfsPath, Status> {
+    crate::grpc_layer::record_path(s);
     Ok(DfsPath::parse(s)?)
 }
 
@@ -187,6 +192,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             .write(move |c| meta::delete(c, &p, req.recursive))
             .await?;
         tracing::info!(%path, files, dirs, "deleted");
+        (self.state.events).file(FileDeleted, path.as_str(), 0, files, format!("{dirs} dirs"));
         Ok(Response::new(pb::DeleteResponse {
             files_deleted: files,
             dirs_deleted: dirs,
@@ -210,6 +216,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             .write(move |c| meta::rename(c, &s, &dst, now_ms()))
             .await?;
         tracing::info!(%src, dst = %info.path, "moved");
+        (self.state.events).file(FileMoved, src.as_str(), 0, 1, info.path.to_string());
         Ok(Response::new(pb::RenameResponse {
             entry: Some((&info).into()),
         }))
@@ -467,6 +474,8 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&req.upload_id);
         tracing::info!(path = %info.path, size = info.inode.size, version = info.inode.version, "file committed");
+        let (path, size, v) = (info.path.as_str(), info.inode.size, info.inode.version);
+        (self.state.events).file(FileCommitted, path, size, 1, format!("version {v}"));
         Ok(Response::new(pb::CommitUploadResponse {
             entry: Some((&info).into()),
         }))
@@ -705,6 +714,19 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         self.state.cache_key(key);
         Ok(Response::new(pb::RevokeKeyResponse { key: Some(info) }))
     }
+
+    type EventsStream = ReceiverStream<Result<pb::ClusterEvent, Status>>;
+
+    async fn events(
+        &self,
+        req: Request<pb::EventsRequest>,
+    ) -> Result<Response<Self::EventsStream>, Status> {
+        who(&req)?.require_admin("the event stream")?;
+        Ok(Response::new(events::stream(
+            self.state.clone(),
+            req.into_inner(),
+        )))
+    }
 }
 
 async fn verify_replica(state: Arc<State>, chunk: ChunkId, node: NodeView) {
@@ -732,6 +754,7 @@ async fn verify_replica(state: Arc<State>, chunk: ChunkId, node: NodeView) {
             {
                 Ok(_) => {
                     tracing::warn!(%chunk, node = %node.id, "bad replica confirmed and forgotten");
+                    (state.events).corrupt(&node.id, &[chunk], "reported by a client, confirmed");
                     state.maint.wake.notify_one();
                 }
                 Err(e) => {
@@ -988,6 +1011,7 @@ impl pb::cluster_server::Cluster for ClusterService {
             .collect::<Result<_, _>>()?;
         let node = req.node_id.clone();
         let n = ids.len();
+        (self.state.events).corrupt(&node, &ids, "found by the datanode");
         self.state
             .store
             .write(move |c| {

@@ -212,7 +212,12 @@ async fn heartbeat_loop(hb: Heartbeats) {
                 )),
             });
             req.set_timeout(Duration::from_secs(10));
-            client.heartbeat(req).await.map(|r| {
+            let sent = client.heartbeat(req).await;
+            crate::metrics::datanode()
+                .heartbeats
+                .get_or_create(&crate::metrics::result(sent.is_ok()))
+                .inc();
+            sent.map(|r| {
                 let r = r.into_inner();
                 if r.reregister {
                     tracing::info!(node = %node_id, "coordinator asks this node to register again");
@@ -278,6 +283,24 @@ async fn heartbeat_loop(hb: Heartbeats) {
 /// The token key, once the coordinator has handed it over at registration.
 pub type TokenSlot = Arc<RwLock<Option<TokenKey>>>;
 
+/// Sets the gauges that mirror the store and the scrubber before a scrape.
+fn refresh_gauges(store: Arc<DiskStore>, scrub: Arc<ScrubProgress>) -> crate::admin_http::Refresh {
+    Arc::new(move || {
+        let m = crate::metrics::datanode();
+        let s = store.stats();
+        crate::metrics::set(&m.chunks, s.chunk_count);
+        crate::metrics::set(&m.capacity_bytes, s.capacity_bytes);
+        crate::metrics::set(&m.used_bytes, s.used_bytes);
+        crate::metrics::set(&m.free_bytes, s.free_bytes);
+        let p = scrub.to_pb();
+        crate::metrics::set(&m.scrub_checked, p.checked);
+        crate::metrics::set(&m.scrub_total, p.total);
+        crate::metrics::set(&m.scrub_errors, p.errors);
+        m.scrub_last_pass.set(p.last_pass_ms / 1000);
+        Box::pin(async {})
+    })
+}
+
 /// Serves a datanode on `listener` until `shutdown` resolves, with the default tuning.
 /// `tls` is `None` only when plaintext was chosen (the caller has warned).
 pub async fn run(
@@ -336,6 +359,14 @@ pub async fn run_with(
         &tuning,
         stop_rx,
     );
+    crate::metrics::datanode();
+    let admin = crate::admin_http::bind(&cfg.admin_listen).await?.map(|l| {
+        crate::admin_http::spawn(
+            l,
+            axum::Router::new(),
+            refresh_gauges(store.clone(), scrubber.progress().clone()),
+        )
+    });
     let active = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let tokens = TokenSlot::default();
     let hb = tokio::spawn(heartbeat_loop(Heartbeats {
@@ -362,6 +393,7 @@ pub async fn run_with(
             tuning.replication_concurrency,
         )),
     };
+    let layer = crate::grpc_layer::GrpcMetricsLayer::for_node(&svc.node_id);
     let server = pb::datanode_server::DatanodeServer::new(svc)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -372,6 +404,7 @@ pub async fn run_with(
     let result = builder
         .timeout(CALL_TIMEOUT)
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .layer(layer)
         .tcp_nodelay(true)
         .initial_stream_window_size(Some(4 * 1024 * 1024))
         .initial_connection_window_size(Some(16 * 1024 * 1024))
@@ -382,6 +415,9 @@ pub async fn run_with(
         .await
         .context("datanode server");
     hb.abort();
+    if let Some(a) = admin {
+        a.abort();
+    }
     // Workers stop between chunks; one still hashing a chunk gets a moment to finish
     // before it is abandoned.
     let _ = stop_tx.send(true);

@@ -211,6 +211,10 @@ impl DatanodeService {
                 Err(_) => break Err(Status::deadline_exceeded("stream idle")),
             };
             received += data.len() as u64;
+            crate::metrics::datanode()
+                .received_bytes
+                .get_or_create(&crate::metrics::kind("replication"))
+                .inc_by(data.len() as u64);
             if received > size {
                 break Err(Status::data_loss(format!(
                     "sent more than the {size} bytes of the chunk"

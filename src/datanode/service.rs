@@ -213,13 +213,12 @@ impl DatanodeService {
             msg: Some(pb::write_chunk_request::Msg::Header(next_header)),
         })
         .map_err(|_| Status::internal("downstream channel closed"))?;
+        let mut req = Request::new(ReceiverStream::new(rx));
+        crate::grpc_layer::tag(&mut req);
         let task = tokio::spawn(async move {
             let mut client = pb::datanode_client::DatanodeClient::new(channel)
                 .max_decoding_message_size(crate::net::MAX_MESSAGE_BYTES);
-            Ok(client
-                .write_chunk(ReceiverStream::new(rx))
-                .await?
-                .into_inner())
+            Ok(client.write_chunk(req).await?.into_inner())
         });
         Ok(Some((next.node_id.clone(), tx, task)))
     }
@@ -248,6 +247,7 @@ impl pb::datanode_server::Datanode for DatanodeService {
         token_present(&header.token, "WriteChunk")?;
         let id: ChunkId = header.chunk_id.parse()?;
         self.check_token(&header.token, Op::Write, &[id])?;
+        crate::grpc_layer::record_chunk(&id);
         if header.downstream.len() > MAX_PIPELINE {
             return Err(Status::invalid_argument(format!(
                 "pipeline longer than {MAX_PIPELINE} nodes"
@@ -296,6 +296,10 @@ impl pb::datanode_server::Datanode for DatanodeService {
                 )));
             }
             received += data.len() as u64;
+            crate::metrics::datanode()
+                .received_bytes
+                .get_or_create(&crate::metrics::kind("write"))
+                .inc_by(data.len() as u64);
             if received > size {
                 break Err(StoreError::TooLong {
                     id,
@@ -307,7 +311,13 @@ impl pb::datanode_server::Datanode for DatanodeService {
                 let frame = pb::WriteChunkRequest {
                     msg: Some(pb::write_chunk_request::Msg::Data(data.clone())),
                 };
-                if tx.send(frame).await.is_err() {
+                let n = data.len() as u64;
+                if tx.send(frame).await.is_ok() {
+                    crate::metrics::datanode()
+                        .sent_bytes
+                        .get_or_create(&crate::metrics::kind("forward"))
+                        .inc_by(n);
+                } else {
                     // The next node failed; keep writing locally, the ack will say so.
                     let (node, _, task) = downstream.take().expect("checked above");
                     failures.push(downstream_failure(&node, task).await);
@@ -428,6 +438,7 @@ impl pb::datanode_server::Datanode for DatanodeService {
         token_present(&req.token, "ReadChunk")?;
         let id: ChunkId = req.chunk_id.parse()?;
         self.check_token(&req.token, Op::Read, &[id])?;
+        crate::grpc_layer::record_chunk(&id);
         let mut file = self.store.open_read(&id)?;
         let (tx, rx) = mpsc::channel(4);
         let transfer = Transfer::start(&self.active);
@@ -446,6 +457,10 @@ impl pb::datanode_server::Datanode for DatanodeService {
                 return;
             }
             buf.truncate(n);
+            crate::metrics::datanode()
+                .sent_bytes
+                .get_or_create(&crate::metrics::kind("read"))
+                .inc_by(n as u64);
             if tx
                 .blocking_send(Ok(pb::ReadChunkResponse {
                     data: Bytes::from(buf),
@@ -465,6 +480,7 @@ impl pb::datanode_server::Datanode for DatanodeService {
         self.check_order_caller(&req, "VerifyChunk", &req.get_ref().token)?;
         let id: ChunkId = req.get_ref().chunk_id.parse()?;
         self.check_token(&req.get_ref().token, Op::Verify, &[id])?;
+        crate::grpc_layer::record_chunk(&id);
         let store = self.store.clone();
         let verdict = tokio::task::spawn_blocking(move || store.verify(&id))
             .await
@@ -484,6 +500,7 @@ impl pb::datanode_server::Datanode for DatanodeService {
         let id: ChunkId = req.get_ref().chunk_id.parse()?;
         self.check_token(&req.get_ref().token, Op::Replicate, &[id])?;
         let req = req.into_inner();
+        crate::grpc_layer::record_chunk(&id);
         let source = self
             .replicate(id, req.size, &req.sources, &req.read_token)
             .await?;

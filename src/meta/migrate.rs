@@ -18,6 +18,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "002_security",
         include_str!("../../migrations/002_security.sql"),
     ),
+    (
+        3,
+        "003_events",
+        include_str!("../../migrations/003_events.sql"),
+    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {

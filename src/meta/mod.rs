@@ -6,6 +6,7 @@
 //! async callers go through [`Store::write`] / [`Store::read`] on the blocking pool.
 
 mod cluster;
+mod events;
 mod maintenance;
 mod migrate;
 mod namespace;
@@ -21,6 +22,7 @@ use crate::chunk::ChunkId;
 use crate::path::DfsPath;
 
 pub use cluster::{NodeRecord, NodeStatsRecord};
+pub use events::{insert_events, list_events, recent_events, EventRecord};
 pub use migrate::MIGRATIONS;
 pub use namespace::{CommitRequest, FileChunk};
 
@@ -158,7 +160,11 @@ impl Store {
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
         let conn = self.writer.clone();
-        run_blocking(move || f(&mut conn.lock().unwrap_or_else(|p| p.into_inner()))).await
+        run_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            timed("write", || f(&mut conn))
+        })
+        .await
     }
 
     /// Runs `f` on the reader connection on the blocking pool.
@@ -168,13 +174,28 @@ impl Store {
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
         let conn = self.reader.clone();
-        run_blocking(move || f(&mut conn.lock().unwrap_or_else(|p| p.into_inner()))).await
+        run_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            timed("read", || f(&mut conn))
+        })
+        .await
     }
 
     /// Synchronous access for tests and start-up code.
     pub fn with_writer<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         f(&mut self.writer.lock().unwrap_or_else(|p| p.into_inner()))
     }
+}
+
+/// Runs one metadata transaction, recording its time (lock wait excluded).
+fn timed<T>(kind: &str, f: impl FnOnce() -> T) -> T {
+    let started = std::time::Instant::now();
+    let out = f();
+    crate::metrics::coordinator()
+        .sqlite_duration
+        .get_or_create(&crate::metrics::kind(kind))
+        .observe(started.elapsed().as_secs_f64());
+    out
 }
 
 async fn run_blocking<T, F>(f: F) -> Result<T>
