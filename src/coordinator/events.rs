@@ -213,11 +213,18 @@ impl NodeWatch {
                     detail: v.addr.clone(),
                     ..event(kind)
                 };
+                let node = &v.id;
                 match (before.get(&v.id).copied(), *s) {
                     (None, _) => events.emit(mk(EventKind::NodeJoined)),
                     (Some(a), b) if a == b => {}
-                    (_, NodeState::Suspect) => events.emit(mk(EventKind::NodeSuspect)),
-                    (_, NodeState::Dead) => events.emit(mk(EventKind::NodeDead)),
+                    (_, NodeState::Suspect) => {
+                        tracing::warn!(%node, "datanode is suspect: silent, no new writes go to it");
+                        events.emit(mk(EventKind::NodeSuspect))
+                    }
+                    (_, NodeState::Dead) => {
+                        tracing::warn!(%node, "datanode is dead: its replicas no longer count");
+                        events.emit(mk(EventKind::NodeDead))
+                    }
                     (Some(NodeState::Suspect | NodeState::Dead), _) => {
                         events.emit(mk(EventKind::NodeBack))
                     }
