@@ -377,9 +377,11 @@ fn progress_bars_only_on_a_terminal_and_never_with_quiet() {
             common::BIN,
             c.coordinator_addr
         );
-        let out = std::process::Command::new("script")
+        let mut script = std::process::Command::new("script");
+        // The cluster's TLS settings and key, passed through `script` to the CLI.
+        c.client_env(&mut script);
+        let out = script
             .args(["-qec", &cmd, "/dev/null"])
-            .env_remove("DFSD_COORDINATOR")
             .stdin(std::process::Stdio::null())
             .output()
             .unwrap();

@@ -3,7 +3,6 @@
 use std::io::Write;
 
 use futures::StreamExt;
-use tonic::Request;
 
 use super::{Client, Result};
 use crate::proto::pb;
@@ -19,15 +18,16 @@ impl Client {
         follow: bool,
         mut on_event: impl FnMut(pb::ClusterEvent) -> bool,
     ) -> Result<()> {
-        let mut req = Request::new(pb::EventsRequest {
+        let msg = pb::EventsRequest {
             since_ms,
             follow,
             after_id: 0,
-        });
-        if !follow {
-            req.set_timeout(self.cfg.request_timeout);
-        }
-        crate::grpc_layer::tag(&mut req);
+        };
+        let req = if follow {
+            self.request_untimed(msg)
+        } else {
+            self.request(msg)
+        };
         let mut stream = self
             .coordinator
             .clone()

@@ -172,8 +172,15 @@ impl Client {
 
     /// A coordinator call: the deadline and the credentials.
     fn request<T>(&self, msg: T) -> Request<T> {
-        let mut r = Request::new(msg);
+        let mut r = self.request_untimed(msg);
         r.set_timeout(self.cfg.request_timeout);
+        r
+    }
+
+    /// A coordinator call without a deadline (a followed stream): the credentials and the
+    /// request id.
+    fn request_untimed<T>(&self, msg: T) -> Request<T> {
+        let mut r = Request::new(msg);
         if let Some((id, secret)) = &self.credentials {
             r.metadata_mut().insert(KEY_ID_HEADER, id.clone());
             r.metadata_mut().insert(SECRET_HEADER, secret.clone());
