@@ -799,6 +799,7 @@ fn servers_refuse_to_start_without_tls_unless_plaintext_is_chosen() {
         .unwrap()
         .port();
     let log = dir.path().join("plain.log");
+    let log_file = std::fs::File::create(&log).unwrap();
     let mut child = std::process::Command::new(common::BIN)
         .env_remove("DFSD_CONFIG")
         .args([
@@ -809,8 +810,9 @@ fn servers_refuse_to_start_without_tls_unless_plaintext_is_chosen() {
         ])
         .arg("--data-dir")
         .arg(dir.path().join("plain"))
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+        // One open file for both streams, so neither overwrites the other.
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
         .spawn()
         .unwrap();
     wait_until("the plaintext warning", Duration::from_secs(20), || {
