@@ -11,6 +11,7 @@
 //! | [`datanode`] | chunk storage on disk, pipelined writes, reads, verification |
 //! | [`client`] | the SDK (uploads, downloads, namespace calls) and the CLI commands |
 //! | [`dev`] | an all-in-one local cluster |
+//! | [`gateway`] | the S3-compatible HTTP gateway (s3s) over the client SDK |
 //! | [`chunk`], [`path`] | validated domain types: chunk ids (SHA-256) and namespace paths |
 //! | [`proto`] | generated gRPC code; [`status`] maps domain errors to gRPC codes |
 //!
@@ -39,6 +40,7 @@ pub mod config;
 pub mod coordinator;
 pub mod datanode;
 pub mod dev;
+pub mod gateway;
 pub mod meta;
 pub mod net;
 pub mod path;

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
 fn is_server(cmd: &Command) -> bool {
     matches!(
         cmd,
-        Command::Coordinator(_) | Command::Datanode(_) | Command::Dev(_)
+        Command::Coordinator(_) | Command::Datanode(_) | Command::Dev(_) | Command::Gateway(_)
     )
 }
 
@@ -79,6 +79,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cfg.datanode.capacity = v;
             }
         }
+        Command::Gateway(a) => {
+            if let Some(v) = &a.listen {
+                cfg.gateway.listen = v.clone();
+            }
+        }
         _ => {}
     }
     cfg.validate()?;
@@ -89,6 +94,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         cfg.log_level.clone()
     } else {
         "warn".into()
+    };
+    // s3s logs every refused request (a bad signature, an unknown key) at ERROR; the
+    // gateway logs its own failures, so s3s stays quiet unless the filter names it.
+    let level = if matches!(command, Command::Gateway(_)) && !level.contains("s3s") {
+        format!("{level},s3s=off")
+    } else {
+        level
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     use std::io::IsTerminal;
@@ -205,6 +217,13 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Health(a) => health(cfg, &a).await,
+        Command::Gateway(_) => {
+            let tls = Tls::load(&cfg.tls)?;
+            let l = tokio::net::TcpListener::bind(&cfg.gateway.listen)
+                .await
+                .with_context(|| format!("bind {}", cfg.gateway.listen))?;
+            dfsd::gateway::run(l, &cfg, tls.as_ref(), shutdown_signal()).await
+        }
         other => {
             let client = Client::connect(&cfg.client, Tls::load(&cfg.tls)?.as_ref())?;
             match other {
