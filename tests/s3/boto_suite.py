@@ -9,6 +9,10 @@ import concurrent.futures
 import hashlib
 import os
 import random
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
 
 import boto3
 from botocore.config import Config
@@ -103,6 +107,19 @@ s3.put_object(Bucket="alpha", Key="fresh", Body=b"second", IfMatch=tag)
 assert s3.get_object(Bucket="alpha", Key="fresh")["Body"].read() == b"second"
 check("If-None-Match: * and If-Match on put")
 
+tag = s3.head_object(Bucket="alpha", Key="fresh")["ETag"]
+assert s3.get_object(Bucket="alpha", Key="fresh", IfMatch=tag)["Body"].read() == b"second"
+expect_error("PreconditionFailed", 412, s3.get_object, Bucket="alpha", Key="fresh", IfMatch='"0000"')
+expect_error("304", 304, s3.get_object, Bucket="alpha", Key="fresh", IfNoneMatch=tag)
+url = s3.generate_presigned_url("get_object", Params={"Bucket": "alpha", "Key": "fresh"}, ExpiresIn=300)
+assert urllib.request.urlopen(url).read() == b"second"
+try:
+    urllib.request.urlopen(url.replace("Signature=", "Signature=0"))
+    raise AssertionError("a tampered presigned URL was accepted")
+except urllib.error.HTTPError as e:
+    assert e.code == 403, e.code
+check("read conditions; presigned GET, tampered one refused")
+
 # Keys that are not clean paths never reach another bucket.
 for bad in ["a/../../beta/escaped", "../beta/escaped", "a//b", "a/./b", "trailing/"]:
     expect_error("InvalidArgument", 400, s3.put_object, Bucket="alpha", Key=bad, Body=b"x")
@@ -193,4 +210,18 @@ s3.create_bucket(Bucket="survivor")
 with open(os.environ["KEEP_FILE"], "rb") as f:
     s3.put_object(Bucket="survivor", Key="keep/data.bin", Body=f)
 check("survivor object stored")
+
+# The AWS CLI, when installed (`.ci/run` installs it).
+if shutil.which("aws"):
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=os.environ["S3_KEY"], AWS_SECRET_ACCESS_KEY=os.environ["S3_SECRET"], AWS_DEFAULT_REGION="us-east-1")
+    aws = ["aws", "--endpoint-url", EP, "s3"]
+    subprocess.run(aws + ["cp", os.environ["KEEP_FILE"], "s3://survivor/cli/copy.bin"], env=env, check=True, capture_output=True)
+    out = subprocess.run(aws + ["cp", "s3://survivor/cli/copy.bin", "-"], env=env, check=True, capture_output=True).stdout
+    with open(os.environ["KEEP_FILE"], "rb") as f:
+        assert sha(out) == sha(f.read()), "awscli round trip differs"
+    ls = subprocess.run(aws + ["ls", "s3://survivor/"], env=env, check=True, capture_output=True, text=True).stdout
+    assert "PRE cli/" in ls and "PRE keep/" in ls, ls
+    check("awscli cp up and down, ls")
+else:
+    print("skipped: awscli checks (no `aws` on PATH)", flush=True)
 print("ALL PASSED")
