@@ -119,6 +119,26 @@ impl DfsS3 {
         Ok((path, opts))
     }
 
+    /// Deletes one object. S3 answers success whether or not the key existed; a directory
+    /// is not an object and is left alone.
+    async fn delete_key(&self, bucket: &DfsPath, name: &str, key: &str) -> S3Result<()> {
+        let path = object_path(name, key)?;
+        match self.client.stat(&path.to_string()).await {
+            Ok(e) if !is_dir(&e) => {
+                match self.client.delete(&path.to_string(), false).await {
+                    Ok(_) => tracing::info!(path = %path, "object deleted"),
+                    Err(e) if e.code() == Some(tonic::Code::NotFound) => {}
+                    Err(e) => return Err(s3_err(e, Subject::Object)),
+                }
+                self.prune_empty_parents(&path, bucket).await;
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(tonic::Code::NotFound) => Ok(()),
+            Err(e) => Err(s3_err(e, Subject::Object)),
+        }
+    }
+
     /// Removes the directories a deleted object leaves empty, up to (not including) the
     /// bucket, so listings show no empty prefixes. A directory that is not empty (or was
     /// refilled meanwhile) stops the climb: the coordinator refuses that delete atomically.
@@ -429,22 +449,45 @@ impl S3 for DfsS3 {
         require_write(&self.keys, &req)?;
         let input = req.input;
         let bucket = self.bucket(&input.bucket).await?;
-        let path = object_path(&input.bucket, &input.key)?;
-        // S3 answers 204 whether or not the key existed; a directory is not an object.
-        match self.client.stat(&path.to_string()).await {
-            Ok(e) if !is_dir(&e) => {
-                match self.client.delete(&path.to_string(), false).await {
-                    Ok(_) => tracing::info!(path = %path, "object deleted"),
-                    Err(e) if e.code() == Some(tonic::Code::NotFound) => {}
-                    Err(e) => return Err(s3_err(e, Subject::Object)),
-                }
-                self.prune_empty_parents(&path, &bucket).await;
-            }
-            Ok(_) => {}
-            Err(e) if e.code() == Some(tonic::Code::NotFound) => {}
-            Err(e) => return Err(s3_err(e, Subject::Object)),
-        }
+        self.delete_key(&bucket, &input.bucket, &input.key).await?;
         Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        require_write(&self.keys, &req)?;
+        let input = req.input;
+        if input.delete.objects.len() > MAX_KEYS {
+            return Err(s3_error!(
+                MalformedXML,
+                "at most {MAX_KEYS} keys per request"
+            ));
+        }
+        let bucket = self.bucket(&input.bucket).await?;
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let (mut deleted, mut errors) = (Vec::new(), Vec::new());
+        for o in input.delete.objects {
+            match self.delete_key(&bucket, &input.bucket, &o.key).await {
+                Ok(()) if quiet => {}
+                Ok(()) => deleted.push(DeletedObject {
+                    key: Some(o.key),
+                    ..Default::default()
+                }),
+                Err(e) => errors.push(Error {
+                    code: Some(e.code().as_str().to_string()),
+                    key: Some(o.key),
+                    message: e.message().map(str::to_string),
+                    ..Default::default()
+                }),
+            }
+        }
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: Some(errors),
+            ..Default::default()
+        }))
     }
 
     async fn list_objects_v2(

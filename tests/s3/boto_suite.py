@@ -177,13 +177,17 @@ assert v1 == sorted(keys)
 check("ListObjects v1 with markers")
 
 assert s3.get_object(Bucket="beta", Key="d2/k0005")["Body"].read() == b"d2/k0005"
-for k in [k for k in keys if k.startswith("d2/")]:
+d2 = [k for k in keys if k.startswith("d2/")]
+for k in d2[:10]:
     s3.delete_object(Bucket="beta", Key=k)
+r = s3.delete_objects(Bucket="beta", Delete={"Objects": [{"Key": k} for k in d2[10:]] + [{"Key": "a/../x"}]})
+assert sorted(d["Key"] for d in r["Deleted"]) == sorted(d2[10:]), len(r["Deleted"])
+assert [(e["Key"], e["Code"]) for e in r["Errors"]] == [("a/../x", "InvalidArgument")], r["Errors"]
 expect_error("404", 404, s3.head_object, Bucket="beta", Key="d2/k0005")
 s3.delete_object(Bucket="beta", Key="d2/k0005")  # absent: still 204
 _, prefixes = all_keys_v2(Delimiter="/")
 assert prefixes == ["d0/", "d1/"], prefixes
-check("delete object; emptied prefixes disappear")
+check("DeleteObject, DeleteObjects; emptied prefixes disappear")
 
 # Credentials.
 bad = client(os.environ["S3_KEY"], os.environ["S3_SECRET"] + "x")
