@@ -37,7 +37,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub plaintext: bool,
     /// Run a server role (same as the subcommand of that name) [env: DFSD_ROLE].
-    #[arg(long, value_parser = ["coordinator", "datanode", "dev"])]
+    #[arg(long, value_parser = ["coordinator", "datanode", "dev", "gateway"])]
     pub role: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -95,6 +95,16 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Run an S3-compatible gateway over the cluster's namespace (one bucket per top-level
+    /// directory).
+    Gateway(GatewayArgs),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct GatewayArgs {
+    /// Address the S3 HTTP server listens on [default: 0.0.0.0:9000].
+    #[arg(long)]
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Args)]

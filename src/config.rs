@@ -29,6 +29,7 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Log output: "text" (readable) or "json" (one object per line).
     pub log_format: String,
+    pub gateway: GatewayConfig,
 }
 
 /// TLS for every gRPC connection. Servers need `ca`, `cert` and `key` (from `dfsd cert
@@ -187,6 +188,7 @@ impl Default for Config {
             client: ClientConfig::default(),
             tls: TlsConfig::default(),
             log_format: "text".into(),
+            gateway: GatewayConfig::default(),
         }
     }
 }
@@ -251,6 +253,34 @@ impl Default for ClientConfig {
             transfer_timeout: Duration::from_secs(120),
             access_key: String::new(),
             secret_key: String::new(),
+        }
+    }
+}
+
+/// The S3 gateway (`dfsd gateway`). It reaches the coordinator at `client.coordinator`
+/// with the `[tls]` settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Address the S3 HTTP server binds.
+    pub listen: String,
+    /// The dfsd access key the gateway uses for its own coordinator calls (admin or a
+    /// readwrite key over the buckets it serves). Empty: `client.access_key`/`secret_key`.
+    pub access_key: String,
+    pub secret_key: String,
+    /// S3 credentials the gateway accepts, as `[access key id, secret]` or
+    /// `[access key id, secret, "readonly" | "readwrite"]` (default readwrite). A stop-gap
+    /// until S3 secrets come from the coordinator (see ARCHITECTURE.md, S3 gateway).
+    pub s3_keys: Vec<Vec<String>>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: "0.0.0.0:9000".into(),
+            access_key: String::new(),
+            secret_key: String::new(),
+            s3_keys: Vec::new(),
         }
     }
 }
@@ -431,6 +461,16 @@ impl Config {
             || cl.transfer_timeout.is_zero()
         {
             return bad("client.*_timeout", "timeouts must be positive");
+        }
+        let g = &self.gateway;
+        if g.access_key.is_empty() != g.secret_key.is_empty() {
+            return bad(
+                "gateway.access_key",
+                "access_key and secret_key go together",
+            );
+        }
+        if let Err(problem) = crate::gateway::auth::S3Keys::from_config(&g.s3_keys) {
+            return bad("gateway.s3_keys", &problem);
         }
         Ok(())
     }

@@ -11,6 +11,7 @@
 //! | [`datanode`] | chunk storage on disk, pipelined writes, reads, verification |
 //! | [`client`] | the SDK (uploads, downloads, namespace calls) and the CLI commands |
 //! | [`dev`] | an all-in-one local cluster |
+//! | [`gateway`] | the S3-compatible HTTP gateway (s3s) over the client SDK |
 //! | [`chunk`], [`path`] | validated domain types: chunk ids (SHA-256) and namespace paths |
 //! | [`proto`] | generated gRPC code; [`status`] maps domain errors to gRPC codes |
 //! | [`metrics`], [`grpc_layer`], [`admin_http`], [`logging`] | observability: Prometheus metrics, per-call gRPC metrics and spans, the admin HTTP endpoint, log output |
@@ -41,6 +42,7 @@ pub mod config;
 pub mod coordinator;
 pub mod datanode;
 pub mod dev;
+pub mod gateway;
 pub mod grpc_layer;
 pub mod logging;
 pub mod meta;

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
 fn is_server(cmd: &Command) -> bool {
     matches!(
         cmd,
-        Command::Coordinator(_) | Command::Datanode(_) | Command::Dev(_)
+        Command::Coordinator(_) | Command::Datanode(_) | Command::Dev(_) | Command::Gateway(_)
     )
 }
 
@@ -88,6 +88,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cfg.datanode.admin_listen = v.clone();
             }
         }
+        Command::Gateway(a) => {
+            if let Some(v) = &a.listen {
+                cfg.gateway.listen = v.clone();
+            }
+        }
         _ => {}
     }
     cfg.validate()?;
@@ -98,6 +103,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         cfg.log_level.clone()
     } else {
         "warn".into()
+    };
+    // s3s logs every refused request (a bad signature, an unknown key) at ERROR; the
+    // gateway logs its own failures, so s3s stays quiet unless the filter names it.
+    let level = if matches!(command, Command::Gateway(_)) && !level.contains("s3s") {
+        format!("{level},s3s=off")
+    } else {
+        level
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     dfsd::logging::init(filter, &cfg.log_format);
@@ -214,6 +226,13 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "dfsd", &mut std::io::stdout());
             Ok(())
+        }
+        Command::Gateway(_) => {
+            let tls = Tls::load(&cfg.tls)?;
+            let l = tokio::net::TcpListener::bind(&cfg.gateway.listen)
+                .await
+                .with_context(|| format!("bind {}", cfg.gateway.listen))?;
+            dfsd::gateway::run(l, &cfg, tls.as_ref(), shutdown_signal()).await
         }
         other => {
             let client = Client::connect(&cfg.client, Tls::load(&cfg.tls)?.as_ref())?;

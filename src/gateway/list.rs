@@ -1,0 +1,327 @@
+//! Object listings (ListObjectsV2 and v1) as a walk of the bucket's directory tree.
+//!
+//! S3 lists keys in byte order. A directory walk yields that order when each directory's
+//! children are visited sorted by `name` for files and `name/` for directories (`a/b`
+//! sorts after `a-c` because `/` > `-`): every key below a directory `d/` then comes
+//! between the siblings that sort before and after `d/`. The walk starts at the deepest
+//! directory the prefix names, skips subtrees that lie wholly at or before the marker
+//! (continuation token or start-after), and does not descend into a directory that the
+//! delimiter folds into one common prefix. Each visited directory is listed whole, so
+//! memory follows the largest directory, not the bucket.
+
+use std::future::Future;
+
+use crate::client::{Client, ClientError};
+use crate::proto::pb;
+
+/// One listing request, in key space (keys relative to the bucket).
+#[derive(Debug, Clone, Default)]
+pub struct ListParams {
+    pub prefix: String,
+    pub delimiter: Option<String>,
+    /// Only keys (and common prefixes) after this one.
+    pub marker: String,
+    pub max_keys: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Object { key: String, entry: pb::Entry },
+    Prefix(String),
+}
+
+impl Item {
+    pub fn name(&self) -> &str {
+        match self {
+            Item::Object { key, .. } => key,
+            Item::Prefix(p) => p,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Page {
+    pub items: Vec<Item>,
+    /// More items follow the last one.
+    pub truncated: bool,
+}
+
+/// Directory listings, as the walk needs them.
+pub trait Lister {
+    /// The entries of directory `path`; `None` if it does not exist or is a file.
+    fn list_dir(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<Option<Vec<pb::Entry>>, ClientError>> + Send;
+}
+
+impl Lister for Client {
+    async fn list_dir(&self, path: &str) -> Result<Option<Vec<pb::Entry>>, ClientError> {
+        match self.list(path).await {
+            Ok(entries) => {
+                // Listing a file returns the file itself.
+                let is_file = matches!(entries.as_slice(), [e] if e.path == path
+                    && !super::mapping::is_dir(e));
+                Ok((!is_file).then_some(entries))
+            }
+            Err(e) if e.code() == Some(tonic::Code::NotFound) => Ok(None),
+            Err(e) if e.code() == Some(tonic::Code::FailedPrecondition) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+enum Node {
+    /// A directory, as a key prefix ending in '/' ("" for the bucket itself).
+    Dir(String),
+    File(String, pb::Entry),
+}
+
+/// The common prefix `name` folds into under `delimiter`, if any.
+fn group(prefix: &str, delimiter: Option<&str>, name: &str) -> Option<String> {
+    let d = delimiter.filter(|d| !d.is_empty())?;
+    let rest = name.strip_prefix(prefix)?;
+    let i = rest.find(d)?;
+    Some(format!("{prefix}{}", &rest[..i + d.len()]))
+}
+
+/// One page of the listing of `bucket` (a directory path such as `/photos`).
+pub async fn list_page<L: Lister>(
+    lister: &L,
+    bucket_dir: &str,
+    p: &ListParams,
+) -> Result<Page, ClientError> {
+    let mut page = Page::default();
+    if p.max_keys == 0 {
+        return Ok(page);
+    }
+    let delimiter = p.delimiter.as_deref();
+    let start = match p.prefix.rfind('/') {
+        Some(i) => p.prefix[..=i].to_string(),
+        None => String::new(),
+    };
+    let mut stack = vec![Node::Dir(start)];
+    let mut last_prefix: Option<String> = None;
+    // Adds an item; false once the page is full (the item proves there is more).
+    let emit = |page: &mut Page, item: Item| {
+        if page.items.len() == p.max_keys {
+            page.truncated = true;
+            return false;
+        }
+        page.items.push(item);
+        true
+    };
+    while let Some(node) = stack.pop() {
+        match node {
+            Node::File(key, entry) => {
+                if !key.starts_with(&p.prefix) {
+                    continue;
+                }
+                let item = match group(&p.prefix, delimiter, &key) {
+                    Some(cp) => {
+                        if cp.as_str() <= p.marker.as_str() || last_prefix.as_ref() == Some(&cp) {
+                            continue;
+                        }
+                        last_prefix = Some(cp.clone());
+                        Item::Prefix(cp)
+                    }
+                    None if key.as_str() <= p.marker.as_str() => continue,
+                    None => Item::Object { key, entry },
+                };
+                if !emit(&mut page, item) {
+                    break;
+                }
+            }
+            Node::Dir(d) => {
+                if !(d.starts_with(&p.prefix) || p.prefix.starts_with(&d)) {
+                    continue;
+                }
+                if d.starts_with(&p.prefix) {
+                    if let Some(cp) = group(&p.prefix, delimiter, &d) {
+                        if cp.as_str() <= p.marker.as_str() || last_prefix.as_ref() == Some(&cp) {
+                            continue;
+                        }
+                        last_prefix = Some(cp.clone());
+                        if !emit(&mut page, Item::Prefix(cp)) {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+                // Every key below d/ sorts before a marker that is past d/ without being in it.
+                if d.as_str() < p.marker.as_str() && !p.marker.starts_with(&d) {
+                    continue;
+                }
+                let path = format!("{bucket_dir}/{d}");
+                let Some(entries) = lister.list_dir(path.trim_end_matches('/')).await? else {
+                    continue;
+                };
+                let mut children: Vec<Node> = entries
+                    .into_iter()
+                    .map(|e| {
+                        if super::mapping::is_dir(&e) {
+                            Node::Dir(format!("{d}{}/", e.name))
+                        } else {
+                            Node::File(format!("{d}{}", e.name), e)
+                        }
+                    })
+                    .collect();
+                let key = |n: &Node| match n {
+                    Node::Dir(k) | Node::File(k, _) => k.clone(),
+                };
+                children.sort_by_key(|n| std::cmp::Reverse(key(n)));
+                stack.extend(children);
+            }
+        }
+    }
+    Ok(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// A namespace in memory: the set of file paths; directories are implied.
+    struct Tree(BTreeSet<String>);
+
+    impl Lister for Tree {
+        async fn list_dir(&self, path: &str) -> Result<Option<Vec<pb::Entry>>, ClientError> {
+            let dir = format!("{path}/");
+            let mut names = std::collections::BTreeMap::new();
+            for f in self.0.iter().filter_map(|f| f.strip_prefix(&dir)) {
+                match f.split_once('/') {
+                    Some((d, _)) => names.insert(d.to_string(), pb::EntryKind::Directory),
+                    None => names.insert(f.to_string(), pb::EntryKind::File),
+                };
+            }
+            Ok((!names.is_empty()).then(|| {
+                names
+                    .into_iter()
+                    .map(|(name, kind)| pb::Entry {
+                        path: format!("{dir}{name}"),
+                        name,
+                        kind: kind as i32,
+                        ..Default::default()
+                    })
+                    .collect()
+            }))
+        }
+    }
+
+    fn tree(keys: &[&str]) -> Tree {
+        Tree(keys.iter().map(|k| format!("/b/{k}")).collect())
+    }
+
+    fn names(t: &Tree, p: &ListParams) -> (Vec<String>, bool) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let page = rt.block_on(list_page(t, "/b", p)).unwrap();
+        (
+            page.items.iter().map(|i| i.name().to_string()).collect(),
+            page.truncated,
+        )
+    }
+
+    /// Every page, following the marker, as S3 clients do.
+    fn all_pages(t: &Tree, mut p: ListParams) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            let (items, more) = names(t, &p);
+            out.extend(items.iter().cloned());
+            if !more {
+                return out;
+            }
+            p.marker = items.last().unwrap().clone();
+        }
+    }
+
+    const KEYS: &[&str] = &["a-c", "a/b", "a/c/d", "a/c/e", "ab", "z/y/x", "z0"];
+
+    #[test]
+    fn flat_listing_is_in_byte_order() {
+        let t = tree(KEYS);
+        let mut sorted: Vec<&str> = KEYS.to_vec();
+        sorted.sort();
+        let p = ListParams {
+            max_keys: 1000,
+            ..Default::default()
+        };
+        assert_eq!(names(&t, &p).0, sorted);
+        for n in 1..=7 {
+            let p = ListParams {
+                max_keys: n,
+                ..Default::default()
+            };
+            assert_eq!(all_pages(&t, p), sorted, "pages of {n}");
+        }
+    }
+
+    #[test]
+    fn delimiter_folds_directories_into_prefixes() {
+        let t = tree(KEYS);
+        let p = ListParams {
+            delimiter: Some("/".into()),
+            max_keys: 1000,
+            ..Default::default()
+        };
+        assert_eq!(names(&t, &p).0, ["a-c", "a/", "ab", "z/", "z0"]);
+        let p = ListParams {
+            prefix: "a/".into(),
+            delimiter: Some("/".into()),
+            max_keys: 1000,
+            ..Default::default()
+        };
+        assert_eq!(names(&t, &p).0, ["a/b", "a/c/"]);
+        let p = ListParams {
+            prefix: "a/c/".into(),
+            max_keys: 1,
+            ..Default::default()
+        };
+        assert_eq!(all_pages(&t, p), ["a/c/d", "a/c/e"]);
+        let p = ListParams {
+            prefix: "a".into(),
+            delimiter: Some("/".into()),
+            max_keys: 2,
+            ..Default::default()
+        };
+        assert_eq!(all_pages(&t, p), ["a-c", "a/", "ab"]);
+        // A delimiter other than '/' works on whole keys.
+        let p = ListParams {
+            delimiter: Some("c".into()),
+            max_keys: 1000,
+            ..Default::default()
+        };
+        assert_eq!(names(&t, &p).0, ["a-c", "a/b", "a/c", "ab", "z/y/x", "z0"]);
+    }
+
+    #[test]
+    fn prefix_within_a_name_and_missing_directories() {
+        let t = tree(KEYS);
+        let p = ListParams {
+            prefix: "a/c/".into(),
+            max_keys: 1000,
+            ..Default::default()
+        };
+        assert_eq!(names(&t, &p).0, ["a/c/d", "a/c/e"]);
+        let p = ListParams {
+            prefix: "nope/x".into(),
+            max_keys: 1000,
+            ..Default::default()
+        };
+        assert_eq!(names(&t, &p), (vec![], false));
+        let p = ListParams {
+            marker: "a/c/d".into(),
+            max_keys: 1000,
+            ..Default::default()
+        };
+        assert_eq!(names(&t, &p).0, ["a/c/e", "ab", "z/y/x", "z0"]);
+        let p = ListParams {
+            prefix: "a".into(),
+            max_keys: 1000,
+            ..Default::default()
+        };
+        assert_eq!(names(&t, &p).0, ["a-c", "a/b", "a/c/d", "a/c/e", "ab"]);
+    }
+}

@@ -1,0 +1,180 @@
+//! How S3 names map onto the dfsd namespace, and dfsd answers onto S3 ones.
+//!
+//! A bucket is a top-level directory: bucket `b` is `/b`. An object key is a path below
+//! it: key `x/y.txt` in bucket `b` is the file `/b/x/y.txt`, and every `/` in a key is a
+//! directory level. So a key is refused (InvalidArgument) when one of its `/`-separated
+//! segments is empty (`a//b`, a leading or trailing `/`), `.` or `..`, or when it holds a
+//! NUL or control character: such a key has no file of its own, and normalising it could
+//! name another object or another bucket. The keys `a` and `a/b` cannot both exist (a
+//! file and a directory of the same name).
+
+use std::time::{Duration, SystemTime};
+
+use s3s::dto::{ETag, Timestamp};
+use s3s::{s3_error, S3Error};
+use sha2::{Digest, Sha256};
+use tonic::Code;
+
+use crate::client::ClientError;
+use crate::path::{DfsPath, MAX_NAME_BYTES, MAX_PATH_BYTES};
+use crate::proto::pb;
+
+/// Checks an S3 bucket name (lowercase letters, digits, `-` and `.`, 3 to 63 characters,
+/// as S3 requires) and returns its directory.
+pub fn bucket_path(bucket: &str) -> Result<DfsPath, S3Error> {
+    let ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && bucket
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && !bucket.contains("..");
+    if !ok {
+        return Err(s3_error!(
+            InvalidBucketName,
+            "bucket names are 3 to 63 characters of [a-z0-9.-], starting with a letter or digit"
+        ));
+    }
+    DfsPath::parse(&format!("/{bucket}")).map_err(|e| s3_error!(InvalidBucketName, "{e}"))
+}
+
+/// The file an object key names in `bucket`, refusing keys that are not a clean path.
+pub fn object_path(bucket: &str, key: &str) -> Result<DfsPath, S3Error> {
+    let dir = bucket_path(bucket)?;
+    check_key(key)?;
+    DfsPath::parse(&format!("{dir}/{key}")).map_err(|e| s3_error!(InvalidArgument, "{e}"))
+}
+
+/// Refuses keys whose segments are empty, `.` or `..`, or that hold control characters.
+pub fn check_key(key: &str) -> Result<(), S3Error> {
+    if key.is_empty() {
+        return Err(s3_error!(InvalidArgument, "empty object key"));
+    }
+    if key.len() > MAX_PATH_BYTES - 64 {
+        return Err(s3_error!(KeyTooLongError, "object key too long"));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "object keys must not contain NUL or control characters"
+        ));
+    }
+    for seg in key.split('/') {
+        if seg.is_empty() || seg == "." || seg == ".." {
+            return Err(s3_error!(
+                InvalidArgument,
+                "object keys map to paths: a key must not start or end with '/', contain \
+                 '//', or have '.' or '..' segments"
+            ));
+        }
+        if seg.len() > MAX_NAME_BYTES {
+            return Err(s3_error!(
+                KeyTooLongError,
+                "a '/'-separated part of the key is longer than {MAX_NAME_BYTES} bytes"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The entity tag of a file version. Not the MD5 of the content (dfsd keeps no MD5 yet):
+/// a digest of the path, version, size and mtime, so it changes whenever the object does
+/// and is the same from PutObject, HeadObject, GetObject and listings.
+pub fn etag(e: &pb::Entry) -> ETag {
+    let mut h = Sha256::new();
+    h.update(e.path.as_bytes());
+    h.update(e.version.to_be_bytes());
+    h.update(e.size.to_be_bytes());
+    h.update(e.mtime_ms.to_be_bytes());
+    ETag::Strong(hex::encode(&h.finalize()[..16]))
+}
+
+pub fn last_modified(e: &pb::Entry) -> Timestamp {
+    let ms = u64::try_from(e.mtime_ms).unwrap_or(0);
+    Timestamp::from(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+pub fn is_dir(e: &pb::Entry) -> bool {
+    e.kind == pb::EntryKind::Directory as i32
+}
+
+/// What a failed SDK call on an object or bucket means in S3 terms.
+#[derive(Debug, Clone, Copy)]
+pub enum Subject {
+    Bucket,
+    Object,
+}
+
+/// Translates an SDK error. NotFound becomes NoSuchBucket or NoSuchKey according to
+/// `subject`; refusals of the gateway's own key become AccessDenied; everything the
+/// caller cannot fix is an InternalError (logged here, where it is handled).
+pub fn s3_err(e: ClientError, subject: Subject) -> S3Error {
+    let text = e.to_string();
+    match (e.code(), subject) {
+        (Some(Code::NotFound), Subject::Bucket) => s3_error!(NoSuchBucket, "{text}"),
+        (Some(Code::NotFound), Subject::Object) => s3_error!(NoSuchKey, "{text}"),
+        (Some(Code::AlreadyExists), Subject::Bucket) => {
+            s3_error!(BucketAlreadyOwnedByYou, "{text}")
+        }
+        (Some(Code::PermissionDenied | Code::Unauthenticated), _) => {
+            s3_error!(AccessDenied, "the gateway's dfsd key was refused: {text}")
+        }
+        (Some(Code::InvalidArgument), _) => s3_error!(InvalidArgument, "{text}"),
+        (Some(Code::FailedPrecondition | Code::AlreadyExists), _) => {
+            s3_error!(InvalidRequest, "{text}")
+        }
+        (Some(Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted), _) => {
+            tracing::warn!(error = %text, "cluster unavailable");
+            s3_error!(ServiceUnavailable, "{text}")
+        }
+        _ => {
+            tracing::error!(error = %text, "dfsd call failed");
+            s3_error!(InternalError, "{text}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_never_escape_their_bucket() {
+        for bad in [
+            "",
+            "..",
+            ".",
+            "../other/x",
+            "a/../../x",
+            "a/./b",
+            "a//b",
+            "/a",
+            "a/",
+            "a\0b",
+            "a\nb",
+        ] {
+            assert!(object_path("bucket", bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            object_path("bucket", "a/b c/d.txt").unwrap().to_string(),
+            "/bucket/a/b c/d.txt"
+        );
+        assert_eq!(
+            object_path("bucket", "..a").unwrap().to_string(),
+            "/bucket/..a"
+        );
+    }
+
+    #[test]
+    fn bucket_names_follow_s3_rules() {
+        for bad in ["ab", "Upper", "a_b", "-ab", "a..b", "a/b", &"x".repeat(64)] {
+            assert!(bucket_path(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            bucket_path("my-bucket.1").unwrap().to_string(),
+            "/my-bucket.1"
+        );
+    }
+}

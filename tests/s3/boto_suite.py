@@ -1,0 +1,231 @@
+"""The S3 gateway driven by boto3 (run by tests/s3.rs against a real cluster and gateway).
+
+Environment: S3_ENDPOINT, S3_KEY/S3_SECRET (readwrite), S3_RO_KEY/S3_RO_SECRET (readonly),
+KEEP_FILE (a local file to leave at survivor/keep/data.bin for the Rust side to check).
+Prints one line per check; any failure raises, so the exit status is non-zero.
+"""
+
+import concurrent.futures
+import hashlib
+import os
+import random
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+EP = os.environ["S3_ENDPOINT"]
+
+
+def client(key, secret):
+    return boto3.client(
+        "s3",
+        endpoint_url=EP,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+
+
+s3 = client(os.environ["S3_KEY"], os.environ["S3_SECRET"])
+ro = client(os.environ["S3_RO_KEY"], os.environ["S3_RO_SECRET"])
+
+
+def sha(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+def expect_error(code, status, fn, *args, **kw):
+    try:
+        fn(*args, **kw)
+    except ClientError as e:
+        got = e.response["Error"]["Code"]
+        got_status = e.response["ResponseMetadata"]["HTTPStatusCode"]
+        assert (got, got_status) == (code, status), f"expected {code}/{status}, got {got}/{got_status}: {e}"
+        return
+    raise AssertionError(f"expected {code}/{status}, the call succeeded")
+
+
+def check(name):
+    print("ok:", name, flush=True)
+
+
+# Buckets.
+s3.create_bucket(Bucket="alpha")
+s3.create_bucket(Bucket="beta")
+names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+assert "alpha" in names and "beta" in names, names
+s3.head_bucket(Bucket="alpha")
+expect_error("404", 404, s3.head_bucket, Bucket="no-such-bucket")
+expect_error("BucketAlreadyOwnedByYou", 409, s3.create_bucket, Bucket="alpha")
+check("bucket create/list/head")
+
+# Objects: several chunks (the gateway's chunk size is 1 MiB), byte-exact.
+rng = random.Random(7)
+data = rng.randbytes(5 * 1024 * 1024 + 3)
+put = s3.put_object(Bucket="alpha", Key="dir/sub/big.bin", Body=data)
+got = s3.get_object(Bucket="alpha", Key="dir/sub/big.bin")
+body = got["Body"].read()
+assert len(body) == len(data) and sha(body) == sha(data), "content differs"
+assert got["ETag"] == put["ETag"], (got["ETag"], put["ETag"])
+head = s3.head_object(Bucket="alpha", Key="dir/sub/big.bin")
+assert head["ContentLength"] == len(data) and head["ETag"] == put["ETag"], head
+check("put/get/head, sha-256 equal")
+
+for rng_hdr, want, first, last in [
+    ("bytes=100-1048676", data[100:1048677], 100, 1048676),
+    ("bytes=-10", data[-10:], len(data) - 10, len(data) - 1),
+    ("bytes=5000000-", data[5000000:], 5000000, len(data) - 1),
+]:
+    r = s3.get_object(Bucket="alpha", Key="dir/sub/big.bin", Range=rng_hdr)
+    b = r["Body"].read()
+    assert sha(b) == sha(want), f"{rng_hdr}: {len(b)} bytes, want {len(want)}"
+    assert r["ContentRange"] == f"bytes {first}-{last}/{len(data)}", r["ContentRange"]
+    assert r["ResponseMetadata"]["HTTPStatusCode"] == 206
+expect_error("InvalidRange", 416, s3.get_object, Bucket="alpha", Key="dir/sub/big.bin", Range=f"bytes={len(data) + 5}-")
+check("ranged gets")
+
+s3.put_object(Bucket="alpha", Key="empty", Body=b"")
+assert s3.get_object(Bucket="alpha", Key="empty")["Body"].read() == b""
+expect_error("NoSuchKey", 404, s3.get_object, Bucket="alpha", Key="missing")
+expect_error("NoSuchBucket", 404, s3.get_object, Bucket="no-such-bucket", Key="x")
+expect_error("NoSuchBucket", 404, s3.put_object, Bucket="no-such-bucket", Key="x", Body=b"x")
+expect_error("404", 404, s3.head_object, Bucket="alpha", Key="dir")
+check("empty object, missing keys and buckets")
+
+# Conditional writes.
+expect_error("PreconditionFailed", 412, s3.put_object, Bucket="alpha", Key="empty", Body=b"x", IfNoneMatch="*")
+s3.put_object(Bucket="alpha", Key="fresh", Body=b"first", IfNoneMatch="*")
+tag = s3.head_object(Bucket="alpha", Key="fresh")["ETag"]
+expect_error("PreconditionFailed", 412, s3.put_object, Bucket="alpha", Key="fresh", Body=b"x", IfMatch='"0000"')
+s3.put_object(Bucket="alpha", Key="fresh", Body=b"second", IfMatch=tag)
+assert s3.get_object(Bucket="alpha", Key="fresh")["Body"].read() == b"second"
+check("If-None-Match: * and If-Match on put")
+
+tag = s3.head_object(Bucket="alpha", Key="fresh")["ETag"]
+assert s3.get_object(Bucket="alpha", Key="fresh", IfMatch=tag)["Body"].read() == b"second"
+expect_error("PreconditionFailed", 412, s3.get_object, Bucket="alpha", Key="fresh", IfMatch='"0000"')
+expect_error("304", 304, s3.get_object, Bucket="alpha", Key="fresh", IfNoneMatch=tag)
+url = s3.generate_presigned_url("get_object", Params={"Bucket": "alpha", "Key": "fresh"}, ExpiresIn=300)
+assert urllib.request.urlopen(url).read() == b"second"
+try:
+    urllib.request.urlopen(url.replace("Signature=", "Signature=0"))
+    raise AssertionError("a tampered presigned URL was accepted")
+except urllib.error.HTTPError as e:
+    assert e.code == 403, e.code
+check("read conditions; presigned GET, tampered one refused")
+
+# Keys that are not clean paths never reach another bucket.
+for bad in ["a/../../beta/escaped", "../beta/escaped", "a//b", "a/./b", "trailing/"]:
+    expect_error("InvalidArgument", 400, s3.put_object, Bucket="alpha", Key=bad, Body=b"x")
+assert s3.list_objects_v2(Bucket="beta")["KeyCount"] == 0
+check("keys with '..', '.', '//' refused")
+
+expect_error("BucketNotEmpty", 409, s3.delete_bucket, Bucket="alpha")
+check("non-empty bucket not deleted")
+
+# Listings: a few hundred keys, nested and flat.
+keys = [f"d{i % 3}/k{i:04d}" for i in range(240)] + [f"top{i:03d}" for i in range(60)]
+with concurrent.futures.ThreadPoolExecutor(8) as pool:
+    list(pool.map(lambda k: s3.put_object(Bucket="beta", Key=k, Body=k.encode()), keys))
+
+
+def all_keys_v2(**kw):
+    out, prefixes, token = [], [], None
+    while True:
+        args = dict(kw)
+        if token:
+            args["ContinuationToken"] = token
+        r = s3.list_objects_v2(Bucket="beta", **args)
+        out += [o["Key"] for o in r.get("Contents", [])]
+        prefixes += [p["Prefix"] for p in r.get("CommonPrefixes", [])]
+        assert r["KeyCount"] == len(r.get("Contents", [])) + len(r.get("CommonPrefixes", []))
+        if not r["IsTruncated"]:
+            return out, prefixes
+        token = r["NextContinuationToken"]
+
+
+flat, _ = all_keys_v2(MaxKeys=37)
+assert flat == sorted(keys), (len(flat), flat[:5])
+r = s3.list_objects_v2(Bucket="beta", MaxKeys=1000)
+assert r["KeyCount"] == 300 and not r["IsTruncated"]
+top, prefixes = all_keys_v2(Delimiter="/", MaxKeys=25)
+assert prefixes == ["d0/", "d1/", "d2/"], prefixes
+assert top == sorted(k for k in keys if k.startswith("top")), top[:5]
+d1, _ = all_keys_v2(Prefix="d1/", MaxKeys=7)
+assert d1 == sorted(k for k in keys if k.startswith("d1/")), d1[:5]
+after, _ = all_keys_v2(StartAfter="d2/k0200")
+assert after == sorted(k for k in keys if k > "d2/k0200"), after[:5]
+top01, _ = all_keys_v2(Prefix="top01", MaxKeys=4)
+assert top01 == [f"top{i:03d}" for i in range(10, 20)], top01
+check("ListObjectsV2: pagination, delimiter, prefix, start-after")
+
+v1, marker = [], ""
+while True:
+    r = s3.list_objects(Bucket="beta", Marker=marker, MaxKeys=55)
+    page = [o["Key"] for o in r.get("Contents", [])]
+    v1 += page
+    if not r["IsTruncated"]:
+        break
+    marker = page[-1]
+assert v1 == sorted(keys)
+check("ListObjects v1 with markers")
+
+assert s3.get_object(Bucket="beta", Key="d2/k0005")["Body"].read() == b"d2/k0005"
+d2 = [k for k in keys if k.startswith("d2/")]
+for k in d2[:10]:
+    s3.delete_object(Bucket="beta", Key=k)
+r = s3.delete_objects(Bucket="beta", Delete={"Objects": [{"Key": k} for k in d2[10:]] + [{"Key": "a/../x"}]})
+assert sorted(d["Key"] for d in r["Deleted"]) == sorted(d2[10:]), len(r["Deleted"])
+assert [(e["Key"], e["Code"]) for e in r["Errors"]] == [("a/../x", "InvalidArgument")], r["Errors"]
+expect_error("404", 404, s3.head_object, Bucket="beta", Key="d2/k0005")
+s3.delete_object(Bucket="beta", Key="d2/k0005")  # absent: still 204
+_, prefixes = all_keys_v2(Delimiter="/")
+assert prefixes == ["d0/", "d1/"], prefixes
+check("DeleteObject, DeleteObjects; emptied prefixes disappear")
+
+# Credentials.
+bad = client(os.environ["S3_KEY"], os.environ["S3_SECRET"] + "x")
+expect_error("SignatureDoesNotMatch", 403, bad.list_buckets)
+expect_error("SignatureDoesNotMatch", 403, bad.get_object, Bucket="alpha", Key="fresh")
+unknown = client("AKIDUNKNOWN", "whatever-secret")
+expect_error("InvalidAccessKeyId", 403, unknown.list_buckets)
+assert ro.get_object(Bucket="alpha", Key="fresh")["Body"].read() == b"second"
+expect_error("AccessDenied", 403, ro.put_object, Bucket="alpha", Key="ro", Body=b"x")
+expect_error("AccessDenied", 403, ro.delete_object, Bucket="alpha", Key="fresh")
+expect_error("AccessDenied", 403, ro.create_bucket, Bucket="gamma")
+check("wrong secret, unknown key, readonly key")
+
+# Empty a bucket, then delete it.
+for o in s3.list_objects_v2(Bucket="alpha")["Contents"]:
+    s3.delete_object(Bucket="alpha", Key=o["Key"])
+s3.delete_bucket(Bucket="alpha")
+assert "alpha" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+expect_error("NoSuchBucket", 404, s3.delete_bucket, Bucket="alpha")
+check("empty bucket deleted")
+
+# Leave one object for the Rust side to read through the dfsd CLI.
+s3.create_bucket(Bucket="survivor")
+with open(os.environ["KEEP_FILE"], "rb") as f:
+    s3.put_object(Bucket="survivor", Key="keep/data.bin", Body=f)
+check("survivor object stored")
+
+# The AWS CLI, when installed (`.ci/run` installs it).
+if shutil.which("aws"):
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=os.environ["S3_KEY"], AWS_SECRET_ACCESS_KEY=os.environ["S3_SECRET"], AWS_DEFAULT_REGION="us-east-1")
+    aws = ["aws", "--endpoint-url", EP, "s3"]
+    subprocess.run(aws + ["cp", os.environ["KEEP_FILE"], "s3://survivor/cli/copy.bin"], env=env, check=True, capture_output=True)
+    out = subprocess.run(aws + ["cp", "s3://survivor/cli/copy.bin", "-"], env=env, check=True, capture_output=True).stdout
+    with open(os.environ["KEEP_FILE"], "rb") as f:
+        assert sha(out) == sha(f.read()), "awscli round trip differs"
+    ls = subprocess.run(aws + ["ls", "s3://survivor/"], env=env, check=True, capture_output=True, text=True).stdout
+    assert "PRE cli/" in ls and "PRE keep/" in ls, ls
+    check("awscli cp up and down, ls")
+else:
+    print("skipped: awscli checks (no `aws` on PATH)", flush=True)
+print("ALL PASSED")
