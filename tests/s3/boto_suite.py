@@ -107,6 +107,32 @@ s3.put_object(Bucket="alpha", Key="fresh", Body=b"second", IfMatch=tag)
 assert s3.get_object(Bucket="alpha", Key="fresh")["Body"].read() == b"second"
 check("If-None-Match: * and If-Match on put")
 
+
+def create_if_absent(i):
+    try:
+        s3.put_object(Bucket="alpha", Key="race", Body=f"writer {i}".encode(), IfNoneMatch="*")
+        return ("won", i)
+    except ClientError as e:
+        return (e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"])
+
+
+with concurrent.futures.ThreadPoolExecutor(20) as pool:
+    outcomes = list(pool.map(create_if_absent, range(20)))
+winners = [o[1] for o in outcomes if o[0] == "won"]
+assert len(winners) == 1, outcomes
+assert sorted(o for o in outcomes if o[0] != "won") == [("PreconditionFailed", 412)] * 19, outcomes
+assert s3.get_object(Bucket="alpha", Key="race")["Body"].read() == f"writer {winners[0]}".encode()
+check("20 concurrent create-if-absent puts: one winner, 19 PreconditionFailed")
+
+odd = ["ünïcødé/ファイル", "with space/and more", "plus+amp&eq=.txt", "q?uestion#hash", "emoji 🎉"]
+for k in odd:
+    s3.put_object(Bucket="alpha", Key=k, Body=k.encode())
+for k in odd:
+    assert s3.get_object(Bucket="alpha", Key=k)["Body"].read() == k.encode(), k
+listed = [o["Key"] for o in s3.list_objects_v2(Bucket="alpha")["Contents"]]
+assert all(k in listed for k in odd), listed
+check("keys with unicode, spaces and +&= round-trip")
+
 tag = s3.head_object(Bucket="alpha", Key="fresh")["ETag"]
 assert s3.get_object(Bucket="alpha", Key="fresh", IfMatch=tag)["Body"].read() == b"second"
 expect_error("PreconditionFailed", 412, s3.get_object, Bucket="alpha", Key="fresh", IfMatch='"0000"')
@@ -129,8 +155,8 @@ check("keys with '..', '.', '//' refused")
 expect_error("BucketNotEmpty", 409, s3.delete_bucket, Bucket="alpha")
 check("non-empty bucket not deleted")
 
-# Listings: a few hundred keys, nested and flat.
-keys = [f"d{i % 3}/k{i:04d}" for i in range(240)] + [f"top{i:03d}" for i in range(60)]
+# Listings: 2,500 keys, nested and flat.
+keys = [f"d{i % 3}/k{i:04d}" for i in range(2440)] + [f"top{i:03d}" for i in range(60)]
 with concurrent.futures.ThreadPoolExecutor(8) as pool:
     list(pool.map(lambda k: s3.put_object(Bucket="beta", Key=k, Body=k.encode()), keys))
 
@@ -150,14 +176,15 @@ def all_keys_v2(**kw):
         token = r["NextContinuationToken"]
 
 
-flat, _ = all_keys_v2(MaxKeys=37)
+flat, _ = all_keys_v2(MaxKeys=337)
 assert flat == sorted(keys), (len(flat), flat[:5])
 r = s3.list_objects_v2(Bucket="beta", MaxKeys=1000)
-assert r["KeyCount"] == 300 and not r["IsTruncated"]
+assert r["KeyCount"] == 1000 and r["IsTruncated"], (r["KeyCount"], r["IsTruncated"])
+assert len(all_keys_v2()[0]) == 2500
 top, prefixes = all_keys_v2(Delimiter="/", MaxKeys=25)
 assert prefixes == ["d0/", "d1/", "d2/"], prefixes
 assert top == sorted(k for k in keys if k.startswith("top")), top[:5]
-d1, _ = all_keys_v2(Prefix="d1/", MaxKeys=7)
+d1, _ = all_keys_v2(Prefix="d1/", MaxKeys=70)
 assert d1 == sorted(k for k in keys if k.startswith("d1/")), d1[:5]
 after, _ = all_keys_v2(StartAfter="d2/k0200")
 assert after == sorted(k for k in keys if k > "d2/k0200"), after[:5]
@@ -167,7 +194,7 @@ check("ListObjectsV2: pagination, delimiter, prefix, start-after")
 
 v1, marker = [], ""
 while True:
-    r = s3.list_objects(Bucket="beta", Marker=marker, MaxKeys=55)
+    r = s3.list_objects(Bucket="beta", Marker=marker, MaxKeys=455)
     page = [o["Key"] for o in r.get("Contents", [])]
     v1 += page
     if not r["IsTruncated"]:
