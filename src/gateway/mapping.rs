@@ -112,6 +112,15 @@ pub enum Subject {
 /// caller cannot fix is an InternalError (logged here, where it is handled).
 pub fn s3_err(e: ClientError, subject: Subject) -> S3Error {
     let text = e.to_string();
+    // The request body did not match the payload hash the caller signed (s3s checks it
+    // while the body streams in): the signature does not cover these bytes. Nothing was
+    // committed, and it is the caller's doing, not the cluster's.
+    if matches!(e, ClientError::Io { .. }) && text.contains("Sha256Mismatch") {
+        return s3_error!(
+            SignatureDoesNotMatch,
+            "the request body does not match its signed payload hash (x-amz-content-sha256)"
+        );
+    }
     match (e.code(), subject) {
         (Some(Code::NotFound), Subject::Bucket) => s3_error!(NoSuchBucket, "{text}"),
         (Some(Code::NotFound), Subject::Object) => s3_error!(NoSuchKey, "{text}"),

@@ -11,6 +11,7 @@ import os
 import random
 import shutil
 import subprocess
+import time
 import urllib.error
 import urllib.request
 
@@ -227,6 +228,30 @@ expect_error("AccessDenied", 403, ro.put_object, Bucket="alpha", Key="ro", Body=
 expect_error("AccessDenied", 403, ro.delete_object, Bucket="alpha", Key="fresh")
 expect_error("AccessDenied", 403, ro.create_bucket, Bucket="gamma")
 check("wrong secret, unknown key, readonly key")
+
+
+def tamper(request, **_):
+    # After signing: the body no longer matches the signed payload hash.
+    request.body = b"tampered body!"
+    request.headers["Content-Length"] = str(len(request.body))
+
+
+tampering = client(os.environ["S3_KEY"], os.environ["S3_SECRET"])
+tampering.meta.events.register("before-send.s3.PutObject", tamper)
+expect_error("SignatureDoesNotMatch", 403, tampering.put_object, Bucket="alpha", Key="tampered", Body=b"the signed body")
+expect_error("404", 404, s3.head_object, Bucket="alpha", Key="tampered")
+check("tampered payload refused, nothing stored")
+
+url = s3.generate_presigned_url("get_object", Params={"Bucket": "alpha", "Key": "fresh"}, ExpiresIn=1)
+issued = time.time()
+while time.time() < issued + 2.5:  # until the URL's one second of validity is surely over
+    time.sleep(0.1)
+try:
+    urllib.request.urlopen(url)
+    raise AssertionError("an expired presigned URL was accepted")
+except urllib.error.HTTPError as e:
+    assert e.code == 403, e.code
+check("expired presigned URL refused with 403")
 
 # Empty a bucket, then delete it.
 for o in s3.list_objects_v2(Bucket="alpha")["Contents"]:
