@@ -545,7 +545,7 @@ fn datanodes_without_a_cluster_node_certificate_cannot_join() {
             .stderr(f)
             .spawn()
             .unwrap();
-        children.push((child, log));
+        children.push((KillOnDrop(child), log));
     }
     // Each is refused (the log says why) and the coordinator never lists it.
     for (_, log) in &children {
@@ -559,10 +559,7 @@ fn datanodes_without_a_cluster_node_certificate_cannot_join() {
     assert!(client_log.contains("node"), "{client_log}");
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(c.node_infos().len(), 1, "an intruder joined");
-    for (mut child, _) in children {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    drop(children);
 }
 
 /// Resident set size of a process, in KiB.
@@ -800,7 +797,7 @@ fn servers_refuse_to_start_without_tls_unless_plaintext_is_chosen() {
         .port();
     let log = dir.path().join("plain.log");
     let log_file = std::fs::File::create(&log).unwrap();
-    let mut child = std::process::Command::new(common::BIN)
+    let child = std::process::Command::new(common::BIN)
         .env_remove("DFSD_CONFIG")
         .args([
             "coordinator",
@@ -815,11 +812,21 @@ fn servers_refuse_to_start_without_tls_unless_plaintext_is_chosen() {
         .stderr(log_file)
         .spawn()
         .unwrap();
+    // Ended even if the wait below fails.
+    let _child = KillOnDrop(child);
     wait_until("the plaintext warning", Duration::from_secs(20), || {
         std::fs::read_to_string(&log)
             .unwrap_or_default()
             .contains("serving PLAINTEXT")
     });
-    let _ = child.kill();
-    let _ = child.wait();
+}
+
+/// Kills and reaps a child process when dropped (also when a test panics).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
