@@ -4,12 +4,11 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{random_bytes, TestCluster};
+use common::{free_port, random_bytes, TestCluster};
 use sha2::{Digest, Sha256};
 
 const RW: (&str, &str) = ("AKIDGATEWAYTESTRW", "rw-secret-0123456789");
@@ -42,14 +41,6 @@ impl Gateway {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts a gateway for `cluster` with the two test S3 keys and 1 MiB chunks (so test
