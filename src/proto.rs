@@ -27,6 +27,12 @@ impl From<&EntryInfo> for pb::Entry {
             version: e.inode.version,
             replication: e.inode.replication,
             chunk_count: e.chunk_count,
+            attrs: e
+                .inode
+                .attrs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
     }
 }

@@ -454,6 +454,7 @@ async fn servers_use_the_right_grpc_codes() {
             size: 12,
             no_clobber: false,
             expected_version: None,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -466,15 +467,64 @@ async fn servers_use_the_right_grpc_codes() {
     // A size that does not add up.
     let e = coord
         .commit_upload(pb::CommitUploadRequest {
-            upload_id: up.upload_id,
+            upload_id: up.upload_id.clone(),
             chunks: vec![],
             size: 5,
             no_clobber: false,
             expected_version: None,
+            ..Default::default()
         })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
+    // Attributes beyond the limits, or with a control character in a name.
+    for attrs in [
+        (0..65)
+            .map(|i| (format!("k{i}"), "v".to_string()))
+            .collect(),
+        [("big".to_string(), "x".repeat(9000))].into(),
+        [("a\nb".to_string(), "v".to_string())].into(),
+    ] {
+        let e = coord
+            .commit_upload(pb::CommitUploadRequest {
+                upload_id: up.upload_id.clone(),
+                attrs,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
+        assert!(e.message().starts_with("attrs:"), "{}", e.message());
+    }
+    // Compose: no sources; a missing source; a deletion that holds the destination.
+    let compose = |sources: &[&str], dst: &str, delete_after: &[&str]| pb::ComposeRequest {
+        sources: sources
+            .iter()
+            .map(|p| pb::ComposeSource {
+                path: p.to_string(),
+                expected_version: None,
+            })
+            .collect(),
+        dst: dst.into(),
+        delete_after: delete_after.iter().map(|d| d.to_string()).collect(),
+        ..Default::default()
+    };
+    let e = coord.compose(compose(&[], "/c", &[])).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
+    let e = coord
+        .compose(compose(&["/nope"], "/c", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{}", e.message());
+    let e = coord
+        .compose(compose(&["/nope"], "/d/c", &["/d"]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
+    assert_eq!(
+        code(coord.stat(pb::StatRequest { path: "/c".into() }).await),
+        Code::NotFound
+    );
     assert_eq!(
         code(coord.stat(pb::StatRequest { path: "/q".into() }).await),
         Code::NotFound,

@@ -164,3 +164,82 @@ fn boto3_suite_against_a_gateway() {
     let log = gw.log();
     assert!(!log.contains(" ERROR "), "gateway logged errors:\n{log}");
 }
+
+/// Runs a python script of tests/s3 against `gw` with the readwrite key; panics with the
+/// script's output and the gateway log when it fails.
+fn run_suite(gw: &Gateway, script: &str, extra: &[(&str, &Path)]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/s3")
+        .join(script);
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script)
+        .env("S3_ENDPOINT", &gw.endpoint)
+        .env("S3_KEY", RW.0)
+        .env("S3_SECRET", RW.1)
+        // No AWS settings of the machine running the tests.
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL");
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && stdout.contains("ALL PASSED"),
+        "{} failed\n--- stdout\n{stdout}\n--- stderr\n{}\n--- gateway log\n{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
+    print!("{stdout}");
+    stdout
+}
+
+/// The chunk ids of a file, in order, from the coordinator.
+fn chunk_ids(cluster: &TestCluster, path: &str) -> Vec<String> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut coord = cluster.raw_coordinator();
+        let f = coord
+            .get_file(dfsd::proto::pb::GetFileRequest {
+                path: path.into(),
+                start_chunk: 0,
+                max_chunks: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!f.truncated);
+        f.chunks.into_iter().map(|c| c.chunk_id).collect()
+    })
+}
+
+#[test]
+fn object_features_multipart_and_aws_cli_sync() {
+    if !boto3_available() {
+        println!(
+            "SKIPPED: object_features_multipart_and_aws_cli_sync needs python3 with boto3; \
+             `.ci/run` installs it"
+        );
+        return;
+    }
+    let cluster = TestCluster::start(3);
+    let gw = start_gateway(&cluster);
+    let work = tempfile::tempdir().unwrap();
+    run_suite(&gw, "objects_suite.py", &[("WORK_DIR", work.path())]);
+
+    // CopyObject moved no bytes: the copy is the same chunk list.
+    let orig = chunk_ids(&cluster, "/gamma/orig");
+    assert_eq!(orig.len(), 4, "3 MiB + 5 bytes in 1 MiB chunks");
+    assert_eq!(chunk_ids(&cluster, "/gamma/copy"), orig);
+    // The completed multipart object is its parts' chunks, joined (5 + 6 + 1 chunks).
+    assert_eq!(chunk_ids(&cluster, "/gamma/mp/big").len(), 12);
+    // Completed and aborted uploads left nothing behind.
+    let ls = cluster.cli(&["ls", "/gamma/.dfsd-uploads"]);
+    let left = String::from_utf8_lossy(&ls.stdout);
+    assert!(left.trim().is_empty(), "uploads left behind:\n{left}");
+    let log = gw.log();
+    assert!(!log.contains(" ERROR "), "gateway logged errors:\n{log}");
+}

@@ -36,6 +36,7 @@ pub async fn put(client: &Client, args: &PutArgs) -> anyhow::Result<()> {
         no_clobber: args.no_clobber,
         expected_version: None,
         chunk_size: args.chunk_size,
+        ..Default::default()
     };
     let report = if args.local == "-" {
         match super::progress::bar(None, args.quiet) {

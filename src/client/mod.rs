@@ -47,6 +47,9 @@ pub enum ClientError {
     Integrity(String),
     #[error("{0}")]
     Invalid(String),
+    /// The caller's own check before a commit (see [`Client::put_with`]) refused it.
+    #[error("{0}")]
+    Refused(String),
 }
 
 fn remote_text(code: Code, message: &str) -> String {
@@ -310,6 +313,20 @@ impl Client {
             .map_err(|s| self.coord_err(s))?
             .into_inner();
         Ok((r.files_deleted, r.dirs_deleted))
+    }
+
+    /// Commits `req.dst` as the chunks of `req.sources` joined in order, without moving
+    /// a byte (see the Compose RPC). Paths are taken as given: the caller parses them.
+    pub async fn compose(&self, req: pb::ComposeRequest) -> Result<pb::Entry> {
+        let resp = self
+            .coordinator
+            .clone()
+            .compose(self.request(req))
+            .await
+            .map_err(|s| self.coord_err(s))?;
+        resp.into_inner()
+            .entry
+            .ok_or_else(|| ClientError::Invalid("empty compose response".into()))
     }
 
     pub async fn rename(&self, src: &str, dst: &str) -> Result<pb::Entry> {

@@ -35,6 +35,8 @@ pub struct PutOptions {
     pub expected_version: Option<u64>,
     /// Chunk size; None = the client config's.
     pub chunk_size: Option<u64>,
+    /// Attributes committed with the file (see `pb::Entry::attrs`).
+    pub attrs: crate::meta::Attrs,
 }
 
 #[derive(Debug, Clone)]
@@ -82,10 +84,28 @@ impl Client {
     /// Stores everything `input` yields at `path`.
     pub async fn put<R: AsyncRead + Unpin + Send>(
         &self,
-        mut input: R,
+        input: R,
         path: &str,
         opts: &PutOptions,
     ) -> Result<PutReport> {
+        self.put_with(input, path, opts, |_| Ok(())).await
+    }
+
+    /// Like [`Client::put`], with `finish` called once the input has ended and every chunk
+    /// is stored, just before the commit: it may add attributes computed from the data
+    /// (a digest, say) or refuse the commit (`Err(reason)`: the upload is aborted and
+    /// the error is [`ClientError::Refused`]).
+    pub async fn put_with<R, F>(
+        &self,
+        mut input: R,
+        path: &str,
+        opts: &PutOptions,
+        finish: F,
+    ) -> Result<PutReport>
+    where
+        R: AsyncRead + Unpin + Send,
+        F: FnOnce(&mut crate::meta::Attrs) -> std::result::Result<(), String> + Send,
+    {
         let path = DfsPath::parse_lenient(path)?;
         let chunk_size = opts.chunk_size.unwrap_or(self.cfg.chunk_size);
         if chunk_size == 0 {
@@ -110,9 +130,16 @@ impl Client {
             )));
         }
         let upload_id = begin.upload_id.clone();
-        let result = self
+        let mut attrs = opts.attrs.clone();
+        let result = match self
             .upload_chunks(&mut input, &begin, chunk_size as usize)
-            .await;
+            .await
+        {
+            Ok(stored) => finish(&mut attrs)
+                .map(|()| stored)
+                .map_err(ClientError::Refused),
+            Err(e) => Err(e),
+        };
         let stored = match result {
             Ok(s) => s,
             Err(e) => {
@@ -132,7 +159,9 @@ impl Client {
             })
             .collect();
         let size: u64 = stored.iter().map(|s| s.size).sum();
-        let entry = self.commit(&path, &begin, &refs, size, opts).await?;
+        let entry = self
+            .commit(&path, &begin, &refs, size, opts, &attrs)
+            .await?;
         let uploaded = stored.iter().filter(|s| s.sent).count();
         Ok(PutReport {
             entry,
@@ -166,6 +195,7 @@ impl Client {
         refs: &[pb::ChunkRef],
         size: u64,
         opts: &PutOptions,
+        attrs: &crate::meta::Attrs,
     ) -> Result<pb::Entry> {
         let commit = |upload_id: String| pb::CommitUploadRequest {
             upload_id,
@@ -173,6 +203,7 @@ impl Client {
             size,
             no_clobber: opts.no_clobber,
             expected_version: opts.expected_version,
+            attrs: attrs.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         };
         let mut first = self
             .coordinator

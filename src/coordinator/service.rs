@@ -95,6 +95,49 @@ fn parse_chunks(refs: &[pb::ChunkRef], max_size: u64) -> Result<Vec<(ChunkId, u6
         .collect()
 }
 
+/// Most sources one Compose joins (S3 allows 10,000 parts per upload).
+const COMPOSE_MAX_SOURCES: usize = 10_000;
+/// Limits on a file version's attributes: S3 allows 2 KiB of user metadata.
+const ATTRS_MAX_ENTRIES: usize = 64;
+const ATTRS_MAX_BYTES: usize = 8 * 1024;
+
+/// Checks attributes from the wire: bounded in count and size, names non-empty and free
+/// of control characters.
+fn parse_attrs(wire: std::collections::HashMap<String, String>) -> Result<meta::Attrs, Status> {
+    if wire.len() > ATTRS_MAX_ENTRIES {
+        return Err(Status::invalid_argument(format!(
+            "attrs: {} entries, at most {ATTRS_MAX_ENTRIES}",
+            wire.len()
+        )));
+    }
+    let bytes: usize = wire.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if bytes > ATTRS_MAX_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "attrs: {bytes} bytes, at most {ATTRS_MAX_BYTES}"
+        )));
+    }
+    if let Some(k) = wire
+        .keys()
+        .find(|k| k.is_empty() || k.chars().any(char::is_control))
+    {
+        return Err(Status::invalid_argument(format!(
+            "attrs: invalid name {k:?} (empty or with control characters)"
+        )));
+    }
+    Ok(wire.into_iter().collect())
+}
+
+/// A requested replication factor, 0 meaning the cluster default.
+fn replication_or_default(requested: u32, default: u32) -> Result<u32, Status> {
+    let r = if requested == 0 { default } else { requested };
+    if r > 16 {
+        return Err(Status::invalid_argument(format!(
+            "replication {r}: at most 16"
+        )));
+    }
+    Ok(r)
+}
+
 fn random_id() -> String {
     let mut b = [0u8; 16];
     rand::rng().fill_bytes(&mut b);
@@ -234,16 +277,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             return Err(Status::failed_precondition("/: is a directory"));
         }
         let cfg = &self.state.cfg;
-        let replication = if req.replication == 0 {
-            cfg.replication
-        } else {
-            req.replication
-        };
-        if replication > 16 {
-            return Err(Status::invalid_argument(format!(
-                "replication {replication}: at most 16"
-            )));
-        }
+        let replication = replication_or_default(req.replication, cfg.replication)?;
         let default_quorum = if cfg.write_quorum == 0 {
             replication
         } else {
@@ -453,6 +487,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let req = req.into_inner();
         let upload = self.upload(&req.upload_id, &who)?;
         let chunks = parse_chunks(&req.chunks, self.state.cfg.max_chunk_size)?;
+        let attrs = parse_attrs(req.attrs)?;
         let commit = CommitRequest {
             path: upload.path.clone(),
             chunks,
@@ -462,6 +497,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             no_clobber: upload.no_clobber || req.no_clobber,
             expected_version: req.expected_version,
             live_nodes: self.state.nodes.live_set(now_ms()),
+            attrs,
         };
         let info = self
             .state
@@ -494,6 +530,56 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
         Ok(Response::new(pb::AbortUploadResponse {}))
+    }
+
+    async fn compose(
+        &self,
+        req: Request<pb::ComposeRequest>,
+    ) -> Result<Response<pb::ComposeResponse>, Status> {
+        let who = who(&req)?;
+        let req = req.into_inner();
+        if req.sources.is_empty() || req.sources.len() > COMPOSE_MAX_SOURCES {
+            return Err(Status::invalid_argument(format!(
+                "compose: {} sources, expected 1 to {COMPOSE_MAX_SOURCES}",
+                req.sources.len()
+            )));
+        }
+        let dst = parse_path(&req.dst)?;
+        who.require_write(&dst)?;
+        let mut sources = Vec::with_capacity(req.sources.len());
+        for s in &req.sources {
+            let p = parse_path(&s.path)?;
+            who.require_read(&p)?;
+            sources.push((p, s.expected_version));
+        }
+        let mut delete_after = Vec::with_capacity(req.delete_after.len());
+        for d in &req.delete_after {
+            let p = parse_path(d)?;
+            who.require_write(&p)?;
+            delete_after.push(p);
+        }
+        let compose = meta::ComposeRequest {
+            sources,
+            dst,
+            replication: replication_or_default(req.replication, self.state.cfg.replication)?,
+            no_clobber: req.no_clobber,
+            expected_version: req.expected_version,
+            attrs: parse_attrs(req.attrs)?,
+            delete_after,
+        };
+        let n = compose.sources.len();
+        let info = self
+            .state
+            .store
+            .write(move |c| meta::compose(c, &compose, now_ms()))
+            .await?;
+        tracing::info!(path = %info.path, size = info.inode.size, version = info.inode.version, sources = n, "file composed");
+        let (path, size, v) = (info.path.as_str(), info.inode.size, info.inode.version);
+        let detail = format!("version {v}, composed of {n} file(s)");
+        (self.state.events).file(FileCommitted, path, size, 1, detail);
+        Ok(Response::new(pb::ComposeResponse {
+            entry: Some((&info).into()),
+        }))
     }
 
     async fn get_file(

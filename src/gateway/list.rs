@@ -158,6 +158,8 @@ pub async fn list_page<L: Lister>(
                 };
                 let mut children: Vec<Node> = entries
                     .into_iter()
+                    // Multipart uploads in progress are not objects.
+                    .filter(|e| !(d.is_empty() && e.name == super::mapping::UPLOADS_DIR))
                     .map(|e| {
                         if super::mapping::is_dir(&e) {
                             Node::Dir(format!("{d}{}/", e.name))

@@ -6,7 +6,12 @@
 //! segments is empty (`a//b`, a leading or trailing `/`), `.` or `..`, or when it holds a
 //! NUL or control character: such a key has no file of its own, and normalising it could
 //! name another object or another bucket. The keys `a` and `a/b` cannot both exist (a
-//! file and a directory of the same name).
+//! file and a directory of the same name). Keys under `.dfsd-uploads/` are reserved: a
+//! bucket's multipart uploads in progress live there (see `multipart`).
+//!
+//! What S3 keeps with an object lives in the file version's attributes: `etag` (the MD5
+//! of the content, or the multipart form), `content-type`, and `meta:NAME` for each
+//! `x-amz-meta-NAME` header.
 
 use std::time::{Duration, SystemTime};
 
@@ -16,6 +21,7 @@ use sha2::{Digest, Sha256};
 use tonic::Code;
 
 use crate::client::ClientError;
+use crate::meta::Attrs;
 use crate::path::{DfsPath, MAX_NAME_BYTES, MAX_PATH_BYTES};
 use crate::proto::pb;
 
@@ -47,10 +53,26 @@ pub fn object_path(bucket: &str, key: &str) -> Result<DfsPath, S3Error> {
     DfsPath::parse(&format!("{dir}/{key}")).map_err(|e| s3_error!(InvalidArgument, "{e}"))
 }
 
-/// Refuses keys whose segments are empty, `.` or `..`, or that hold control characters.
+/// The directory below each bucket where multipart uploads in progress are kept.
+pub const UPLOADS_DIR: &str = ".dfsd-uploads";
+/// Attribute names (see the module documentation).
+pub const ATTR_ETAG: &str = "etag";
+pub const ATTR_CONTENT_TYPE: &str = "content-type";
+pub const ATTR_META: &str = "meta:";
+/// S3's limit on user metadata (names and values, in bytes).
+const MAX_USER_METADATA: usize = 2048;
+
+/// Refuses keys whose segments are empty, `.` or `..`, or that hold control characters,
+/// and keys in the reserved uploads directory.
 pub fn check_key(key: &str) -> Result<(), S3Error> {
     if key.is_empty() {
         return Err(s3_error!(InvalidArgument, "empty object key"));
+    }
+    if key.split('/').next() == Some(UPLOADS_DIR) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "keys under {UPLOADS_DIR}/ are reserved for multipart uploads in progress"
+        ));
     }
     if key.len() > MAX_PATH_BYTES - 64 {
         return Err(s3_error!(KeyTooLongError, "object key too long"));
@@ -79,16 +101,70 @@ pub fn check_key(key: &str) -> Result<(), S3Error> {
     Ok(())
 }
 
-/// The entity tag of a file version. Not the MD5 of the content (dfsd keeps no MD5 yet):
-/// a digest of the path, version, size and mtime, so it changes whenever the object does
-/// and is the same from PutObject, HeadObject, GetObject and listings.
+/// The entity tag of a file version: the one stored with it (the content MD5, or the
+/// multipart form `MD5-N`), else, for files written by other dfsd clients, a digest of
+/// the path, version, size and mtime, which changes whenever the file does.
 pub fn etag(e: &pb::Entry) -> ETag {
+    if let Some(t) = e.attrs.get(ATTR_ETAG) {
+        return ETag::Strong(t.clone());
+    }
     let mut h = Sha256::new();
     h.update(e.path.as_bytes());
     h.update(e.version.to_be_bytes());
     h.update(e.size.to_be_bytes());
     h.update(e.mtime_ms.to_be_bytes());
     ETag::Strong(hex::encode(&h.finalize()[..16]))
+}
+
+/// The stored Content-Type, or S3's default.
+pub fn content_type(e: &pb::Entry) -> String {
+    e.attrs
+        .get(ATTR_CONTENT_TYPE)
+        .cloned()
+        .unwrap_or_else(|| "binary/octet-stream".into())
+}
+
+/// The stored user metadata (`x-amz-meta-*`), if any.
+pub fn user_metadata(e: &pb::Entry) -> Option<s3s::dto::Metadata> {
+    let m: s3s::dto::Metadata = e
+        .attrs
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(ATTR_META)?.to_string(), v.clone())))
+        .collect();
+    (!m.is_empty()).then_some(m)
+}
+
+/// The attributes for an object's Content-Type and user metadata, refusing metadata
+/// over S3's 2 KiB.
+pub fn object_attrs(
+    content_type: Option<&str>,
+    metadata: Option<&s3s::dto::Metadata>,
+) -> Result<Attrs, S3Error> {
+    let mut a = Attrs::new();
+    if let Some(ct) = content_type {
+        a.insert(ATTR_CONTENT_TYPE.into(), ct.to_string());
+    }
+    let mut bytes = 0;
+    for (k, v) in metadata.into_iter().flatten() {
+        bytes += k.len() + v.len();
+        a.insert(format!("{ATTR_META}{}", k.to_ascii_lowercase()), v.clone());
+    }
+    if bytes > MAX_USER_METADATA {
+        return Err(s3_error!(
+            MetadataTooLarge,
+            "user metadata is {bytes} bytes, at most {MAX_USER_METADATA}"
+        ));
+    }
+    Ok(a)
+}
+
+/// The Content-Type and user metadata of an entry (its attributes without the ETag).
+pub fn descriptive_attrs(e: &pb::Entry) -> Attrs {
+    e.attrs
+        .iter()
+        .filter(|(k, _)| k.as_str() == ATTR_CONTENT_TYPE || k.starts_with(ATTR_META))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 pub fn last_modified(e: &pb::Entry) -> Timestamp {
@@ -120,6 +196,9 @@ pub fn s3_err(e: ClientError, subject: Subject) -> S3Error {
             SignatureDoesNotMatch,
             "the request body does not match its signed payload hash (x-amz-content-sha256)"
         );
+    }
+    if let ClientError::Refused(why) = &e {
+        return s3_error!(BadDigest, "{why}");
     }
     match (e.code(), subject) {
         (Some(Code::NotFound), Subject::Bucket) => s3_error!(NoSuchBucket, "{text}"),
@@ -163,6 +242,8 @@ mod tests {
             "a/",
             "a\0b",
             "a\nb",
+            ".dfsd-uploads/x",
+            ".dfsd-uploads",
         ] {
             assert!(object_path("bucket", bad).is_err(), "{bad:?} accepted");
         }

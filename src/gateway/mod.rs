@@ -16,8 +16,10 @@
 //! the same cluster side by side.
 
 pub mod auth;
+pub mod digest;
 pub mod list;
 pub mod mapping;
+pub mod multipart;
 pub mod s3;
 
 use std::future::Future;

@@ -13,8 +13,12 @@ use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
 use tokio_util::io::{ReaderStream, StreamReader};
 
 use super::auth::{S3Keys, S3Role};
+use super::digest::{check_content_md5, Md5Reader};
 use super::list::{list_page, Item, ListParams, Page};
-use super::mapping::{bucket_path, etag, is_dir, last_modified, object_path, s3_err, Subject};
+use super::mapping::{
+    bucket_path, content_type, descriptive_attrs, etag, is_dir, last_modified, object_attrs,
+    object_path, s3_err, user_metadata, Subject, ATTR_ETAG,
+};
 use crate::client::{Client, PutOptions, ReadRange};
 use crate::path::DfsPath;
 use crate::proto::pb;
@@ -32,20 +36,25 @@ pub struct DfsS3 {
     pub keys: S3Keys,
 }
 
+/// The SDK client that acts for the caller of `req`.
+pub(super) fn client_for<T>(s3: &DfsS3, _req: &S3Request<T>) -> Client {
+    s3.client.clone()
+}
+
 fn role<T>(keys: &S3Keys, req: &S3Request<T>) -> Option<S3Role> {
     req.credentials
         .as_ref()
         .and_then(|c| keys.role(&c.access_key))
 }
 
-fn require_write<T>(keys: &S3Keys, req: &S3Request<T>) -> S3Result<()> {
+pub(super) fn require_write<T>(keys: &S3Keys, req: &S3Request<T>) -> S3Result<()> {
     match role(keys, req) {
         Some(S3Role::ReadWrite) => Ok(()),
         _ => Err(s3_error!(AccessDenied, "this access key may not write")),
     }
 }
 
-fn require_read<T>(keys: &S3Keys, req: &S3Request<T>) -> S3Result<()> {
+pub(super) fn require_read<T>(keys: &S3Keys, req: &S3Request<T>) -> S3Result<()> {
     match role(keys, req) {
         Some(_) => Ok(()),
         None => Err(s3_error!(AccessDenied, "anonymous access is off")),
@@ -54,10 +63,9 @@ fn require_read<T>(keys: &S3Keys, req: &S3Request<T>) -> S3Result<()> {
 
 impl DfsS3 {
     /// The bucket's directory entry, or NoSuchBucket.
-    async fn bucket(&self, bucket: &str) -> S3Result<DfsPath> {
+    pub(super) async fn bucket(&self, c: &Client, bucket: &str) -> S3Result<DfsPath> {
         let path = bucket_path(bucket)?;
-        let e = self
-            .client
+        let e = c
             .stat(&path.to_string())
             .await
             .map_err(|e| s3_err(e, Subject::Bucket))?;
@@ -68,43 +76,78 @@ impl DfsS3 {
     }
 
     /// The object's file entry, or NoSuchKey (a directory is not an object).
-    async fn object(&self, bucket: &str, key: &str) -> S3Result<(DfsPath, pb::Entry)> {
+    pub(super) async fn object(
+        &self,
+        c: &Client,
+        bucket: &str,
+        key: &str,
+    ) -> S3Result<(DfsPath, pb::Entry)> {
         let path = object_path(bucket, key)?;
-        match self.client.stat(&path.to_string()).await {
+        match c.stat(&path.to_string()).await {
             Ok(e) if !is_dir(&e) => Ok((path, e)),
             Ok(_) => Err(s3_error!(NoSuchKey)),
             Err(e) if e.code() == Some(tonic::Code::NotFound) => {
                 // Say NoSuchBucket when it is the bucket that is missing.
-                self.bucket(bucket).await?;
+                self.bucket(c, bucket).await?;
                 Err(s3_error!(NoSuchKey))
             }
             Err(e) => Err(s3_err(e, Subject::Object)),
         }
     }
 
-    async fn list(&self, bucket: &str, p: &ListParams) -> S3Result<Page> {
+    async fn list(&self, c: &Client, bucket: &str, p: &ListParams) -> S3Result<Page> {
         tracing::debug!(bucket, prefix = %p.prefix, delimiter = ?p.delimiter, marker = %p.marker, max_keys = p.max_keys, "list");
-        let dir = self.bucket(bucket).await?;
-        list_page(&self.client, &dir.to_string(), p)
+        let dir = self.bucket(c, bucket).await?;
+        list_page(c, &dir.to_string(), p)
             .await
             .map_err(|e| s3_err(e, Subject::Object))
     }
 
     /// Everything a PutObject must pass before its body is read: the caller's role, the
-    /// key, the bucket, and the conditions (turned into atomic commit options).
-    async fn check_put(&self, req: &S3Request<PutObjectInput>) -> S3Result<(DfsPath, PutOptions)> {
+    /// key, the bucket, the metadata, and the conditions (turned into atomic commit
+    /// options).
+    async fn check_put(
+        &self,
+        c: &Client,
+        req: &S3Request<PutObjectInput>,
+    ) -> S3Result<(DfsPath, PutOptions)> {
         require_write(&self.keys, req)?;
         let input = &req.input;
         let path = object_path(&input.bucket, &input.key)?;
-        self.bucket(&input.bucket).await?;
-        let mut opts = PutOptions::default();
-        if input.if_none_match.as_ref().is_some_and(|c| c.is_any()) {
-            // Atomic: the coordinator refuses the commit if the path exists by then.
+        self.bucket(c, &input.bucket).await?;
+        let mut opts = PutOptions {
+            attrs: object_attrs(input.content_type.as_deref(), input.metadata.as_ref())?,
+            ..Default::default()
+        };
+        self.write_conditions(
+            c,
+            &input.bucket,
+            &input.key,
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            &mut opts,
+        )
+        .await?;
+        Ok((path, opts))
+    }
+
+    /// Turns If-None-Match / If-Match on a write into commit options the coordinator
+    /// checks atomically: `no_clobber`, or `expected_version` (the version whose tag
+    /// matched now; a write in between moves the version on and fails the commit).
+    pub(super) async fn write_conditions(
+        &self,
+        c: &Client,
+        bucket: &str,
+        key: &str,
+        if_match: Option<&ETagCondition>,
+        if_none_match: Option<&ETagCondition>,
+        opts: &mut PutOptions,
+    ) -> S3Result<()> {
+        if if_none_match.is_some_and(|c| c.is_any()) {
             opts.no_clobber = true;
         }
-        if let Some(want) = input.if_match.as_ref().and_then(|c| c.as_etag()) {
-            // Atomic too: commit only over the version whose tag matched.
-            let (_, cur) = match self.object(&input.bucket, &input.key).await {
+        if let Some(want) = if_match.and_then(|c| c.as_etag()) {
+            let (_, cur) = match self.object(c, bucket, key).await {
                 Ok(o) => o,
                 Err(e) if *e.code() == s3s::S3ErrorCode::NoSuchKey => {
                     return Err(s3_error!(PreconditionFailed, "If-Match: no such key"))
@@ -116,21 +159,27 @@ impl DfsS3 {
             }
             opts.expected_version = Some(cur.version);
         }
-        Ok((path, opts))
+        Ok(())
     }
 
     /// Deletes one object. S3 answers success whether or not the key existed; a directory
     /// is not an object and is left alone.
-    async fn delete_key(&self, bucket: &DfsPath, name: &str, key: &str) -> S3Result<()> {
+    async fn delete_key(
+        &self,
+        c: &Client,
+        bucket: &DfsPath,
+        name: &str,
+        key: &str,
+    ) -> S3Result<()> {
         let path = object_path(name, key)?;
-        match self.client.stat(&path.to_string()).await {
+        match c.stat(&path.to_string()).await {
             Ok(e) if !is_dir(&e) => {
-                match self.client.delete(&path.to_string(), false).await {
+                match c.delete(&path.to_string(), false).await {
                     Ok(_) => tracing::info!(path = %path, "object deleted"),
                     Err(e) if e.code() == Some(tonic::Code::NotFound) => {}
                     Err(e) => return Err(s3_err(e, Subject::Object)),
                 }
-                self.prune_empty_parents(&path, bucket).await;
+                prune_empty_parents(c, &path, bucket).await;
                 Ok(())
             }
             Ok(_) => Ok(()),
@@ -138,20 +187,155 @@ impl DfsS3 {
             Err(e) => Err(s3_err(e, Subject::Object)),
         }
     }
+}
 
-    /// Removes the directories a deleted object leaves empty, up to (not including) the
-    /// bucket, so listings show no empty prefixes. A directory that is not empty (or was
-    /// refilled meanwhile) stops the climb: the coordinator refuses that delete atomically.
-    async fn prune_empty_parents(&self, path: &DfsPath, bucket: &DfsPath) {
-        let mut dir = path.parent();
-        while let Some(d) = dir {
-            if d == *bucket || d == DfsPath::root() {
-                break;
+/// Removes the directories a deleted object leaves empty, up to (not including) the
+/// bucket, so listings show no empty prefixes. A directory that is not empty (or was
+/// refilled meanwhile) stops the climb: the coordinator refuses that delete atomically.
+async fn prune_empty_parents(c: &Client, path: &DfsPath, bucket: &DfsPath) {
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        if d == *bucket || d == DfsPath::root() {
+            break;
+        }
+        if c.delete(&d.to_string(), false).await.is_err() {
+            break;
+        }
+        dir = d.parent();
+    }
+}
+
+/// The request body as an `AsyncRead` (an absent body reads as empty).
+pub(super) fn body_reader(body: Option<StreamingBlob>) -> impl tokio::io::AsyncRead + Unpin + Send {
+    let body = body
+        .map(|b| b.map_err(std::io::Error::other).boxed())
+        .unwrap_or_else(|| futures::stream::empty().boxed());
+    StreamReader::new(body)
+}
+
+/// The bytes `range` of `path` (which must still be `version`) as a response body. A
+/// task runs the download into a bounded pipe; a failed or version-changed download ends
+/// the body with an error rather than a clean short end.
+pub(super) fn download(
+    c: Client,
+    path: DfsPath,
+    version: u64,
+    range: std::ops::Range<u64>,
+) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + Sync + 'static {
+    let (mut writer, reader) = tokio::io::duplex(PIPE_BYTES);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let p = path.to_string();
+    tokio::spawn(async move {
+        let read = ReadRange {
+            offset: range.start,
+            length: Some(range.end - range.start),
+        };
+        let result = c.get(&p, &mut writer, read).await;
+        let outcome = match result {
+            Ok(r) if r.entry.version != version => Err(format!(
+                "{p}: replaced while being read (version {} -> {})",
+                version, r.entry.version
+            )),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        };
+        match &outcome {
+            Ok(()) => {}
+            // The caller stopped reading (closed the connection): not a cluster problem.
+            Err(e) if e.starts_with("write output") => {
+                tracing::debug!(path = %p, error = %e, "caller went away during a download")
             }
-            if self.client.delete(&d.to_string(), false).await.is_err() {
-                break;
+            Err(e) => tracing::warn!(path = %p, error = %e, "object download failed"),
+        }
+        // The pipe must close before the outcome is known downstream.
+        drop(writer);
+        let _ = done_tx.send(outcome);
+    });
+    let tail = futures::stream::once(done_rx).filter_map(|r| {
+        futures::future::ready(match r {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(Err(std::io::Error::other(e))),
+            Err(_) => Some(Err(std::io::Error::other("download task ended"))),
+        })
+    });
+    ReaderStream::new(reader).chain(tail)
+}
+
+impl DfsS3 {
+    /// Stores `reader` at `path`, its MD5 becoming the ETag (checked against
+    /// `content_md5` before the commit). Conditional-write refusals become
+    /// PreconditionFailed. Returns the entry and the MD5 hex.
+    pub(super) async fn put_hashed<R: tokio::io::AsyncRead + Unpin + Send>(
+        &self,
+        c: &Client,
+        reader: &mut R,
+        path: &DfsPath,
+        opts: &PutOptions,
+        content_md5: Option<&str>,
+    ) -> S3Result<(pb::Entry, String)> {
+        let (mut hashed, md5) = Md5Reader::new(&mut *reader);
+        let tag = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let tag_out = tag.clone();
+        let finish = move |attrs: &mut crate::meta::Attrs| {
+            let digest = md5.digest();
+            check_content_md5(content_md5, &digest)?;
+            let hex = hex::encode(digest);
+            attrs.insert(ATTR_ETAG.into(), hex.clone());
+            *tag_out.lock().unwrap_or_else(|p| p.into_inner()) = hex;
+            Ok(())
+        };
+        let conditional = opts.no_clobber || opts.expected_version.is_some();
+        let result = c
+            .put_with(&mut hashed, &path.to_string(), opts, finish)
+            .await;
+        drop(hashed);
+        match result {
+            Ok(r) => {
+                let hex = tag.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                Ok((r.entry, hex))
             }
-            dir = d.parent();
+            // The coordinator's atomic check (at begin and again at commit): the path
+            // exists (If-None-Match) or its version moved on (If-Match).
+            Err(e)
+                if conditional
+                    && (e.code() == Some(tonic::Code::AlreadyExists)
+                        || e.code() == Some(tonic::Code::FailedPrecondition)
+                            && e.to_string().contains("version is")) =>
+            {
+                drain(reader).await;
+                Err(s3_error!(PreconditionFailed, "{e}"))
+            }
+            Err(e) => {
+                drain(reader).await;
+                Err(s3_err(e, Subject::Object))
+            }
+        }
+    }
+
+    /// The object a CopySource header names.
+    pub(super) async fn copy_source(
+        &self,
+        c: &Client,
+        src: &CopySource,
+    ) -> S3Result<(DfsPath, pb::Entry)> {
+        match src {
+            CopySource::Bucket {
+                bucket,
+                key,
+                version_id,
+            } => {
+                if version_id.as_deref().is_some_and(|v| v != "null") {
+                    return Err(s3_error!(
+                        NotImplemented,
+                        "dfsd keeps one version per key: copy sources cannot name a version"
+                    ));
+                }
+                self.object(c, bucket, key).await
+            }
+            _ => Err(s3_error!(
+                NotImplemented,
+                "copy sources must be bucket/key (access points are not supported)"
+            )),
         }
     }
 }
@@ -160,30 +344,53 @@ impl DfsS3 {
 /// sent `Expect: 100-continue` (boto3 does) and got its answer before the body was read
 /// keeps the connection; without this, hyper takes the next request for the rest of this
 /// body and answers it with a bare 400.
-async fn drain<R: tokio::io::AsyncRead + Unpin>(r: &mut R) {
+pub(super) async fn drain<R: tokio::io::AsyncRead + Unpin>(r: &mut R) {
     use tokio::io::AsyncReadExt;
     let _ = tokio::io::copy(&mut r.take(DRAIN_BYTES), &mut tokio::io::sink()).await;
 }
 
-/// Checks If-Match / If-None-Match of a read against the current entity tag.
-fn check_read_conditions(
-    tag: &ETag,
-    if_match: Option<&ETagCondition>,
-    if_none_match: Option<&ETagCondition>,
-) -> S3Result<()> {
-    if let Some(c) = if_match {
-        let ok = c.is_any() || c.as_etag().is_some_and(|t| t.value() == tag.value());
-        if !ok {
-            return Err(s3_error!(PreconditionFailed, "If-Match: the ETag differs"));
+/// Seconds since the epoch of an S3 timestamp (HTTP dates have whole seconds).
+pub(super) fn unix_secs(t: &Timestamp) -> i64 {
+    time::OffsetDateTime::from(t.clone()).unix_timestamp()
+}
+
+/// The conditional headers of a read (or of a copy's source), as RFC 9110 orders them:
+/// If-Match, else If-Unmodified-Since; then If-None-Match, else If-Modified-Since.
+#[derive(Default)]
+pub(super) struct ReadConditions<'a> {
+    pub if_match: Option<&'a ETagCondition>,
+    pub if_none_match: Option<&'a ETagCondition>,
+    pub if_modified_since: Option<&'a Timestamp>,
+    pub if_unmodified_since: Option<&'a Timestamp>,
+    /// A copy's source: a failed condition is PreconditionFailed, never NotModified.
+    pub for_copy: bool,
+}
+
+impl ReadConditions<'_> {
+    pub(super) fn check(&self, e: &pb::Entry) -> S3Result<()> {
+        let tag = etag(e);
+        let modified = e.mtime_ms.div_euclid(1000);
+        let matches =
+            |c: &ETagCondition| c.is_any() || c.as_etag().is_some_and(|t| t.value() == tag.value());
+        let failed = |what: &str| Err(s3_error!(PreconditionFailed, "{what}"));
+        match (self.if_match, self.if_unmodified_since) {
+            (Some(c), _) if !matches(c) => return failed("If-Match: the ETag differs"),
+            (None, Some(t)) if modified > unix_secs(t) => {
+                return failed("If-Unmodified-Since: modified since")
+            }
+            _ => {}
+        }
+        let not_modified = match (self.if_none_match, self.if_modified_since) {
+            (Some(c), _) => matches(c),
+            (None, Some(t)) => modified <= unix_secs(t),
+            _ => false,
+        };
+        match (not_modified, self.for_copy) {
+            (false, _) => Ok(()),
+            (true, true) => failed("the copy source's conditions did not hold"),
+            (true, false) => Err(s3_error!(NotModified)),
         }
     }
-    if let Some(c) = if_none_match {
-        let hit = c.is_any() || c.as_etag().is_some_and(|t| t.value() == tag.value());
-        if hit {
-            return Err(s3_error!(NotModified));
-        }
-    }
-    Ok(())
 }
 
 fn object_of(key: String, e: &pb::Entry) -> Object {
@@ -243,11 +450,8 @@ impl S3 for DfsS3 {
         req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
         require_read(&self.keys, &req)?;
-        let entries = self
-            .client
-            .list("/")
-            .await
-            .map_err(|e| s3_err(e, Subject::Bucket))?;
+        let c = client_for(self, &req);
+        let entries = c.list("/").await.map_err(|e| s3_err(e, Subject::Bucket))?;
         let buckets = entries
             .iter()
             .filter(|e| is_dir(e) && bucket_path(&e.name).is_ok())
@@ -268,9 +472,9 @@ impl S3 for DfsS3 {
         req: S3Request<CreateBucketInput>,
     ) -> S3Result<S3Response<CreateBucketOutput>> {
         require_write(&self.keys, &req)?;
+        let c = client_for(self, &req);
         let path = bucket_path(&req.input.bucket)?;
-        self.client
-            .mkdir(&path.to_string(), false)
+        c.mkdir(&path.to_string(), false)
             .await
             .map_err(|e| s3_err(e, Subject::Bucket))?;
         tracing::info!(bucket = %req.input.bucket, "bucket created");
@@ -284,7 +488,8 @@ impl S3 for DfsS3 {
         req: S3Request<HeadBucketInput>,
     ) -> S3Result<S3Response<HeadBucketOutput>> {
         require_read(&self.keys, &req)?;
-        self.bucket(&req.input.bucket).await?;
+        let c = client_for(self, &req);
+        self.bucket(&c, &req.input.bucket).await?;
         Ok(S3Response::new(HeadBucketOutput::default()))
     }
 
@@ -293,17 +498,37 @@ impl S3 for DfsS3 {
         req: S3Request<DeleteBucketInput>,
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
         require_write(&self.keys, &req)?;
-        let path = self.bucket(&req.input.bucket).await?;
-        match self.client.delete(&path.to_string(), false).await {
+        let c = client_for(self, &req);
+        let path = self.bucket(&c, &req.input.bucket).await?;
+        let not_empty = || {
+            s3_error!(
+                BucketNotEmpty,
+                "The bucket you tried to delete is not empty"
+            )
+        };
+        // Uploads in progress do not keep a bucket alive (as in S3, where deleting the
+        // bucket discards them); objects do.
+        let entries = c
+            .list(&path.to_string())
+            .await
+            .map_err(|e| s3_err(e, Subject::Bucket))?;
+        match entries.as_slice() {
+            [] => {}
+            [only] if only.name == super::mapping::UPLOADS_DIR => {
+                c.delete(&only.path, true)
+                    .await
+                    .map_err(|e| s3_err(e, Subject::Bucket))?;
+            }
+            _ => return Err(not_empty()),
+        }
+        match c.delete(&path.to_string(), false).await {
             Ok(_) => {
                 tracing::info!(bucket = %req.input.bucket, "bucket deleted");
                 Ok(S3Response::new(DeleteBucketOutput {}))
             }
-            // Non-recursive delete of a directory refuses only when it is not empty.
-            Err(e) if e.code() == Some(tonic::Code::FailedPrecondition) => Err(s3_error!(
-                BucketNotEmpty,
-                "The bucket you tried to delete is not empty"
-            )),
+            // Non-recursive delete of a directory refuses only when it is not empty
+            // (something arrived since the listing).
+            Err(e) if e.code() == Some(tonic::Code::FailedPrecondition) => Err(not_empty()),
             Err(e) => Err(s3_err(e, Subject::Bucket)),
         }
     }
@@ -312,13 +537,10 @@ impl S3 for DfsS3 {
         &self,
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
-        let checked = self.check_put(&req).await;
+        let c = client_for(self, &req);
+        let checked = self.check_put(&c, &req).await;
         let input = req.input;
-        let body = input
-            .body
-            .map(|b| b.map_err(std::io::Error::other).boxed())
-            .unwrap_or_else(|| futures::stream::empty().boxed());
-        let mut reader = StreamReader::new(body);
+        let mut reader = body_reader(input.body);
         let (path, opts) = match checked {
             Ok(c) => c,
             Err(e) => {
@@ -326,28 +548,12 @@ impl S3 for DfsS3 {
                 return Err(e);
             }
         };
-        let conditional = opts.no_clobber || opts.expected_version.is_some();
-        let report = match self.client.put(&mut reader, &path.to_string(), &opts).await {
-            Ok(r) => r,
-            // The coordinator's atomic check (at begin and again at commit): the path
-            // exists (If-None-Match) or its version moved on (If-Match).
-            Err(e)
-                if conditional
-                    && (e.code() == Some(tonic::Code::AlreadyExists)
-                        || e.code() == Some(tonic::Code::FailedPrecondition)
-                            && e.to_string().contains("version is")) =>
-            {
-                drain(&mut reader).await;
-                return Err(s3_error!(PreconditionFailed, "{e}"));
-            }
-            Err(e) => {
-                drain(&mut reader).await;
-                return Err(s3_err(e, Subject::Object));
-            }
-        };
-        tracing::info!(path = %path, size = report.entry.size, "object stored");
+        let (entry, _) = self
+            .put_hashed(&c, &mut reader, &path, &opts, input.content_md5.as_deref())
+            .await?;
+        tracing::info!(path = %path, size = entry.size, "object stored");
         Ok(S3Response::new(PutObjectOutput {
-            e_tag: Some(etag(&report.entry)),
+            e_tag: Some(etag(&entry)),
             ..Default::default()
         }))
     }
@@ -357,10 +563,17 @@ impl S3 for DfsS3 {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         require_read(&self.keys, &req)?;
+        let c = client_for(self, &req);
         let input = req.input;
-        let (path, entry) = self.object(&input.bucket, &input.key).await?;
-        let tag = etag(&entry);
-        check_read_conditions(&tag, input.if_match.as_ref(), input.if_none_match.as_ref())?;
+        let (path, entry) = self.object(&c, &input.bucket, &input.key).await?;
+        ReadConditions {
+            if_match: input.if_match.as_ref(),
+            if_none_match: input.if_none_match.as_ref(),
+            if_modified_since: input.if_modified_since.as_ref(),
+            if_unmodified_since: input.if_unmodified_since.as_ref(),
+            for_copy: false,
+        }
+        .check(&entry)?;
         let (range, content_range) = match input.range {
             None => (0..entry.size, None),
             Some(r) => {
@@ -375,49 +588,15 @@ impl S3 for DfsS3 {
             }
         };
         let len = range.end - range.start;
-        let (mut writer, reader) = tokio::io::duplex(PIPE_BYTES);
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        let client = self.client.clone();
-        let p = path.to_string();
-        let version = entry.version;
-        tokio::spawn(async move {
-            let read = ReadRange {
-                offset: range.start,
-                length: Some(len),
-            };
-            let result = client.get(&p, &mut writer, read).await;
-            let outcome = match result {
-                Ok(r) if r.entry.version != version => Err(format!(
-                    "{p}: replaced while being read (version {} -> {})",
-                    version, r.entry.version
-                )),
-                Ok(_) => Ok(()),
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(e) = &outcome {
-                tracing::warn!(path = %p, error = %e, "object download failed");
-            }
-            // The pipe must close before the outcome is known downstream.
-            drop(writer);
-            let _ = done_tx.send(outcome);
-        });
-        // The body is the pipe's bytes, then an error if the download failed, so a
-        // failure cuts the response short instead of ending it cleanly.
-        let tail = futures::stream::once(done_rx).filter_map(|r| {
-            futures::future::ready(match r {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(Err(std::io::Error::other(e))),
-                Err(_) => Some(Err(std::io::Error::other("download task ended"))),
-            })
-        });
-        let body = ReaderStream::new(reader).chain(tail);
+        let body = download(c, path, entry.version, range);
         Ok(S3Response::new(GetObjectOutput {
             body: Some(StreamingBlob::wrap(body)),
             content_length: Some(len as i64),
             content_range,
             accept_ranges: Some("bytes".into()),
-            content_type: Some("binary/octet-stream".into()),
-            e_tag: Some(tag),
+            content_type: Some(content_type(&entry)),
+            metadata: user_metadata(&entry),
+            e_tag: Some(etag(&entry)),
             last_modified: Some(last_modified(&entry)),
             ..Default::default()
         }))
@@ -428,16 +607,89 @@ impl S3 for DfsS3 {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         require_read(&self.keys, &req)?;
+        let c = client_for(self, &req);
         let input = req.input;
-        let (_, entry) = self.object(&input.bucket, &input.key).await?;
-        let tag = etag(&entry);
-        check_read_conditions(&tag, input.if_match.as_ref(), input.if_none_match.as_ref())?;
+        let (_, entry) = self.object(&c, &input.bucket, &input.key).await?;
+        ReadConditions {
+            if_match: input.if_match.as_ref(),
+            if_none_match: input.if_none_match.as_ref(),
+            if_modified_since: input.if_modified_since.as_ref(),
+            if_unmodified_since: input.if_unmodified_since.as_ref(),
+            for_copy: false,
+        }
+        .check(&entry)?;
         Ok(S3Response::new(HeadObjectOutput {
             content_length: Some(entry.size as i64),
             accept_ranges: Some("bytes".into()),
-            content_type: Some("binary/octet-stream".into()),
-            e_tag: Some(tag),
+            content_type: Some(content_type(&entry)),
+            metadata: user_metadata(&entry),
+            e_tag: Some(etag(&entry)),
             last_modified: Some(last_modified(&entry)),
+            ..Default::default()
+        }))
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        require_write(&self.keys, &req)?;
+        let c = client_for(self, &req);
+        let input = req.input;
+        let (src_path, src) = self.copy_source(&c, &input.copy_source).await?;
+        ReadConditions {
+            if_match: input.copy_source_if_match.as_ref(),
+            if_none_match: input.copy_source_if_none_match.as_ref(),
+            if_modified_since: input.copy_source_if_modified_since.as_ref(),
+            if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+            for_copy: true,
+        }
+        .check(&src)?;
+        let dst = object_path(&input.bucket, &input.key)?;
+        self.bucket(&c, &input.bucket).await?;
+        let replace = input
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        if dst == src_path && !replace {
+            return Err(s3_error!(
+                InvalidRequest,
+                "This copy request is illegal because it is trying to copy an object to \
+                 itself without changing the object's metadata"
+            ));
+        }
+        let mut attrs = if replace {
+            object_attrs(input.content_type.as_deref(), input.metadata.as_ref())?
+        } else {
+            descriptive_attrs(&src)
+        };
+        // Same bytes, same tag.
+        attrs.insert(ATTR_ETAG.into(), etag(&src).value().to_string());
+        let entry = c
+            .compose(pb::ComposeRequest {
+                sources: vec![pb::ComposeSource {
+                    path: src_path.to_string(),
+                    expected_version: Some(src.version),
+                }],
+                dst: dst.to_string(),
+                attrs: attrs.into_iter().collect(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| match e.code() {
+                // The source changed between its checks and the copy.
+                Some(tonic::Code::FailedPrecondition) if e.to_string().contains("version is") => {
+                    s3_error!(PreconditionFailed, "the copy source changed: {e}")
+                }
+                _ => s3_err(e, Subject::Object),
+            })?;
+        tracing::info!(src = %src_path, dst = %dst, size = entry.size, "object copied (chunks shared)");
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: Some(etag(&entry)),
+                last_modified: Some(last_modified(&entry)),
+                ..Default::default()
+            }),
             ..Default::default()
         }))
     }
@@ -447,9 +699,11 @@ impl S3 for DfsS3 {
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         require_write(&self.keys, &req)?;
+        let c = client_for(self, &req);
         let input = req.input;
-        let bucket = self.bucket(&input.bucket).await?;
-        self.delete_key(&bucket, &input.bucket, &input.key).await?;
+        let bucket = self.bucket(&c, &input.bucket).await?;
+        self.delete_key(&c, &bucket, &input.bucket, &input.key)
+            .await?;
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
 
@@ -458,6 +712,7 @@ impl S3 for DfsS3 {
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         require_write(&self.keys, &req)?;
+        let c = client_for(self, &req);
         let input = req.input;
         if input.delete.objects.len() > MAX_KEYS {
             return Err(s3_error!(
@@ -465,11 +720,11 @@ impl S3 for DfsS3 {
                 "at most {MAX_KEYS} keys per request"
             ));
         }
-        let bucket = self.bucket(&input.bucket).await?;
+        let bucket = self.bucket(&c, &input.bucket).await?;
         let quiet = input.delete.quiet.unwrap_or(false);
         let (mut deleted, mut errors) = (Vec::new(), Vec::new());
         for o in input.delete.objects {
-            match self.delete_key(&bucket, &input.bucket, &o.key).await {
+            match self.delete_key(&c, &bucket, &input.bucket, &o.key).await {
                 Ok(()) if quiet => {}
                 Ok(()) => deleted.push(DeletedObject {
                     key: Some(o.key),
@@ -495,6 +750,7 @@ impl S3 for DfsS3 {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         require_read(&self.keys, &req)?;
+        let c = client_for(self, &req);
         let input = req.input;
         // Continuation tokens are the hex of the last name returned: opaque to callers,
         // and safe in XML whatever the key holds.
@@ -511,7 +767,7 @@ impl S3 for DfsS3 {
             marker,
             max_keys: max_keys(input.max_keys),
         };
-        let page = self.list(&input.bucket, &params).await?;
+        let page = self.list(&c, &input.bucket, &params).await?;
         let next = page
             .truncated
             .then(|| page.items.last().map(|i| hex::encode(i.name())))
@@ -542,6 +798,7 @@ impl S3 for DfsS3 {
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         require_read(&self.keys, &req)?;
+        let c = client_for(self, &req);
         let input = req.input;
         let params = ListParams {
             prefix: input.prefix.clone().unwrap_or_default(),
@@ -549,7 +806,7 @@ impl S3 for DfsS3 {
             marker: input.marker.clone().unwrap_or_default(),
             max_keys: max_keys(input.max_keys),
         };
-        let page = self.list(&input.bucket, &params).await?;
+        let page = self.list(&c, &input.bucket, &params).await?;
         let url = wants_url(input.encoding_type.as_ref());
         // v1 returns NextMarker only with a delimiter; without one the caller uses the
         // last key, which is the same thing.
@@ -571,6 +828,76 @@ impl S3 for DfsS3 {
             encoding_type: input.encoding_type,
             ..Default::default()
         }))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        require_write(&self.keys, &req)?;
+        let c = client_for(self, &req);
+        let out = self.create_upload(&c, req.input).await?;
+        Ok(S3Response::new(out))
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let c = client_for(self, &req);
+        let allowed = require_write(&self.keys, &req);
+        let out = self.upload_part_body(&c, allowed, req.input).await?;
+        Ok(S3Response::new(out))
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        require_write(&self.keys, &req)?;
+        let c = client_for(self, &req);
+        let out = self.upload_part_from_copy(&c, req.input).await?;
+        Ok(S3Response::new(out))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        require_write(&self.keys, &req)?;
+        let c = client_for(self, &req);
+        let out = self.complete_upload(&c, req.input).await?;
+        Ok(S3Response::new(out))
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        require_write(&self.keys, &req)?;
+        let c = client_for(self, &req);
+        self.abort_upload(&c, req.input).await?;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        require_read(&self.keys, &req)?;
+        let c = client_for(self, &req);
+        let out = self.parts(&c, req.input).await?;
+        Ok(S3Response::new(out))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        require_read(&self.keys, &req)?;
+        let c = client_for(self, &req);
+        let out = self.uploads(&c, req.input).await?;
+        Ok(S3Response::new(out))
     }
 }
 

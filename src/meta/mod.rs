@@ -24,7 +24,11 @@ use crate::path::DfsPath;
 pub use cluster::{NodeRecord, NodeStatsRecord};
 pub use events::{insert_events, list_events, recent_events, EventRecord};
 pub use migrate::MIGRATIONS;
-pub use namespace::{CommitRequest, FileChunk};
+pub use namespace::{CommitRequest, ComposeRequest, FileChunk};
+
+/// Per-file attributes set with each committed version (S3 keeps its ETag, Content-Type
+/// and user metadata here). Stored as a JSON object; small, checked by the coordinator.
+pub type Attrs = std::collections::BTreeMap<String, String>;
 
 /// Id of the root directory's row.
 pub const ROOT_INODE: i64 = 1;
@@ -61,6 +65,8 @@ pub struct Inode {
     pub mtime_ms: i64,
     pub version: u64,
     pub replication: u32,
+    /// Empty for directories and for files committed without attributes.
+    pub attrs: Attrs,
 }
 
 /// An entry with its path and chunk count, as returned to callers.
@@ -219,5 +225,7 @@ pub use maintenance::{
     reconcile_inventory, replica_counts, set_draining, touch_chunks_checked, ChunkHealth, Doomed,
     FileReport, InventoryItem, Reconciled,
 };
-pub use namespace::{commit_file, delete, file_chunks, list, mkdir, rename, resolve, stat};
+pub use namespace::{
+    commit_file, compose, delete, file_chunks, list, mkdir, rename, resolve, stat,
+};
 pub use security::{cluster_secret, insert_key, list_keys, revoke_key};

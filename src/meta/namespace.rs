@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-use super::{EntryInfo, Inode, Kind, MetaError, Result, ROOT_INODE};
+use super::{Attrs, EntryInfo, Inode, Kind, MetaError, Result, ROOT_INODE};
 use crate::chunk::ChunkId;
 use crate::path::DfsPath;
 
@@ -31,9 +31,36 @@ pub struct CommitRequest {
     pub expected_version: Option<u64>,
     /// Nodes whose replicas count (not dead).
     pub live_nodes: HashSet<String>,
+    pub attrs: Attrs,
 }
 
-const INODE_COLS: &str = "id, kind, size, mtime_ms, version, replication";
+/// A new file version made of other files' chunk lists, in order, in one transaction:
+/// no byte is read or written (S3 CopyObject and CompleteMultipartUpload). The chunks are
+/// already committed, so no quorum check: they are as durable as their sources.
+#[derive(Debug, Clone)]
+pub struct ComposeRequest {
+    /// Source files, each with the version it must still have (None: any).
+    pub sources: Vec<(DfsPath, Option<u64>)>,
+    pub dst: DfsPath,
+    pub replication: u32,
+    pub no_clobber: bool,
+    pub expected_version: Option<u64>,
+    pub attrs: Attrs,
+    /// Removed (recursively) in the same transaction, e.g. a multipart upload's parts.
+    pub delete_after: Vec<DfsPath>,
+}
+
+const INODE_COLS: &str = "id, kind, size, mtime_ms, version, replication, attrs";
+
+/// Attributes as stored: NULL or a JSON object of strings.
+fn attrs_from_sql(v: Option<String>) -> Attrs {
+    v.and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+fn attrs_to_sql(a: &Attrs) -> Option<String> {
+    (!a.is_empty()).then(|| serde_json::to_string(a).expect("a string map serialises"))
+}
 
 fn inode_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Inode> {
     Ok(Inode {
@@ -43,6 +70,7 @@ fn inode_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Inode> {
         mtime_ms: r.get(3)?,
         version: r.get::<_, i64>(4)? as u64,
         replication: r.get::<_, i64>(5)? as u32,
+        attrs: attrs_from_sql(r.get(6)?),
     })
 }
 
@@ -122,15 +150,15 @@ pub fn list(
         return Ok((vec![info(conn, path.clone(), dir)?], false));
     }
     let mut stmt = conn.prepare_cached(
-        "SELECT i.id, i.kind, i.size, i.mtime_ms, i.version, i.replication, i.name,
+        "SELECT i.id, i.kind, i.size, i.mtime_ms, i.version, i.replication, i.attrs, i.name,
                 (SELECT count(*) FROM file_chunks f WHERE f.inode = i.id)
          FROM inodes i WHERE i.parent = ?1 AND i.name > ?2 ORDER BY i.name LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![dir.id, start_after, (limit + 1) as i64], |r| {
         Ok((
             inode_from_row(r)?,
-            r.get::<_, String>(6)?,
-            r.get::<_, i64>(7)? as u64,
+            r.get::<_, String>(7)?,
+            r.get::<_, i64>(8)? as u64,
         ))
     })?;
     let mut out = Vec::new();
@@ -322,61 +350,16 @@ pub fn commit_file(conn: &mut Connection, req: &CommitRequest, now: i64) -> Resu
         checked.insert(*id, *size);
     }
 
-    let parent = ensure_parent(&tx, &req.path, true, now)?;
-    let inode_id = match lookup(&tx, parent.id, req.path.name())? {
-        Some(existing) if existing.kind == Kind::Dir => {
-            return Err(MetaError::IsADirectory(req.path.clone()))
-        }
-        Some(_) if req.no_clobber => return Err(MetaError::AlreadyExists(req.path.clone())),
-        Some(existing) => {
-            if let Some(expected) = req.expected_version {
-                if expected != existing.version {
-                    return Err(MetaError::VersionMismatch {
-                        path: req.path.clone(),
-                        expected,
-                        actual: existing.version,
-                    });
-                }
-            }
-            tx.prepare_cached("DELETE FROM file_chunks WHERE inode = ?1")?
-                .execute(params![existing.id])?;
-            tx.prepare_cached(
-                "UPDATE inodes SET size = ?1, mtime_ms = ?2, version = version + 1, replication = ?3 WHERE id = ?4",
-            )?
-            .execute(params![req.size as i64, now, req.replication, existing.id])?;
-            existing.id
-        }
-        None => {
-            if let Some(expected) = req.expected_version.filter(|v| *v != 0) {
-                return Err(MetaError::VersionMismatch {
-                    path: req.path.clone(),
-                    expected,
-                    actual: 0,
-                });
-            }
-            tx.prepare_cached(
-                "INSERT INTO inodes (parent, name, kind, size, mtime_ms, version, replication)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)",
-            )?
-            .execute(params![
-                parent.id,
-                req.path.name(),
-                Kind::File.to_sql(),
-                req.size as i64,
-                now,
-                req.replication
-            ])?;
-            tx.last_insert_rowid()
-        }
+    let version = NewVersion {
+        path: &req.path,
+        chunks: &req.chunks,
+        size: req.size,
+        replication: req.replication,
+        no_clobber: req.no_clobber,
+        expected_version: req.expected_version,
+        attrs: &req.attrs,
     };
-    {
-        let mut ins = tx.prepare_cached(
-            "INSERT INTO file_chunks (inode, idx, chunk_id, size) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for (idx, (id, size)) in req.chunks.iter().enumerate() {
-            ins.execute(params![inode_id, idx as i64, id.to_hex(), *size as i64])?;
-        }
-    }
+    let inode_id = install(&tx, &version, now)?;
     let inode = inode_by_id(&tx, inode_id)?;
     tx.commit()?;
     Ok(EntryInfo {
@@ -386,24 +369,165 @@ pub fn commit_file(conn: &mut Connection, req: &CommitRequest, now: i64) -> Resu
     })
 }
 
+/// What [`install`] writes.
+struct NewVersion<'a> {
+    path: &'a DfsPath,
+    chunks: &'a [(ChunkId, u64)],
+    size: u64,
+    replication: u32,
+    no_clobber: bool,
+    expected_version: Option<u64>,
+    attrs: &'a Attrs,
+}
+
+/// Makes `v` the current version of its path, inside the caller's transaction: creates
+/// missing parent directories, checks the write conditions, swaps the chunk list.
+/// Returns the file's inode id.
+fn install(tx: &Transaction<'_>, v: &NewVersion<'_>, now: i64) -> Result<i64> {
+    let parent = ensure_parent(tx, v.path, true, now)?;
+    let attrs = attrs_to_sql(v.attrs);
+    let inode_id = match lookup(tx, parent.id, v.path.name())? {
+        Some(existing) if existing.kind == Kind::Dir => {
+            return Err(MetaError::IsADirectory(v.path.clone()))
+        }
+        Some(_) if v.no_clobber => return Err(MetaError::AlreadyExists(v.path.clone())),
+        Some(existing) => {
+            if let Some(expected) = v.expected_version {
+                if expected != existing.version {
+                    return Err(MetaError::VersionMismatch {
+                        path: v.path.clone(),
+                        expected,
+                        actual: existing.version,
+                    });
+                }
+            }
+            tx.prepare_cached("DELETE FROM file_chunks WHERE inode = ?1")?
+                .execute(params![existing.id])?;
+            tx.prepare_cached(
+                "UPDATE inodes SET size = ?1, mtime_ms = ?2, version = version + 1, replication = ?3,
+                 attrs = ?4 WHERE id = ?5",
+            )?
+            .execute(params![v.size as i64, now, v.replication, attrs, existing.id])?;
+            existing.id
+        }
+        None => {
+            if let Some(expected) = v.expected_version.filter(|e| *e != 0) {
+                return Err(MetaError::VersionMismatch {
+                    path: v.path.clone(),
+                    expected,
+                    actual: 0,
+                });
+            }
+            tx.prepare_cached(
+                "INSERT INTO inodes (parent, name, kind, size, mtime_ms, version, replication, attrs)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7)",
+            )?
+            .execute(params![
+                parent.id,
+                v.path.name(),
+                Kind::File.to_sql(),
+                v.size as i64,
+                now,
+                v.replication,
+                attrs
+            ])?;
+            tx.last_insert_rowid()
+        }
+    };
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO file_chunks (inode, idx, chunk_id, size) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (idx, (id, size)) in v.chunks.iter().enumerate() {
+        ins.execute(params![inode_id, idx as i64, id.to_hex(), *size as i64])?;
+    }
+    Ok(inode_id)
+}
+
+/// Commits a file made of other files' chunks (see [`ComposeRequest`]), and deletes
+/// `delete_after`, all in one transaction.
+pub fn compose(conn: &mut Connection, req: &ComposeRequest, now: i64) -> Result<EntryInfo> {
+    if req.dst.is_root() {
+        return Err(MetaError::IsADirectory(req.dst.clone()));
+    }
+    for d in &req.delete_after {
+        if d.is_root() || req.dst.starts_with(d) {
+            return Err(MetaError::Invalid(format!(
+                "compose: cannot delete {d}, it holds the destination {}",
+                req.dst
+            )));
+        }
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut chunks = Vec::new();
+    for (src, want) in &req.sources {
+        let inode = resolve_existing(&tx, src)?;
+        if inode.kind == Kind::Dir {
+            return Err(MetaError::IsADirectory(src.clone()));
+        }
+        if let Some(expected) = want {
+            if *expected != inode.version {
+                return Err(MetaError::VersionMismatch {
+                    path: src.clone(),
+                    expected: *expected,
+                    actual: inode.version,
+                });
+            }
+        }
+        chunks.extend(chunk_list(&tx, inode.id)?);
+    }
+    let size = chunks.iter().map(|c| c.1).sum();
+    let version = NewVersion {
+        path: &req.dst,
+        chunks: &chunks,
+        size,
+        replication: req.replication,
+        no_clobber: req.no_clobber,
+        expected_version: req.expected_version,
+        attrs: &req.attrs,
+    };
+    let inode_id = install(&tx, &version, now)?;
+    for d in &req.delete_after {
+        if let Some(gone) = resolve(&tx, d)? {
+            // ON DELETE CASCADE removes the subtree and the files' chunk lists.
+            tx.execute("DELETE FROM inodes WHERE id = ?1", params![gone.id])?;
+        }
+    }
+    let inode = inode_by_id(&tx, inode_id)?;
+    tx.commit()?;
+    Ok(EntryInfo {
+        path: req.dst.clone(),
+        inode,
+        chunk_count: chunks.len() as u64,
+    })
+}
+
+/// A file's chunk ids and sizes, in order.
+fn chunk_list(conn: &Connection, inode: i64) -> Result<Vec<(ChunkId, u64)>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT chunk_id, size FROM file_chunks WHERE inode = ?1 ORDER BY idx")?;
+    let rows = stmt.query_map(params![inode], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, size) = row?;
+        let id = id
+            .parse()
+            .map_err(|e: crate::chunk::InvalidChunkId| MetaError::Invalid(e.to_string()))?;
+        out.push((id, size));
+    }
+    Ok(out)
+}
+
 /// A file's entry and its ordered chunk list with offsets.
 pub fn file_chunks(conn: &Connection, path: &DfsPath) -> Result<(EntryInfo, Vec<FileChunk>)> {
     let inode = resolve_existing(conn, path)?;
     if inode.kind == Kind::Dir {
         return Err(MetaError::IsADirectory(path.clone()));
     }
-    let mut stmt = conn
-        .prepare_cached("SELECT chunk_id, size FROM file_chunks WHERE inode = ?1 ORDER BY idx")?;
-    let rows = stmt.query_map(params![inode.id], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-    })?;
     let mut chunks = Vec::new();
     let mut offset = 0;
-    for row in rows {
-        let (id, size) = row?;
-        let chunk_id = id
-            .parse()
-            .map_err(|e: crate::chunk::InvalidChunkId| MetaError::Invalid(e.to_string()))?;
+    for (chunk_id, size) in chunk_list(conn, inode.id)? {
         chunks.push(FileChunk {
             chunk_id,
             size,
@@ -417,4 +541,134 @@ pub fn file_chunks(conn: &Connection, path: &DfsPath) -> Result<(EntryInfo, Vec<
         chunk_count: chunks.len() as u64,
     };
     Ok((entry, chunks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::Store;
+
+    fn p(s: &str) -> DfsPath {
+        DfsPath::parse(s).unwrap()
+    }
+
+    /// A store with one live node holding chunks `ids` (sizes 10, 20, 30, ...).
+    fn store_with_chunks(dir: &std::path::Path, ids: &[ChunkId]) -> Store {
+        let store = Store::open(&dir.join("meta.db"), "normal").unwrap();
+        store
+            .with_writer(|c| {
+                c.execute(
+                    "INSERT INTO nodes (id, addr, registered_ms, last_seen_ms) VALUES ('n1', 'a', 0, 0)",
+                    [],
+                )?;
+                for (i, id) in ids.iter().enumerate() {
+                    let size = 10 * (i as i64 + 1);
+                    c.execute(
+                        "INSERT INTO chunks (id, size, created_ms, last_used_ms) VALUES (?1, ?2, 0, 0)",
+                        params![id.to_hex(), size],
+                    )?;
+                    c.execute(
+                        "INSERT INTO replicas (chunk_id, node_id, recorded_ms) VALUES (?1, 'n1', 0)",
+                        params![id.to_hex()],
+                    )?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        store
+    }
+
+    fn commit(store: &Store, path: &str, chunks: &[(ChunkId, u64)], attrs: &[(&str, &str)]) {
+        let req = CommitRequest {
+            path: p(path),
+            chunks: chunks.to_vec(),
+            size: chunks.iter().map(|c| c.1).sum(),
+            replication: 1,
+            write_quorum: 1,
+            no_clobber: false,
+            expected_version: None,
+            live_nodes: ["n1".to_string()].into(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        store.with_writer(|c| commit_file(c, &req, 5)).unwrap();
+    }
+
+    #[test]
+    fn compose_joins_chunk_lists_keeps_attrs_and_deletes_sources_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<ChunkId> = (0u8..3).map(|i| ChunkId::of(&[i])).collect();
+        let store = store_with_chunks(dir.path(), &ids);
+        commit(
+            &store,
+            "/b/.up/1",
+            &[(ids[0], 10), (ids[1], 20)],
+            &[("etag", "one")],
+        );
+        commit(&store, "/b/.up/2", &[(ids[2], 30)], &[]);
+        let stat_of = |s: &str| store.with_writer(|c| stat(c, &p(s)));
+        assert_eq!(stat_of("/b/.up/1").unwrap().inode.attrs["etag"], "one");
+
+        let mut req = ComposeRequest {
+            sources: vec![(p("/b/.up/1"), Some(1)), (p("/b/.up/2"), Some(1))],
+            dst: p("/b/obj"),
+            replication: 1,
+            no_clobber: true,
+            expected_version: None,
+            attrs: [("etag".to_string(), "x-2".to_string())].into(),
+            delete_after: vec![p("/b/.up")],
+        };
+        // A source that moved on refuses the whole compose and changes nothing.
+        req.sources[1].1 = Some(7);
+        let err = store.with_writer(|c| compose(c, &req, 9)).unwrap_err();
+        assert!(
+            matches!(err, MetaError::VersionMismatch { actual: 1, .. }),
+            "{err}"
+        );
+        assert!(matches!(stat_of("/b/obj"), Err(MetaError::NotFound(_))));
+        assert!(stat_of("/b/.up/2").is_ok());
+
+        req.sources[1].1 = Some(1);
+        let info = store.with_writer(|c| compose(c, &req, 9)).unwrap();
+        assert_eq!(
+            (info.inode.size, info.chunk_count, info.inode.version),
+            (60, 3, 1)
+        );
+        let (entry, chunks) = store.with_writer(|c| file_chunks(c, &p("/b/obj"))).unwrap();
+        assert_eq!(entry.inode.attrs["etag"], "x-2");
+        let got: Vec<(ChunkId, u64, u64)> = chunks
+            .iter()
+            .map(|c| (c.chunk_id, c.size, c.offset))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(ids[0], 10, 0), (ids[1], 20, 10), (ids[2], 30, 30)]
+        );
+        assert!(matches!(stat_of("/b/.up"), Err(MetaError::NotFound(_))));
+        // The chunks are referenced once each, by the new file only.
+        let refs: i64 = store
+            .with_writer(|c| Ok(c.query_row("SELECT count(*) FROM file_chunks", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(refs, 3);
+
+        // Copy (one source): shared references; the destination exists, so no_clobber refuses.
+        req.sources = vec![(p("/b/obj"), None)];
+        req.delete_after.clear();
+        let err = store.with_writer(|c| compose(c, &req, 10)).unwrap_err();
+        assert!(matches!(err, MetaError::AlreadyExists(_)), "{err}");
+        req.dst = p("/b/copy");
+        store.with_writer(|c| compose(c, &req, 10)).unwrap();
+        let (_, copied) = store
+            .with_writer(|c| file_chunks(c, &p("/b/copy")))
+            .unwrap();
+        assert_eq!(copied, chunks);
+
+        // A deletion that would take the destination with it is refused.
+        req.dst = p("/b/d/x");
+        req.delete_after = vec![p("/b/d")];
+        let err = store.with_writer(|c| compose(c, &req, 11)).unwrap_err();
+        assert!(matches!(err, MetaError::Invalid(_)), "{err}");
+    }
 }

@@ -1,0 +1,241 @@
+"""S3 object features over the gateway: ETags, metadata, CopyObject, multipart uploads,
+date conditions, and the AWS CLI's multipart `cp` and `sync` (run by tests/s3.rs).
+
+Environment: as boto_suite.py (S3_ENDPOINT, S3_KEY, S3_SECRET, optional S3_CA_BUNDLE),
+plus WORK_DIR (a scratch directory). Prints one line per check; any failure raises.
+Leaves bucket "gamma" with objects "orig" and "copy" (same chunks) and "mp/big" for the
+Rust side to inspect.
+"""
+
+import datetime
+import filecmp
+import hashlib
+import os
+import random
+import shutil
+import subprocess
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+EP = os.environ["S3_ENDPOINT"]
+CA = os.environ.get("S3_CA_BUNDLE") or None
+WORK = os.environ["WORK_DIR"]
+MiB = 1024 * 1024
+
+s3 = boto3.client(
+    "s3",
+    endpoint_url=EP,
+    aws_access_key_id=os.environ["S3_KEY"],
+    aws_secret_access_key=os.environ["S3_SECRET"],
+    region_name="us-east-1",
+    verify=CA,
+    config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+)
+
+
+def md5(b):
+    return hashlib.md5(b).hexdigest()
+
+
+def sha(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+def expect_error(code, status, fn, *args, **kw):
+    try:
+        fn(*args, **kw)
+    except ClientError as e:
+        got = e.response["Error"]["Code"]
+        got_status = e.response["ResponseMetadata"]["HTTPStatusCode"]
+        assert (got, got_status) == (code, status), f"expected {code}/{status}, got {got}/{got_status}: {e}"
+        return
+    raise AssertionError(f"expected {code}/{status}, the call succeeded")
+
+
+def check(name):
+    print("ok:", name, flush=True)
+
+
+rng = random.Random(11)
+s3.create_bucket(Bucket="gamma")
+
+# ETag = MD5, Content-Type and user metadata kept.
+data = rng.randbytes(3 * MiB + 5)
+put = s3.put_object(Bucket="gamma", Key="orig", Body=data, ContentType="image/png", Metadata={"Colour": "blue", "n": "42"})
+assert put["ETag"] == f'"{md5(data)}"', (put["ETag"], md5(data))
+head = s3.head_object(Bucket="gamma", Key="orig")
+assert head["ETag"] == put["ETag"] and head["ContentType"] == "image/png", head
+assert head["Metadata"] == {"colour": "blue", "n": "42"}, head["Metadata"]
+got = s3.get_object(Bucket="gamma", Key="orig")
+assert got["ContentType"] == "image/png" and got["Metadata"] == {"colour": "blue", "n": "42"}
+assert sha(got["Body"].read()) == sha(data)
+listed = s3.list_objects_v2(Bucket="gamma")["Contents"]
+assert [(o["Key"], o["ETag"]) for o in listed] == [("orig", put["ETag"])], listed
+plain = s3.put_object(Bucket="gamma", Key="plain", Body=b"x")
+assert s3.head_object(Bucket="gamma", Key="plain")["ContentType"] == "binary/octet-stream"
+assert plain["ETag"] == f'"{md5(b"x")}"'
+check("ETag is the MD5; Content-Type and x-amz-meta-* kept")
+
+expect_error("BadDigest", 400, s3.put_object, Bucket="gamma", Key="digest", Body=b"abc", ContentMD5="AAAAAAAAAAAAAAAAAAAAAA==")
+expect_error("404", 404, s3.head_object, Bucket="gamma", Key="digest")
+expect_error("MetadataTooLarge", 400, s3.put_object, Bucket="gamma", Key="meta", Body=b"x", Metadata={"big": "v" * 2100})
+check("wrong Content-MD5 and oversized metadata refused, nothing stored")
+
+# If-Match with a stale ETag.
+v1 = s3.put_object(Bucket="gamma", Key="cas", Body=b"one")["ETag"]
+v2 = s3.put_object(Bucket="gamma", Key="cas", Body=b"two", IfMatch=v1)["ETag"]
+expect_error("PreconditionFailed", 412, s3.put_object, Bucket="gamma", Key="cas", Body=b"three", IfMatch=v1)
+assert s3.get_object(Bucket="gamma", Key="cas")["Body"].read() == b"two"
+# A rewrite with the same bytes has the same MD5, and If-Match accepts it.
+s3.put_object(Bucket="gamma", Key="cas", Body=b"two", IfMatch=v2)
+check("If-Match with a stale ETag refused")
+
+# Date conditions.
+now = datetime.datetime.now(datetime.timezone.utc)
+hour = datetime.timedelta(hours=1)
+expect_error("304", 304, s3.get_object, Bucket="gamma", Key="orig", IfModifiedSince=now + hour)
+assert s3.get_object(Bucket="gamma", Key="orig", IfModifiedSince=now - hour)["ContentLength"] == len(data)
+expect_error("PreconditionFailed", 412, s3.get_object, Bucket="gamma", Key="orig", IfUnmodifiedSince=now - hour)
+assert s3.head_object(Bucket="gamma", Key="orig", IfUnmodifiedSince=now + hour)["ContentLength"] == len(data)
+# If-None-Match wins over If-Modified-Since (RFC 9110).
+s3.get_object(Bucket="gamma", Key="orig", IfNoneMatch='"other"', IfModifiedSince=now + hour)
+check("If-Modified-Since / If-Unmodified-Since")
+
+# CopyObject: metadata copied or replaced, conditions on the source.
+c = s3.copy_object(Bucket="gamma", Key="copy", CopySource={"Bucket": "gamma", "Key": "orig"})
+assert c["CopyObjectResult"]["ETag"] == put["ETag"], c
+h = s3.head_object(Bucket="gamma", Key="copy")
+assert h["ContentType"] == "image/png" and h["Metadata"] == {"colour": "blue", "n": "42"}, h
+assert sha(s3.get_object(Bucket="gamma", Key="copy")["Body"].read()) == sha(data)
+s3.copy_object(Bucket="gamma", Key="dir/replaced", CopySource="gamma/orig", MetadataDirective="REPLACE", ContentType="text/plain", Metadata={"k": "v"})
+h = s3.head_object(Bucket="gamma", Key="dir/replaced")
+assert h["ContentType"] == "text/plain" and h["Metadata"] == {"k": "v"} and h["ETag"] == put["ETag"], h
+expect_error("InvalidRequest", 400, s3.copy_object, Bucket="gamma", Key="orig", CopySource="gamma/orig")
+s3.copy_object(Bucket="gamma", Key="orig", CopySource="gamma/orig", MetadataDirective="REPLACE", ContentType="image/png", Metadata={"Colour": "blue", "n": "42"})
+expect_error("PreconditionFailed", 412, s3.copy_object, Bucket="gamma", Key="c2", CopySource="gamma/orig", CopySourceIfMatch='"stale"')
+expect_error("PreconditionFailed", 412, s3.copy_object, Bucket="gamma", Key="c2", CopySource="gamma/orig", CopySourceIfNoneMatch=put["ETag"])
+expect_error("NoSuchKey", 404, s3.copy_object, Bucket="gamma", Key="c2", CopySource="gamma/missing")
+expect_error("404", 404, s3.head_object, Bucket="gamma", Key="c2")
+check("CopyObject: COPY and REPLACE metadata, self-copy rules, source conditions")
+
+# Multipart: three parts, listed, completed into one object with the multipart ETag.
+parts_data = [rng.randbytes(5 * MiB), rng.randbytes(5 * MiB + 1), rng.randbytes(777)]
+up = s3.create_multipart_upload(Bucket="gamma", Key="mp/big", ContentType="application/x-test", Metadata={"m": "1"})
+uid = up["UploadId"]
+tags = []
+for i, p in enumerate(parts_data, 1):
+    r = s3.upload_part(Bucket="gamma", Key="mp/big", UploadId=uid, PartNumber=i, Body=p)
+    assert r["ETag"] == f'"{md5(p)}"', r["ETag"]
+    tags.append(r["ETag"])
+lp = s3.list_parts(Bucket="gamma", Key="mp/big", UploadId=uid)
+assert [(p["PartNumber"], p["ETag"], p["Size"]) for p in lp["Parts"]] == [(i + 1, tags[i], len(parts_data[i])) for i in range(3)], lp["Parts"]
+lp1 = s3.list_parts(Bucket="gamma", Key="mp/big", UploadId=uid, MaxParts=2)
+assert lp1["IsTruncated"] and lp1["NextPartNumberMarker"] == 2, lp1
+uploads = s3.list_multipart_uploads(Bucket="gamma")["Uploads"]
+assert [(u["Key"], u["UploadId"]) for u in uploads] == [("mp/big", uid)], uploads
+# Uploads in progress are not objects.
+keys = [o["Key"] for o in s3.list_objects_v2(Bucket="gamma")["Contents"]]
+assert not any(k.startswith(".dfsd") for k in keys), keys
+expect_error("InvalidArgument", 400, s3.put_object, Bucket="gamma", Key=".dfsd-uploads/x", Body=b"x")
+# Completion refusals leave the upload intact.
+expect_error("InvalidPart", 400, s3.complete_multipart_upload, Bucket="gamma", Key="mp/big", UploadId=uid,
+             MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": '"0000"'}]})
+expect_error("InvalidPartOrder", 400, s3.complete_multipart_upload, Bucket="gamma", Key="mp/big", UploadId=uid,
+             MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": tags[1]}, {"PartNumber": 1, "ETag": tags[0]}]})
+expect_error("EntityTooSmall", 400, s3.complete_multipart_upload, Bucket="gamma", Key="mp/big", UploadId=uid,
+             MultipartUpload={"Parts": [{"PartNumber": 3, "ETag": tags[2]}, {"PartNumber": 4, "ETag": tags[2]}]})
+expect_error("NoSuchUpload", 404, s3.upload_part, Bucket="gamma", Key="mp/other", UploadId=uid, PartNumber=1, Body=b"x")
+done = s3.complete_multipart_upload(Bucket="gamma", Key="mp/big", UploadId=uid,
+                                    MultipartUpload={"Parts": [{"PartNumber": i + 1, "ETag": t} for i, t in enumerate(tags)]})
+want_tag = '"%s-3"' % md5(b"".join(hashlib.md5(p).digest() for p in parts_data))
+assert done["ETag"] == want_tag, (done["ETag"], want_tag)
+whole = b"".join(parts_data)
+g = s3.get_object(Bucket="gamma", Key="mp/big")
+assert sha(g["Body"].read()) == sha(whole) and g["ETag"] == want_tag
+assert g["ContentType"] == "application/x-test" and g["Metadata"] == {"m": "1"}, g
+r = s3.get_object(Bucket="gamma", Key="mp/big", Range=f"bytes={5 * MiB - 3}-{5 * MiB + 2}")
+assert r["Body"].read() == whole[5 * MiB - 3:5 * MiB + 3]
+assert s3.list_multipart_uploads(Bucket="gamma").get("Uploads", []) == []
+expect_error("NoSuchUpload", 404, s3.list_parts, Bucket="gamma", Key="mp/big", UploadId=uid)
+check("multipart: parts listed, completed by joining chunks, multipart ETag, metadata kept")
+
+# Conditional completion, abort, UploadPartCopy.
+up2 = s3.create_multipart_upload(Bucket="gamma", Key="mp/big")["UploadId"]
+t = s3.upload_part(Bucket="gamma", Key="mp/big", UploadId=up2, PartNumber=1, Body=b"small")["ETag"]
+expect_error("PreconditionFailed", 412, s3.complete_multipart_upload, Bucket="gamma", Key="mp/big", UploadId=up2,
+             IfNoneMatch="*", MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": t}]})
+expect_error("PreconditionFailed", 412, s3.complete_multipart_upload, Bucket="gamma", Key="mp/big", UploadId=up2,
+             IfMatch='"stale-1"', MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": t}]})
+s3.abort_multipart_upload(Bucket="gamma", Key="mp/big", UploadId=up2)
+expect_error("NoSuchUpload", 404, s3.upload_part, Bucket="gamma", Key="mp/big", UploadId=up2, PartNumber=2, Body=b"x")
+assert s3.head_object(Bucket="gamma", Key="mp/big")["ETag"] == want_tag
+
+up3 = s3.create_multipart_upload(Bucket="gamma", Key="mp/copied")["UploadId"]
+c1 = s3.upload_part_copy(Bucket="gamma", Key="mp/copied", UploadId=up3, PartNumber=1, CopySource="gamma/mp/big")
+c2 = s3.upload_part_copy(Bucket="gamma", Key="mp/copied", UploadId=up3, PartNumber=2, CopySource="gamma/orig", CopySourceRange="bytes=10-1048585")
+assert c2["CopyPartResult"]["ETag"] == f'"{md5(data[10:1048586])}"', c2
+s3.complete_multipart_upload(Bucket="gamma", Key="mp/copied", UploadId=up3, IfNoneMatch="*", MultipartUpload={"Parts": [
+    {"PartNumber": 1, "ETag": c1["CopyPartResult"]["ETag"]}, {"PartNumber": 2, "ETag": c2["CopyPartResult"]["ETag"]}]})
+assert sha(s3.get_object(Bucket="gamma", Key="mp/copied")["Body"].read()) == sha(whole + data[10:1048586])
+check("conditional completion, abort, UploadPartCopy (whole and ranged)")
+
+# A bucket holding only an upload in progress can be deleted.
+s3.create_bucket(Bucket="delta")
+s3.create_multipart_upload(Bucket="delta", Key="pending")
+s3.delete_bucket(Bucket="delta")
+expect_error("404", 404, s3.head_bucket, Bucket="delta")
+check("a bucket with only an upload in progress is deleted")
+
+# The AWS CLI: a 200 MiB multipart cp both ways, and sync of a tree both ways.
+if shutil.which("aws"):
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=os.environ["S3_KEY"], AWS_SECRET_ACCESS_KEY=os.environ["S3_SECRET"], AWS_DEFAULT_REGION="us-east-1")
+    aws = ["aws", "--endpoint-url", EP] + (["--ca-bundle", CA] if CA else []) + ["s3"]
+
+    def run(*args):
+        return subprocess.run(aws + list(args), env=env, check=True, capture_output=True, text=True).stdout
+
+    big = os.path.join(WORK, "big.bin")
+    h = hashlib.sha256()
+    with open(big, "wb") as f:
+        for _ in range(200):
+            block = rng.randbytes(MiB)
+            h.update(block)
+            f.write(block)
+    run("cp", big, "s3://gamma/cli/big.bin")
+    tag = s3.head_object(Bucket="gamma", Key="cli/big.bin")["ETag"]
+    assert tag.endswith('-25"'), tag  # the CLI's 8 MiB parts
+    back = os.path.join(WORK, "big.back")
+    run("cp", "s3://gamma/cli/big.bin", back)
+    h2 = hashlib.sha256()
+    with open(back, "rb") as f:
+        for block in iter(lambda: f.read(MiB), b""):
+            h2.update(block)
+    assert h2.hexdigest() == h.hexdigest(), "200 MiB round trip differs"
+    os.remove(big)
+    os.remove(back)
+    check("aws s3 cp of 200 MiB (multipart) up and down, SHA-256 equal")
+
+    tree = os.path.join(WORK, "tree")
+    for i in range(300):
+        d = os.path.join(tree, f"d{i % 7}", f"e{i % 3}")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, f"f{i:03d} name.txt"), "wb") as f:
+            f.write(rng.randbytes(rng.randrange(0, 20000)))
+    with open(os.path.join(tree, "large.bin"), "wb") as f:
+        f.write(rng.randbytes(9 * MiB))
+    run("sync", tree, "s3://gamma/tree")
+    n = sum(1 for p in s3.get_paginator("list_objects_v2").paginate(Bucket="gamma", Prefix="tree/") for _ in p.get("Contents", []))
+    assert n == 301, n
+    assert run("sync", tree, "s3://gamma/tree").strip() == "", "a second sync uploaded again"
+    down = os.path.join(WORK, "down")
+    run("sync", "s3://gamma/tree", down)
+    diff = subprocess.run(["diff", "-r", tree, down], capture_output=True, text=True)
+    assert diff.returncode == 0, diff.stdout[:2000]
+    cmp = filecmp.dircmp(tree, down)
+    assert not cmp.left_only and not cmp.right_only
+    check("aws s3 sync of 301 files up and down, diff -r equal")
+else:
+    print("skipped: awscli checks (no `aws` on PATH)", flush=True)
+print("ALL PASSED")
