@@ -21,7 +21,7 @@ use super::mapping::{
     bucket_path, etag, is_dir, last_modified, object_attrs, object_path, s3_err, Subject,
     ATTR_ETAG, UPLOADS_DIR,
 };
-use super::s3::{body_reader, download, drain, DfsS3, ReadConditions};
+use super::s3::{body_reader, download, drain, too_large, DfsS3, ReadConditions};
 use crate::client::{Client, PutOptions};
 use crate::meta::Attrs;
 use crate::path::DfsPath;
@@ -163,6 +163,7 @@ impl DfsS3 {
         allowed: S3Result<()>,
         input: UploadPartInput,
     ) -> S3Result<UploadPartOutput> {
+        too_large(input.content_length)?;
         let mut reader = body_reader(input.body);
         let checked = async {
             allowed?;

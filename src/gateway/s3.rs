@@ -27,6 +27,8 @@ use crate::proto::pb;
 const PIPE_BYTES: usize = 256 * 1024;
 /// Most of a refused request's body read to keep its connection usable.
 const DRAIN_BYTES: u64 = 8 * 1024 * 1024;
+/// S3's largest single PUT (an object, or one part of a multipart upload).
+pub(super) const MAX_PUT_BYTES: i64 = 5 * 1024 * 1024 * 1024;
 /// Most keys one listing page returns, as in S3.
 const MAX_KEYS: usize = 1000;
 
@@ -202,6 +204,17 @@ async fn prune_empty_parents(c: &Client, path: &DfsPath, bucket: &DfsPath) {
             break;
         }
         dir = d.parent();
+    }
+}
+
+/// EntityTooLarge for a body declared larger than one PUT may be (S3's 5 GiB).
+pub(super) fn too_large(content_length: Option<i64>) -> S3Result<()> {
+    match content_length {
+        Some(n) if n > MAX_PUT_BYTES => Err(s3_error!(
+            EntityTooLarge,
+            "{n} bytes in one PUT; at most {MAX_PUT_BYTES} (use a multipart upload)"
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -538,6 +551,8 @@ impl S3 for DfsS3 {
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let c = client_for(self, &req);
+        // Refused before any byte is read: the caller may be waiting for 100-continue.
+        too_large(req.input.content_length)?;
         let checked = self.check_put(&c, &req).await;
         let input = req.input;
         let mut reader = body_reader(input.body);

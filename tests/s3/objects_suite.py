@@ -10,10 +10,13 @@ Rust side to inspect.
 import datetime
 import filecmp
 import hashlib
+import http.client
 import os
 import random
 import shutil
+import ssl
 import subprocess
+import urllib.parse
 
 import boto3
 from botocore.config import Config
@@ -82,6 +85,23 @@ expect_error("BadDigest", 400, s3.put_object, Bucket="gamma", Key="digest", Body
 expect_error("404", 404, s3.head_object, Bucket="gamma", Key="digest")
 expect_error("MetadataTooLarge", 400, s3.put_object, Bucket="gamma", Key="meta", Body=b"x", Metadata={"big": "v" * 2100})
 check("wrong Content-MD5 and oversized metadata refused, nothing stored")
+
+# A PUT declaring more than 5 GiB is refused before its body is read.
+url = s3.generate_presigned_url("put_object", Params={"Bucket": "gamma", "Key": "huge"}, ExpiresIn=300)
+parts = urllib.parse.urlsplit(url)
+Conn = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+kw = {"context": ssl.create_default_context(cafile=CA)} if parts.scheme == "https" else {}
+conn = Conn(parts.hostname, parts.port, timeout=30, **kw)
+conn.putrequest("PUT", parts.path + "?" + parts.query, skip_accept_encoding=True)
+conn.putheader("Content-Length", str(6 * 1024 ** 3))
+conn.putheader("Expect", "100-continue")
+conn.endheaders()
+resp = conn.getresponse()
+body = resp.read().decode()
+assert resp.status == 400 and "<Code>EntityTooLarge</Code>" in body, (resp.status, body)
+conn.close()
+expect_error("404", 404, s3.head_object, Bucket="gamma", Key="huge")
+check("a PUT over 5 GiB refused with EntityTooLarge before its body is sent")
 
 # If-Match with a stale ETag.
 v1 = s3.put_object(Bucket="gamma", Key="cas", Body=b"one")["ETag"]
@@ -187,6 +207,21 @@ s3.create_multipart_upload(Bucket="delta", Key="pending")
 s3.delete_bucket(Bucket="delta")
 expect_error("404", 404, s3.head_bucket, Bucket="delta")
 check("a bucket with only an upload in progress is deleted")
+
+# Clock skew: a request signed 16 minutes off the gateway's clock is refused; 14 is fine.
+import botocore.auth  # noqa: E402
+
+real_now = botocore.auth.get_current_datetime
+for minutes, ok in [(16, False), (-16, False), (14, True), (-14, True)]:
+    botocore.auth.get_current_datetime = lambda m=minutes: real_now() + datetime.timedelta(minutes=m)
+    try:
+        if ok:
+            s3.head_object(Bucket="gamma", Key="plain")
+        else:
+            expect_error("RequestTimeTooSkewed", 403, s3.list_objects_v2, Bucket="gamma")
+    finally:
+        botocore.auth.get_current_datetime = real_now
+check("requests signed more than 15 minutes off the gateway's clock refused")
 
 # The AWS CLI: a 200 MiB multipart cp both ways, and sync of a tree both ways.
 if shutil.which("aws"):
