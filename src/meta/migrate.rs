@@ -23,11 +23,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "003_events",
         include_str!("../../migrations/003_events.sql"),
     ),
-    (
-        4,
-        "004_s3",
-        include_str!("../../migrations/004_s3.sql"),
-    ),
+    (4, "004_s3", include_str!("../../migrations/004_s3.sql")),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {
