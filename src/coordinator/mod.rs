@@ -37,6 +37,7 @@ use crate::net::{ChannelCache, MAX_MESSAGE_BYTES};
 use crate::path::DfsPath;
 use crate::proto::pb;
 use crate::security::keys::{self, AccessKey, KeyRole, Principal, KEY_ID_HEADER, SECRET_HEADER};
+use crate::security::seal::SealKey;
 use crate::security::token::{Op, TokenKey};
 use crate::security::{require_role, Role, Tls};
 
@@ -85,6 +86,8 @@ pub struct State {
     keys: RwLock<HashMap<String, AccessKey>>,
     /// Signs chunk tokens; datanodes receive it when they register.
     pub token_key: TokenKey,
+    /// Seals the S3 secrets of access keys.
+    s3_seal: SealKey,
     /// Cluster events: stored, broadcast to `dfsd events` followers.
     pub events: events::Events,
     /// Node-state transitions, turned into events.
@@ -109,7 +112,11 @@ impl State {
             .context("load the token key")?;
         let token_key =
             TokenKey::from_bytes(&token_key).context("stored token key is malformed")?;
-        let keys = bootstrap_keys(&store, &cfg)?;
+        let s3_seal = store
+            .with_writer(|c| meta::cluster_secret(c, "s3_seal_key", SealKey::generate))
+            .context("load the S3 seal key")?;
+        let s3_seal = SealKey::from_bytes(&s3_seal).context("stored S3 seal key is malformed")?;
+        let keys = bootstrap_keys(&store, &cfg, &s3_seal)?;
         Ok(Arc::new(State {
             cfg,
             store,
@@ -124,6 +131,7 @@ impl State {
             tls,
             keys: RwLock::new(keys.into_iter().map(|k| (k.id.clone(), k)).collect()),
             token_key,
+            s3_seal,
             events: Default::default(),
             node_watch: Default::default(),
         }))
@@ -246,8 +254,13 @@ impl State {
 }
 
 /// Loads the access keys, creating the first admin key when there is none yet: the one
-/// configured, or a new one printed once on standard output.
-fn bootstrap_keys(store: &Store, cfg: &CoordinatorConfig) -> anyhow::Result<Vec<AccessKey>> {
+/// configured, or a new one printed once on standard output. Its secret is sealed for S3
+/// like any key's.
+fn bootstrap_keys(
+    store: &Store,
+    cfg: &CoordinatorConfig,
+    seal: &SealKey,
+) -> anyhow::Result<Vec<AccessKey>> {
     let existing = store
         .with_writer(|c| meta::list_keys(c))
         .context("load access keys")?;
@@ -277,12 +290,13 @@ fn bootstrap_keys(store: &Store, cfg: &CoordinatorConfig) -> anyhow::Result<Vec<
         secret_hash: hash,
         created_ms: meta::now_ms(),
         revoked_ms: None,
+        s3_secret_sealed: Some(seal.seal(&id, &secret)),
     };
     store
         .with_writer(|c| meta::insert_key(c, &key))
         .context("store the first admin key")?;
     if generated {
-        // Shown once: only a hash is kept.
+        // Shown once: only a hash and the sealed copy are kept.
         println!(
             "dfsd: created the first admin access key; it is shown only now:\n\
              DFSD_ACCESS_KEY={id}\nDFSD_SECRET_KEY={secret}"

@@ -658,6 +658,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         };
         let (id, secret, salt, secret_hash) = keys::generate();
         let key = AccessKey {
+            s3_secret_sealed: Some(self.state.s3_seal.seal(&id, &secret)),
             id,
             name,
             role,

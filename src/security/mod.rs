@@ -3,6 +3,7 @@
 //!
 //! - `certs.rs`: `dfsd cert init` / `dfsd cert issue` (a cluster CA and its certificates).
 //! - `keys.rs`: access keys (id + secret, only a salted hash stored) and permissions.
+//! - `seal.rs`: S3 secrets sealed (AEAD) under a cluster key, for S3 gateways.
 //! - `token.rs`: short-lived HMAC tokens naming an operation and the chunk ids it covers.
 //!
 //! Members (coordinator, datanodes) authenticate each other by mutual TLS: the role a
@@ -13,6 +14,7 @@
 
 pub mod certs;
 pub mod keys;
+pub mod seal;
 pub mod token;
 
 use std::path::Path;
