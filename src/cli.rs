@@ -323,8 +323,13 @@ pub enum CertCommand {
         /// A client certificate (optional for clients; access keys authenticate them).
         #[arg(long, group = "kind", value_name = "NAME")]
         client: Option<String>,
-        /// Extra DNS names or IP addresses for tools that check them, comma-separated.
-        #[arg(long, value_delimiter = ',')]
+        /// An S3 gateway's certificate: it may read S3 secrets and act for S3 callers, and
+        /// serves HTTPS on the S3 port (add the names S3 clients dial with --san).
+        #[arg(long, group = "kind", value_name = "NAME")]
+        gateway: Option<String>,
+        /// An extra DNS name or IP address, e.g. the host name S3 clients dial; repeat the
+        /// flag or separate names with commas.
+        #[arg(long, value_delimiter = ',', value_name = "NAME")]
         san: Vec<String>,
         /// Validity in years.
         #[arg(long, default_value_t = 5)]

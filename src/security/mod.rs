@@ -32,6 +32,8 @@ pub enum Role {
     Coordinator,
     Node,
     Client,
+    /// An S3 gateway: reads S3 secrets and acts on behalf of S3 callers.
+    Gateway,
 }
 
 impl Role {
@@ -42,6 +44,7 @@ impl Role {
             Role::Coordinator => "coordinator.dfsd.internal",
             Role::Node => "node.dfsd.internal",
             Role::Client => "client.dfsd.internal",
+            Role::Gateway => "gateway.dfsd.internal",
         }
     }
 
@@ -50,6 +53,7 @@ impl Role {
             Role::Coordinator => "coordinator",
             Role::Node => "node",
             Role::Client => "client",
+            Role::Gateway => "gateway",
         }
     }
 }
@@ -130,7 +134,7 @@ pub fn peer_role<T>(req: &Request<T>) -> Option<Role> {
 
 fn role_of(der: &CertificateDer<'_>) -> Option<Role> {
     let cert = webpki::EndEntityCert::try_from(der).ok()?;
-    [Role::Coordinator, Role::Node, Role::Client]
+    [Role::Coordinator, Role::Node, Role::Client, Role::Gateway]
         .into_iter()
         .find(|r| {
             ServerName::try_from(r.dns_name())

@@ -178,6 +178,9 @@ impl TestCluster {
             certs::issue(&certs, Role::Coordinator, "coordinator", &[], 1).unwrap();
             certs::issue(&certs, Role::Node, "node", &[], 1).unwrap();
             certs::issue(&certs, Role::Client, "client", &[], 1).unwrap();
+            // S3 clients of tests dial the gateway at 127.0.0.1 or localhost.
+            let sans = ["localhost".to_string(), "127.0.0.1".to_string()];
+            certs::issue(&certs, Role::Gateway, "gateway", &sans, 1).unwrap();
             Secure {
                 certs,
                 key_id: "DKTESTADMIN000000000".into(),
