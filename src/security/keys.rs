@@ -20,6 +20,9 @@ const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 /// Metadata keys a client sends its credentials in.
 pub const KEY_ID_HEADER: &str = "x-dfsd-key-id";
 pub const SECRET_HEADER: &str = "x-dfsd-secret";
+/// Metadata key naming the access key a gateway calls on behalf of (see
+/// `coordinator::access`).
+pub const ON_BEHALF_HEADER: &str = "x-dfsd-on-behalf-of";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyRole {

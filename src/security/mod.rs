@@ -11,6 +11,8 @@
 //! here, so a datanode cannot give coordinator orders and a client certificate cannot
 //! join. Clients authenticate with access keys on every coordinator call, and reach
 //! datanodes only with tokens the coordinator signed for the chunks they may touch.
+//! S3 gateways have a certificate role of their own: it lets them read the sealed S3
+//! secrets of access keys and make calls on behalf of the key that signed an S3 request.
 
 pub mod certs;
 pub mod keys;
