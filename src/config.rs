@@ -258,20 +258,22 @@ impl Default for ClientConfig {
 }
 
 /// The S3 gateway (`dfsd gateway`). It reaches the coordinator at `client.coordinator`
-/// with the `[tls]` settings.
+/// with the `[tls]` settings, where `tls.cert` is a gateway certificate (`dfsd cert issue
+/// --gateway NAME`). S3 callers sign with dfsd access keys (see ARCHITECTURE.md, S3
+/// gateway).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayConfig {
     /// Address the S3 HTTP server binds.
     pub listen: String,
-    /// The dfsd access key the gateway uses for its own coordinator calls (admin or a
-    /// readwrite key over the buckets it serves). Empty: `client.access_key`/`secret_key`.
+    /// The dfsd access key the gateway uses for its own coordinator calls. Without TLS it
+    /// must be an admin key (it reads S3 secrets). Empty: `client.access_key`/`secret_key`.
     pub access_key: String,
     pub secret_key: String,
-    /// S3 credentials the gateway accepts, as `[access key id, secret]` or
-    /// `[access key id, secret, "readonly" | "readwrite"]` (default readwrite). A stop-gap
-    /// until S3 secrets come from the coordinator (see ARCHITECTURE.md, S3 gateway).
-    pub s3_keys: Vec<Vec<String>>,
+    /// How long a key's S3 secret is kept after the coordinator gave it: a revoked key can
+    /// sign S3 requests for up to this long.
+    #[serde(with = "serde_duration")]
+    pub key_cache_ttl: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -280,7 +282,7 @@ impl Default for GatewayConfig {
             listen: "0.0.0.0:9000".into(),
             access_key: String::new(),
             secret_key: String::new(),
-            s3_keys: Vec::new(),
+            key_cache_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -469,8 +471,11 @@ impl Config {
                 "access_key and secret_key go together",
             );
         }
-        if let Err(problem) = crate::gateway::auth::S3Keys::from_config(&g.s3_keys) {
-            return bad("gateway.s3_keys", &problem);
+        if g.key_cache_ttl < Duration::from_secs(1) || g.key_cache_ttl > Duration::from_secs(600) {
+            return bad(
+                "gateway.key_cache_ttl",
+                "must be between 1 second and 10 minutes",
+            );
         }
         Ok(())
     }

@@ -1,26 +1,31 @@
 //! The S3 gateway (issue 7) against a real cluster: a `dfsd gateway` process in front of a
-//! TestCluster, driven by boto3 (tests/s3/boto_suite.py). Skipped, saying so, when python3
-//! cannot import boto3 (`.ci/run` installs it).
+//! TestCluster, with the cluster's gateway certificate; S3 callers sign with dfsd access
+//! keys made by `dfsd key create`. Driven by boto3 (tests/s3/*.py); the tests that need it are skipped, saying
+//! so, when python3 cannot import boto3 (`.ci/run` installs it).
 
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{free_port, random_bytes, TestCluster};
 use sha2::{Digest, Sha256};
 
-const RW: (&str, &str) = ("AKIDGATEWAYTESTRW", "rw-secret-0123456789");
-const RO: (&str, &str) = ("AKIDGATEWAYTESTRO", "ro-secret-0123456789");
-
-fn boto3_available() -> bool {
-    Command::new("python3")
+fn boto3_available(test: &str) -> bool {
+    let ok = Command::new("python3")
         .args(["-c", "import boto3"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success())
+        .is_ok_and(|s| s.success());
+    if !ok {
+        println!(
+            "SKIPPED: {test} needs python3 with boto3 (python3 -m pip install boto3); \
+             `.ci/run` installs it"
+        );
+    }
+    ok
 }
 
 /// A `dfsd gateway` process; killed on drop.
@@ -43,19 +48,14 @@ impl Gateway {
     }
 }
 
-/// Starts a gateway for `cluster` with the two test S3 keys and 1 MiB chunks (so test
-/// objects span several chunks), and waits until it accepts connections.
-fn start_gateway(cluster: &TestCluster) -> Gateway {
+/// Starts a gateway for `cluster` with 1 MiB chunks (so test objects span several chunks)
+/// and `settings` in its `[gateway]` section, and waits until it accepts connections. In
+/// secure mode it has the cluster's gateway certificate and the admin key for its own
+/// calls.
+fn start_gateway(cluster: &TestCluster, settings: &str) -> Gateway {
     let dir = cluster.dir.path();
     let config = dir.join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[gateway]\ns3_keys = [[\"{}\", \"{}\"], [\"{}\", \"{}\", \"readonly\"]]\n",
-            RW.0, RW.1, RO.0, RO.1
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, format!("[gateway]\n{settings}\n")).unwrap();
     let log = dir.join("gateway.log");
     for _ in 0..5 {
         let addr = format!("127.0.0.1:{}", free_port());
@@ -66,6 +66,10 @@ fn start_gateway(cluster: &TestCluster) -> Gateway {
             .unwrap();
         // The cluster's CA and admin key, as for any client of it.
         let mut cmd = cluster.cli_command();
+        if let Some(s) = &cluster.secure {
+            let (cert, key) = s.pem("gateway");
+            cmd.env("DFSD_TLS__CERT", cert).env("DFSD_TLS__KEY", key);
+        }
         cmd.env("DFSD_LOG_LEVEL", "info")
             .env("DFSD_CLIENT__CHUNK_SIZE", "1MiB")
             .arg("--config")
@@ -102,41 +106,52 @@ fn start_gateway(cluster: &TestCluster) -> Gateway {
     );
 }
 
+/// Runs a script of tests/s3 against `gw`, with no AWS settings of the machine running
+/// the tests.
+fn python(gw: &Gateway, script: &str, env: &[(&str, &str)]) -> Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/s3")
+        .join(script);
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script)
+        .env("S3_ENDPOINT", &gw.endpoint)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL");
+    cmd.envs(env.iter().copied());
+    cmd.output().expect("run python3")
+}
+
 fn sha256(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 
 #[test]
 fn boto3_suite_against_a_gateway() {
-    if !boto3_available() {
-        println!(
-            "SKIPPED: boto3_suite_against_a_gateway needs python3 with boto3 \
-             (python3 -m pip install boto3); `.ci/run` installs it"
-        );
+    if !boto3_available("boto3_suite_against_a_gateway") {
         return;
     }
     let cluster = TestCluster::start(3);
-    let gw = start_gateway(&cluster);
+    let gw = start_gateway(&cluster, "");
+    let rw = cluster.create_key("s3-writer", "readwrite", "/");
+    let ro = cluster.create_key("s3-reader", "readonly", "/");
     let keep = random_bytes(3 * 1024 * 1024 + 11, 42);
     let keep_file = cluster.dir.path().join("keep.bin");
     std::fs::write(&keep_file, &keep).unwrap();
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/boto_suite.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .env("S3_ENDPOINT", &gw.endpoint)
-        .env("S3_KEY", RW.0)
-        .env("S3_SECRET", RW.1)
-        .env("S3_RO_KEY", RO.0)
-        .env("S3_RO_SECRET", RO.1)
-        .env("KEEP_FILE", &keep_file)
-        // No AWS settings of the machine running the tests.
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .output()
-        .expect("run python3");
+    let keep_path = keep_file.display().to_string();
+    let out = python(
+        &gw,
+        "boto_suite.py",
+        &[
+            ("S3_KEY", &rw.0),
+            ("S3_SECRET", &rw.1),
+            ("S3_RO_KEY", &ro.0),
+            ("S3_RO_SECRET", &ro.1),
+            ("KEEP_FILE", &keep_path),
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("ALL PASSED"),
@@ -163,4 +178,46 @@ fn boto3_suite_against_a_gateway() {
     // The gateway logged no error (every refusal above was the caller's fault).
     let log = gw.log();
     assert!(!log.contains(" ERROR "), "gateway logged errors:\n{log}");
+}
+
+#[test]
+fn revoked_keys_lose_s3_access_within_the_cache_ttl() {
+    if !boto3_available("revoked_keys_lose_s3_access_within_the_cache_ttl") {
+        return;
+    }
+    let ttl = Duration::from_secs(2);
+    let cluster = TestCluster::start(1);
+    let gw = start_gateway(&cluster, &format!("key_cache_ttl = \"{}s\"", ttl.as_secs()));
+    let key = cluster.create_key("soon-revoked", "readwrite", "/");
+    let probe = |mode: &str| {
+        let out = python(
+            &gw,
+            "revocation_probe.py",
+            &[("S3_KEY", &key.0), ("S3_SECRET", &key.1), ("MODE", mode)],
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "probe failed\n--- stdout\n{stdout}\n--- stderr\n{}\n--- gateway log\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            gw.log()
+        );
+        stdout
+    };
+    // Valid: the gateway now holds the secret.
+    assert!(probe("once").starts_with("ok"));
+    cluster.revoke_key(&key.0);
+    let revoked = Instant::now();
+    // The probe signs a request every 100 ms until one is refused (for 30 s at most).
+    let refused = probe("until-refused");
+    let took = revoked.elapsed();
+    assert!(
+        refused.starts_with("refused InvalidAccessKeyId 403") && refused.contains("revoked"),
+        "{refused}"
+    );
+    // The TTL, plus the probe's own start-up (python and boto3) and a margin.
+    assert!(
+        took < ttl + Duration::from_secs(8),
+        "refused only after {took:?}"
+    );
 }

@@ -4,16 +4,15 @@
 //! | file | what it does |
 //! |---|---|
 //! | `mod.rs` | start-up and the HTTP server loop (hyper, one task per connection) |
-//! | [`auth`] | the S3 credentials the gateway accepts (a static list for now) |
+//! | [`auth`] | S3 credentials: dfsd access keys whose secrets the coordinator hands out |
 //! | [`s3`] | the S3 operations, as calls on the client SDK |
 //! | [`mapping`] | bucket and key names to dfsd paths, SDK errors to S3 errors |
 //! | [`list`] | ListObjects as an ordered walk of a bucket's directories |
 //!
-//! The gateway is stateless: s3s parses requests and checks SigV4 signatures against
-//! [`auth::S3Keys`]; [`s3::DfsS3`] checks what the caller's key may do, then calls the
-//! coordinator and datanodes through [`crate::client::Client`] with the gateway's own dfsd
-//! access key (`gateway.access_key`, or `client.access_key`). Several gateways may serve
-//! the same cluster side by side.
+//! The gateway is stateless: s3s parses requests and checks SigV4 signatures against the
+//! secrets [`auth::S3Keys`] fetches from the coordinator (GetS3Credential, for gateway
+//! certificates only); [`s3::DfsS3`] then calls the coordinator and datanodes through
+//! [`crate::client::Client`]. Several gateways may serve the same cluster side by side.
 
 pub mod auth;
 pub mod list;
@@ -28,6 +27,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
+use tonic::Code;
 
 use crate::client::Client;
 use crate::config::Config;
@@ -35,32 +35,26 @@ use crate::security::Tls;
 
 /// How long open connections get to finish when the gateway shuts down.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// A well-formed key id no key has: asked for at start-up to learn whether the
+/// coordinator lets this gateway read S3 secrets.
+const PROBE_KEY_ID: &str = "DK000000000000000000";
 
-/// Serves S3 on `listener` until `shutdown` resolves.
+/// Serves S3 on `listener` until `shutdown` resolves. `tls` is the cluster TLS material
+/// (`None`: plaintext).
 pub async fn run(
     listener: TcpListener,
     cfg: &Config,
     tls: Option<&Tls>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let keys = auth::S3Keys::from_config(&cfg.gateway.s3_keys)
-        .map_err(|p| anyhow::anyhow!("gateway.s3_keys: {p}"))?;
-    if keys.is_empty() {
-        anyhow::bail!(
-            "gateway.s3_keys is empty: anonymous access is off, so the gateway needs at least \
-             one S3 credential, e.g. s3_keys = [[\"AKIDEXAMPLE\", \"a-long-secret\"]]"
-        );
-    }
     let mut client_cfg = cfg.client.clone();
     if !cfg.gateway.access_key.is_empty() {
         client_cfg.access_key = cfg.gateway.access_key.clone();
         client_cfg.secret_key = cfg.gateway.secret_key.clone();
     }
     let client = Client::connect(&client_cfg, tls).context("prepare the coordinator client")?;
-    if let Err(e) = client.ping_coordinator(client_cfg.connect_timeout).await {
-        // Stateless: keep serving; requests fail with ServiceUnavailable until it answers.
-        tracing::warn!(coordinator = %client_cfg.coordinator, error = %e, "coordinator not reachable yet");
-    }
+    check_access(&client, &client_cfg.coordinator, tls.is_some()).await?;
+    let keys = auth::S3Keys::new(client.clone(), cfg.gateway.key_cache_ttl);
     let service = {
         let mut b = S3ServiceBuilder::new(s3::DfsS3 {
             client,
@@ -106,4 +100,29 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// Whether the coordinator lets this gateway read S3 secrets, asked for a key id nobody
+/// has: "no such key" means yes. A refusal stops the gateway with the reason; an
+/// unreachable coordinator does not (stateless: requests get ServiceUnavailable until it
+/// answers).
+async fn check_access(client: &Client, coordinator: &str, tls: bool) -> anyhow::Result<()> {
+    let Err(e) = client.s3_credential(PROBE_KEY_ID).await else {
+        return Ok(());
+    };
+    match e.code() {
+        Some(Code::NotFound) => Ok(()),
+        Some(Code::PermissionDenied | Code::Unauthenticated) => {
+            let fix = if tls {
+                "tls.cert and tls.key must be a gateway certificate"
+            } else {
+                "without TLS the gateway needs an admin key (gateway.access_key and secret_key)"
+            };
+            anyhow::bail!("the coordinator refuses this gateway S3 credentials ({e}); {fix}")
+        }
+        _ => {
+            tracing::warn!(coordinator = %coordinator, error = %e, "coordinator not reachable yet");
+            Ok(())
+        }
+    }
 }

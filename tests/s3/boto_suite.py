@@ -1,7 +1,8 @@
 """The S3 gateway driven by boto3 (run by tests/s3.rs against a real cluster and gateway).
 
-Environment: S3_ENDPOINT, S3_KEY/S3_SECRET (readwrite), S3_RO_KEY/S3_RO_SECRET (readonly),
-KEEP_FILE (a local file to leave at survivor/keep/data.bin for the Rust side to check).
+Environment: S3_ENDPOINT, S3_KEY/S3_SECRET (a readwrite dfsd key), S3_RO_KEY/S3_RO_SECRET
+(a readonly one), KEEP_FILE (a local file to leave at survivor/keep/data.bin for the Rust
+side to check).
 Prints one line per check; any failure raises, so the exit status is non-zero.
 """
 
@@ -222,6 +223,8 @@ bad = client(os.environ["S3_KEY"], os.environ["S3_SECRET"] + "x")
 expect_error("SignatureDoesNotMatch", 403, bad.list_buckets)
 expect_error("SignatureDoesNotMatch", 403, bad.get_object, Bucket="alpha", Key="fresh")
 unknown = client("AKIDUNKNOWN", "whatever-secret")
+expect_error("InvalidAccessKeyId", 403, unknown.list_buckets)
+unknown = client("DKNOSUCHKEY000000000", "whatever-secret")  # shaped like a dfsd key
 expect_error("InvalidAccessKeyId", 403, unknown.list_buckets)
 assert ro.get_object(Bucket="alpha", Key="fresh")["Body"].read() == b"second"
 expect_error("AccessDenied", 403, ro.put_object, Bucket="alpha", Key="ro", Body=b"x")
