@@ -102,9 +102,20 @@ pub enum Command {
 
 #[derive(Debug, Args, Default)]
 pub struct GatewayArgs {
-    /// Address the S3 HTTP server listens on [default: 0.0.0.0:9000].
+    /// Address the S3 server listens on [default: 0.0.0.0:9000].
     #[arg(long)]
     pub listen: Option<String>,
+    /// Certificate (PEM) for HTTPS on the S3 port [default: the gateway certificate of
+    /// --tls-cert] [env: DFSD_GATEWAY__TLS_CERT].
+    #[arg(long, value_name = "FILE", requires = "s3_tls_key")]
+    pub s3_tls_cert: Option<String>,
+    /// Its private key (PEM) [env: DFSD_GATEWAY__TLS_KEY].
+    #[arg(long, value_name = "FILE", requires = "s3_tls_cert")]
+    pub s3_tls_key: Option<String>,
+    /// Serve S3 over plain HTTP (behind a TLS proxy or on a trusted network)
+    /// [env: DFSD_GATEWAY__PLAINTEXT_S3].
+    #[arg(long, conflicts_with = "s3_tls_cert")]
+    pub plaintext_s3: bool,
 }
 
 #[derive(Debug, Args)]

@@ -264,12 +264,19 @@ impl Default for ClientConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayConfig {
-    /// Address the S3 HTTP server binds.
+    /// Address the S3 server binds.
     pub listen: String,
     /// The dfsd access key the gateway uses for its own coordinator calls. Without TLS it
     /// must be an admin key (it reads S3 secrets). Empty: `client.access_key`/`secret_key`.
     pub access_key: String,
     pub secret_key: String,
+    /// Certificate and key (PEM) the S3 port serves HTTPS with. Empty: the gateway
+    /// certificate of `[tls]`, whose `--san` names S3 clients then dial.
+    pub tls_cert: String,
+    pub tls_key: String,
+    /// Serve S3 over plain HTTP (behind a TLS proxy, or on a trusted network); logged as
+    /// a warning. Also implied by `tls.plaintext` unless `tls_cert` is set.
+    pub plaintext_s3: bool,
     /// How long a key's S3 secret is kept after the coordinator gave it: a revoked key can
     /// sign S3 requests for up to this long.
     #[serde(with = "serde_duration")]
@@ -282,6 +289,9 @@ impl Default for GatewayConfig {
             listen: "0.0.0.0:9000".into(),
             access_key: String::new(),
             secret_key: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            plaintext_s3: false,
             key_cache_ttl: Duration::from_secs(30),
         }
     }
@@ -469,6 +479,15 @@ impl Config {
             return bad(
                 "gateway.access_key",
                 "access_key and secret_key go together",
+            );
+        }
+        if g.tls_cert.is_empty() != g.tls_key.is_empty() {
+            return bad("gateway.tls_cert", "tls_cert and tls_key go together");
+        }
+        if !g.tls_cert.is_empty() && g.plaintext_s3 {
+            return bad(
+                "gateway.plaintext_s3",
+                "contradicts gateway.tls_cert: choose HTTPS or plain HTTP, not both",
             );
         }
         if g.key_cache_ttl < Duration::from_secs(1) || g.key_cache_ttl > Duration::from_secs(600) {
