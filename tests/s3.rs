@@ -198,9 +198,18 @@ fn boto3_suite_against_a_gateway() {
     assert!(!names.contains("alpha"), "{names}");
     let escaped = cluster.cli(&["stat", "/beta/escaped"]);
     assert!(!escaped.status.success(), "a '..' key escaped its bucket");
-    // The gateway logged no error (every refusal above was the caller's fault).
+    // The gateway logged no error (every refusal above was the caller's fault), and no
+    // secret.
     let log = gw.log();
     assert!(!log.contains(" ERROR "), "gateway logged errors:\n{log}");
+    assert!(
+        !log.contains(&rw.1) && !log.contains(&ro.1),
+        "a secret in the log"
+    );
+    assert!(
+        !cluster.log("coordinator").contains(&rw.1),
+        "a secret in the log"
+    );
 }
 
 #[test]
