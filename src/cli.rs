@@ -102,9 +102,20 @@ pub enum Command {
 
 #[derive(Debug, Args, Default)]
 pub struct GatewayArgs {
-    /// Address the S3 HTTP server listens on [default: 0.0.0.0:9000].
+    /// Address the S3 server listens on [default: 0.0.0.0:9000].
     #[arg(long)]
     pub listen: Option<String>,
+    /// Certificate (PEM) for HTTPS on the S3 port [default: the gateway certificate of
+    /// --tls-cert] [env: DFSD_GATEWAY__TLS_CERT].
+    #[arg(long, value_name = "FILE", requires = "s3_tls_key")]
+    pub s3_tls_cert: Option<String>,
+    /// Its private key (PEM) [env: DFSD_GATEWAY__TLS_KEY].
+    #[arg(long, value_name = "FILE", requires = "s3_tls_cert")]
+    pub s3_tls_key: Option<String>,
+    /// Serve S3 over plain HTTP (behind a TLS proxy or on a trusted network)
+    /// [env: DFSD_GATEWAY__PLAINTEXT_S3].
+    #[arg(long, conflicts_with = "s3_tls_cert")]
+    pub plaintext_s3: bool,
 }
 
 #[derive(Debug, Args)]
@@ -323,8 +334,13 @@ pub enum CertCommand {
         /// A client certificate (optional for clients; access keys authenticate them).
         #[arg(long, group = "kind", value_name = "NAME")]
         client: Option<String>,
-        /// Extra DNS names or IP addresses for tools that check them, comma-separated.
-        #[arg(long, value_delimiter = ',')]
+        /// An S3 gateway's certificate: it may read S3 secrets and act for S3 callers, and
+        /// serves HTTPS on the S3 port (add the names S3 clients dial with --san).
+        #[arg(long, group = "kind", value_name = "NAME")]
+        gateway: Option<String>,
+        /// An extra DNS name or IP address, e.g. the host name S3 clients dial; repeat the
+        /// flag or separate names with commas.
+        #[arg(long, value_delimiter = ',', value_name = "NAME")]
         san: Vec<String>,
         /// Validity in years.
         #[arg(long, default_value_t = 5)]

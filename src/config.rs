@@ -258,20 +258,29 @@ impl Default for ClientConfig {
 }
 
 /// The S3 gateway (`dfsd gateway`). It reaches the coordinator at `client.coordinator`
-/// with the `[tls]` settings.
+/// with the `[tls]` settings, where `tls.cert` is a gateway certificate (`dfsd cert issue
+/// --gateway NAME`). S3 callers sign with dfsd access keys (see ARCHITECTURE.md, S3
+/// gateway).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayConfig {
-    /// Address the S3 HTTP server binds.
+    /// Address the S3 server binds.
     pub listen: String,
-    /// The dfsd access key the gateway uses for its own coordinator calls (admin or a
-    /// readwrite key over the buckets it serves). Empty: `client.access_key`/`secret_key`.
+    /// The dfsd access key the gateway uses for its own coordinator calls. Without TLS it
+    /// must be an admin key (it reads S3 secrets). Empty: `client.access_key`/`secret_key`.
     pub access_key: String,
     pub secret_key: String,
-    /// S3 credentials the gateway accepts, as `[access key id, secret]` or
-    /// `[access key id, secret, "readonly" | "readwrite"]` (default readwrite). A stop-gap
-    /// until S3 secrets come from the coordinator (see ARCHITECTURE.md, S3 gateway).
-    pub s3_keys: Vec<Vec<String>>,
+    /// Certificate and key (PEM) the S3 port serves HTTPS with. Empty: the gateway
+    /// certificate of `[tls]`, whose `--san` names S3 clients then dial.
+    pub tls_cert: String,
+    pub tls_key: String,
+    /// Serve S3 over plain HTTP (behind a TLS proxy, or on a trusted network); logged as
+    /// a warning. Also implied by `tls.plaintext` unless `tls_cert` is set.
+    pub plaintext_s3: bool,
+    /// How long a key's S3 secret is kept after the coordinator gave it: a revoked key can
+    /// sign S3 requests for up to this long.
+    #[serde(with = "serde_duration")]
+    pub key_cache_ttl: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -280,7 +289,10 @@ impl Default for GatewayConfig {
             listen: "0.0.0.0:9000".into(),
             access_key: String::new(),
             secret_key: String::new(),
-            s3_keys: Vec::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            plaintext_s3: false,
+            key_cache_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -469,8 +481,20 @@ impl Config {
                 "access_key and secret_key go together",
             );
         }
-        if let Err(problem) = crate::gateway::auth::S3Keys::from_config(&g.s3_keys) {
-            return bad("gateway.s3_keys", &problem);
+        if g.tls_cert.is_empty() != g.tls_key.is_empty() {
+            return bad("gateway.tls_cert", "tls_cert and tls_key go together");
+        }
+        if !g.tls_cert.is_empty() && g.plaintext_s3 {
+            return bad(
+                "gateway.plaintext_s3",
+                "contradicts gateway.tls_cert: choose HTTPS or plain HTTP, not both",
+            );
+        }
+        if g.key_cache_ttl < Duration::from_secs(1) || g.key_cache_ttl > Duration::from_secs(600) {
+            return bad(
+                "gateway.key_cache_ttl",
+                "must be between 1 second and 10 minutes",
+            );
         }
         Ok(())
     }

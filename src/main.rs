@@ -92,6 +92,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(v) = &a.listen {
                 cfg.gateway.listen = v.clone();
             }
+            if let Some(v) = &a.s3_tls_cert {
+                cfg.gateway.tls_cert = v.clone();
+            }
+            if let Some(v) = &a.s3_tls_key {
+                cfg.gateway.tls_key = v.clone();
+            }
+            if a.plaintext_s3 {
+                cfg.gateway.plaintext_s3 = true;
+            }
         }
         _ => {}
     }
@@ -228,7 +237,9 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Gateway(_) => {
-            let tls = Tls::load(&cfg.tls)?;
+            // A gateway authenticates to the cluster with its certificate: TLS, unless
+            // plaintext is chosen as for the servers of the cluster.
+            let tls = server_tls(&cfg)?;
             let l = tokio::net::TcpListener::bind(&cfg.gateway.listen)
                 .await
                 .with_context(|| format!("bind {}", cfg.gateway.listen))?;

@@ -1,31 +1,45 @@
 //! The S3 gateway (issue 7) against a real cluster: a `dfsd gateway` process in front of a
-//! TestCluster, driven by boto3 (tests/s3/boto_suite.py). Skipped, saying so, when python3
-//! cannot import boto3 (`.ci/run` installs it).
+//! TestCluster. It serves HTTPS with the cluster's gateway certificate (plain HTTP when
+//! the cluster is plaintext), and S3 callers sign with dfsd access keys made by `dfsd key
+//! create`. Driven by boto3 (tests/s3/*.py); the tests that need it are skipped, saying
+//! so, when python3 cannot import boto3 (`.ci/run` installs it).
 
 mod common;
 
+use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{free_port, random_bytes, TestCluster};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
 use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::{rustls, TlsConnector};
 
-const RW: (&str, &str) = ("AKIDGATEWAYTESTRW", "rw-secret-0123456789");
-const RO: (&str, &str) = ("AKIDGATEWAYTESTRO", "ro-secret-0123456789");
-
-fn boto3_available() -> bool {
-    Command::new("python3")
+fn boto3_available(test: &str) -> bool {
+    let ok = Command::new("python3")
         .args(["-c", "import boto3"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success())
+        .is_ok_and(|s| s.success());
+    if !ok {
+        println!(
+            "SKIPPED: {test} needs python3 with boto3 (python3 -m pip install boto3); \
+             `.ci/run` installs it"
+        );
+    }
+    ok
 }
 
 /// A `dfsd gateway` process; killed on drop.
 struct Gateway {
     child: Child,
+    /// host:port
+    addr: String,
     endpoint: String,
     log: std::path::PathBuf,
 }
@@ -43,19 +57,14 @@ impl Gateway {
     }
 }
 
-/// Starts a gateway for `cluster` with the two test S3 keys and 1 MiB chunks (so test
-/// objects span several chunks), and waits until it accepts connections.
-fn start_gateway(cluster: &TestCluster) -> Gateway {
+/// Starts a gateway for `cluster` with 1 MiB chunks (so test objects span several chunks)
+/// and `settings` in its `[gateway]` section, and waits until it accepts connections. In
+/// secure mode it has the cluster's gateway certificate (for the coordinator and for
+/// HTTPS on the S3 port) and the admin key for its own calls.
+fn start_gateway(cluster: &TestCluster, settings: &str) -> Gateway {
     let dir = cluster.dir.path();
     let config = dir.join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[gateway]\ns3_keys = [[\"{}\", \"{}\"], [\"{}\", \"{}\", \"readonly\"]]\n",
-            RW.0, RW.1, RO.0, RO.1
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, format!("[gateway]\n{settings}\n")).unwrap();
     let log = dir.join("gateway.log");
     for _ in 0..5 {
         let addr = format!("127.0.0.1:{}", free_port());
@@ -66,6 +75,17 @@ fn start_gateway(cluster: &TestCluster) -> Gateway {
             .unwrap();
         // The cluster's CA and admin key, as for any client of it.
         let mut cmd = cluster.cli_command();
+        let scheme = match &cluster.secure {
+            Some(s) => {
+                let (cert, key) = s.pem("gateway");
+                cmd.env("DFSD_TLS__CERT", cert).env("DFSD_TLS__KEY", key);
+                "https"
+            }
+            None => {
+                cmd.arg("--plaintext");
+                "http"
+            }
+        };
         cmd.env("DFSD_LOG_LEVEL", "info")
             .env("DFSD_CLIENT__CHUNK_SIZE", "1MiB")
             .arg("--config")
@@ -81,7 +101,8 @@ fn start_gateway(cluster: &TestCluster) -> Gateway {
             if std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(200)).is_ok() {
                 return Gateway {
                     child,
-                    endpoint: format!("http://{addr}"),
+                    endpoint: format!("{scheme}://{addr}"),
+                    addr,
                     log,
                 };
             }
@@ -102,41 +123,58 @@ fn start_gateway(cluster: &TestCluster) -> Gateway {
     );
 }
 
+/// Runs a script of tests/s3 against `gw`, with the cluster CA to verify HTTPS and no
+/// AWS settings of the machine running the tests.
+fn python(cluster: &TestCluster, gw: &Gateway, script: &str, env: &[(&str, &str)]) -> Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/s3")
+        .join(script);
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script)
+        .env("S3_ENDPOINT", &gw.endpoint)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_CA_BUNDLE")
+        .env_remove("S3_CA_BUNDLE");
+    if let Some(s) = &cluster.secure {
+        cmd.env("S3_CA_BUNDLE", s.ca());
+    }
+    cmd.envs(env.iter().copied());
+    cmd.output().expect("run python3")
+}
+
 fn sha256(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 
 #[test]
 fn boto3_suite_against_a_gateway() {
-    if !boto3_available() {
-        println!(
-            "SKIPPED: boto3_suite_against_a_gateway needs python3 with boto3 \
-             (python3 -m pip install boto3); `.ci/run` installs it"
-        );
+    if !boto3_available("boto3_suite_against_a_gateway") {
         return;
     }
     let cluster = TestCluster::start(3);
-    let gw = start_gateway(&cluster);
+    let gw = start_gateway(&cluster, "");
+    let rw = cluster.create_key("s3-writer", "readwrite", "/");
+    let ro = cluster.create_key("s3-reader", "readonly", "/");
     let keep = random_bytes(3 * 1024 * 1024 + 11, 42);
     let keep_file = cluster.dir.path().join("keep.bin");
     std::fs::write(&keep_file, &keep).unwrap();
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/boto_suite.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .env("S3_ENDPOINT", &gw.endpoint)
-        .env("S3_KEY", RW.0)
-        .env("S3_SECRET", RW.1)
-        .env("S3_RO_KEY", RO.0)
-        .env("S3_RO_SECRET", RO.1)
-        .env("KEEP_FILE", &keep_file)
-        // No AWS settings of the machine running the tests.
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .output()
-        .expect("run python3");
+    let keep_path = keep_file.display().to_string();
+    let out = python(
+        &cluster,
+        &gw,
+        "boto_suite.py",
+        &[
+            ("S3_KEY", &rw.0),
+            ("S3_SECRET", &rw.1),
+            ("S3_RO_KEY", &ro.0),
+            ("S3_RO_SECRET", &ro.1),
+            ("KEEP_FILE", &keep_path),
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("ALL PASSED"),
@@ -160,9 +198,130 @@ fn boto3_suite_against_a_gateway() {
     assert!(!names.contains("alpha"), "{names}");
     let escaped = cluster.cli(&["stat", "/beta/escaped"]);
     assert!(!escaped.status.success(), "a '..' key escaped its bucket");
-    // The gateway logged no error (every refusal above was the caller's fault).
+    // The gateway logged no error (every refusal above was the caller's fault), and no
+    // secret.
     let log = gw.log();
     assert!(!log.contains(" ERROR "), "gateway logged errors:\n{log}");
+    assert!(
+        !log.contains(&rw.1) && !log.contains(&ro.1),
+        "a secret in the log"
+    );
+    assert!(
+        !cluster.log("coordinator").contains(&rw.1),
+        "a secret in the log"
+    );
+}
+
+#[test]
+fn revoked_keys_lose_s3_access_within_the_cache_ttl() {
+    if !boto3_available("revoked_keys_lose_s3_access_within_the_cache_ttl") {
+        return;
+    }
+    let ttl = Duration::from_secs(2);
+    let cluster = TestCluster::start(1);
+    let gw = start_gateway(&cluster, &format!("key_cache_ttl = \"{}s\"", ttl.as_secs()));
+    let key = cluster.create_key("soon-revoked", "readwrite", "/");
+    let probe = |mode: &str| {
+        let out = python(
+            &cluster,
+            &gw,
+            "revocation_probe.py",
+            &[("S3_KEY", &key.0), ("S3_SECRET", &key.1), ("MODE", mode)],
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "probe failed\n--- stdout\n{stdout}\n--- stderr\n{}\n--- gateway log\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            gw.log()
+        );
+        stdout
+    };
+    // Valid: the gateway now holds the secret.
+    assert!(probe("once").starts_with("ok"));
+    cluster.revoke_key(&key.0);
+    let revoked = Instant::now();
+    // The probe signs a request every 100 ms until one is refused (for 30 s at most).
+    let refused = probe("until-refused");
+    let took = revoked.elapsed();
+    assert!(
+        refused.starts_with("refused InvalidAccessKeyId 403") && refused.contains("revoked"),
+        "{refused}"
+    );
+    // The TTL, plus the probe's own start-up (python and boto3) and a margin.
+    assert!(
+        took < ttl + Duration::from_secs(8),
+        "refused only after {took:?}"
+    );
+}
+
+/// `GET /` over TLS to `addr`, verified against the PEM CA `ca` for the name `name`:
+/// the start of the response, or the TLS error.
+fn https_get(ca: &str, addr: &str, name: &str) -> Result<String, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(ca).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from(name.to_string()).unwrap();
+        let mut tls = TlsConnector::from(Arc::new(cfg))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: s3\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = vec![0u8; 64];
+        let n = tls.read(&mut out).await.map_err(|e| e.to_string())?;
+        Ok(String::from_utf8_lossy(&out[..n]).into_owned())
+    })
+}
+
+#[test]
+fn the_s3_port_speaks_https_only_when_tls_is_on() {
+    if !common::secure_mode() {
+        println!("the_s3_port_speaks_https_only_when_tls_is_on: skipped in plaintext mode");
+        return;
+    }
+    let cluster = TestCluster::start(1);
+    let mut gw = start_gateway(&cluster, "");
+    let ca = cluster.secure.as_ref().unwrap().ca();
+
+    // Plain HTTP gets no HTTP answer: the handshake fails and the connection is closed.
+    for _ in 0..3 {
+        let mut tcp = std::net::TcpStream::connect(&gw.addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        tcp.write_all(b"GET / HTTP/1.1\r\nHost: s3\r\n\r\n")
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = tcp.read_to_end(&mut answer);
+        assert!(
+            !answer.starts_with(b"HTTP/"),
+            "plain HTTP answered: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    // The gateway is still serving, over TLS with a certificate the cluster CA vouches
+    // for under the names S3 clients dial (an unsigned request: 403 by S3's rules).
+    for name in ["localhost", "127.0.0.1"] {
+        let answer = https_get(&ca, &gw.addr, name).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 403"), "{name}: {answer}");
+    }
+    let e = https_get(&ca, &gw.addr, "elsewhere.example").unwrap_err();
+    assert!(e.contains("certificate"), "{e}");
+    assert!(gw.child.try_wait().unwrap().is_none(), "the gateway died");
+    assert!(gw.log().contains("https=true"), "{}", gw.log());
 }
 
 /// Runs a python script of tests/s3 against `gw` with the readwrite key; panics with the

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BufMut, Bytes};
 use common::{random_bytes, stderr, wait_until, Creds, Opts, TestCluster};
 use dfsd::chunk::ChunkId;
+use dfsd::client::{Client, ClientError, PutOptions};
 use dfsd::proto::methods::RPC_METHODS;
 use dfsd::proto::pb;
 use dfsd::security::token::{Op, TokenKey};
@@ -122,14 +123,15 @@ fn payload(method: &str, chunk: ChunkId, key: &TokenKey, tokens: Tokens) -> Byte
     Bytes::from(bytes)
 }
 
-/// Calls `method` once with `payload` and `creds`; the outcome's code.
+/// Calls `method` once with `payload` and `creds` (and `x-dfsd-on-behalf-of` if given);
+/// the outcome's code.
 async fn call(
     ch: Channel,
     method: &str,
-    client_streaming: bool,
-    server_streaming: bool,
+    (client_streaming, server_streaming): (bool, bool),
     payload: Bytes,
     creds: &Creds,
+    on_behalf: Option<&str>,
 ) -> Code {
     let mut grpc = tonic::client::Grpc::new(ch);
     if let Err(e) = grpc.ready().await {
@@ -140,6 +142,9 @@ async fn call(
         if let Some((id, secret)) = &creds.0 {
             md.insert("x-dfsd-key-id", id.parse().unwrap());
             md.insert("x-dfsd-secret", secret.parse().unwrap());
+        }
+        if let Some(id) = on_behalf {
+            md.insert("x-dfsd-on-behalf-of", id.parse().unwrap());
         }
     };
     let result: Result<(), Status> = match (client_streaming, server_streaming) {
@@ -182,6 +187,8 @@ struct Case {
     cert: Option<&'static str>,
     creds: Creds,
     tokens: Tokens,
+    /// Key named in `x-dfsd-on-behalf-of`.
+    on_behalf: Option<String>,
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -215,6 +222,7 @@ async fn every_rpc_refuses_callers_without_the_right_credentials() {
     let out = c.cli(&["key", "revoke", &revoked.0]);
     assert!(out.status.success(), "{}", stderr(&out));
     let admin = Creds(Some((s.key_id.clone(), s.secret.clone())));
+    let readwrite = c.create_key("rw", "readwrite", "/");
 
     let cases = [
         Case {
@@ -222,42 +230,70 @@ async fn every_rpc_refuses_callers_without_the_right_credentials() {
             cert: None,
             creds: Creds(None),
             tokens: Tokens::None,
+            on_behalf: None,
         },
         Case {
             name: "certificate from another CA",
             cert: Some("foreign"),
             creds: admin.clone(),
             tokens: Tokens::Valid,
+            on_behalf: None,
         },
         Case {
             name: "revoked key",
             cert: None,
             creds: Creds(Some(revoked.clone())),
             tokens: Tokens::None,
+            on_behalf: None,
         },
         Case {
             name: "expired token",
             cert: Some("coordinator"),
             creds: Creds(None),
             tokens: Tokens::Expired,
+            on_behalf: None,
         },
         Case {
             name: "token for other chunks",
             cert: Some("coordinator"),
             creds: Creds(None),
             tokens: Tokens::OtherChunk,
+            on_behalf: None,
         },
         Case {
             name: "client certificate on internal methods",
             cert: Some("client"),
             creds: admin.clone(),
             tokens: Tokens::Valid,
+            on_behalf: None,
         },
         Case {
             name: "node certificate giving orders",
             cert: Some("node"),
             creds: Creds(None),
             tokens: Tokens::Valid,
+            on_behalf: None,
+        },
+        Case {
+            name: "gateway certificate without a key",
+            cert: Some("gateway"),
+            creds: Creds(None),
+            tokens: Tokens::Valid,
+            on_behalf: None,
+        },
+        Case {
+            name: "on-behalf-of from a client certificate",
+            cert: Some("client"),
+            creds: admin.clone(),
+            tokens: Tokens::None,
+            on_behalf: Some(readwrite.0.clone()),
+        },
+        Case {
+            name: "gateway acting for a revoked key",
+            cert: Some("gateway"),
+            creds: Creds(None),
+            tokens: Tokens::None,
+            on_behalf: Some(revoked.0.clone()),
         },
     ];
 
@@ -273,9 +309,29 @@ async fn every_rpc_refuses_callers_without_the_right_credentials() {
                 _ => (c.coordinator_addr.as_str(), Role::Coordinator),
             };
             // Which calls each case is about, and the code each must get.
+            let coordinator = service == "dfs.v1.Coordinator";
             let expected = match (case.name, service) {
                 ("certificate from another CA", _) => Code::Unavailable,
                 ("no credentials" | "revoked key", _) => Code::Unauthenticated,
+                // S3 secrets are for gateway certificates, whatever key comes along.
+                ("client certificate on internal methods", _) if name == "GetS3Credential" => {
+                    Code::PermissionDenied
+                }
+                ("node certificate giving orders", _) if coordinator => Code::Unauthenticated,
+                // A gateway certificate alone allows GetS3Credential (checked elsewhere).
+                ("gateway certificate without a key", _)
+                    if coordinator && name != "GetS3Credential" =>
+                {
+                    Code::Unauthenticated
+                }
+                ("gateway certificate without a key", "dfs.v1.Cluster") => Code::PermissionDenied,
+                ("gateway certificate without a key", "dfs.v1.Datanode") if order => {
+                    Code::PermissionDenied
+                }
+                ("on-behalf-of from a client certificate", _) if coordinator => {
+                    Code::PermissionDenied
+                }
+                ("gateway acting for a revoked key", _) if coordinator => Code::Unauthenticated,
                 ("expired token", "dfs.v1.Datanode") => Code::Unauthenticated,
                 ("token for other chunks", "dfs.v1.Datanode") => Code::PermissionDenied,
                 ("client certificate on internal methods", "dfs.v1.Cluster") => {
@@ -307,10 +363,10 @@ async fn every_rpc_refuses_callers_without_the_right_credentials() {
             let got = call(
                 ch,
                 method,
-                cs,
-                ss,
+                (cs, ss),
                 payload(method, chunk, &key, case.tokens),
                 &case.creds,
+                case.on_behalf.as_deref(),
             )
             .await;
             calls += 1;
@@ -368,15 +424,7 @@ fn with_key(
 }
 
 fn create_key(c: &TestCluster, role: &str, prefix: &str) -> (String, String) {
-    let out = c.cli(&[
-        "key", "create", "--name", role, "--role", role, "--prefix", prefix, "--json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    (
-        v["key_id"].as_str().unwrap().to_string(),
-        v["secret"].as_str().unwrap().to_string(),
-    )
+    c.create_key(role, role, prefix)
 }
 
 fn refused(out: &std::process::Output, what: &str) {
@@ -491,6 +539,175 @@ fn readonly_and_prefix_keys_are_confined() {
     let mut after_a = admin_ls("/team/a");
     after_a = after_a.replace("new\n", "");
     assert_eq!((admin_ls("/"), admin_ls("/team"), after_a), before);
+}
+
+/// An SDK client of `c` presenting the certificate `cert`, with `key` if given.
+fn sdk_as(c: &TestCluster, cert: &str, key: Option<&(String, String)>) -> Client {
+    let mut cfg = c.client_config();
+    (cfg.access_key, cfg.secret_key) = key.cloned().unwrap_or_default();
+    Client::connect(&cfg, Some(&c.secure.as_ref().unwrap().tls_as(cert))).unwrap()
+}
+
+fn code(r: Result<impl std::fmt::Debug, ClientError>) -> (Option<Code>, String) {
+    let e = r.unwrap_err();
+    (e.code(), e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_secrets_go_to_gateway_certificates_only() {
+    if !secure("S3 credentials") {
+        return;
+    }
+    let mut c = TestCluster::start(1);
+    let s = c.secure.clone().unwrap();
+    let admin = (s.key_id.clone(), s.secret.clone());
+    let rw = c.create_key("s3", "readwrite", "/photos");
+
+    // Not for a client or node certificate, nor for no certificate, whatever the key.
+    for cert in ["client", "node"] {
+        let (got, e) = code(sdk_as(&c, cert, Some(&admin)).s3_credential(&rw.0).await);
+        assert_eq!(got, Some(Code::PermissionDenied), "{cert}: {e}");
+        assert!(e.contains("gateway certificate"), "{e}");
+    }
+    let (got, e) = code(c.client().s3_credential(&rw.0).await);
+    assert_eq!(got, Some(Code::PermissionDenied), "{e}");
+
+    // The gateway certificate alone gets the secret, the role and the prefix.
+    let gw = sdk_as(&c, "gateway", None);
+    let cred = gw.s3_credential(&rw.0).await.unwrap();
+    assert_eq!(
+        (
+            cred.secret.as_str(),
+            cred.role.as_str(),
+            cred.prefix.as_str()
+        ),
+        (rw.1.as_str(), "readwrite", "/photos")
+    );
+    // The first admin key (configured with admin_key_id/admin_secret) is sealed too.
+    assert_eq!(gw.s3_credential(&admin.0).await.unwrap().secret, admin.1);
+
+    let (got, e) = code(gw.s3_credential("DKNOSUCHKEY000000000").await);
+    assert_eq!(got, Some(Code::NotFound), "{e}");
+    assert!(e.contains("DKNOSUCHKEY000000000"), "{e}");
+    let (got, e) = code(gw.s3_credential("not a key").await);
+    assert_eq!(got, Some(Code::InvalidArgument), "{e}");
+    c.revoke_key(&rw.0);
+    let (got, e) = code(gw.s3_credential(&rw.0).await);
+    assert_eq!(got, Some(Code::PermissionDenied), "{e}");
+    assert!(e.contains(&rw.0) && e.contains("revoked"), "{e}");
+
+    // The database holds the secret sealed, never in clear.
+    let old = c.create_key("old", "readonly", "/");
+    let moved = c.create_key("moved", "readonly", "/");
+    let db = rusqlite::Connection::open(c.coordinator_dir().join("meta.db")).unwrap();
+    let sealed: Vec<u8> = db
+        .query_row(
+            "SELECT s3_secret_sealed FROM access_keys WHERE id = ?1",
+            [&old.0],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(!sealed.windows(old.1.len()).any(|w| w == old.1.as_bytes()));
+    // A key from before S3 support (no sealed secret), and a sealed secret copied onto
+    // another key's row; the coordinator reads keys at start-up.
+    db.execute(
+        "UPDATE access_keys SET s3_secret_sealed = NULL WHERE id = ?1",
+        [&old.0],
+    )
+    .unwrap();
+    db.execute(
+        "UPDATE access_keys SET s3_secret_sealed = ?2 WHERE id = ?1",
+        rusqlite::params![moved.0, sealed],
+    )
+    .unwrap();
+    drop(db);
+    c.kill_coordinator();
+    c.start_coordinator();
+    let gw = sdk_as(&c, "gateway", None);
+    let (got, e) = code(gw.s3_credential(&old.0).await);
+    assert_eq!(got, Some(Code::FailedPrecondition), "{e}");
+    assert!(
+        e.contains(&old.0) && e.contains("before S3 support") && e.contains("new key"),
+        "{e}"
+    );
+    assert_eq!(e.lines().count(), 1, "{e}");
+    let (got, e) = code(gw.s3_credential(&moved.0).await);
+    assert_eq!(got, Some(Code::Internal), "{e}");
+    // Such a key still works for dfsd calls.
+    let out = with_key(&c, &old, &["ls", "/"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Nothing secret reached the coordinator's log.
+    let log = c.log("coordinator");
+    for secret in [&rw.1, &old.1, &moved.1, &admin.1] {
+        assert!(!log.contains(secret.as_str()), "a secret in the log");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateways_act_with_the_permissions_of_the_key_they_name() {
+    if !secure("on behalf of") {
+        return;
+    }
+    let c = TestCluster::start(1);
+    let s = c.secure.clone().unwrap();
+    let admin = (s.key_id.clone(), s.secret.clone());
+    for p in ["/photos/a", "/other/b"] {
+        let out = c.cli_stdin(&["put", "-", p], Some(b"x"));
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let ro = c.create_key("ro", "readonly", "/photos");
+    let rw = c.create_key("rw", "readwrite", "/photos");
+    let gw = sdk_as(&c, "gateway", None);
+
+    // The certificate alone is not a key.
+    let (got, e) = code(gw.stat("/photos/a").await);
+    assert_eq!(got, Some(Code::Unauthenticated), "{e}");
+
+    // For the readonly key: its reads, none of its writes, nothing beside its prefix.
+    let as_ro = gw.on_behalf_of(&ro.0);
+    assert_eq!(as_ro.stat("/photos/a").await.unwrap().size, 1);
+    let (got, e) = code(as_ro.mkdir("/photos/new", false).await);
+    assert_eq!(got, Some(Code::PermissionDenied), "{e}");
+    assert!(e.contains(&ro.0), "{e}");
+    let (got, _) = code(as_ro.stat("/other/b").await);
+    assert_eq!(got, Some(Code::PermissionDenied));
+    // For the readwrite key: a whole put, through the datanodes, under its prefix only.
+    let as_rw = gw.on_behalf_of(&rw.0);
+    as_rw
+        .put(&b"hello"[..], "/photos/b", &PutOptions::default())
+        .await
+        .unwrap();
+    let (got, _) = code(as_rw.delete("/other/b", false).await);
+    assert_eq!(got, Some(Code::PermissionDenied));
+
+    // Anyone else naming a key is refused, an admin key notwithstanding.
+    for cert in ["client", "node"] {
+        let (got, e) = code(
+            sdk_as(&c, cert, Some(&admin))
+                .on_behalf_of(&ro.0)
+                .stat("/photos/a")
+                .await,
+        );
+        assert_eq!(got, Some(Code::PermissionDenied), "{cert}: {e}");
+        assert!(e.contains("gateway certificate"), "{e}");
+    }
+    let (got, _) = code(c.client().on_behalf_of(&ro.0).stat("/photos/a").await);
+    assert_eq!(got, Some(Code::PermissionDenied));
+    // Unknown and unsendable ids.
+    let (got, e) = code(
+        gw.on_behalf_of("DKNOSUCHKEY000000000")
+            .stat("/photos/a")
+            .await,
+    );
+    assert_eq!(got, Some(Code::Unauthenticated), "{e}");
+    let (got, _) = code(gw.on_behalf_of("bad\nid").stat("/photos/a").await);
+    assert_eq!(got, Some(Code::Unauthenticated));
+
+    // A revocation applies to the next call made for the key.
+    c.revoke_key(&rw.0);
+    let (got, e) = code(as_rw.stat("/photos/b").await);
+    assert_eq!(got, Some(Code::Unauthenticated), "{e}");
+    assert!(e.contains("revoked"), "{e}");
 }
 
 #[test]

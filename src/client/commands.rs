@@ -534,15 +534,17 @@ pub fn cert(cmd: CertCommand) -> anyhow::Result<()> {
             node,
             coord,
             client,
+            gateway,
             san,
             years,
         } => {
-            let (role, name) = match (node, coord, client) {
-                (Some(n), None, None) => (Role::Node, n),
-                (None, Some(n), None) => (Role::Coordinator, n),
-                (None, None, Some(n)) => (Role::Client, n),
+            let (role, name) = match (node, coord, client, gateway) {
+                (Some(n), None, None, None) => (Role::Node, n),
+                (None, Some(n), None, None) => (Role::Coordinator, n),
+                (None, None, Some(n), None) => (Role::Client, n),
+                (None, None, None, Some(n)) => (Role::Gateway, n),
                 _ => anyhow::bail!(
-                    "cert issue: give exactly one of --node, --coord or --client NAME"
+                    "cert issue: give exactly one of --node, --coord, --client or --gateway NAME"
                 ),
             };
             let w = certs::issue(&dir, role, &name, &san, years)?;

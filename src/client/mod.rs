@@ -20,7 +20,7 @@ use crate::config::{endpoint_uri, ClientConfig};
 use crate::net::{channel, ChannelCache, MAX_MESSAGE_BYTES};
 use crate::path::{DfsPath, PathError};
 use crate::proto::pb;
-use crate::security::keys::{KEY_ID_HEADER, SECRET_HEADER};
+use crate::security::keys::{KEY_ID_HEADER, ON_BEHALF_HEADER, SECRET_HEADER};
 use crate::security::{Role, Tls};
 
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +123,8 @@ pub struct Client {
     cfg: ClientConfig,
     /// Access key id and secret, sent with every coordinator call.
     credentials: Option<(MetadataValue<Ascii>, MetadataValue<Ascii>)>,
+    /// The key this client acts for (`on_behalf_of`), sent with every coordinator call.
+    on_behalf_of: Option<MetadataValue<Ascii>>,
     /// Whether connections use TLS.
     tls: bool,
 }
@@ -165,8 +167,24 @@ impl Client {
             peers: ChannelCache::new(cfg.connect_timeout, tls),
             cfg: cfg.clone(),
             credentials,
+            on_behalf_of: None,
             tls: tls.is_some(),
         })
+    }
+
+    /// The same client acting for the access key `key_id` (an S3 gateway, for the key that
+    /// signed an S3 request): every coordinator call carries `x-dfsd-on-behalf-of`, and the
+    /// coordinator applies that key's role and prefix, refusing the call once the key is
+    /// revoked. It honours the header only from a gateway certificate or, without TLS,
+    /// with an admin key. Cheap: the clone shares the connections.
+    pub fn on_behalf_of(&self, key_id: &str) -> Client {
+        // An id that cannot be a header value is sent as one no key has, so the calls are
+        // refused rather than made with this client's own permissions.
+        let v = MetadataValue::try_from(key_id).unwrap_or(MetadataValue::from_static("-"));
+        Client {
+            on_behalf_of: Some(v),
+            ..self.clone()
+        }
     }
 
     pub fn config(&self) -> &ClientConfig {
@@ -187,6 +205,9 @@ impl Client {
         if let Some((id, secret)) = &self.credentials {
             r.metadata_mut().insert(KEY_ID_HEADER, id.clone());
             r.metadata_mut().insert(SECRET_HEADER, secret.clone());
+        }
+        if let Some(key) = &self.on_behalf_of {
+            r.metadata_mut().insert(ON_BEHALF_HEADER, key.clone());
         }
         crate::grpc_layer::tag(&mut r);
         r
@@ -392,6 +413,20 @@ impl Client {
             .into_inner();
         r.key
             .ok_or_else(|| ClientError::Invalid("empty key response".into()))
+    }
+
+    /// The S3 secret, role and prefix of an access key (S3 gateways only: a gateway
+    /// certificate, or an admin key without TLS).
+    pub async fn s3_credential(&self, key_id: &str) -> Result<pb::GetS3CredentialResponse> {
+        let r = self
+            .coordinator
+            .clone()
+            .get_s3_credential(self.request(pb::GetS3CredentialRequest {
+                key_id: key_id.to_string(),
+            }))
+            .await
+            .map_err(|s| self.coord_err(s))?;
+        Ok(r.into_inner())
     }
 
     pub async fn status(&self) -> Result<pb::StatusResponse> {

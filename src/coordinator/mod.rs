@@ -2,10 +2,12 @@
 //! commits files, tracks datanode health. It never stores file bytes.
 //!
 //! - `service.rs`: the gRPC services (client API and cluster API), translation only.
+//! - `access.rs`: who is calling (access keys, gateways acting for S3 callers), S3 secrets.
 //! - `health.rs`: node states from heartbeats.
 //! - `placement.rs`: choosing target datanodes.
 //! - `repair.rs`: the maintenance worker (re-replication, trimming, garbage collection).
 
+mod access;
 mod admin;
 pub mod events;
 mod health;
@@ -36,7 +38,8 @@ use crate::meta::{self, Store};
 use crate::net::{ChannelCache, MAX_MESSAGE_BYTES};
 use crate::path::DfsPath;
 use crate::proto::pb;
-use crate::security::keys::{self, AccessKey, KeyRole, Principal, KEY_ID_HEADER, SECRET_HEADER};
+use crate::security::keys::{AccessKey, KeyRole};
+use crate::security::seal::SealKey;
 use crate::security::token::{Op, TokenKey};
 use crate::security::{require_role, Role, Tls};
 
@@ -85,6 +88,8 @@ pub struct State {
     keys: RwLock<HashMap<String, AccessKey>>,
     /// Signs chunk tokens; datanodes receive it when they register.
     pub token_key: TokenKey,
+    /// Seals the S3 secrets of access keys (opened only for gateways).
+    s3_seal: SealKey,
     /// Cluster events: stored, broadcast to `dfsd events` followers.
     pub events: events::Events,
     /// Node-state transitions, turned into events.
@@ -109,7 +114,11 @@ impl State {
             .context("load the token key")?;
         let token_key =
             TokenKey::from_bytes(&token_key).context("stored token key is malformed")?;
-        let keys = bootstrap_keys(&store, &cfg)?;
+        let s3_seal = store
+            .with_writer(|c| meta::cluster_secret(c, "s3_seal_key", SealKey::generate))
+            .context("load the S3 seal key")?;
+        let s3_seal = SealKey::from_bytes(&s3_seal).context("stored S3 seal key is malformed")?;
+        let keys = access::bootstrap_keys(&store, &cfg, &s3_seal)?;
         Ok(Arc::new(State {
             cfg,
             store,
@@ -124,48 +133,10 @@ impl State {
             tls,
             keys: RwLock::new(keys.into_iter().map(|k| (k.id.clone(), k)).collect()),
             token_key,
+            s3_seal,
             events: Default::default(),
             node_watch: Default::default(),
         }))
-    }
-
-    /// Who is calling, from the access key in the call's metadata. Every client call goes
-    /// through this (an interceptor on the Coordinator service).
-    pub fn authenticate(
-        &self,
-        md: &tonic::metadata::MetadataMap,
-    ) -> Result<Principal, tonic::Status> {
-        if !self.cfg.auth {
-            return Ok(Principal::open());
-        }
-        let get = |k: &str| {
-            md.get(k)
-                .and_then(|v| v.to_str().ok())
-                .filter(|v| !v.is_empty())
-        };
-        let (Some(id), Some(secret)) = (get(KEY_ID_HEADER), get(SECRET_HEADER)) else {
-            return Err(tonic::Status::unauthenticated(
-                "no access key: set DFSD_ACCESS_KEY and DFSD_SECRET_KEY (see `dfsd key create`)",
-            ));
-        };
-        keys::check_key_id(id)?;
-        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
-        let Some(key) = keys.get(id) else {
-            return Err(tonic::Status::unauthenticated(format!(
-                "unknown access key {id}"
-            )));
-        };
-        if key.revoked_ms.is_some() {
-            return Err(tonic::Status::unauthenticated(format!(
-                "access key {id} has been revoked"
-            )));
-        }
-        if !key.secret_matches(secret) {
-            return Err(tonic::Status::unauthenticated(format!(
-                "wrong secret for access key {id}"
-            )));
-        }
-        Ok(Principal::of(key))
     }
 
     /// Replaces the cached copy of one key after a change in the store.
@@ -245,53 +216,6 @@ impl State {
     }
 }
 
-/// Loads the access keys, creating the first admin key when there is none yet: the one
-/// configured, or a new one printed once on standard output.
-fn bootstrap_keys(store: &Store, cfg: &CoordinatorConfig) -> anyhow::Result<Vec<AccessKey>> {
-    let existing = store
-        .with_writer(|c| meta::list_keys(c))
-        .context("load access keys")?;
-    if !existing.is_empty() || !cfg.auth {
-        return Ok(existing);
-    }
-    let (id, secret, salt, hash, generated) = if cfg.admin_key_id.is_empty() {
-        let (id, secret, salt, hash) = keys::generate();
-        (id, secret, salt, hash, true)
-    } else {
-        let (_, _, salt, _) = keys::generate();
-        let hash = keys::hash_secret(&salt, &cfg.admin_secret);
-        (
-            cfg.admin_key_id.clone(),
-            cfg.admin_secret.clone(),
-            salt,
-            hash,
-            false,
-        )
-    };
-    let key = AccessKey {
-        id: id.clone(),
-        name: "admin".into(),
-        role: KeyRole::Admin,
-        prefix: DfsPath::root(),
-        salt,
-        secret_hash: hash,
-        created_ms: meta::now_ms(),
-        revoked_ms: None,
-    };
-    store
-        .with_writer(|c| meta::insert_key(c, &key))
-        .context("store the first admin key")?;
-    if generated {
-        // Shown once: only a hash is kept.
-        println!(
-            "dfsd: created the first admin access key; it is shown only now:\n\
-             DFSD_ACCESS_KEY={id}\nDFSD_SECRET_KEY={secret}"
-        );
-    }
-    tracing::info!(key = %id, generated, "first admin access key created");
-    Ok(vec![key])
-}
-
 /// Serves the coordinator on `listener` until `shutdown` resolves. `tls` is `None` only
 /// when plaintext was chosen (the caller has warned).
 pub async fn run(
@@ -333,11 +257,12 @@ pub async fn run(
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
     // Every client call is authenticated before it reaches a handler, which finds the
-    // caller in the request's extensions.
+    // caller in the request's extensions (none for a gateway certificate without a key).
     let auth_state = state.clone();
     let coord = InterceptedService::new(coord, move |mut req: tonic::Request<()>| {
-        let who = auth_state.authenticate(req.metadata())?;
-        req.extensions_mut().insert(who);
+        if let Some(who) = auth_state.authenticate(&req)? {
+            req.extensions_mut().insert(who);
+        }
         Ok(req)
     });
     let cluster =

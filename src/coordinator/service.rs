@@ -19,6 +19,7 @@ use crate::path::DfsPath;
 use crate::proto::pb;
 use crate::security::keys::{self, AccessKey, KeyRole, Principal};
 use crate::security::token::Op;
+use crate::security::{peer_role, Role};
 use crate::status::check_node_id;
 use events::EventKind::{FileCommitted, FileDeleted, FileMoved};
 use tokio_stream::wrappers::ReceiverStream;
@@ -56,12 +57,14 @@ impl CoordinatorService {
     }
 }
 
-/// The caller, as the authentication interceptor found it.
+/// The caller, as the authentication interceptor found it. There is none when a gateway
+/// certificate came without a key, which only GetS3Credential accepts.
 fn who<T>(req: &Request<T>) -> Result<Principal, Status> {
-    req.extensions()
-        .get::<Principal>()
-        .cloned()
-        .ok_or_else(|| Status::internal("call reached a handler unauthenticated"))
+    req.extensions().get::<Principal>().cloned().ok_or_else(|| {
+        Status::unauthenticated(
+            "no access key: a gateway certificate alone allows only GetS3Credential",
+        )
+    })
 }
 
 fn key_info(k: &AccessKey) -> pb::AccessKeyInfo {
@@ -744,6 +747,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         };
         let (id, secret, salt, secret_hash) = keys::generate();
         let key = AccessKey {
+            s3_secret_sealed: Some(self.state.s3_seal.seal(&id, &secret)),
             id,
             name,
             role,
@@ -812,6 +816,31 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             self.state.clone(),
             req.into_inner(),
         )))
+    }
+
+    async fn get_s3_credential(
+        &self,
+        req: Request<pb::GetS3CredentialRequest>,
+    ) -> Result<Response<pb::GetS3CredentialResponse>, Status> {
+        if self.state.tls.is_some() {
+            if peer_role(&req) != Some(Role::Gateway) {
+                return Err(Status::permission_denied(
+                    "GetS3Credential is for S3 gateways only: it needs a gateway certificate \
+                     (`dfsd cert issue --gateway NAME`)",
+                ));
+            }
+        } else {
+            // Without TLS there is no certificate to check, only the key.
+            who(&req)?.require_admin("GetS3Credential without TLS")?;
+        }
+        let id = req.into_inner().key_id;
+        let c = self.state.s3_credential(&id)?;
+        tracing::debug!(key = %id, "S3 credential handed to a gateway");
+        Ok(Response::new(pb::GetS3CredentialResponse {
+            secret: c.secret,
+            role: c.role.as_str().into(),
+            prefix: c.prefix.to_string(),
+        }))
     }
 }
 

@@ -3,17 +3,17 @@
 //!
 //! | file | what it does |
 //! |---|---|
-//! | `mod.rs` | start-up and the HTTP server loop (hyper, one task per connection) |
-//! | [`auth`] | the S3 credentials the gateway accepts (a static list for now) |
+//! | `mod.rs` | start-up and the HTTP(S) server loop (hyper, one task per connection) |
+//! | [`auth`] | S3 credentials: dfsd access keys whose secrets the coordinator hands out |
 //! | [`s3`] | the S3 operations, as calls on the client SDK |
 //! | [`mapping`] | bucket and key names to dfsd paths, SDK errors to S3 errors |
 //! | [`list`] | ListObjects as an ordered walk of a bucket's directories |
 //!
-//! The gateway is stateless: s3s parses requests and checks SigV4 signatures against
-//! [`auth::S3Keys`]; [`s3::DfsS3`] checks what the caller's key may do, then calls the
-//! coordinator and datanodes through [`crate::client::Client`] with the gateway's own dfsd
-//! access key (`gateway.access_key`, or `client.access_key`). Several gateways may serve
-//! the same cluster side by side.
+//! The gateway is stateless: s3s parses requests and checks SigV4 signatures against the
+//! secrets [`auth::S3Keys`] fetches from the coordinator (GetS3Credential, for gateway
+//! certificates only); [`s3::DfsS3`] then calls the coordinator and datanodes through
+//! [`crate::client::Client`]. The S3 port serves HTTPS unless plain HTTP is chosen
+//! explicitly. Several gateways may serve the same cluster side by side.
 
 pub mod auth;
 pub mod digest;
@@ -23,13 +23,20 @@ pub mod multipart;
 pub mod s3;
 
 use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use s3s::service::S3ServiceBuilder;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use s3s::service::{S3Service, S3ServiceBuilder};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::{rustls, TlsAcceptor};
+use tonic::Code;
 
 use crate::client::Client;
 use crate::config::Config;
@@ -38,31 +45,29 @@ use crate::security::Tls;
 /// How long open connections get to finish when the gateway shuts down.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves S3 on `listener` until `shutdown` resolves.
+/// How long a client gets to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A well-formed key id no key has: asked for at start-up to learn whether the
+/// coordinator lets this gateway read S3 secrets.
+const PROBE_KEY_ID: &str = "DK000000000000000000";
+
+/// Serves S3 on `listener` until `shutdown` resolves. `tls` is the cluster TLS material
+/// (`None`: plaintext was chosen).
 pub async fn run(
     listener: TcpListener,
     cfg: &Config,
     tls: Option<&Tls>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let keys = auth::S3Keys::from_config(&cfg.gateway.s3_keys)
-        .map_err(|p| anyhow::anyhow!("gateway.s3_keys: {p}"))?;
-    if keys.is_empty() {
-        anyhow::bail!(
-            "gateway.s3_keys is empty: anonymous access is off, so the gateway needs at least \
-             one S3 credential, e.g. s3_keys = [[\"AKIDEXAMPLE\", \"a-long-secret\"]]"
-        );
-    }
+    let acceptor = s3_tls(cfg)?;
     let mut client_cfg = cfg.client.clone();
     if !cfg.gateway.access_key.is_empty() {
         client_cfg.access_key = cfg.gateway.access_key.clone();
         client_cfg.secret_key = cfg.gateway.secret_key.clone();
     }
     let client = Client::connect(&client_cfg, tls).context("prepare the coordinator client")?;
-    if let Err(e) = client.ping_coordinator(client_cfg.connect_timeout).await {
-        // Stateless: keep serving; requests fail with ServiceUnavailable until it answers.
-        tracing::warn!(coordinator = %client_cfg.coordinator, error = %e, "coordinator not reachable yet");
-    }
+    check_access(&client, &client_cfg.coordinator, tls.is_some()).await?;
+    let keys = auth::S3Keys::new(client.clone(), cfg.gateway.key_cache_ttl);
     let service = {
         let mut b = S3ServiceBuilder::new(s3::DfsS3 {
             client,
@@ -72,11 +77,18 @@ pub async fn run(
         b.build()
     };
     let addr = listener.local_addr()?;
-    tracing::warn!(
-        "the S3 endpoint serves plain HTTP: SigV4 authenticates requests but does not \
-         encrypt them; put a TLS proxy in front beyond a trusted network"
+    if acceptor.is_none() {
+        tracing::warn!(
+            "the S3 endpoint serves plain HTTP: SigV4 authenticates requests but does not \
+             encrypt them; put a TLS proxy in front beyond a trusted network"
+        );
+    }
+    tracing::info!(
+        listen = %addr,
+        https = acceptor.is_some(),
+        coordinator = %client_cfg.coordinator,
+        "S3 gateway serving"
     );
-    tracing::info!(listen = %addr, coordinator = %client_cfg.coordinator, "S3 gateway serving");
 
     let http = ConnBuilder::new(TokioExecutor::new());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -93,13 +105,31 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
-        let conn = http.serve_connection(TokioIo::new(stream), service.clone());
-        let conn = graceful.watch(conn.into_owned());
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+        let conn = Conn {
+            http: http.clone(),
+            service: service.clone(),
+            watcher: graceful.watcher(),
+            peer,
+        };
+        match &acceptor {
+            None => {
+                tokio::spawn(conn.serve(stream));
             }
-        });
+            Some(acceptor) => {
+                // The handshake runs on the connection's task, so a slow or broken client
+                // holds up no one else; a failed one ends that connection only.
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => conn.serve(tls).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
     }
     tokio::select! {
         () = graceful.shutdown() => {}
@@ -108,4 +138,86 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// One accepted connection, ready to be served once its transport is.
+struct Conn {
+    http: ConnBuilder<TokioExecutor>,
+    service: S3Service,
+    watcher: hyper_util::server::graceful::Watcher,
+    peer: std::net::SocketAddr,
+}
+
+impl Conn {
+    async fn serve<IO>(self, io: IO)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let conn = self
+            .http
+            .serve_connection(TokioIo::new(io), self.service)
+            .into_owned();
+        if let Err(e) = self.watcher.watch(conn).await {
+            tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// Whether the coordinator lets this gateway read S3 secrets, asked for a key id nobody
+/// has: "no such key" means yes. A refusal stops the gateway with the reason; an
+/// unreachable coordinator does not (stateless: requests get ServiceUnavailable until it
+/// answers).
+async fn check_access(client: &Client, coordinator: &str, tls: bool) -> anyhow::Result<()> {
+    let Err(e) = client.s3_credential(PROBE_KEY_ID).await else {
+        return Ok(());
+    };
+    match e.code() {
+        Some(Code::NotFound) => Ok(()),
+        Some(Code::PermissionDenied | Code::Unauthenticated) => {
+            let fix = if tls {
+                "tls.cert and tls.key must be a gateway certificate"
+            } else {
+                "without TLS the gateway needs an admin key (gateway.access_key and secret_key)"
+            };
+            anyhow::bail!("the coordinator refuses this gateway S3 credentials ({e}); {fix}")
+        }
+        _ => {
+            tracing::warn!(coordinator = %coordinator, error = %e, "coordinator not reachable yet");
+            Ok(())
+        }
+    }
+}
+
+/// HTTPS material for the S3 port, or `None` for plain HTTP (ARCHITECTURE.md, S3 gateway):
+/// `gateway.tls_cert` if set; else plain HTTP if chosen (`gateway.plaintext_s3`, or a
+/// plaintext cluster); else the gateway's cluster certificate (`tls.cert`).
+fn s3_tls(cfg: &Config) -> anyhow::Result<Option<TlsAcceptor>> {
+    let g = &cfg.gateway;
+    let (cert, key, setting) = if !g.tls_cert.is_empty() {
+        (&g.tls_cert, &g.tls_key, "gateway.tls_cert")
+    } else if g.plaintext_s3 || cfg.tls.plaintext {
+        return Ok(None);
+    } else if !cfg.tls.cert.is_empty() {
+        (&cfg.tls.cert, &cfg.tls.key, "tls.cert")
+    } else {
+        anyhow::bail!(
+            "the S3 port has no certificate: set tls.cert and tls.key to a gateway certificate \
+             (`dfsd cert issue --gateway NAME --san HOST`), or gateway.tls_cert and \
+             gateway.tls_key, or choose plain HTTP with --plaintext-s3"
+        );
+    };
+    let certs = CertificateDer::pem_file_iter(Path::new(cert))
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("config: {setting}: read certificates from {cert}"))?;
+    let key = PrivateKeyDer::from_pem_file(Path::new(key))
+        .with_context(|| format!("config: {setting}: read the private key {key}"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut sc = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("S3 TLS settings")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .with_context(|| format!("config: {setting}: certificate and key do not go together"))?;
+    sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(TlsAcceptor::from(Arc::new(sc))))
 }

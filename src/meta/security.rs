@@ -17,6 +17,7 @@ fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(AccessKey, String, S
             secret_hash: r.get(5)?,
             created_ms: r.get(6)?,
             revoked_ms: r.get(7)?,
+            s3_secret_sealed: r.get(8)?,
         },
         r.get(2)?,
         r.get(3)?,
@@ -29,12 +30,14 @@ fn finish((mut k, role, prefix): (AccessKey, String, String)) -> Result<AccessKe
     Ok(k)
 }
 
-const COLUMNS: &str = "id, name, role, prefix, salt, secret_hash, created_ms, revoked_ms";
+const COLUMNS: &str =
+    "id, name, role, prefix, salt, secret_hash, created_ms, revoked_ms, s3_secret_sealed";
 
 pub fn insert_key(conn: &Connection, k: &AccessKey) -> Result<()> {
     let n = conn.execute(
-        "INSERT INTO access_keys (id, name, role, prefix, salt, secret_hash, created_ms, revoked_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO access_keys (id, name, role, prefix, salt, secret_hash, created_ms,
+                                  revoked_ms, s3_secret_sealed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
         params![
             k.id,
             k.name,
@@ -43,7 +46,8 @@ pub fn insert_key(conn: &Connection, k: &AccessKey) -> Result<()> {
             k.salt,
             k.secret_hash,
             k.created_ms,
-            k.revoked_ms
+            k.revoked_ms,
+            k.s3_secret_sealed
         ],
     )?;
     if n == 0 {

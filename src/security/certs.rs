@@ -3,7 +3,8 @@
 //! A certificate's role is a DNS name in its subject alternative names (see
 //! [`Role::dns_name`]): peers are checked against the role they must have, never against
 //! their address, so a node can move without a new certificate. Extra names (`--san`) can
-//! be added for tools that check addresses.
+//! be added for tools that check addresses, such as the host name S3 clients dial to reach
+//! a gateway.
 
 use std::path::{Path, PathBuf};
 
@@ -92,7 +93,22 @@ pub fn issue(
         bail!("{} already exists; pick another name", cert_path.display());
     }
     let mut sans = vec![role.dns_name().to_string()];
-    sans.extend(extra_sans.iter().cloned());
+    for san in extra_sans {
+        let ok = !san.is_empty()
+            && san.len() <= 253
+            && san
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.*:".contains(&b));
+        if !ok {
+            bail!("--san {san:?}: expected a DNS name or an IP address");
+        }
+        // Role names are given by the role alone: one certificate, one role.
+        if san.to_ascii_lowercase().ends_with(".dfsd.internal") {
+            bail!("--san {san:?}: names under dfsd.internal mark roles and cannot be added");
+        }
+        sans.push(san.clone());
+    }
+    // rcgen makes names that parse as IP addresses IP SANs, the rest DNS names.
     let mut params = CertificateParams::new(sans).context("subject alternative names")?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, name);
@@ -104,7 +120,8 @@ pub fn issue(
         KeyUsagePurpose::KeyEncipherment,
     ];
     params.extended_key_usages = match role {
-        // Clients only ever connect; members both serve and connect to each other.
+        // Clients only ever connect; members both serve and connect to each other, and a
+        // gateway connects to the cluster and serves S3.
         Role::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
         _ => vec![
             ExtendedKeyUsagePurpose::ServerAuth,

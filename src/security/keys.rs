@@ -4,6 +4,8 @@
 //! shown once at creation). The coordinator keeps only a salted SHA-256 of the secret:
 //! secrets are 238 random bits, so a slow password hash would add cost and no safety.
 //! A key has a role (admin, readwrite, readonly) and a path prefix it is confined to.
+//! Keys made since migration 004 also keep their secret sealed (`seal.rs`) so that it can
+//! sign S3 requests; the hash remains what dfsd calls are checked against.
 
 use rand::Rng;
 use sha2::{Digest, Sha256};
@@ -18,6 +20,9 @@ const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 /// Metadata keys a client sends its credentials in.
 pub const KEY_ID_HEADER: &str = "x-dfsd-key-id";
 pub const SECRET_HEADER: &str = "x-dfsd-secret";
+/// Metadata key naming the access key a gateway calls on behalf of (see
+/// `coordinator::access`).
+pub const ON_BEHALF_HEADER: &str = "x-dfsd-on-behalf-of";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyRole {
@@ -61,6 +66,9 @@ pub struct AccessKey {
     pub secret_hash: Vec<u8>,
     pub created_ms: i64,
     pub revoked_ms: Option<i64>,
+    /// The secret sealed for S3 (`seal.rs`); `None` for keys made before migration 004,
+    /// which cannot sign S3 requests.
+    pub s3_secret_sealed: Option<Vec<u8>>,
 }
 
 fn random_string(len: usize) -> String {
@@ -241,6 +249,7 @@ mod tests {
             secret_hash: hash,
             created_ms: 0,
             revoked_ms: None,
+            s3_secret_sealed: None,
         };
         assert!(k.secret_matches(&secret));
         assert!(!k.secret_matches(&secret[1..]));

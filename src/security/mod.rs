@@ -3,6 +3,7 @@
 //!
 //! - `certs.rs`: `dfsd cert init` / `dfsd cert issue` (a cluster CA and its certificates).
 //! - `keys.rs`: access keys (id + secret, only a salted hash stored) and permissions.
+//! - `seal.rs`: S3 secrets sealed (AEAD) under a cluster key, for S3 gateways.
 //! - `token.rs`: short-lived HMAC tokens naming an operation and the chunk ids it covers.
 //!
 //! Members (coordinator, datanodes) authenticate each other by mutual TLS: the role a
@@ -10,9 +11,12 @@
 //! here, so a datanode cannot give coordinator orders and a client certificate cannot
 //! join. Clients authenticate with access keys on every coordinator call, and reach
 //! datanodes only with tokens the coordinator signed for the chunks they may touch.
+//! S3 gateways have a certificate role of their own: it lets them read the sealed S3
+//! secrets of access keys and make calls on behalf of the key that signed an S3 request.
 
 pub mod certs;
 pub mod keys;
+pub mod seal;
 pub mod token;
 
 use std::path::Path;
@@ -30,6 +34,8 @@ pub enum Role {
     Coordinator,
     Node,
     Client,
+    /// An S3 gateway: reads S3 secrets and acts on behalf of S3 callers.
+    Gateway,
 }
 
 impl Role {
@@ -40,6 +46,7 @@ impl Role {
             Role::Coordinator => "coordinator.dfsd.internal",
             Role::Node => "node.dfsd.internal",
             Role::Client => "client.dfsd.internal",
+            Role::Gateway => "gateway.dfsd.internal",
         }
     }
 
@@ -48,6 +55,7 @@ impl Role {
             Role::Coordinator => "coordinator",
             Role::Node => "node",
             Role::Client => "client",
+            Role::Gateway => "gateway",
         }
     }
 }
@@ -128,7 +136,7 @@ pub fn peer_role<T>(req: &Request<T>) -> Option<Role> {
 
 fn role_of(der: &CertificateDer<'_>) -> Option<Role> {
     let cert = webpki::EndEntityCert::try_from(der).ok()?;
-    [Role::Coordinator, Role::Node, Role::Client]
+    [Role::Coordinator, Role::Node, Role::Client, Role::Gateway]
         .into_iter()
         .find(|r| {
             ServerName::try_from(r.dns_name())

@@ -178,6 +178,9 @@ impl TestCluster {
             certs::issue(&certs, Role::Coordinator, "coordinator", &[], 1).unwrap();
             certs::issue(&certs, Role::Node, "node", &[], 1).unwrap();
             certs::issue(&certs, Role::Client, "client", &[], 1).unwrap();
+            // S3 clients of tests dial the gateway at 127.0.0.1 or localhost.
+            let sans = ["localhost".to_string(), "127.0.0.1".to_string()];
+            certs::issue(&certs, Role::Gateway, "gateway", &sans, 1).unwrap();
             Secure {
                 certs,
                 key_id: "DKTESTADMIN000000000".into(),
@@ -542,6 +545,25 @@ impl TestCluster {
             });
         }
         child.wait_with_output().unwrap()
+    }
+
+    /// Creates an access key with the CLI (admin key): (id, secret).
+    pub fn create_key(&self, name: &str, role: &str, prefix: &str) -> (String, String) {
+        let out = self.cli(&[
+            "key", "create", "--name", name, "--role", role, "--prefix", prefix, "--json",
+        ]);
+        assert!(out.status.success(), "key create: {}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            v["key_id"].as_str().unwrap().to_string(),
+            v["secret"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// Revokes an access key with the CLI (admin key).
+    pub fn revoke_key(&self, id: &str) {
+        let out = self.cli(&["key", "revoke", id]);
+        assert!(out.status.success(), "key revoke: {}", stderr(&out));
     }
 
     /// Node list through the SDK, on a throwaway runtime in its own thread (so it works

@@ -1,7 +1,8 @@
 """The S3 gateway driven by boto3 (run by tests/s3.rs against a real cluster and gateway).
 
-Environment: S3_ENDPOINT, S3_KEY/S3_SECRET (readwrite), S3_RO_KEY/S3_RO_SECRET (readonly),
-KEEP_FILE (a local file to leave at survivor/keep/data.bin for the Rust side to check).
+Environment: S3_ENDPOINT, S3_KEY/S3_SECRET (a readwrite dfsd key), S3_RO_KEY/S3_RO_SECRET
+(a readonly one), S3_CA_BUNDLE (the cluster CA, when the endpoint is HTTPS), KEEP_FILE (a
+local file to leave at survivor/keep/data.bin for the Rust side to check).
 Prints one line per check; any failure raises, so the exit status is non-zero.
 """
 
@@ -10,6 +11,7 @@ import hashlib
 import os
 import random
 import shutil
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -20,16 +22,21 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 EP = os.environ["S3_ENDPOINT"]
+CA = os.environ.get("S3_CA_BUNDLE") or None
+# For the presigned URLs fetched with urllib.
+TLS = ssl.create_default_context(cafile=CA) if CA else None
 
 
-def client(key, secret):
+def client(key, secret, s3=None, **config):
+    s3 = {"addressing_style": "path", **(s3 or {})}
     return boto3.client(
         "s3",
         endpoint_url=EP,
         aws_access_key_id=key,
         aws_secret_access_key=secret,
         region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        verify=CA,
+        config=Config(s3=s3, retries={"max_attempts": 1}, **config),
     )
 
 
@@ -139,9 +146,9 @@ assert s3.get_object(Bucket="alpha", Key="fresh", IfMatch=tag)["Body"].read() ==
 expect_error("PreconditionFailed", 412, s3.get_object, Bucket="alpha", Key="fresh", IfMatch='"0000"')
 expect_error("304", 304, s3.get_object, Bucket="alpha", Key="fresh", IfNoneMatch=tag)
 url = s3.generate_presigned_url("get_object", Params={"Bucket": "alpha", "Key": "fresh"}, ExpiresIn=300)
-assert urllib.request.urlopen(url).read() == b"second"
+assert urllib.request.urlopen(url, context=TLS).read() == b"second"
 try:
-    urllib.request.urlopen(url.replace("Signature=", "Signature=0"))
+    urllib.request.urlopen(url.replace("Signature=", "Signature=0"), context=TLS)
     raise AssertionError("a tampered presigned URL was accepted")
 except urllib.error.HTTPError as e:
     assert e.code == 403, e.code
@@ -223,6 +230,8 @@ expect_error("SignatureDoesNotMatch", 403, bad.list_buckets)
 expect_error("SignatureDoesNotMatch", 403, bad.get_object, Bucket="alpha", Key="fresh")
 unknown = client("AKIDUNKNOWN", "whatever-secret")
 expect_error("InvalidAccessKeyId", 403, unknown.list_buckets)
+unknown = client("DKNOSUCHKEY000000000", "whatever-secret")  # shaped like a dfsd key
+expect_error("InvalidAccessKeyId", 403, unknown.list_buckets)
 assert ro.get_object(Bucket="alpha", Key="fresh")["Body"].read() == b"second"
 expect_error("AccessDenied", 403, ro.put_object, Bucket="alpha", Key="ro", Body=b"x")
 expect_error("AccessDenied", 403, ro.delete_object, Bucket="alpha", Key="fresh")
@@ -236,7 +245,14 @@ def tamper(request, **_):
     request.headers["Content-Length"] = str(len(request.body))
 
 
-tampering = client(os.environ["S3_KEY"], os.environ["S3_SECRET"])
+# Over HTTPS botocore leaves the payload unsigned (STREAMING-UNSIGNED-PAYLOAD-TRAILER: TLS
+# protects it); this client signs its SHA-256 as it does over HTTP.
+tampering = client(
+    os.environ["S3_KEY"],
+    os.environ["S3_SECRET"],
+    s3={"payload_signing_enabled": True},
+    request_checksum_calculation="when_required",
+)
 tampering.meta.events.register("before-send.s3.PutObject", tamper)
 expect_error("SignatureDoesNotMatch", 403, tampering.put_object, Bucket="alpha", Key="tampered", Body=b"the signed body")
 expect_error("404", 404, s3.head_object, Bucket="alpha", Key="tampered")
@@ -247,7 +263,7 @@ issued = time.time()
 while time.time() < issued + 2.5:  # until the URL's one second of validity is surely over
     time.sleep(0.1)
 try:
-    urllib.request.urlopen(url)
+    urllib.request.urlopen(url, context=TLS)
     raise AssertionError("an expired presigned URL was accepted")
 except urllib.error.HTTPError as e:
     assert e.code == 403, e.code
@@ -270,6 +286,8 @@ check("survivor object stored")
 # The AWS CLI, when installed (`.ci/run` installs it).
 if shutil.which("aws"):
     env = dict(os.environ, AWS_ACCESS_KEY_ID=os.environ["S3_KEY"], AWS_SECRET_ACCESS_KEY=os.environ["S3_SECRET"], AWS_DEFAULT_REGION="us-east-1")
+    if CA:
+        env["AWS_CA_BUNDLE"] = CA
     aws = ["aws", "--endpoint-url", EP, "s3"]
     subprocess.run(aws + ["cp", os.environ["KEEP_FILE"], "s3://survivor/cli/copy.bin"], env=env, check=True, capture_output=True)
     out = subprocess.run(aws + ["cp", "s3://survivor/cli/copy.bin", "-"], env=env, check=True, capture_output=True).stdout

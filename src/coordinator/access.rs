@@ -1,0 +1,339 @@
+//! Who is calling, and the S3 secrets gateways may read.
+//!
+//! Every Coordinator call passes [`State::authenticate`] (an interceptor) before a handler
+//! runs. A caller is one of:
+//!
+//! - an access key (`x-dfsd-key-id` + `x-dfsd-secret`): the usual case;
+//! - a gateway acting for the key that signed an S3 request: `x-dfsd-on-behalf-of: KEYID`
+//!   makes the call run with that key's role and prefix, so every check of the handlers
+//!   applies to the S3 caller, not to the gateway. Honoured only from a gateway certificate
+//!   or, in plaintext mode where there is no certificate to check, from an admin key;
+//!   anyone else sending it is refused. The named key must exist and not be revoked, and
+//!   it is looked up on every call, so a revocation applies to the next one;
+//! - a gateway certificate without a key: no principal. GetS3Credential accepts that;
+//!   every other handler refuses it as unauthenticated.
+//!
+//! GetS3Credential ([`State::s3_credential`]) opens a key's sealed secret for a gateway,
+//! which needs it to verify SigV4 signatures.
+
+use anyhow::Context;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Status};
+
+use super::State;
+use crate::config::CoordinatorConfig;
+use crate::meta::{self, Store};
+use crate::path::DfsPath;
+use crate::security::keys::{
+    self, AccessKey, KeyRole, Principal, KEY_ID_HEADER, ON_BEHALF_HEADER, SECRET_HEADER,
+};
+use crate::security::seal::SealKey;
+use crate::security::{peer_role, Role};
+
+fn header<'a>(md: &'a MetadataMap, k: &str) -> Option<&'a str> {
+    md.get(k)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+}
+
+/// What GetS3Credential hands a gateway.
+pub struct S3Credential {
+    pub secret: String,
+    pub role: KeyRole,
+    pub prefix: DfsPath,
+}
+
+impl State {
+    /// Who is calling, from the call's metadata and TLS peer (see the module docs).
+    /// `None`: a gateway certificate and nothing else.
+    pub fn authenticate(&self, req: &Request<()>) -> Result<Option<Principal>, Status> {
+        let md = req.metadata();
+        let tls_on = self.tls.is_some();
+        let gateway = tls_on && peer_role(req) == Some(Role::Gateway);
+        let sent_key = header(md, KEY_ID_HEADER).is_some() || header(md, SECRET_HEADER).is_some();
+        // A key is checked whenever one is sent; a gateway certificate needs none.
+        let own = if gateway && !sent_key && self.cfg.auth {
+            None
+        } else {
+            Some(self.key_principal(md)?)
+        };
+        let Some(target) = header(md, ON_BEHALF_HEADER) else {
+            return Ok(own);
+        };
+        if tls_on && !gateway {
+            return Err(Status::permission_denied(format!(
+                "{ON_BEHALF_HEADER} is honoured only from a gateway certificate"
+            )));
+        }
+        if !tls_on {
+            // No certificate to check: delegation takes an admin key.
+            let admin = own.as_ref().is_some_and(|p| p.role == KeyRole::Admin);
+            if !admin {
+                return Err(Status::permission_denied(format!(
+                    "{ON_BEHALF_HEADER} needs an admin key when the cluster runs without TLS"
+                )));
+            }
+        }
+        self.delegate(target).map(Some)
+    }
+
+    /// The principal of the access key in the call's metadata.
+    fn key_principal(&self, md: &MetadataMap) -> Result<Principal, Status> {
+        if !self.cfg.auth {
+            return Ok(Principal::open());
+        }
+        let (Some(id), Some(secret)) = (header(md, KEY_ID_HEADER), header(md, SECRET_HEADER))
+        else {
+            return Err(Status::unauthenticated(
+                "no access key: set DFSD_ACCESS_KEY and DFSD_SECRET_KEY (see `dfsd key create`)",
+            ));
+        };
+        keys::check_key_id(id)?;
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        let Some(key) = keys.get(id) else {
+            return Err(Status::unauthenticated(format!("unknown access key {id}")));
+        };
+        if key.revoked_ms.is_some() {
+            return Err(Status::unauthenticated(format!(
+                "access key {id} has been revoked"
+            )));
+        }
+        if !key.secret_matches(secret) {
+            return Err(Status::unauthenticated(format!(
+                "wrong secret for access key {id}"
+            )));
+        }
+        Ok(Principal::of(key))
+    }
+
+    /// The principal of the key a gateway acts for: it must exist and be valid now.
+    fn delegate(&self, id: &str) -> Result<Principal, Status> {
+        keys::check_key_id(id)
+            .map_err(|s| Status::unauthenticated(format!("{ON_BEHALF_HEADER}: {}", s.message())))?;
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        match keys.get(id) {
+            None => Err(Status::unauthenticated(format!(
+                "{ON_BEHALF_HEADER}: unknown access key {id}"
+            ))),
+            Some(k) if k.revoked_ms.is_some() => Err(Status::unauthenticated(format!(
+                "access key {id} has been revoked"
+            ))),
+            Some(k) => Ok(Principal::of(k)),
+        }
+    }
+
+    /// The S3 secret, role and prefix of the key `id`, for a gateway (the caller has been
+    /// checked). Nothing secret is logged.
+    pub fn s3_credential(&self, id: &str) -> Result<S3Credential, Status> {
+        keys::check_key_id(id).map_err(|s| Status::invalid_argument(s.message().to_string()))?;
+        let key = self
+            .keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned();
+        let Some(key) = key else {
+            return Err(Status::not_found(format!("access key {id} does not exist")));
+        };
+        if key.revoked_ms.is_some() {
+            return Err(Status::permission_denied(format!(
+                "access key {id} has been revoked"
+            )));
+        }
+        let Some(sealed) = &key.s3_secret_sealed else {
+            return Err(Status::failed_precondition(format!(
+                "access key {id} was created before S3 support and cannot sign S3 requests: \
+                 create a new key (`dfsd key create`) and revoke this one"
+            )));
+        };
+        let secret = self.s3_seal.open(id, sealed).map_err(|e| {
+            tracing::error!(key = %id, error = %e, "cannot open the sealed S3 secret");
+            Status::internal(format!("the S3 secret of access key {id}: {e}"))
+        })?;
+        Ok(S3Credential {
+            secret,
+            role: key.role,
+            prefix: key.prefix,
+        })
+    }
+}
+
+/// Loads the access keys, creating the first admin key when there is none yet: the one
+/// configured, or a new one printed once on standard output. Its secret is sealed for S3
+/// like any key's.
+pub(super) fn bootstrap_keys(
+    store: &Store,
+    cfg: &CoordinatorConfig,
+    seal: &SealKey,
+) -> anyhow::Result<Vec<AccessKey>> {
+    let existing = store
+        .with_writer(|c| meta::list_keys(c))
+        .context("load access keys")?;
+    if !existing.is_empty() || !cfg.auth {
+        return Ok(existing);
+    }
+    let (id, secret, salt, hash, generated) = if cfg.admin_key_id.is_empty() {
+        let (id, secret, salt, hash) = keys::generate();
+        (id, secret, salt, hash, true)
+    } else {
+        let (_, _, salt, _) = keys::generate();
+        let hash = keys::hash_secret(&salt, &cfg.admin_secret);
+        (
+            cfg.admin_key_id.clone(),
+            cfg.admin_secret.clone(),
+            salt,
+            hash,
+            false,
+        )
+    };
+    let key = AccessKey {
+        id: id.clone(),
+        name: "admin".into(),
+        role: KeyRole::Admin,
+        prefix: DfsPath::root(),
+        salt,
+        secret_hash: hash,
+        created_ms: meta::now_ms(),
+        revoked_ms: None,
+        s3_secret_sealed: Some(seal.seal(&id, &secret)),
+    };
+    store
+        .with_writer(|c| meta::insert_key(c, &key))
+        .context("store the first admin key")?;
+    if generated {
+        // Shown once: only a hash and the sealed copy are kept.
+        println!(
+            "dfsd: created the first admin access key; it is shown only now:\n\
+             DFSD_ACCESS_KEY={id}\nDFSD_SECRET_KEY={secret}"
+        );
+    }
+    tracing::info!(key = %id, generated, "first admin access key created");
+    Ok(vec![key])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use tonic::Code;
+
+    const ADMIN: (&str, &str) = ("DKADMIN0000000000000", "admin-secret-0123456789");
+
+    /// A plaintext coordinator state with authentication on and the admin key above.
+    fn state(dir: &std::path::Path) -> Arc<State> {
+        let cfg = CoordinatorConfig {
+            data_dir: dir.to_path_buf(),
+            admin_key_id: ADMIN.0.into(),
+            admin_secret: ADMIN.1.into(),
+            ..CoordinatorConfig::default()
+        };
+        State::open(cfg, None).unwrap()
+    }
+
+    fn add_key(st: &State, id: &str, role: KeyRole, prefix: &str) {
+        let (_, secret, salt, hash) = keys::generate();
+        st.cache_key(AccessKey {
+            id: id.into(),
+            name: id.into(),
+            role,
+            prefix: DfsPath::parse(prefix).unwrap(),
+            salt,
+            secret_hash: hash,
+            created_ms: 0,
+            revoked_ms: None,
+            s3_secret_sealed: Some(st.s3_seal.seal(id, &secret)),
+        });
+    }
+
+    fn req(headers: &[(&'static str, &str)]) -> Request<()> {
+        let mut r = Request::new(());
+        for (k, v) in headers {
+            r.metadata_mut().insert(*k, v.parse().unwrap());
+        }
+        r
+    }
+
+    #[test]
+    fn without_tls_only_an_admin_key_may_act_for_another_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = state(dir.path());
+        add_key(&st, "DKREADER000000000000", KeyRole::ReadOnly, "/photos");
+        let admin = [(KEY_ID_HEADER, ADMIN.0), (SECRET_HEADER, ADMIN.1)];
+
+        let p = st.authenticate(&req(&admin)).unwrap().unwrap();
+        assert_eq!((p.key_id.as_str(), p.role), (ADMIN.0, KeyRole::Admin));
+        // The admin key acting for the reader: the reader's permissions.
+        let mut h = admin.to_vec();
+        h.push((ON_BEHALF_HEADER, "DKREADER000000000000"));
+        let p = st.authenticate(&req(&h)).unwrap().unwrap();
+        assert_eq!(p.key_id, "DKREADER000000000000");
+        assert_eq!(p.role, KeyRole::ReadOnly);
+        assert_eq!(p.prefix.as_str(), "/photos");
+        // Unknown target.
+        h[2] = (ON_BEHALF_HEADER, "DKNOSUCHKEY000000000");
+        let e = st.authenticate(&req(&h)).unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+        // No key, or a key that is not admin: refused.
+        let e = st
+            .authenticate(&req(&[(ON_BEHALF_HEADER, "DKREADER000000000000")]))
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+        let (_, secret, salt, hash) = keys::generate();
+        st.cache_key(AccessKey {
+            id: "DKWRITER000000000000".into(),
+            name: "w".into(),
+            role: KeyRole::ReadWrite,
+            prefix: DfsPath::root(),
+            salt,
+            secret_hash: hash,
+            created_ms: 0,
+            revoked_ms: None,
+            s3_secret_sealed: Some(st.s3_seal.seal("DKWRITER000000000000", &secret)),
+        });
+        let e = st
+            .authenticate(&req(&[
+                (KEY_ID_HEADER, "DKWRITER000000000000"),
+                (SECRET_HEADER, &secret),
+                (ON_BEHALF_HEADER, "DKREADER000000000000"),
+            ]))
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+        // Without TLS there is no gateway certificate: no key, no principal.
+        let e = st.authenticate(&req(&[])).unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated);
+    }
+
+    #[test]
+    fn s3_credentials_name_the_key_and_why_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = state(dir.path());
+        // The configured first admin key is sealed at bootstrap.
+        let c = st.s3_credential(ADMIN.0).unwrap();
+        assert_eq!((c.secret.as_str(), c.role), (ADMIN.1, KeyRole::Admin));
+        let e = st.s3_credential("DKNOSUCHKEY000000000").err().unwrap();
+        assert_eq!(e.code(), Code::NotFound);
+        assert!(e.message().contains("DKNOSUCHKEY000000000"));
+        let e = st.s3_credential("short").err().unwrap();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        // A key from before migration 004.
+        let (_, _, salt, hash) = keys::generate();
+        st.cache_key(AccessKey {
+            id: "DKOLDKEY000000000000".into(),
+            name: "old".into(),
+            role: KeyRole::ReadWrite,
+            prefix: DfsPath::root(),
+            salt,
+            secret_hash: hash,
+            created_ms: 0,
+            revoked_ms: None,
+            s3_secret_sealed: None,
+        });
+        let e = st.s3_credential("DKOLDKEY000000000000").err().unwrap();
+        assert_eq!(e.code(), Code::FailedPrecondition);
+        assert!(e.message().contains("DKOLDKEY000000000000"));
+        // The seal key survives a restart: the admin key still opens.
+        drop(st);
+        let st = state(dir.path());
+        assert_eq!(st.s3_credential(ADMIN.0).unwrap().secret, ADMIN.1);
+    }
+}
