@@ -13,16 +13,17 @@ use tokio::io::{AsyncRead, ReadBuf};
 /// An `AsyncRead` that feeds every byte it yields into an MD5.
 pub struct Md5Reader<R> {
     inner: R,
-    md5: Arc<Mutex<Md5>>,
+    md5: Arc<Mutex<(Md5, u64)>>,
 }
 
-/// The digest of everything an [`Md5Reader`] has yielded, readable once it is done.
+/// The digest and length of everything an [`Md5Reader`] has yielded, readable once it is
+/// done.
 #[derive(Clone)]
-pub struct Md5Handle(Arc<Mutex<Md5>>);
+pub struct Md5Handle(Arc<Mutex<(Md5, u64)>>);
 
 impl<R: AsyncRead + Unpin> Md5Reader<R> {
     pub fn new(inner: R) -> (Md5Reader<R>, Md5Handle) {
-        let md5 = Arc::new(Mutex::new(Md5::new()));
+        let md5 = Arc::new(Mutex::new((Md5::new(), 0)));
         let handle = Md5Handle(md5.clone());
         (Md5Reader { inner, md5 }, handle)
     }
@@ -39,10 +40,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for Md5Reader<R> {
         if let Poll::Ready(Ok(())) = r {
             let fresh = &buf.filled()[before..];
             if !fresh.is_empty() {
-                self.md5
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .update(fresh);
+                let mut m = self.md5.lock().unwrap_or_else(|p| p.into_inner());
+                m.0.update(fresh);
+                m.1 += fresh.len() as u64;
             }
         }
         r
@@ -52,8 +52,13 @@ impl<R: AsyncRead + Unpin> AsyncRead for Md5Reader<R> {
 impl Md5Handle {
     /// The MD5 so far.
     pub fn digest(&self) -> [u8; 16] {
-        let md5 = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let md5 = self.0.lock().unwrap_or_else(|p| p.into_inner()).0.clone();
         md5.finalize().into()
+    }
+
+    /// Bytes read so far.
+    pub fn bytes(&self) -> u64 {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).1
     }
 }
 
@@ -105,6 +110,7 @@ mod tests {
         assert_eq!(out, b"hello world");
         let d = h.digest();
         assert_eq!(hex::encode(d), "5eb63bbbe01eeed093cb22bb8f5acdc3");
+        assert_eq!(h.bytes(), 11);
         assert!(check_content_md5(None, &d).is_ok());
         assert!(check_content_md5(Some("XrY7u+Ae7tCTyyK7j1rNww=="), &d).is_ok());
         let bad = check_content_md5(Some("AAAAAAAAAAAAAAAAAAAAAA=="), &d).unwrap_err();

@@ -184,7 +184,7 @@ pub enum Subject {
 }
 
 /// Translates an SDK error. NotFound becomes NoSuchBucket or NoSuchKey according to
-/// `subject`; refusals of the gateway's own key become AccessDenied; everything the
+/// `subject`; refusals of the caller's key become AccessDenied; everything the
 /// caller cannot fix is an InternalError (logged here, where it is handled).
 pub fn s3_err(e: ClientError, subject: Subject) -> S3Error {
     let text = e.to_string();
@@ -206,8 +206,9 @@ pub fn s3_err(e: ClientError, subject: Subject) -> S3Error {
         (Some(Code::AlreadyExists), Subject::Bucket) => {
             s3_error!(BucketAlreadyOwnedByYou, "{text}")
         }
+        // The coordinator applied the caller's key (role, prefix, revocation).
         (Some(Code::PermissionDenied | Code::Unauthenticated), _) => {
-            s3_error!(AccessDenied, "the gateway's dfsd key was refused: {text}")
+            s3_error!(AccessDenied, "{text}")
         }
         (Some(Code::InvalidArgument), _) => s3_error!(InvalidArgument, "{text}"),
         (Some(Code::FailedPrecondition | Code::AlreadyExists), _) => {

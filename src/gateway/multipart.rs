@@ -21,7 +21,7 @@ use super::mapping::{
     bucket_path, etag, is_dir, last_modified, object_attrs, object_path, s3_err, Subject,
     ATTR_ETAG, UPLOADS_DIR,
 };
-use super::s3::{body_reader, download, drain, too_large, DfsS3, ReadConditions};
+use super::s3::{body_reader, download, drain, too_large, BodyChecks, DfsS3, ReadConditions};
 use crate::client::{Client, PutOptions};
 use crate::meta::Attrs;
 use crate::path::DfsPath;
@@ -161,6 +161,7 @@ impl DfsS3 {
         &self,
         c: &Client,
         allowed: S3Result<()>,
+        declared: Option<i64>,
         input: UploadPartInput,
     ) -> S3Result<UploadPartOutput> {
         too_large(input.content_length)?;
@@ -186,7 +187,10 @@ impl DfsS3 {
                 &mut reader,
                 &part,
                 &PutOptions::default(),
-                input.content_md5.as_deref(),
+                BodyChecks {
+                    content_length: declared,
+                    content_md5: input.content_md5.as_deref(),
+                },
             )
             .await?;
         tracing::debug!(part = %part, "part stored");
@@ -232,9 +236,13 @@ impl DfsS3 {
             }
             Some(r) => {
                 let range = copy_range(r, src.size)?;
-                let body = download(c.clone(), src_path, src.version, range);
+                let body = download(c.clone(), src_path, src.version, range.clone());
                 let mut reader = tokio_util::io::StreamReader::new(body);
-                self.put_hashed(c, &mut reader, &part, &PutOptions::default(), None)
+                let checks = BodyChecks {
+                    content_length: Some((range.end - range.start) as i64),
+                    content_md5: None,
+                };
+                self.put_hashed(c, &mut reader, &part, &PutOptions::default(), checks)
                     .await?
                     .0
             }

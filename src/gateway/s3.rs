@@ -38,9 +38,15 @@ pub struct DfsS3 {
     pub keys: S3Keys,
 }
 
-/// The SDK client that acts for the caller of `req`.
-pub(super) fn client_for<T>(s3: &DfsS3, _req: &S3Request<T>) -> Client {
-    s3.client.clone()
+/// The SDK client that acts for the caller of `req`: the coordinator applies the caller's
+/// own key (role and prefix) to every call, not the gateway's.
+pub(super) fn client_for<T>(s3: &DfsS3, req: &S3Request<T>) -> Client {
+    match &req.credentials {
+        Some(c) => s3.client.on_behalf_of(&c.access_key),
+        // s3s lets no unsigned request through (anonymous access is off); should one
+        // come, it acts for a key nobody has, never with the gateway's permissions.
+        None => s3.client.on_behalf_of("-"),
+    }
 }
 
 fn role<T>(keys: &S3Keys, req: &S3Request<T>) -> Option<S3Role> {
@@ -207,6 +213,26 @@ async fn prune_empty_parents(c: &Client, path: &DfsPath, bucket: &DfsPath) {
     }
 }
 
+/// What a PutObject or UploadPart body must match before it is committed.
+pub(super) struct BodyChecks<'a> {
+    /// The declared length (the decoded length of an aws-chunked body).
+    pub content_length: Option<i64>,
+    /// Content-MD5, base64.
+    pub content_md5: Option<&'a str>,
+}
+
+/// The length the caller declared for a body: an aws-chunked body's decoded length
+/// (`x-amz-decoded-content-length`), else Content-Length.
+pub(super) fn declared_length(
+    headers: &http::HeaderMap,
+    content_length: Option<i64>,
+) -> Option<i64> {
+    headers
+        .get("x-amz-decoded-content-length")
+        .and_then(|v| v.to_str().ok()?.trim().parse().ok())
+        .or(content_length)
+}
+
 /// EntityTooLarge for a body declared larger than one PUT may be (S3's 5 GiB).
 pub(super) fn too_large(content_length: Option<i64>) -> S3Result<()> {
     match content_length {
@@ -284,14 +310,23 @@ impl DfsS3 {
         reader: &mut R,
         path: &DfsPath,
         opts: &PutOptions,
-        content_md5: Option<&str>,
+        body: BodyChecks<'_>,
     ) -> S3Result<(pb::Entry, String)> {
         let (mut hashed, md5) = Md5Reader::new(&mut *reader);
         let tag = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let tag_out = tag.clone();
+        let short = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let short_out = short.clone();
         let finish = move |attrs: &mut crate::meta::Attrs| {
+            // A body shorter or longer than declared (after aws-chunked decoding, the
+            // decoded length) is not what the caller sent: never store it.
+            let got = md5.bytes();
+            if let Some(want) = body.content_length.filter(|n| *n as u64 != got) {
+                short_out.store(true, std::sync::atomic::Ordering::Relaxed);
+                return Err(format!("received {got} bytes of a {want}-byte body"));
+            }
             let digest = md5.digest();
-            check_content_md5(content_md5, &digest)?;
+            check_content_md5(body.content_md5, &digest)?;
             let hex = hex::encode(digest);
             attrs.insert(ATTR_ETAG.into(), hex.clone());
             *tag_out.lock().unwrap_or_else(|p| p.into_inner()) = hex;
@@ -317,6 +352,11 @@ impl DfsS3 {
             {
                 drain(reader).await;
                 Err(s3_error!(PreconditionFailed, "{e}"))
+            }
+            Err(crate::client::ClientError::Refused(why))
+                if short.load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                Err(s3_error!(IncompleteBody, "{why}"))
             }
             Err(e) => {
                 drain(reader).await;
@@ -554,6 +594,7 @@ impl S3 for DfsS3 {
         // Refused before any byte is read: the caller may be waiting for 100-continue.
         too_large(req.input.content_length)?;
         let checked = self.check_put(&c, &req).await;
+        let declared = declared_length(&req.headers, req.input.content_length);
         let input = req.input;
         let mut reader = body_reader(input.body);
         let (path, opts) = match checked {
@@ -564,7 +605,16 @@ impl S3 for DfsS3 {
             }
         };
         let (entry, _) = self
-            .put_hashed(&c, &mut reader, &path, &opts, input.content_md5.as_deref())
+            .put_hashed(
+                &c,
+                &mut reader,
+                &path,
+                &opts,
+                BodyChecks {
+                    content_length: declared,
+                    content_md5: input.content_md5.as_deref(),
+                },
+            )
             .await?;
         tracing::info!(path = %path, size = entry.size, "object stored");
         Ok(S3Response::new(PutObjectOutput {
@@ -861,7 +911,10 @@ impl S3 for DfsS3 {
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let c = client_for(self, &req);
         let allowed = require_write(&self.keys, &req);
-        let out = self.upload_part_body(&c, allowed, req.input).await?;
+        let declared = declared_length(&req.headers, req.input.content_length);
+        let out = self
+            .upload_part_body(&c, allowed, declared, req.input)
+            .await?;
         Ok(S3Response::new(out))
     }
 

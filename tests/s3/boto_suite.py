@@ -256,6 +256,18 @@ tampering = client(
 tampering.meta.events.register("before-send.s3.PutObject", tamper)
 expect_error("SignatureDoesNotMatch", 403, tampering.put_object, Bucket="alpha", Key="tampered", Body=b"the signed body")
 expect_error("404", 404, s3.head_object, Bucket="alpha", Key="tampered")
+# The default client over HTTPS: an unsigned payload with a trailing checksum
+# (aws-chunked). A body replaced after signing is not the declared length: refused.
+if EP.startswith("https"):
+    unsigned = client(os.environ["S3_KEY"], os.environ["S3_SECRET"])
+    unsigned.meta.events.register("before-send.s3.PutObject", tamper)
+    try:
+        unsigned.put_object(Bucket="alpha", Key="tampered", Body=b"the signed body")
+        h = s3.head_object(Bucket="alpha", Key="tampered", ChecksumMode="ENABLED")
+        raise AssertionError(f"a body replaced after signing was accepted: {h}")
+    except ClientError as e:
+        assert e.response["Error"]["Code"] == "IncompleteBody", e
+    expect_error("404", 404, s3.head_object, Bucket="alpha", Key="tampered")
 check("tampered payload refused, nothing stored")
 
 url = s3.generate_presigned_url("get_object", Params={"Bucket": "alpha", "Key": "fresh"}, ExpiresIn=1)

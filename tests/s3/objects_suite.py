@@ -223,6 +223,31 @@ for minutes, ok in [(16, False), (-16, False), (14, True), (-14, True)]:
         botocore.auth.get_current_datetime = real_now
 check("requests signed more than 15 minutes off the gateway's clock refused")
 
+# A key confined to /gamma/team: the coordinator applies its prefix to S3 calls.
+if os.environ.get("S3_TEAM_KEY"):
+    team = boto3.client(
+        "s3",
+        endpoint_url=EP,
+        aws_access_key_id=os.environ["S3_TEAM_KEY"],
+        aws_secret_access_key=os.environ["S3_TEAM_SECRET"],
+        region_name="us-east-1",
+        verify=CA,
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+    team.put_object(Bucket="gamma", Key="team/notes.txt", Body=b"ours")
+    assert team.get_object(Bucket="gamma", Key="team/notes.txt")["Body"].read() == b"ours"
+    assert [o["Key"] for o in team.list_objects_v2(Bucket="gamma", Prefix="team/")["Contents"]] == ["team/notes.txt"]
+    expect_error("AccessDenied", 403, team.get_object, Bucket="gamma", Key="orig")
+    expect_error("AccessDenied", 403, team.put_object, Bucket="gamma", Key="outside", Body=b"x")
+    expect_error("AccessDenied", 403, team.delete_object, Bucket="gamma", Key="orig")
+    expect_error("AccessDenied", 403, team.copy_object, Bucket="gamma", Key="team/stolen", CopySource="gamma/orig")
+    expect_error("AccessDenied", 403, team.create_bucket, Bucket="team-bucket")
+    assert [b["Name"] for b in team.list_buckets()["Buckets"]] == ["gamma"]
+    assert s3.head_object(Bucket="gamma", Key="orig")["ETag"] == put["ETag"]
+    expect_error("404", 404, s3.head_object, Bucket="gamma", Key="outside")
+    s3.delete_object(Bucket="gamma", Key="team/notes.txt")
+    check("a key confined to a prefix reads and writes only below it")
+
 # The AWS CLI: a 200 MiB multipart cp both ways, and sync of a tree both ways.
 if shutil.which("aws"):
     env = dict(os.environ, AWS_ACCESS_KEY_ID=os.environ["S3_KEY"], AWS_SECRET_ACCESS_KEY=os.environ["S3_SECRET"], AWS_DEFAULT_REGION="us-east-1")
