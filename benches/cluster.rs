@@ -7,7 +7,13 @@
 //!   MB/s (10^6 bytes per second), the download checked against the source's SHA-256;
 //! * 2000 puts of distinct 4 KiB files from one client process through the SDK, one at a
 //!   time and from 16 concurrent tasks, in files/s;
-//! * peak RSS of the client and of the datanodes (and the coordinator) in each phase.
+//! * peak RSS of the client and of the datanodes (and the coordinator) in each phase;
+//! * when python3 has boto3 (and for the CLI rows, `aws` is on PATH): the same through
+//!   the S3 gateway (HTTPS, a readwrite key) with benches/s3_bench.py: PutObject of the
+//!   large file in one request, GetObject of it (hashed and checked), `aws s3 cp` up
+//!   (multipart, 8 MiB parts, 10 threads) and down, and 2000 PutObjects of 4 KiB one at a
+//!   time and from 16 threads, with the gateway's peak RSS in each phase. Run with
+//!   `DFSD_BENCH_SIZE_MIB=5120` to see the gateway's memory stay flat for 5 GiB objects.
 //!
 //! `DFSD_BENCH_SIZE_MIB` sets the large file's size (default 1024) for a quick run.
 //! Arguments are ignored: `cargo bench` passes `--bench`, and there is nothing to choose.
@@ -45,6 +51,7 @@ struct Row {
     client_kib: Option<u64>,
     datanode_kib: Option<u64>,
     coordinator_kib: Option<u64>,
+    gateway_kib: Option<u64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -151,8 +158,122 @@ fn main() -> anyhow::Result<()> {
         ));
     }
 
+    // --- The same through the S3 gateway ------------------------------------------------
+    if python_has_boto3() {
+        s3_phases(
+            &cluster,
+            &procs,
+            &source,
+            &source_sha,
+            size,
+            &label,
+            &mut rows,
+        )?;
+    } else {
+        progress("skipping the S3 phases: python3 cannot import boto3 (pip install boto3 awscli)");
+    }
+
     print_report(size_mib, &procs, &rows);
     Ok(())
+}
+
+fn python_has_boto3() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "import boto3"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The S3 rows: a gateway in front of the cluster, driven by benches/s3_bench.py.
+fn s3_phases(
+    cluster: &TestCluster,
+    procs: &Procs,
+    source: &Path,
+    source_sha: &[u8; 32],
+    size: u64,
+    label: &str,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
+    progress("starting an S3 gateway");
+    let gw = common::start_gateway(cluster, "");
+    let gw_pid = gw.child.id().to_string();
+    let key = cluster.create_key("bench-s3", "readwrite", "/");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/s3_bench.py");
+    let has_aws = std::process::Command::new("aws")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let big = |what: &str| format!("{what} {label}");
+    let mut phases = vec![
+        ("put-big", big("PutObject"), Rate::Bytes),
+        ("get-big", big("GetObject"), Rate::Bytes),
+    ];
+    if has_aws {
+        phases.push(("cli-up", big("aws s3 cp up (multipart)"), Rate::Bytes));
+        phases.push(("cli-down", big("aws s3 cp down"), Rate::Bytes));
+    }
+    phases.push((
+        "small-1",
+        format!("{SMALL_FILES} x 4 KiB PutObject, sequential"),
+        Rate::Files,
+    ));
+    phases.push((
+        "small-16",
+        format!("{SMALL_FILES} x 4 KiB PutObject, 16 threads"),
+        Rate::Files,
+    ));
+    for (phase, name, rate) in phases {
+        progress(&name);
+        reset_peak_rss(&gw_pid);
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg(&script)
+            .env("S3_ENDPOINT", &gw.endpoint)
+            .env("S3_KEY", &key.0)
+            .env("S3_SECRET", &key.1)
+            .env("BIG_FILE", source)
+            .env("BIG_SHA256", hex::encode(source_sha))
+            .env("SMALL_N", SMALL_FILES.to_string())
+            .env("PHASE", phase)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL");
+        if let Some(sec) = &cluster.secure {
+            cmd.env("S3_CA_BUNDLE", sec.ca());
+        }
+        let (out, peaks) = procs.measure(|| cmd.output());
+        let out = out.context("run python3")?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success(),
+            "S3 phase {phase} failed:\n{stdout}\n{}\n--- gateway log\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            gw.log()
+        );
+        let secs: f64 = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("seconds "))
+            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("S3 phase {phase}: no timing in {stdout:?}"))?;
+        let time = Duration::from_secs_f64(secs);
+        let rate = match rate {
+            Rate::Bytes => format!("{:.1} MB/s", size as f64 / 1e6 / secs),
+            Rate::Files => format!("{:.0} files/s", SMALL_FILES as f64 / secs),
+        };
+        let mut row = peaks.row(name, time, rate, None);
+        row.gateway_kib = peak_rss_kib(&gw_pid);
+        rows.push(row);
+    }
+    Ok(())
+}
+
+enum Rate {
+    Bytes,
+    Files,
 }
 
 /// The large file's size in MiB: `DFSD_BENCH_SIZE_MIB`, default 1024. Must be called
@@ -353,6 +474,7 @@ impl PhasePeaks {
             client_kib,
             datanode_kib: self.datanode,
             coordinator_kib: self.coordinator,
+            gateway_kib: None,
         }
     }
 }
@@ -483,8 +605,9 @@ fn print_report(size_mib: u64, procs: &Procs, rows: &[Row]) {
         "client RSS",
         "datanode RSS",
         "coord RSS",
+        "gateway RSS",
     ];
-    let cells: Vec<[String; 6]> = rows
+    let cells: Vec<[String; 7]> = rows
         .iter()
         .map(|r| {
             [
@@ -494,6 +617,7 @@ fn print_report(size_mib: u64, procs: &Procs, rows: &[Row]) {
                 mib(r.client_kib),
                 mib(r.datanode_kib),
                 mib(r.coordinator_kib),
+                mib(r.gateway_kib),
             ]
         })
         .collect();
@@ -503,7 +627,7 @@ fn print_report(size_mib: u64, procs: &Procs, rows: &[Row]) {
             *w = (*w).max(c.len());
         }
     }
-    let line = |cols: [&str; 6]| {
+    let line = |cols: [&str; 7]| {
         let mut s = format!("{:<w$}", cols[0], w = widths[0]);
         for (c, w) in cols.iter().zip(widths).skip(1) {
             s.push_str(&format!("  {c:>w$}"));
@@ -533,4 +657,9 @@ fn print_report(size_mib: u64, procs: &Procs, rows: &[Row]) {
         "peak RSS, coordinator:          {}",
         mib(max(|r| r.coordinator_kib))
     );
+    println!(
+        "peak RSS, S3 gateway:           {}",
+        mib(max(|r| r.gateway_kib))
+    );
+    println!("(S3 rows: boto3 / aws CLI over HTTPS, timed inside Python around the calls)");
 }

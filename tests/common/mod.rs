@@ -659,3 +659,96 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// A `dfsd gateway` process; killed on drop.
+pub struct Gateway {
+    pub child: Child,
+    /// host:port
+    pub addr: String,
+    pub endpoint: String,
+    pub log: std::path::PathBuf,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Gateway {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Starts a gateway for `cluster` with 1 MiB chunks (so test objects span several chunks)
+/// and `settings` in its `[gateway]` section, and waits until it accepts connections. In
+/// secure mode it has the cluster's gateway certificate (for the coordinator and for
+/// HTTPS on the S3 port) and no access key.
+pub fn start_gateway(cluster: &TestCluster, settings: &str) -> Gateway {
+    let dir = cluster.dir.path();
+    let config = dir.join("gateway.toml");
+    std::fs::write(&config, format!("[gateway]\n{settings}\n")).unwrap();
+    let log = dir.join("gateway.log");
+    for _ in 0..5 {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        // The cluster's CA and admin key, as for any client of it.
+        let mut cmd = cluster.cli_command();
+        let scheme = match &cluster.secure {
+            Some(s) => {
+                let (cert, key) = s.pem("gateway");
+                // No dfsd key: with TLS the gateway's certificate lets it act for each
+                // S3 caller, with that caller's permissions, and it needs none of its own.
+                cmd.env("DFSD_TLS__CERT", cert)
+                    .env("DFSD_TLS__KEY", key)
+                    .env_remove("DFSD_ACCESS_KEY")
+                    .env_remove("DFSD_SECRET_KEY");
+                "https"
+            }
+            None => {
+                cmd.arg("--plaintext");
+                "http"
+            }
+        };
+        cmd.env("DFSD_LOG_LEVEL", "info")
+            .env("DFSD_CLIENT__CHUNK_SIZE", "1MiB")
+            .arg("--config")
+            .arg(&config)
+            .args(["gateway", "--listen", &addr])
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f);
+        let mut child = cmd.spawn().expect("spawn dfsd gateway");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let sock = addr.parse().unwrap();
+            if std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(200)).is_ok() {
+                return Gateway {
+                    child,
+                    endpoint: format!("{scheme}://{addr}"),
+                    addr,
+                    log,
+                };
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                break; // the port was taken meanwhile, or a real failure: retry, then report
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway did not start; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+    panic!(
+        "gateway failed to start; log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
