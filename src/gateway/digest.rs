@@ -10,20 +10,116 @@ use base64::Engine;
 use md5::{Digest, Md5};
 use tokio::io::{AsyncRead, ReadBuf};
 
-/// An `AsyncRead` that feeds every byte it yields into an MD5.
-pub struct Md5Reader<R> {
-    inner: R,
-    md5: Arc<Mutex<(Md5, u64)>>,
+/// The checksums S3 clients may send with a body (`x-amz-checksum-ALGORITHM`, as a
+/// header or an aws-chunked trailer), base64 of the big-endian digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumAlgo {
+    Crc32,
+    Crc32c,
+    Crc64Nvme,
+    Sha1,
+    Sha256,
 }
 
-/// The digest and length of everything an [`Md5Reader`] has yielded, readable once it is
-/// done.
+impl ChecksumAlgo {
+    const ALL: [ChecksumAlgo; 5] = [
+        ChecksumAlgo::Crc32,
+        ChecksumAlgo::Crc32c,
+        ChecksumAlgo::Crc64Nvme,
+        ChecksumAlgo::Sha1,
+        ChecksumAlgo::Sha256,
+    ];
+
+    pub fn header(self) -> &'static str {
+        match self {
+            ChecksumAlgo::Crc32 => "x-amz-checksum-crc32",
+            ChecksumAlgo::Crc32c => "x-amz-checksum-crc32c",
+            ChecksumAlgo::Crc64Nvme => "x-amz-checksum-crc64nvme",
+            ChecksumAlgo::Sha1 => "x-amz-checksum-sha1",
+            ChecksumAlgo::Sha256 => "x-amz-checksum-sha256",
+        }
+    }
+
+    /// The algorithm a header (or trailer) name stands for.
+    pub fn of_header(name: &str) -> Option<ChecksumAlgo> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.header().eq_ignore_ascii_case(name.trim()))
+    }
+}
+
+enum Hasher {
+    Crc32(s3s::crypto::Crc32),
+    Crc32c(s3s::crypto::Crc32c),
+    Crc64Nvme(s3s::crypto::Crc64Nvme),
+    Sha1(s3s::crypto::Sha1),
+    Sha256(s3s::crypto::Sha256),
+}
+
+impl Hasher {
+    fn new(a: ChecksumAlgo) -> Hasher {
+        use s3s::crypto::Checksum;
+        match a {
+            ChecksumAlgo::Crc32 => Hasher::Crc32(Checksum::new()),
+            ChecksumAlgo::Crc32c => Hasher::Crc32c(Checksum::new()),
+            ChecksumAlgo::Crc64Nvme => Hasher::Crc64Nvme(Checksum::new()),
+            ChecksumAlgo::Sha1 => Hasher::Sha1(Checksum::new()),
+            ChecksumAlgo::Sha256 => Hasher::Sha256(Checksum::new()),
+        }
+    }
+
+    fn update(&mut self, b: &[u8]) {
+        use s3s::crypto::Checksum;
+        match self {
+            Hasher::Crc32(h) => h.update(b),
+            Hasher::Crc32c(h) => h.update(b),
+            Hasher::Crc64Nvme(h) => h.update(b),
+            Hasher::Sha1(h) => h.update(b),
+            Hasher::Sha256(h) => h.update(b),
+        }
+    }
+
+    fn finalize(self) -> Vec<u8> {
+        use s3s::crypto::Checksum;
+        match self {
+            Hasher::Crc32(h) => h.finalize().to_vec(),
+            Hasher::Crc32c(h) => h.finalize().to_vec(),
+            Hasher::Crc64Nvme(h) => h.finalize().to_vec(),
+            Hasher::Sha1(h) => h.finalize().to_vec(),
+            Hasher::Sha256(h) => h.finalize().to_vec(),
+        }
+    }
+}
+
+struct Digests {
+    md5: Md5,
+    bytes: u64,
+    extra: Option<(ChecksumAlgo, Hasher)>,
+}
+
+/// An `AsyncRead` that feeds every byte it yields into an MD5 (and, when the caller sent
+/// one, the body's `x-amz-checksum-*` algorithm).
+pub struct Md5Reader<R> {
+    inner: R,
+    md5: Arc<Mutex<Digests>>,
+}
+
+/// The digests and length of everything an [`Md5Reader`] has yielded, readable once it
+/// is done.
 #[derive(Clone)]
-pub struct Md5Handle(Arc<Mutex<(Md5, u64)>>);
+pub struct Md5Handle(Arc<Mutex<Digests>>);
 
 impl<R: AsyncRead + Unpin> Md5Reader<R> {
     pub fn new(inner: R) -> (Md5Reader<R>, Md5Handle) {
-        let md5 = Arc::new(Mutex::new((Md5::new(), 0)));
+        Self::with_checksum(inner, None)
+    }
+
+    pub fn with_checksum(inner: R, algo: Option<ChecksumAlgo>) -> (Md5Reader<R>, Md5Handle) {
+        let md5 = Arc::new(Mutex::new(Digests {
+            md5: Md5::new(),
+            bytes: 0,
+            extra: algo.map(|a| (a, Hasher::new(a))),
+        }));
         let handle = Md5Handle(md5.clone());
         (Md5Reader { inner, md5 }, handle)
     }
@@ -41,8 +137,11 @@ impl<R: AsyncRead + Unpin> AsyncRead for Md5Reader<R> {
             let fresh = &buf.filled()[before..];
             if !fresh.is_empty() {
                 let mut m = self.md5.lock().unwrap_or_else(|p| p.into_inner());
-                m.0.update(fresh);
-                m.1 += fresh.len() as u64;
+                m.md5.update(fresh);
+                m.bytes += fresh.len() as u64;
+                if let Some((_, h)) = &mut m.extra {
+                    h.update(fresh);
+                }
             }
         }
         r
@@ -52,13 +151,35 @@ impl<R: AsyncRead + Unpin> AsyncRead for Md5Reader<R> {
 impl Md5Handle {
     /// The MD5 so far.
     pub fn digest(&self) -> [u8; 16] {
-        let md5 = self.0.lock().unwrap_or_else(|p| p.into_inner()).0.clone();
+        let md5 = self.0.lock().unwrap_or_else(|p| p.into_inner()).md5.clone();
         md5.finalize().into()
     }
 
     /// Bytes read so far.
     pub fn bytes(&self) -> u64 {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).1
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).bytes
+    }
+
+    /// Checks the body's `x-amz-checksum-*` value (base64) against what was read; call
+    /// once, at the end.
+    pub fn check_checksum(&self, expected: &str) -> Result<(), String> {
+        let extra = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extra
+            .take();
+        let Some((algo, h)) = extra else {
+            return Ok(());
+        };
+        let got = base64::engine::general_purpose::STANDARD.encode(h.finalize());
+        if got != expected.trim() {
+            return Err(format!(
+                "{} {expected} does not match the body received ({got})",
+                algo.header()
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -111,6 +232,17 @@ mod tests {
         let d = h.digest();
         assert_eq!(hex::encode(d), "5eb63bbbe01eeed093cb22bb8f5acdc3");
         assert_eq!(h.bytes(), 11);
+        let (mut r, h) = Md5Reader::with_checksum(&b"abc"[..], Some(ChecksumAlgo::Crc32));
+        r.read_to_end(&mut Vec::new()).await.unwrap();
+        // CRC32 (IEEE) of "abc" is 0x352441c2.
+        assert!(h.check_checksum("NSRBwg==").is_ok());
+        let (mut r, h) = Md5Reader::with_checksum(&b"abc"[..], Some(ChecksumAlgo::Crc32));
+        r.read_to_end(&mut Vec::new()).await.unwrap();
+        assert!(h.check_checksum("AAAAAA==").unwrap_err().contains("crc32"));
+        assert_eq!(
+            ChecksumAlgo::of_header("X-Amz-Checksum-SHA256"),
+            Some(ChecksumAlgo::Sha256)
+        );
         assert!(check_content_md5(None, &d).is_ok());
         assert!(check_content_md5(Some("XrY7u+Ae7tCTyyK7j1rNww=="), &d).is_ok());
         let bad = check_content_md5(Some("AAAAAAAAAAAAAAAAAAAAAA=="), &d).unwrap_err();

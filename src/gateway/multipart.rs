@@ -21,7 +21,9 @@ use super::mapping::{
     bucket_path, etag, is_dir, last_modified, object_attrs, object_path, s3_err, Subject,
     ATTR_ETAG, UPLOADS_DIR,
 };
-use super::s3::{body_reader, download, drain, too_large, BodyChecks, DfsS3, ReadConditions};
+use super::s3::{
+    body_reader, download, drain, too_large, BodyChecks, ClientChecksum, DfsS3, ReadConditions,
+};
 use crate::client::{Client, PutOptions};
 use crate::meta::Attrs;
 use crate::path::DfsPath;
@@ -162,6 +164,7 @@ impl DfsS3 {
         c: &Client,
         allowed: S3Result<()>,
         declared: Option<i64>,
+        checksum: Option<ClientChecksum>,
         input: UploadPartInput,
     ) -> S3Result<UploadPartOutput> {
         too_large(input.content_length)?;
@@ -190,6 +193,7 @@ impl DfsS3 {
                 BodyChecks {
                     content_length: declared,
                     content_md5: input.content_md5.as_deref(),
+                    checksum,
                 },
             )
             .await?;
@@ -241,6 +245,7 @@ impl DfsS3 {
                 let checks = BodyChecks {
                     content_length: Some((range.end - range.start) as i64),
                     content_md5: None,
+                    checksum: None,
                 };
                 self.put_hashed(c, &mut reader, &part, &PutOptions::default(), checks)
                     .await?

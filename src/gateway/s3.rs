@@ -13,7 +13,7 @@ use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
 use tokio_util::io::{ReaderStream, StreamReader};
 
 use super::auth::{S3Keys, S3Role};
-use super::digest::{check_content_md5, Md5Reader};
+use super::digest::{check_content_md5, ChecksumAlgo, Md5Reader};
 use super::list::{list_page, Item, ListParams, Page};
 use super::mapping::{
     bucket_path, content_type, descriptive_attrs, etag, is_dir, last_modified, object_attrs,
@@ -219,6 +219,57 @@ pub(super) struct BodyChecks<'a> {
     pub content_length: Option<i64>,
     /// Content-MD5, base64.
     pub content_md5: Option<&'a str>,
+    /// The `x-amz-checksum-*` the caller sent, if any.
+    pub checksum: Option<ClientChecksum>,
+}
+
+/// A body checksum sent by the caller: in a header, or as an aws-chunked trailer whose
+/// value is known once the body has been read.
+pub(super) struct ClientChecksum {
+    algo: ChecksumAlgo,
+    value: ChecksumValue,
+}
+
+enum ChecksumValue {
+    Header(String),
+    Trailer(s3s::TrailingHeaders),
+}
+
+impl ClientChecksum {
+    /// The checksum a request declares, if any (the first `x-amz-checksum-*` header, else
+    /// the one `x-amz-trailer` announces).
+    pub(super) fn of<T>(req: &S3Request<T>) -> Option<ClientChecksum> {
+        for (name, v) in &req.headers {
+            if let (Some(algo), Ok(v)) = (ChecksumAlgo::of_header(name.as_str()), v.to_str()) {
+                let value = ChecksumValue::Header(v.to_string());
+                return Some(ClientChecksum { algo, value });
+            }
+        }
+        let trailer = req.headers.get("x-amz-trailer")?.to_str().ok()?;
+        let algo = ChecksumAlgo::of_header(trailer)?;
+        let value = ChecksumValue::Trailer(req.trailing_headers.clone()?);
+        Some(ClientChecksum { algo, value })
+    }
+
+    /// The value to compare with, once the body has been read.
+    fn expected(&self) -> Result<String, String> {
+        match &self.value {
+            ChecksumValue::Header(v) => Ok(v.clone()),
+            ChecksumValue::Trailer(t) => t
+                .read(|h| {
+                    h.get(self.algo.header())
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                })
+                .flatten()
+                .ok_or_else(|| {
+                    format!(
+                        "the body ended without its announced {} trailer",
+                        self.algo.header()
+                    )
+                }),
+        }
+    }
 }
 
 /// The length the caller declared for a body: an aws-chunked body's decoded length
@@ -312,7 +363,8 @@ impl DfsS3 {
         opts: &PutOptions,
         body: BodyChecks<'_>,
     ) -> S3Result<(pb::Entry, String)> {
-        let (mut hashed, md5) = Md5Reader::new(&mut *reader);
+        let algo = body.checksum.as_ref().map(|c| c.algo);
+        let (mut hashed, md5) = Md5Reader::with_checksum(&mut *reader, algo);
         let tag = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let tag_out = tag.clone();
         let short = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -327,6 +379,9 @@ impl DfsS3 {
             }
             let digest = md5.digest();
             check_content_md5(body.content_md5, &digest)?;
+            if let Some(c) = &body.checksum {
+                md5.check_checksum(&c.expected()?)?;
+            }
             let hex = hex::encode(digest);
             attrs.insert(ATTR_ETAG.into(), hex.clone());
             *tag_out.lock().unwrap_or_else(|p| p.into_inner()) = hex;
@@ -595,6 +650,7 @@ impl S3 for DfsS3 {
         too_large(req.input.content_length)?;
         let checked = self.check_put(&c, &req).await;
         let declared = declared_length(&req.headers, req.input.content_length);
+        let checksum = ClientChecksum::of(&req);
         let input = req.input;
         let mut reader = body_reader(input.body);
         let (path, opts) = match checked {
@@ -613,6 +669,7 @@ impl S3 for DfsS3 {
                 BodyChecks {
                     content_length: declared,
                     content_md5: input.content_md5.as_deref(),
+                    checksum,
                 },
             )
             .await?;
@@ -912,8 +969,9 @@ impl S3 for DfsS3 {
         let c = client_for(self, &req);
         let allowed = require_write(&self.keys, &req);
         let declared = declared_length(&req.headers, req.input.content_length);
+        let checksum = ClientChecksum::of(&req);
         let out = self
-            .upload_part_body(&c, allowed, declared, req.input)
+            .upload_part_body(&c, allowed, declared, checksum, req.input)
             .await?;
         Ok(S3Response::new(out))
     }

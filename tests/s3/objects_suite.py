@@ -7,16 +7,19 @@ Leaves bucket "gamma" with objects "orig" and "copy" (same chunks) and "mp/big" 
 Rust side to inspect.
 """
 
+import base64
 import datetime
 import filecmp
 import hashlib
 import http.client
 import os
 import random
+import re
 import shutil
 import ssl
 import subprocess
 import urllib.parse
+import zlib
 
 import boto3
 from botocore.config import Config
@@ -83,8 +86,37 @@ check("ETag is the MD5; Content-Type and x-amz-meta-* kept")
 
 expect_error("BadDigest", 400, s3.put_object, Bucket="gamma", Key="digest", Body=b"abc", ContentMD5="AAAAAAAAAAAAAAAAAAAAAA==")
 expect_error("404", 404, s3.head_object, Bucket="gamma", Key="digest")
+# x-amz-checksum-* (header or aws-chunked trailer; boto3 sends a CRC32 trailer with every
+# PUT by default over HTTPS) is verified before the commit.
+crc = base64.b64encode(zlib.crc32(b"abc").to_bytes(4, "big")).decode()
+s3.put_object(Bucket="gamma", Key="crc", Body=b"abc", ChecksumCRC32=crc)
+sha_b64 = base64.b64encode(hashlib.sha256(b"abc").digest()).decode()
+s3.put_object(Bucket="gamma", Key="crc", Body=b"abc", ChecksumSHA256=sha_b64)
+expect_error("BadDigest", 400, s3.put_object, Bucket="gamma", Key="crc2", Body=b"abc", ChecksumCRC32="AAAAAA==")
+expect_error("BadDigest", 400, s3.put_object, Bucket="gamma", Key="crc2", Body=b"abc", ChecksumSHA256=base64.b64encode(b"x" * 32).decode())
+expect_error("404", 404, s3.head_object, Bucket="gamma", Key="crc2")
+s3.delete_object(Bucket="gamma", Key="crc")
+
+
+def wrong_trailer(request, **_):
+    # The default client sends the CRC32 as an aws-chunked trailer: corrupt its value.
+    if hasattr(request.body, "seek"):
+        request.body.seek(0)
+    body = request.body.read() if hasattr(request.body, "read") else request.body
+    assert b"x-amz-checksum-crc32:" in body, body[-200:]
+    request.body = re.sub(rb"x-amz-checksum-crc32:[A-Za-z0-9+/=]{8}", b"x-amz-checksum-crc32:AAAAAA==", body)
+
+
+if EP.startswith("https"):
+    corrupting = boto3.client(
+        "s3", endpoint_url=EP, aws_access_key_id=os.environ["S3_KEY"], aws_secret_access_key=os.environ["S3_SECRET"],
+        region_name="us-east-1", verify=CA, config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+    corrupting.meta.events.register("before-send.s3.PutObject", wrong_trailer)
+    expect_error("BadDigest", 400, corrupting.put_object, Bucket="gamma", Key="crc3", Body=b"trailer checked")
+    expect_error("404", 404, s3.head_object, Bucket="gamma", Key="crc3")
 expect_error("MetadataTooLarge", 400, s3.put_object, Bucket="gamma", Key="meta", Body=b"x", Metadata={"big": "v" * 2100})
-check("wrong Content-MD5 and oversized metadata refused, nothing stored")
+check("wrong Content-MD5, x-amz-checksum-crc32/sha256 and oversized metadata refused, nothing stored")
 
 # A PUT declaring more than 5 GiB is refused before its body is read.
 url = s3.generate_presigned_url("put_object", Params={"Bucket": "gamma", "Key": "huge"}, ExpiresIn=300)
