@@ -278,30 +278,41 @@ impl Client {
 
     /// All entries of a directory (or the file itself), fetched page by page.
     pub async fn list(&self, path: &str) -> Result<Vec<pb::Entry>> {
-        let path = DfsPath::parse_lenient(path)?;
         let mut out = Vec::new();
         let mut after = String::new();
         loop {
-            let page = self
-                .coordinator
-                .clone()
-                .list(self.request(pb::ListRequest {
-                    path: path.to_string(),
-                    start_after: after.clone(),
-                    limit: 0,
-                }))
-                .await
-                .map_err(|s| self.coord_err(s))?
-                .into_inner();
-            let more = page.truncated;
-            if let Some(last) = page.entries.last() {
+            let (entries, more) = self.list_page(path, &after, 0).await?;
+            if let Some(last) = entries.last() {
                 after = last.name.clone();
             }
-            out.extend(page.entries);
+            out.extend(entries);
             if !more {
                 return Ok(out);
             }
         }
+    }
+
+    /// One page of a directory listing: at most `limit` entries (0 = the server's page
+    /// size) named after `start_after`, and whether more follow.
+    pub async fn list_page(
+        &self,
+        path: &str,
+        start_after: &str,
+        limit: u32,
+    ) -> Result<(Vec<pb::Entry>, bool)> {
+        let path = DfsPath::parse_lenient(path)?;
+        let page = self
+            .coordinator
+            .clone()
+            .list(self.request(pb::ListRequest {
+                path: path.to_string(),
+                start_after: start_after.to_string(),
+                limit,
+            }))
+            .await
+            .map_err(|s| self.coord_err(s))?
+            .into_inner();
+        Ok((page.entries, page.truncated))
     }
 
     pub async fn mkdir(&self, path: &str, parents: bool) -> Result<pb::Entry> {

@@ -230,7 +230,9 @@ mod tests {
         State::open(cfg, None).unwrap()
     }
 
-    fn add_key(st: &State, id: &str, role: KeyRole, prefix: &str) {
+    /// Adds a key (with a sealed S3 secret unless `sealed` is false, as for keys made
+    /// before migration 004) and returns its secret.
+    fn add_key(st: &State, id: &str, role: KeyRole, prefix: &str, sealed: bool) -> String {
         let (_, secret, salt, hash) = keys::generate();
         st.cache_key(AccessKey {
             id: id.into(),
@@ -241,8 +243,9 @@ mod tests {
             secret_hash: hash,
             created_ms: 0,
             revoked_ms: None,
-            s3_secret_sealed: Some(st.s3_seal.seal(id, &secret)),
+            s3_secret_sealed: sealed.then(|| st.s3_seal.seal(id, &secret)),
         });
+        secret
     }
 
     fn req(headers: &[(&'static str, &str)]) -> Request<()> {
@@ -257,7 +260,13 @@ mod tests {
     fn without_tls_only_an_admin_key_may_act_for_another_key() {
         let dir = tempfile::tempdir().unwrap();
         let st = state(dir.path());
-        add_key(&st, "DKREADER000000000000", KeyRole::ReadOnly, "/photos");
+        add_key(
+            &st,
+            "DKREADER000000000000",
+            KeyRole::ReadOnly,
+            "/photos",
+            true,
+        );
         let admin = [(KEY_ID_HEADER, ADMIN.0), (SECRET_HEADER, ADMIN.1)];
 
         let p = st.authenticate(&req(&admin)).unwrap().unwrap();
@@ -278,18 +287,7 @@ mod tests {
             .authenticate(&req(&[(ON_BEHALF_HEADER, "DKREADER000000000000")]))
             .unwrap_err();
         assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
-        let (_, secret, salt, hash) = keys::generate();
-        st.cache_key(AccessKey {
-            id: "DKWRITER000000000000".into(),
-            name: "w".into(),
-            role: KeyRole::ReadWrite,
-            prefix: DfsPath::root(),
-            salt,
-            secret_hash: hash,
-            created_ms: 0,
-            revoked_ms: None,
-            s3_secret_sealed: Some(st.s3_seal.seal("DKWRITER000000000000", &secret)),
-        });
+        let secret = add_key(&st, "DKWRITER000000000000", KeyRole::ReadWrite, "/", true);
         let e = st
             .authenticate(&req(&[
                 (KEY_ID_HEADER, "DKWRITER000000000000"),
@@ -316,18 +314,7 @@ mod tests {
         let e = st.s3_credential("short").err().unwrap();
         assert_eq!(e.code(), Code::InvalidArgument);
         // A key from before migration 004.
-        let (_, _, salt, hash) = keys::generate();
-        st.cache_key(AccessKey {
-            id: "DKOLDKEY000000000000".into(),
-            name: "old".into(),
-            role: KeyRole::ReadWrite,
-            prefix: DfsPath::root(),
-            salt,
-            secret_hash: hash,
-            created_ms: 0,
-            revoked_ms: None,
-            s3_secret_sealed: None,
-        });
+        add_key(&st, "DKOLDKEY000000000000", KeyRole::ReadWrite, "/", false);
         let e = st.s3_credential("DKOLDKEY000000000000").err().unwrap();
         assert_eq!(e.code(), Code::FailedPrecondition);
         assert!(e.message().contains("DKOLDKEY000000000000"));

@@ -110,10 +110,6 @@ pub struct Md5Reader<R> {
 pub struct Md5Handle(Arc<Mutex<Digests>>);
 
 impl<R: AsyncRead + Unpin> Md5Reader<R> {
-    pub fn new(inner: R) -> (Md5Reader<R>, Md5Handle) {
-        Self::with_checksum(inner, None)
-    }
-
     pub fn with_checksum(inner: R, algo: Option<ChecksumAlgo>) -> (Md5Reader<R>, Md5Handle) {
         let md5 = Arc::new(Mutex::new(Digests {
             md5: Md5::new(),
@@ -225,7 +221,7 @@ mod tests {
 
     #[tokio::test]
     async fn md5_of_a_streamed_body_and_content_md5() {
-        let (mut r, h) = Md5Reader::new(&b"hello world"[..]);
+        let (mut r, h) = Md5Reader::with_checksum(&b"hello world"[..], None);
         let mut out = Vec::new();
         r.read_to_end(&mut out).await.unwrap();
         assert_eq!(out, b"hello world");

@@ -176,6 +176,12 @@ pub fn is_dir(e: &pb::Entry) -> bool {
     e.kind == pb::EntryKind::Directory as i32
 }
 
+/// True when the coordinator refused a commit or compose because a file's version was not
+/// the expected one (a conditional write lost a race, or a source changed).
+pub fn version_moved(e: &ClientError) -> bool {
+    e.code() == Some(Code::FailedPrecondition) && e.to_string().contains("version is")
+}
+
 /// What a failed SDK call on an object or bucket means in S3 terms.
 #[derive(Debug, Clone, Copy)]
 pub enum Subject {

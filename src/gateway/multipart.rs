@@ -18,8 +18,8 @@ use s3s::{s3_error, S3Result};
 
 use super::digest::multipart_etag;
 use super::mapping::{
-    bucket_path, etag, is_dir, last_modified, object_attrs, object_path, s3_err, Subject,
-    ATTR_ETAG, UPLOADS_DIR,
+    bucket_path, etag, is_dir, last_modified, object_attrs, object_path, s3_err, version_moved,
+    Subject, ATTR_ETAG, UPLOADS_DIR,
 };
 use super::s3::{
     body_reader, download, drain, too_large, BodyChecks, ClientChecksum, DfsS3, ReadConditions,
@@ -184,7 +184,7 @@ impl DfsS3 {
                 return Err(e);
             }
         };
-        let (_, tag) = self
+        let entry = self
             .put_hashed(
                 c,
                 &mut reader,
@@ -199,7 +199,7 @@ impl DfsS3 {
             .await?;
         tracing::debug!(part = %part, "part stored");
         Ok(UploadPartOutput {
-            e_tag: Some(ETag::Strong(tag)),
+            e_tag: Some(etag(&entry)),
             ..Default::default()
         })
     }
@@ -249,7 +249,6 @@ impl DfsS3 {
                 };
                 self.put_hashed(c, &mut reader, &part, &PutOptions::default(), checks)
                     .await?
-                    .0
             }
         };
         Ok(UploadPartCopyOutput {
@@ -346,7 +345,7 @@ impl DfsS3 {
                     Some(tonic::Code::AlreadyExists) => {
                         s3_error!(PreconditionFailed, "If-None-Match: {text}")
                     }
-                    Some(tonic::Code::FailedPrecondition) if text.contains("version is") => {
+                    _ if version_moved(&e) => {
                         if text.starts_with(&format!("{dst_text}:")) {
                             s3_error!(PreconditionFailed, "If-Match: {text}")
                         } else {

@@ -17,7 +17,7 @@ use super::digest::{check_content_md5, ChecksumAlgo, Md5Reader};
 use super::list::{list_page, Item, ListParams, Page};
 use super::mapping::{
     bucket_path, content_type, descriptive_attrs, etag, is_dir, last_modified, object_attrs,
-    object_path, s3_err, user_metadata, Subject, ATTR_ETAG,
+    object_path, s3_err, user_metadata, version_moved, Subject, ATTR_ETAG,
 };
 use crate::client::{Client, PutOptions, ReadRange};
 use crate::path::DfsPath;
@@ -362,19 +362,15 @@ impl DfsS3 {
         path: &DfsPath,
         opts: &PutOptions,
         body: BodyChecks<'_>,
-    ) -> S3Result<(pb::Entry, String)> {
+    ) -> S3Result<pb::Entry> {
         let algo = body.checksum.as_ref().map(|c| c.algo);
         let (mut hashed, md5) = Md5Reader::with_checksum(&mut *reader, algo);
-        let tag = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let tag_out = tag.clone();
-        let short = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let short_out = short.clone();
+        let (declared, counted) = (body.content_length, md5.clone());
         let finish = move |attrs: &mut crate::meta::Attrs| {
             // A body shorter or longer than declared (after aws-chunked decoding, the
             // decoded length) is not what the caller sent: never store it.
             let got = md5.bytes();
             if let Some(want) = body.content_length.filter(|n| *n as u64 != got) {
-                short_out.store(true, std::sync::atomic::Ordering::Relaxed);
                 return Err(format!("received {got} bytes of a {want}-byte body"));
             }
             let digest = md5.digest();
@@ -382,9 +378,7 @@ impl DfsS3 {
             if let Some(c) = &body.checksum {
                 md5.check_checksum(&c.expected()?)?;
             }
-            let hex = hex::encode(digest);
-            attrs.insert(ATTR_ETAG.into(), hex.clone());
-            *tag_out.lock().unwrap_or_else(|p| p.into_inner()) = hex;
+            attrs.insert(ATTR_ETAG.into(), hex::encode(digest));
             Ok(())
         };
         let conditional = opts.no_clobber || opts.expected_version.is_some();
@@ -393,23 +387,18 @@ impl DfsS3 {
             .await;
         drop(hashed);
         match result {
-            Ok(r) => {
-                let hex = tag.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                Ok((r.entry, hex))
-            }
+            Ok(r) => Ok(r.entry),
             // The coordinator's atomic check (at begin and again at commit): the path
             // exists (If-None-Match) or its version moved on (If-Match).
             Err(e)
                 if conditional
-                    && (e.code() == Some(tonic::Code::AlreadyExists)
-                        || e.code() == Some(tonic::Code::FailedPrecondition)
-                            && e.to_string().contains("version is")) =>
+                    && (e.code() == Some(tonic::Code::AlreadyExists) || version_moved(&e)) =>
             {
                 drain(reader).await;
                 Err(s3_error!(PreconditionFailed, "{e}"))
             }
             Err(crate::client::ClientError::Refused(why))
-                if short.load(std::sync::atomic::Ordering::Relaxed) =>
+                if declared.is_some_and(|n| n as u64 != counted.bytes()) =>
             {
                 Err(s3_error!(IncompleteBody, "{why}"))
             }
@@ -615,9 +604,9 @@ impl S3 for DfsS3 {
             )
         };
         // Uploads in progress do not keep a bucket alive (as in S3, where deleting the
-        // bucket discards them); objects do.
-        let entries = c
-            .list(&path.to_string())
+        // bucket discards them); objects do. Two entries are enough to tell.
+        let (entries, _) = c
+            .list_page(&path.to_string(), "", 2)
             .await
             .map_err(|e| s3_err(e, Subject::Bucket))?;
         match entries.as_slice() {
@@ -660,7 +649,7 @@ impl S3 for DfsS3 {
                 return Err(e);
             }
         };
-        let (entry, _) = self
+        let entry = self
             .put_hashed(
                 &c,
                 &mut reader,
@@ -800,7 +789,7 @@ impl S3 for DfsS3 {
             .await
             .map_err(|e| match e.code() {
                 // The source changed between its checks and the copy.
-                Some(tonic::Code::FailedPrecondition) if e.to_string().contains("version is") => {
+                _ if version_moved(&e) => {
                     s3_error!(PreconditionFailed, "the copy source changed: {e}")
                 }
                 _ => s3_err(e, Subject::Object),
