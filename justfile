@@ -18,7 +18,8 @@ lint:
     cargo fmt --check
     cargo clippy --all-targets -- -D warnings
 
-# Cluster benchmark: 3 datanodes, replication 2. DFSD_BENCH_SIZE_MIB=256 for a quick run.
+# Cluster benchmark: 3 datanodes, replication 2; plus S3 gateway phases when python3 has
+# boto3. DFSD_BENCH_SIZE_MIB=256 for a quick run, 5120 for the 5 GiB memory check.
 bench:
     cargo bench --bench cluster
 

@@ -159,7 +159,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     // --- The same through the S3 gateway ------------------------------------------------
-    if python_has_boto3() {
+    if common::python_has_boto3() {
         s3_phases(
             &cluster,
             &procs,
@@ -175,15 +175,6 @@ fn main() -> anyhow::Result<()> {
 
     print_report(size_mib, &procs, &rows);
     Ok(())
-}
-
-fn python_has_boto3() -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", "import boto3"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// The S3 rows: a gateway in front of the cluster, driven by benches/s3_bench.py.

@@ -18,26 +18,16 @@ import subprocess
 import sys
 import time
 
-import boto3
-from botocore.config import Config
+# The helpers the S3 tests use.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "s3"))
+from s3common import client, aws_cli  # noqa: E402
 
-EP = os.environ["S3_ENDPOINT"]
-CA = os.environ.get("S3_CA_BUNDLE") or None
 BIG = os.environ["BIG_FILE"]
 PHASE = os.environ["PHASE"]
 MiB = 1024 * 1024
 
-s3 = boto3.client(
-    "s3",
-    endpoint_url=EP,
-    aws_access_key_id=os.environ["S3_KEY"],
-    aws_secret_access_key=os.environ["S3_SECRET"],
-    region_name="us-east-1",
-    verify=CA,
-    config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, max_pool_connections=32),
-)
-aws = ["aws", "--endpoint-url", EP] + (["--ca-bundle", CA] if CA else []) + ["s3"]
-env = dict(os.environ, AWS_ACCESS_KEY_ID=os.environ["S3_KEY"], AWS_SECRET_ACCESS_KEY=os.environ["S3_SECRET"], AWS_DEFAULT_REGION="us-east-1")
+s3 = client(max_pool_connections=32)
+aws, env = aws_cli()
 
 
 def sha_file(path):

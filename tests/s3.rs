@@ -8,7 +8,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,12 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::{rustls, TlsConnector};
 
 fn boto3_available(test: &str) -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import boto3"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let ok = common::python_has_boto3();
     if !ok {
         println!(
             "SKIPPED: {test} needs python3 with boto3 (python3 -m pip install boto3); \

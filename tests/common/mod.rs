@@ -660,6 +660,16 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Whether python3 can import boto3 (the S3 tests and benchmark drive the gateway with it).
+pub fn python_has_boto3() -> bool {
+    Command::new("python3")
+        .args(["-c", "import boto3"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// A `dfsd gateway` process; killed on drop.
 pub struct Gateway {
     pub child: Child,

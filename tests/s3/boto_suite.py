@@ -7,60 +7,20 @@ Prints one line per check; any failure raises, so the exit status is non-zero.
 """
 
 import concurrent.futures
-import hashlib
 import os
 import random
 import shutil
-import ssl
 import subprocess
 import time
 import urllib.error
 import urllib.request
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-EP = os.environ["S3_ENDPOINT"]
-CA = os.environ.get("S3_CA_BUNDLE") or None
-# For the presigned URLs fetched with urllib.
-TLS = ssl.create_default_context(cafile=CA) if CA else None
+from s3common import EP, TLS, aws_cli, check, client, expect_error, sha
 
-
-def client(key, secret, s3=None, **config):
-    s3 = {"addressing_style": "path", **(s3 or {})}
-    return boto3.client(
-        "s3",
-        endpoint_url=EP,
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        region_name="us-east-1",
-        verify=CA,
-        config=Config(s3=s3, retries={"max_attempts": 1}, **config),
-    )
-
-
-s3 = client(os.environ["S3_KEY"], os.environ["S3_SECRET"])
+s3 = client()
 ro = client(os.environ["S3_RO_KEY"], os.environ["S3_RO_SECRET"])
-
-
-def sha(b):
-    return hashlib.sha256(b).hexdigest()
-
-
-def expect_error(code, status, fn, *args, **kw):
-    try:
-        fn(*args, **kw)
-    except ClientError as e:
-        got = e.response["Error"]["Code"]
-        got_status = e.response["ResponseMetadata"]["HTTPStatusCode"]
-        assert (got, got_status) == (code, status), f"expected {code}/{status}, got {got}/{got_status}: {e}"
-        return
-    raise AssertionError(f"expected {code}/{status}, the call succeeded")
-
-
-def check(name):
-    print("ok:", name, flush=True)
 
 
 # Buckets.
@@ -297,10 +257,7 @@ check("survivor object stored")
 
 # The AWS CLI, when installed (`.ci/run` installs it).
 if shutil.which("aws"):
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=os.environ["S3_KEY"], AWS_SECRET_ACCESS_KEY=os.environ["S3_SECRET"], AWS_DEFAULT_REGION="us-east-1")
-    if CA:
-        env["AWS_CA_BUNDLE"] = CA
-    aws = ["aws", "--endpoint-url", EP, "s3"]
+    aws, env = aws_cli()
     subprocess.run(aws + ["cp", os.environ["KEEP_FILE"], "s3://survivor/cli/copy.bin"], env=env, check=True, capture_output=True)
     out = subprocess.run(aws + ["cp", "s3://survivor/cli/copy.bin", "-"], env=env, check=True, capture_output=True).stdout
     with open(os.environ["KEEP_FILE"], "rb") as f:

@@ -16,52 +16,20 @@ import os
 import random
 import re
 import shutil
-import ssl
 import subprocess
 import urllib.parse
 import zlib
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError
+from s3common import EP, TLS, aws_cli, check, client, expect_error, sha
 
-EP = os.environ["S3_ENDPOINT"]
-CA = os.environ.get("S3_CA_BUNDLE") or None
 WORK = os.environ["WORK_DIR"]
 MiB = 1024 * 1024
 
-s3 = boto3.client(
-    "s3",
-    endpoint_url=EP,
-    aws_access_key_id=os.environ["S3_KEY"],
-    aws_secret_access_key=os.environ["S3_SECRET"],
-    region_name="us-east-1",
-    verify=CA,
-    config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-)
+s3 = client()
 
 
 def md5(b):
     return hashlib.md5(b).hexdigest()
-
-
-def sha(b):
-    return hashlib.sha256(b).hexdigest()
-
-
-def expect_error(code, status, fn, *args, **kw):
-    try:
-        fn(*args, **kw)
-    except ClientError as e:
-        got = e.response["Error"]["Code"]
-        got_status = e.response["ResponseMetadata"]["HTTPStatusCode"]
-        assert (got, got_status) == (code, status), f"expected {code}/{status}, got {got}/{got_status}: {e}"
-        return
-    raise AssertionError(f"expected {code}/{status}, the call succeeded")
-
-
-def check(name):
-    print("ok:", name, flush=True)
 
 
 rng = random.Random(11)
@@ -108,10 +76,7 @@ def wrong_trailer(request, **_):
 
 
 if EP.startswith("https"):
-    corrupting = boto3.client(
-        "s3", endpoint_url=EP, aws_access_key_id=os.environ["S3_KEY"], aws_secret_access_key=os.environ["S3_SECRET"],
-        region_name="us-east-1", verify=CA, config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-    )
+    corrupting = client()
     corrupting.meta.events.register("before-send.s3.PutObject", wrong_trailer)
     expect_error("BadDigest", 400, corrupting.put_object, Bucket="gamma", Key="crc3", Body=b"trailer checked")
     expect_error("404", 404, s3.head_object, Bucket="gamma", Key="crc3")
@@ -122,7 +87,7 @@ check("wrong Content-MD5, x-amz-checksum-crc32/sha256 and oversized metadata ref
 url = s3.generate_presigned_url("put_object", Params={"Bucket": "gamma", "Key": "huge"}, ExpiresIn=300)
 parts = urllib.parse.urlsplit(url)
 Conn = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-kw = {"context": ssl.create_default_context(cafile=CA)} if parts.scheme == "https" else {}
+kw = {"context": TLS} if parts.scheme == "https" else {}
 conn = Conn(parts.hostname, parts.port, timeout=30, **kw)
 conn.putrequest("PUT", parts.path + "?" + parts.query, skip_accept_encoding=True)
 conn.putheader("Content-Length", str(6 * 1024 ** 3))
@@ -257,15 +222,7 @@ check("requests signed more than 15 minutes off the gateway's clock refused")
 
 # A key confined to /gamma/team: the coordinator applies its prefix to S3 calls.
 if os.environ.get("S3_TEAM_KEY"):
-    team = boto3.client(
-        "s3",
-        endpoint_url=EP,
-        aws_access_key_id=os.environ["S3_TEAM_KEY"],
-        aws_secret_access_key=os.environ["S3_TEAM_SECRET"],
-        region_name="us-east-1",
-        verify=CA,
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-    )
+    team = client(os.environ["S3_TEAM_KEY"], os.environ["S3_TEAM_SECRET"])
     team.put_object(Bucket="gamma", Key="team/notes.txt", Body=b"ours")
     assert team.get_object(Bucket="gamma", Key="team/notes.txt")["Body"].read() == b"ours"
     assert [o["Key"] for o in team.list_objects_v2(Bucket="gamma", Prefix="team/")["Contents"]] == ["team/notes.txt"]
@@ -282,8 +239,7 @@ if os.environ.get("S3_TEAM_KEY"):
 
 # The AWS CLI: a 200 MiB multipart cp both ways, and sync of a tree both ways.
 if shutil.which("aws"):
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=os.environ["S3_KEY"], AWS_SECRET_ACCESS_KEY=os.environ["S3_SECRET"], AWS_DEFAULT_REGION="us-east-1")
-    aws = ["aws", "--endpoint-url", EP] + (["--ca-bundle", CA] if CA else []) + ["s3"]
+    aws, env = aws_cli()
 
     def run(*args):
         return subprocess.run(aws + list(args), env=env, check=True, capture_output=True, text=True).stdout

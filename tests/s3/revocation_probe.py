@@ -9,19 +9,11 @@ most, then fails).
 import os
 import time
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-s3 = boto3.client(
-    "s3",
-    endpoint_url=os.environ["S3_ENDPOINT"],
-    aws_access_key_id=os.environ["S3_KEY"],
-    aws_secret_access_key=os.environ["S3_SECRET"],
-    region_name="us-east-1",
-    verify=os.environ.get("S3_CA_BUNDLE") or None,
-    config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-)
+from s3common import client
+
+s3 = client()
 
 if os.environ["MODE"] == "once":
     s3.list_buckets()
