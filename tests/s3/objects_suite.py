@@ -198,6 +198,23 @@ s3.complete_multipart_upload(Bucket="gamma", Key="mp/copied", UploadId=up3, IfNo
 assert sha(s3.get_object(Bucket="gamma", Key="mp/copied")["Body"].read()) == sha(whole + data[10:1048586])
 check("conditional completion, abort, UploadPartCopy (whole and ranged)")
 
+# ListMultipartUploads in pages: by key, then upload id; prefix filters.
+ids = sorted(s3.create_multipart_upload(Bucket="gamma", Key=k)["UploadId"] for k in ["pg/a", "pg/b", "pg/b", "other"])
+seen, kw = [], {"Prefix": "pg/", "MaxUploads": 2}
+while True:
+    r = s3.list_multipart_uploads(Bucket="gamma", **kw)
+    seen += [(u["Key"], u["UploadId"]) for u in r.get("Uploads", [])]
+    if not r["IsTruncated"]:
+        break
+    kw.update(KeyMarker=r["NextKeyMarker"], UploadIdMarker=r["NextUploadIdMarker"])
+assert [k for k, _ in seen] == ["pg/a", "pg/b", "pg/b"], seen
+assert seen[1][1] < seen[2][1] and len(set(i for _, i in seen)) == 3, seen
+everything = s3.list_multipart_uploads(Bucket="gamma")["Uploads"]
+assert sorted(u["UploadId"] for u in everything) == ids, everything
+for u in everything:
+    s3.abort_multipart_upload(Bucket="gamma", Key=u["Key"], UploadId=u["UploadId"])
+check("ListMultipartUploads: pages by key and upload id, prefix")
+
 # A bucket holding only an upload in progress can be deleted.
 s3.create_bucket(Bucket="delta")
 s3.create_multipart_upload(Bucket="delta", Key="pending")
