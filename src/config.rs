@@ -79,9 +79,13 @@ pub struct CoordinatorConfig {
     #[serde(with = "serde_duration")]
     pub upload_ttl: Duration,
     /// An upload that placed no chunk for this long is taken as abandoned (its client
-    /// died): its chunks lose their protection from garbage collection.
+    /// died): it is dropped, and its chunks lose their protection from garbage collection.
     #[serde(with = "serde_duration")]
     pub upload_idle_timeout: Duration,
+    /// Uploads one access key may have open at once.
+    pub max_uploads_per_key: usize,
+    /// Chunks the open uploads of one access key may place in all (coordinator memory).
+    pub max_upload_chunks_per_key: usize,
     /// Largest chunk a client may send.
     #[serde(with = "serde_size")]
     pub max_chunk_size: u64,
@@ -205,6 +209,8 @@ impl Default for CoordinatorConfig {
             dead_after: Duration::from_secs(30),
             upload_ttl: Duration::from_secs(3600),
             upload_idle_timeout: Duration::from_secs(300),
+            max_uploads_per_key: 256,
+            max_upload_chunks_per_key: 1 << 20,
             max_chunk_size: MAX_CHUNK_SIZE,
             sqlite_synchronous: "full".into(),
             gc_grace: Duration::from_secs(3600),
@@ -386,6 +392,18 @@ impl Config {
             return bad(
                 "coordinator.dead_after",
                 "must not be shorter than suspect_after",
+            );
+        }
+        if c.max_uploads_per_key == 0 || c.max_upload_chunks_per_key == 0 {
+            return bad(
+                "coordinator.max_uploads_per_key",
+                "upload limits must be at least 1",
+            );
+        }
+        if c.upload_idle_timeout.is_zero() || c.upload_ttl.is_zero() {
+            return bad(
+                "coordinator.upload_idle_timeout",
+                "upload timeouts must be positive",
             );
         }
         if c.max_chunk_size == 0 || c.max_chunk_size > MAX_CHUNK_SIZE {

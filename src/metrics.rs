@@ -144,6 +144,11 @@ pub struct Coordinator {
     pub events: Family<KindLabel, Counter>,
     /// SQLite transaction time, by kind (`write` or `read`).
     pub sqlite_duration: LatencyFamily<KindLabel>,
+    /// Uploads in flight.
+    pub uploads_open: Gauge,
+    /// Clients' reports of bad replicas, by what became of them (verify, pending,
+    /// cooldown, busy, refused).
+    pub bad_replica_reports: Family<KindLabel, Counter>,
 }
 
 pub fn coordinator() -> &'static Coordinator {
@@ -173,6 +178,8 @@ pub fn coordinator() -> &'static Coordinator {
             safe_mode: Gauge::default(),
             events: Family::default(),
             sqlite_duration: Family::new_with_constructor(latency),
+            uploads_open: Gauge::default(),
+            bad_replica_reports: Family::default(),
         };
         for ok in [true, false] {
             let _ = m.repairs.get_or_create(&result(ok));
@@ -287,6 +294,12 @@ pub fn coordinator() -> &'static Coordinator {
                 "Time of metadata transactions, by kind (write, read)",
                 Unit::Seconds,
                 m.sqlite_duration.clone(),
+            );
+            r.register("uploads_open", "Uploads in flight", m.uploads_open.clone());
+            r.register(
+                "bad_replica_reports",
+                "Client reports of bad replicas, by outcome (verify, pending, cooldown, busy, refused)",
+                m.bad_replica_reports.clone(),
             );
         });
         m

@@ -49,13 +49,25 @@ pub fn channel(
     Ok(ep.connect_lazy())
 }
 
+/// Most channels one cache keeps. Datanodes dial only nodes a coordinator chose, so a
+/// cluster's size bounds a cache in practice; the cap is the backstop (a channel that
+/// falls out is simply made again when next needed).
+pub const CHANNEL_CACHE_MAX: usize = 1024;
+
 /// Channels to datanodes by address (over TLS when configured, expecting a node
-/// certificate).
+/// certificate), at most [`CHANNEL_CACHE_MAX`], the least recently used going first.
 #[derive(Clone)]
 pub struct ChannelCache {
     connect_timeout: Duration,
     tls: Option<ClientTlsConfig>,
-    map: Arc<Mutex<HashMap<String, Channel>>>,
+    map: Arc<Mutex<Cached>>,
+}
+
+#[derive(Default)]
+struct Cached {
+    /// Channel and the tick of its last use.
+    channels: HashMap<String, (Channel, u64)>,
+    tick: u64,
 }
 
 impl ChannelCache {
@@ -68,12 +80,25 @@ impl ChannelCache {
     }
 
     pub fn get(&self, addr: &str) -> Result<Channel, Status> {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = map.get(addr) {
+        let mut cached = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        cached.tick += 1;
+        let tick = cached.tick;
+        if let Some((c, used)) = cached.channels.get_mut(addr) {
+            *used = tick;
             return Ok(c.clone());
         }
         let c = channel(addr, self.connect_timeout, self.tls.clone())?;
-        map.insert(addr.to_string(), c.clone());
+        if cached.channels.len() >= CHANNEL_CACHE_MAX {
+            let oldest = cached
+                .channels
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(a, _)| a.clone());
+            if let Some(a) = oldest {
+                cached.channels.remove(&a);
+            }
+        }
+        cached.channels.insert(addr.to_string(), (c.clone(), tick));
         Ok(c)
     }
 
@@ -82,6 +107,45 @@ impl ChannelCache {
         self.map
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .channels
             .remove(addr);
+    }
+
+    /// Channels cached now.
+    pub fn len(&self) -> usize {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .channels
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_cache_is_bounded_and_keeps_what_is_in_use() {
+        let cache = ChannelCache::new(Duration::from_secs(1), None);
+        cache.get("127.0.0.1:1").unwrap();
+        for i in 0..CHANNEL_CACHE_MAX + 500 {
+            // Keep the first one in use.
+            cache.get("127.0.0.1:1").unwrap();
+            cache
+                .get(&format!("127.0.0.{}:{}", 2 + i % 200, 1000 + i))
+                .unwrap();
+        }
+        assert_eq!(cache.len(), CHANNEL_CACHE_MAX);
+        assert!(cache
+            .map
+            .lock()
+            .unwrap()
+            .channels
+            .contains_key("127.0.0.1:1"));
     }
 }

@@ -54,3 +54,23 @@ impl pb::Entry {
         self.kind == pb::EntryKind::Directory as i32
     }
 }
+
+impl From<crate::security::token::Receipt> for pb::Receipt {
+    fn from(r: crate::security::token::Receipt) -> Self {
+        pb::Receipt {
+            node_id: r.node_id,
+            token_expires: r.token_expires,
+            mac: r.mac.into(),
+        }
+    }
+}
+
+impl From<pb::Receipt> for crate::security::token::Receipt {
+    fn from(r: pb::Receipt) -> Self {
+        crate::security::token::Receipt {
+            node_id: r.node_id,
+            token_expires: r.token_expires,
+            mac: r.mac.to_vec(),
+        }
+    }
+}

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use common::{random_bytes, stderr, TestCluster};
 use dfsd::chunk::ChunkId;
 use dfsd::proto::pb;
-use dfsd::security::token::Op;
+use dfsd::security::token::{Op, WriteScope};
 use dfsd::security::Role;
 use tonic::Code;
 
@@ -51,18 +51,43 @@ fn tok(c: &TestCluster, op: Op, id: &str) -> String {
     }
 }
 
+/// A write header whose token covers every node of the cluster as a target.
 fn header(
     c: &TestCluster,
     id: &str,
     size: u64,
     downstream: Vec<pb::NodeAddr>,
 ) -> pb::WriteChunkRequest {
+    let targets: Vec<pb::NodeAddr> = c
+        .node_infos()
+        .into_iter()
+        .map(|n| pb::NodeAddr {
+            node_id: n.node_id,
+            addr: n.addr,
+        })
+        .collect();
+    let token = match id.parse::<ChunkId>() {
+        Ok(chunk) => {
+            let scope = WriteScope {
+                owner: "",
+                targets: targets
+                    .iter()
+                    .map(|t| (t.node_id.as_str(), t.addr.as_str()))
+                    .collect(),
+            };
+            c.token_key()
+                .sign_write(chunk, &scope, Duration::from_secs(600))
+        }
+        Err(_) => "0.00".into(),
+    };
     pb::WriteChunkRequest {
         msg: Some(pb::write_chunk_request::Msg::Header(pb::WriteChunkHeader {
             chunk_id: id.into(),
             size,
             downstream,
-            token: tok(c, Op::Write, id),
+            token,
+            owner: String::new(),
+            targets,
         })),
     }
 }
@@ -432,7 +457,8 @@ async fn servers_use_the_right_grpc_codes() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
-    // A commit naming a chunk nobody stored fails its quorum check.
+    // A commit naming a chunk nobody stored: refused for want of a receipt, and with a
+    // (test-made) receipt, by its quorum check.
     let up = coord
         .begin_upload(pb::BeginUploadRequest {
             path: "/q".into(),
@@ -443,19 +469,32 @@ async fn servers_use_the_right_grpc_codes() {
         .await
         .unwrap()
         .into_inner();
-    let ghost = ChunkId::of(b"never stored").to_hex();
-    let e = coord
-        .commit_upload(pb::CommitUploadRequest {
-            upload_id: up.upload_id.clone(),
-            chunks: vec![pb::ChunkRef {
-                chunk_id: ghost,
-                size: 12,
-            }],
+    let ghost = ChunkId::of(b"never stored");
+    let commit = |receipt: Option<pb::Receipt>| pb::CommitUploadRequest {
+        upload_id: up.upload_id.clone(),
+        chunks: vec![pb::ChunkRef {
+            chunk_id: ghost.to_hex(),
             size: 12,
-            no_clobber: false,
-            expected_version: None,
-            ..Default::default()
-        })
+            receipt,
+        }],
+        size: 12,
+        no_clobber: false,
+        expected_version: None,
+        ..Default::default()
+    };
+    let e = coord.commit_upload(commit(None)).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("no valid receipt"), "{}", e.message());
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 60;
+    let receipt = c
+        .token_key()
+        .receipt(&up.owner, ghost, 12, "dn-test", expires);
+    let e = coord
+        .commit_upload(commit(Some(receipt.into())))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);

@@ -91,6 +91,7 @@ fn payload(method: &str, chunk: ChunkId, key: &TokenKey, tokens: Tokens) -> Byte
                 size: 5,
                 downstream: vec![],
                 token: sign(Op::Write),
+                ..Default::default()
             })),
         }
         .encode_to_vec(),
@@ -780,16 +781,6 @@ fn datanodes_without_a_cluster_node_certificate_cannot_join() {
 }
 
 /// Resident set size of a process, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_declarations_big_frames_and_stream_floods_are_refused() {
     let c = TestCluster::start_with(Opts {
@@ -799,24 +790,15 @@ async fn oversized_declarations_big_frames_and_stream_floods_are_refused() {
     });
     let node = c.nodes[0].as_ref().unwrap();
     let (addr, pid) = (node.addr.clone(), node.pid());
-    let key = c.token_key();
     let dn = || pb::datanode_client::DatanodeClient::new(c.raw_channel(&addr, Role::Node, None));
-    let sign = |id: ChunkId| key.sign(Op::Write, &[id], Duration::from_secs(600));
-    let header = |id: ChunkId, size: u64| pb::WriteChunkRequest {
-        msg: Some(pb::write_chunk_request::Msg::Header(pb::WriteChunkHeader {
-            chunk_id: id.to_hex(),
-            size,
-            downstream: vec![],
-            token: sign(id),
-        })),
-    };
+    let header = |id: ChunkId, size: u64| c.write_header(id, size, vec![]);
     let frame = |n: usize| pb::WriteChunkRequest {
         msg: Some(pb::write_chunk_request::Msg::Data(Bytes::from(vec![
             0u8;
             n
         ]))),
     };
-    let base_rss = rss_kib(pid);
+    let base_rss = common::rss_kib(pid);
 
     // A declared size of 5 TB: refused before anything is allocated.
     let id = ChunkId::of(b"terabytes");
@@ -857,6 +839,7 @@ async fn oversized_declarations_big_frames_and_stream_floods_are_refused() {
             chunks: vec![pb::ChunkRef {
                 chunk_id: id.to_hex(),
                 size: 5 << 40,
+                receipt: None,
             }],
             exclude_nodes: vec![],
         })
@@ -888,7 +871,7 @@ async fn oversized_declarations_big_frames_and_stream_floods_are_refused() {
     assert!(out.stdout == data, "{}", stderr(&out));
     // The node's memory stayed bounded: each open stream costs a temp file and a small
     // buffer, not a chunk.
-    let grown = rss_kib(pid).saturating_sub(base_rss);
+    let grown = common::rss_kib(pid).saturating_sub(base_rss);
     assert!(
         grown < 256 * 1024,
         "datanode RSS grew by {grown} KiB under the flood"
@@ -934,16 +917,7 @@ async fn a_full_datanode_refuses_writes_and_gets_no_placements() {
     let addr = c.nodes[0].as_ref().unwrap().addr.clone();
     let mut dn = pb::datanode_client::DatanodeClient::new(c.raw_channel(&addr, Role::Node, None));
     let msgs = vec![
-        pb::WriteChunkRequest {
-            msg: Some(pb::write_chunk_request::Msg::Header(pb::WriteChunkHeader {
-                chunk_id: id.to_hex(),
-                size: mib as u64,
-                downstream: vec![],
-                token: c
-                    .token_key()
-                    .sign(Op::Write, &[id], Duration::from_secs(600)),
-            })),
-        },
+        c.write_header(id, mib as u64, vec![]),
         pb::WriteChunkRequest {
             msg: Some(pb::write_chunk_request::Msg::Data(Bytes::from(
                 data.clone(),

@@ -6,7 +6,7 @@
 //!
 //! Memory: at most `parallelism` chunks are held at once, whatever the file size.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -64,6 +64,9 @@ struct Stored {
     id: ChunkId,
     size: u64,
     sent: bool,
+    /// Proof that this key may commit the chunk (from a datanode that stored it, or the
+    /// coordinator's grant). A chunk repeated within the file needs it once.
+    receipt: Option<pb::Receipt>,
 }
 
 /// Reads until `buf` holds `want` bytes or the input ends.
@@ -156,6 +159,7 @@ impl Client {
             .map(|s| pb::ChunkRef {
                 chunk_id: s.id.to_hex(),
                 size: s.size,
+                receipt: s.receipt.clone(),
             })
             .collect();
         let size: u64 = stored.iter().map(|s| s.size).sum();
@@ -289,7 +293,8 @@ impl Client {
                         "chunk {id}: below its write quorum and no replica could be read back"
                     )));
                 };
-                self.store_chunk(begin, id, data, p).await?;
+                self.store_chunk(begin, id, data, p, r.receipt.clone())
+                    .await?;
             }
         }
         Ok(())
@@ -361,18 +366,44 @@ impl Client {
         mut ready: mpsc::Receiver<Pending>,
     ) -> Result<Vec<Stored>> {
         let mut tasks: JoinSet<Result<Stored>> = JoinSet::new();
-        let mut done = Vec::new();
+        let mut done: Vec<Stored> = Vec::new();
         let mut failure: Option<ClientError> = None;
+        // Receipts of chunks this upload has stored: a chunk that repeats within the input
+        // (zeros, say) is sent once.
+        let mut known: HashMap<ChunkId, pb::Receipt> = HashMap::new();
+        let mut finished = |s: Stored, known: &mut HashMap<ChunkId, pb::Receipt>| {
+            if let Some(r) = &s.receipt {
+                known.entry(s.id).or_insert_with(|| r.clone());
+            }
+            done.push(s);
+        };
         while let Some(first) = ready.recv().await {
             let mut batch = vec![first];
             while let Ok(more) = ready.try_recv() {
                 batch.push(more);
+            }
+            let (repeats, batch): (Vec<Pending>, Vec<Pending>) =
+                batch.into_iter().partition(|p| known.contains_key(&p.id));
+            for p in repeats {
+                let receipt = known.get(&p.id).cloned();
+                let stored = Stored {
+                    index: p.index,
+                    id: p.id,
+                    size: p.data.len() as u64,
+                    sent: false,
+                    receipt,
+                };
+                finished(stored, &mut known);
+            }
+            if batch.is_empty() {
+                continue;
             }
             let refs = batch
                 .iter()
                 .map(|p| pb::ChunkRef {
                     chunk_id: p.id.to_hex(),
                     size: p.data.len() as u64,
+                    receipt: None,
                 })
                 .collect();
             let placements = match self.place(&begin.upload_id, refs, Vec::new()).await {
@@ -393,20 +424,23 @@ impl Client {
                         permit,
                     } = pending;
                     let size = data.len() as u64;
-                    let sent = client.store_chunk(&begin, id, data, placement).await?;
+                    let (sent, receipt) = client
+                        .store_chunk(&begin, id, data, placement, None)
+                        .await?;
                     drop(permit);
                     Ok(Stored {
                         index,
                         id,
                         size,
                         sent,
+                        receipt,
                     })
                 });
             }
             // Collect finished chunks as we go so an error stops the upload early.
             while let Some(r) = tasks.try_join_next() {
                 match r {
-                    Ok(Ok(s)) => done.push(s),
+                    Ok(Ok(s)) => finished(s, &mut known),
                     Ok(Err(e)) => failure = Some(e),
                     Err(e) => failure = Some(ClientError::Invalid(format!("chunk task: {e}"))),
                 }
@@ -421,7 +455,7 @@ impl Client {
         }
         while let Some(r) = tasks.join_next().await {
             match r {
-                Ok(Ok(s)) => done.push(s),
+                Ok(Ok(s)) => finished(s, &mut known),
                 Ok(Err(e)) => {
                     tasks.abort_all();
                     return Err(e);
@@ -460,16 +494,21 @@ impl Client {
     }
 
     /// Gets one chunk to its replication factor (at least the write quorum), replacing
-    /// failed pipeline nodes. Returns whether any bytes were sent.
+    /// failed pipeline nodes. Returns whether any bytes were sent, and a receipt for the
+    /// commit (`receipt` is one the caller already holds, if any).
     async fn store_chunk(
         &self,
         begin: &pb::BeginUploadResponse,
         id: ChunkId,
         data: Bytes,
         mut placement: pb::ChunkPlacement,
-    ) -> Result<bool> {
+        mut receipt: Option<pb::Receipt>,
+    ) -> Result<(bool, Option<pb::Receipt>)> {
         let want = begin.replication as usize;
         let quorum = begin.write_quorum as usize;
+        if receipt.is_none() {
+            receipt = placement.receipt.clone();
+        }
         let mut holders: HashSet<String> = placement.existing.iter().cloned().collect();
         let mut failed: HashSet<String> = HashSet::new();
         let mut errors: Vec<String> = Vec::new();
@@ -484,11 +523,14 @@ impl Client {
             if !targets.is_empty() {
                 sent = true;
                 match self
-                    .send_pipeline(id, &data, &targets, &placement.token)
+                    .send_pipeline(id, &data, &targets, &placement, &begin.owner)
                     .await
                 {
                     Ok(resp) => {
                         holders.extend(resp.stored_on.iter().cloned());
+                        if receipt.is_none() {
+                            receipt = resp.receipts.into_iter().next();
+                        }
                         // Only nodes that failed are excluded; those after a failed node in
                         // the pipeline never saw the chunk and may still take it.
                         for f in resp.failures {
@@ -516,7 +558,7 @@ impl Client {
                 }
             }
             if holders.len() >= want {
-                return Ok(sent);
+                return Ok((sent, receipt));
             }
             if attempt == MAX_REPLACEMENTS {
                 break;
@@ -526,10 +568,14 @@ impl Client {
             let refs = vec![pb::ChunkRef {
                 chunk_id: id.to_hex(),
                 size: data.len() as u64,
+                receipt: receipt.clone(),
             }];
             match self.place(&begin.upload_id, refs, exclude).await {
                 Ok(mut p) => {
                     placement = p.remove(0);
+                    if receipt.is_none() {
+                        receipt = placement.receipt.clone();
+                    }
                     holders.extend(placement.existing.iter().cloned());
                     if placement.targets.is_empty() && holders.len() < want {
                         break; // no other node to try
@@ -544,7 +590,7 @@ impl Client {
         }
         if holders.len() >= quorum {
             tracing::warn!(chunk = %id, replicas = holders.len(), want, "chunk stored below its replication factor");
-            return Ok(sent);
+            return Ok((sent, receipt));
         }
         Err(ClientError::Remote {
             code: Code::Unavailable,
@@ -560,13 +606,15 @@ impl Client {
         })
     }
 
-    /// Streams a chunk to the first node of `targets`, which forwards it along the rest.
+    /// Streams a chunk to the first node of `targets` (some of `placement`'s), which
+    /// forwards it along the rest.
     async fn send_pipeline(
         &self,
         id: ChunkId,
         data: &Bytes,
         targets: &[pb::NodeAddr],
-        token: &str,
+        placement: &pb::ChunkPlacement,
+        owner: &str,
     ) -> Result<pb::WriteChunkResponse> {
         let first = &targets[0];
         let mut client = self.datanode(&first.addr)?;
@@ -574,7 +622,9 @@ impl Client {
             chunk_id: id.to_hex(),
             size: data.len() as u64,
             downstream: targets[1..].to_vec(),
-            token: token.to_string(),
+            token: placement.token.clone(),
+            owner: owner.to_string(),
+            targets: placement.targets.clone(),
         };
         let mut msgs = Vec::with_capacity(1 + data.len() / FRAME_SIZE + 1);
         msgs.push(pb::WriteChunkRequest {

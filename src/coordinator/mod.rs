@@ -6,9 +6,13 @@
 //! - `health.rs`: node states from heartbeats.
 //! - `placement.rs`: choosing target datanodes.
 //! - `repair.rs`: the maintenance worker (re-replication, trimming, garbage collection).
+//! - `bad_replicas.rs`: clients' reports of bad replicas, verified by the holder, bounded.
+//! - `uploads.rs`: uploads in flight (bounded per key) and chunk placement, with dedup
+//!   only for chunks the caller proves it may use.
 
 mod access;
 mod admin;
+mod bad_replicas;
 pub mod events;
 mod health;
 mod observe;
@@ -16,6 +20,7 @@ mod placement;
 mod repair;
 mod service;
 mod status_page;
+mod uploads;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -36,7 +41,6 @@ pub use repair::Maintenance;
 use crate::config::CoordinatorConfig;
 use crate::meta::{self, Store};
 use crate::net::{ChannelCache, MAX_MESSAGE_BYTES};
-use crate::path::DfsPath;
 use crate::proto::pb;
 use crate::security::keys::{AccessKey, KeyRole};
 use crate::security::seal::SealKey;
@@ -48,30 +52,15 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(300);
 /// Concurrent calls (HTTP/2 streams) one connection may have open.
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 
-/// An upload in flight. Kept in memory: a coordinator restart forgets it, and the client
-/// starts a new one (its chunks are then found already stored).
-#[derive(Debug, Clone)]
-pub struct Upload {
-    pub path: DfsPath,
-    pub replication: u32,
-    pub write_quorum: u32,
-    pub no_clobber: bool,
-    pub started: Instant,
-    /// Last placement: an upload quiet for longer than `upload_idle_timeout` is abandoned.
-    pub last_active: Instant,
-    /// Chunks placed for this upload: garbage collection leaves them alone while the
-    /// upload is in flight, whatever the grace period.
-    pub chunks: HashSet<crate::chunk::ChunkId>,
-    /// The access key that began it: only that key may place, commit or abort.
-    pub owner: String,
-}
-
 /// Everything the coordinator's services share.
 pub struct State {
     pub cfg: CoordinatorConfig,
     pub store: Store,
     pub nodes: NodeTable,
-    pub uploads: Mutex<HashMap<String, Upload>>,
+    /// Uploads in flight (memory only; see `uploads.rs`).
+    pub uploads: uploads::Uploads,
+    /// Clients' bad-replica reports being verified, and those verified lately.
+    bad_replicas: bad_replicas::BadReplicas,
     /// Channels to datanodes, for orders such as "verify this chunk".
     pub peers: ChannelCache,
     /// Re-replication, trimming and GC.
@@ -119,11 +108,18 @@ impl State {
             .context("load the S3 seal key")?;
         let s3_seal = SealKey::from_bytes(&s3_seal).context("stored S3 seal key is malformed")?;
         let keys = access::bootstrap_keys(&store, &cfg, &s3_seal)?;
+        let uploads = uploads::Uploads::new(uploads::Limits {
+            uploads_per_key: cfg.max_uploads_per_key,
+            chunks_per_key: cfg.max_upload_chunks_per_key,
+            ttl: cfg.upload_ttl,
+            idle: cfg.upload_idle_timeout,
+        });
         Ok(Arc::new(State {
             cfg,
             store,
             nodes,
-            uploads: Mutex::new(HashMap::new()),
+            uploads,
+            bad_replicas: Default::default(),
             peers: ChannelCache::new(Duration::from_secs(3), tls.as_ref()),
             maint: Maintenance::default(),
             inventoried: Mutex::new(HashSet::new()),
@@ -196,19 +192,10 @@ impl State {
         Ok(true)
     }
 
-    /// Every chunk an unexpired upload has placed.
-    pub fn chunks_in_flight(&self) -> HashSet<crate::chunk::ChunkId> {
-        let uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
-        uploads
-            .values()
-            // An upload that went quiet is abandoned (its client died): its chunks are
-            // garbage like any other.
-            .filter(|u| {
-                u.started.elapsed() < self.cfg.upload_ttl
-                    && u.last_active.elapsed() < self.cfg.upload_idle_timeout
-            })
-            .flat_map(|u| u.chunks.iter().copied())
-            .collect()
+    /// Chunks placed by uploads in flight, with when the earliest of them began (see
+    /// `meta::gc_claim`).
+    pub fn chunks_in_flight(&self) -> HashMap<crate::chunk::ChunkId, i64> {
+        self.uploads.protected()
     }
 
     pub fn safe_mode_now(&self) -> bool {
@@ -233,7 +220,8 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(repair::run(state.clone(), stop_rx.clone()));
     let event_writer = tokio::spawn(events::run_writer(state.clone()));
-    let watch = tokio::spawn(events::run_watch(state.clone(), stop_rx));
+    let watch = tokio::spawn(events::run_watch(state.clone(), stop_rx.clone()));
+    let sweeper = tokio::spawn(sweep_uploads(state.clone(), stop_rx));
     // Followers of the event stream end with the server, or it would wait for them.
     let st = state.clone();
     let shutdown = async move {
@@ -294,10 +282,33 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = worker.await;
     let _ = watch.await;
+    let _ = sweeper.await;
     event_writer.abort();
     if let Some(a) = admin {
         a.abort();
     }
     tracing::info!("coordinator stopped");
     Ok(())
+}
+
+/// Drops abandoned uploads (idle or past their TTL) on a timer, so memory held for uploads
+/// does not wait for the next upload to begin.
+async fn sweep_uploads(state: Arc<State>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let every = (state.cfg.upload_idle_timeout / 4)
+        .clamp(Duration::from_millis(100), Duration::from_secs(30));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let dropped = state.uploads.sweep();
+        if dropped > 0 {
+            tracing::info!(dropped, "abandoned uploads dropped");
+        }
+        crate::metrics::coordinator()
+            .uploads_open
+            .set(state.uploads.open() as i64);
+    }
 }

@@ -432,7 +432,7 @@ fn retry_kept(state: Arc<State>, node: String, kept: Vec<String>, protect_secs: 
         let in_flight = state.chunks_in_flight();
         let still_garbage: Vec<ChunkId> = ids
             .into_iter()
-            .filter(|id| !known.contains_key(id) && !in_flight.contains(id))
+            .filter(|id| !known.contains_key(id) && !in_flight.contains_key(id))
             .collect();
         if !still_garbage.is_empty() {
             order_delete(state, node, still_garbage, protect_secs);

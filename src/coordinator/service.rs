@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rand::seq::SliceRandom;
-use rand::{RngCore, SeedableRng};
+use rand::SeedableRng;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{
-    admin, choose, events, repair, Candidate, NodeState, NodeView, ScrubInfo, State, Upload,
-};
+use super::uploads::{ChunkClaim, UploadInfo};
+use super::{admin, events, repair, NodeState, NodeView, ScrubInfo, State};
 use crate::chunk::ChunkId;
 use crate::meta::{self, now_ms, CommitRequest, NodeStatsRecord};
 use crate::path::DfsPath;
@@ -38,22 +37,6 @@ pub struct CoordinatorService {
 impl CoordinatorService {
     pub fn new(state: Arc<State>) -> Self {
         CoordinatorService { state }
-    }
-
-    /// The upload `id`, if it exists and `who` began it.
-    fn upload(&self, id: &str, who: &Principal) -> Result<Upload, Status> {
-        let uploads = self.state.uploads.lock().unwrap_or_else(|p| p.into_inner());
-        let u = uploads.get(id).cloned().ok_or_else(|| {
-            Status::not_found(format!(
-                "upload {id:?}: unknown or expired (was the coordinator restarted?)"
-            ))
-        })?;
-        if u.owner != who.key_id {
-            return Err(Status::permission_denied(format!(
-                "upload {id:?} belongs to another access key"
-            )));
-        }
-        Ok(u)
     }
 }
 
@@ -98,6 +81,20 @@ fn parse_chunks(refs: &[pb::ChunkRef], max_size: u64) -> Result<Vec<(ChunkId, u6
         .collect()
 }
 
+/// Chunk references with the receipts they carry.
+fn parse_claims(refs: Vec<pb::ChunkRef>, max_size: u64) -> Result<Vec<ChunkClaim>, Status> {
+    let ids = parse_chunks(&refs, max_size)?;
+    Ok(ids
+        .into_iter()
+        .zip(refs)
+        .map(|((id, size), r)| ChunkClaim {
+            id,
+            size,
+            receipt: r.receipt.map(Into::into),
+        })
+        .collect())
+}
+
 /// Most sources one Compose joins (S3 allows 10,000 parts per upload).
 const COMPOSE_MAX_SOURCES: usize = 10_000;
 /// Limits on a file version's attributes: S3 allows 2 KiB of user metadata.
@@ -139,12 +136,6 @@ fn replication_or_default(requested: u32, default: u32) -> Result<u32, Status> {
         )));
     }
     Ok(r)
-}
-
-fn random_id() -> String {
-    let mut b = [0u8; 16];
-    rand::rng().fill_bytes(&mut b);
-    hex::encode(b)
 }
 
 #[tonic::async_trait]
@@ -307,28 +298,23 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             }
         }
 
-        let id = random_id();
-        let mut uploads = self.state.uploads.lock().unwrap_or_else(|p| p.into_inner());
-        let ttl = cfg.upload_ttl;
-        uploads.retain(|_, u| u.started.elapsed() < ttl);
-        uploads.insert(
-            id.clone(),
-            Upload {
-                path,
-                replication,
-                write_quorum,
-                no_clobber: req.no_clobber,
-                started: Instant::now(),
-                last_active: Instant::now(),
-                chunks: HashSet::new(),
-                owner: who.key_id,
-            },
-        );
+        let owner = who.key_id.clone();
+        let id = self.state.uploads.begin(UploadInfo {
+            path,
+            replication,
+            write_quorum,
+            no_clobber: req.no_clobber,
+            owner: owner.clone(),
+        })?;
+        crate::metrics::coordinator()
+            .uploads_open
+            .set(self.state.uploads.open() as i64);
         Ok(Response::new(pb::BeginUploadResponse {
             upload_id: id,
             replication,
             write_quorum,
             max_chunk_size: cfg.max_chunk_size,
+            owner,
         }))
     }
 
@@ -338,147 +324,34 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
     ) -> Result<Response<pb::PlaceChunksResponse>, Status> {
         let who = who(&req)?;
         let req = req.into_inner();
-        let upload = self.upload(&req.upload_id, &who)?;
         if req.chunks.len() > BATCH_MAX {
             return Err(Status::invalid_argument(format!(
                 "at most {BATCH_MAX} chunks per placement"
             )));
         }
-        let chunks = parse_chunks(&req.chunks, self.state.cfg.max_chunk_size)?;
-        let ids: Vec<ChunkId> = chunks.iter().map(|c| c.0).collect();
-        // Register the chunks with the upload before anything else, so a collection racing
-        // this placement either sees them protected or has already removed them (and the
-        // touch below then reports them gone).
-        if let Some(u) = self
+        let claims = parse_claims(req.chunks, self.state.cfg.max_chunk_size)?;
+        let exclude: HashSet<String> = req.exclude_nodes.into_iter().collect();
+        let placements = self
             .state
-            .uploads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&req.upload_id)
-        {
-            u.chunks.extend(ids.iter().copied());
-            u.last_active = Instant::now();
-        }
-        let lookup = ids.clone();
-        let on_record = self
-            .state
-            .store
-            .read(move |c| meta::replicas_of(c, &lookup))
+            .place(&req.upload_id, &who, claims, &exclude)
             .await?;
-
-        let now = now_ms();
-        let snapshot = self.state.nodes.snapshot(now);
-        let exclude: HashSet<&str> = req.exclude_nodes.iter().map(String::as_str).collect();
-        let alive: HashSet<&str> = snapshot
-            .iter()
-            .filter(|(_, s)| *s == NodeState::Alive)
-            .map(|(v, _)| v.id.as_str())
-            .collect();
-        let mut placements = Vec::with_capacity(chunks.len());
-        let mut reused = Vec::new();
-        let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
-        for (id, size) in &chunks {
-            let holders: Vec<String> = on_record
-                .get(id)
-                .map(|v| {
-                    v.iter()
-                        .filter(|n| alive.contains(n.as_str()))
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default();
-            if on_record.get(id).is_some_and(|v| !v.is_empty()) {
-                reused.push(*id);
-            }
-            let need = (upload.replication as usize).saturating_sub(holders.len());
-            let candidates: Vec<Candidate> = snapshot
-                .iter()
-                .filter(|(v, s)| {
-                    *s == NodeState::Alive
-                        && !exclude.contains(v.id.as_str())
-                        && !holders.contains(&v.id)
-                        && v.stats.free_bytes >= *size
-                })
-                .map(|(v, _)| Candidate {
-                    id: v.id.clone(),
-                    addr: v.addr.clone(),
-                    free_bytes: v.stats.free_bytes,
-                })
-                .collect();
-            let targets = choose(&mut rng, &candidates, need);
-            if holders.len() + targets.len() < upload.write_quorum as usize {
-                let alive_count = alive.len();
-                return Err(Status::unavailable(format!(
-                    "not enough live datanodes with free space for {}: write quorum is {}, {} alive, {} usable",
-                    upload.path,
-                    upload.write_quorum,
-                    alive_count,
-                    holders.len() + candidates.len()
-                )));
-            }
-            let existing_replicas = holders
-                .iter()
-                .filter_map(|h| snapshot.iter().find(|(v, _)| &v.id == h))
-                .map(|(v, _)| pb::NodeAddr {
-                    node_id: v.id.clone(),
-                    addr: v.addr.clone(),
-                })
-                .collect();
-            let read_token = if holders.is_empty() {
-                String::new()
-            } else {
-                self.state.token(Op::Read, &[*id])
-            };
-            placements.push(pb::ChunkPlacement {
-                chunk_id: id.to_hex(),
-                token: self.state.token(Op::Write, &[*id]),
-                read_token,
-                existing: holders,
-                existing_replicas,
-                targets: targets
+        let addr = |(node_id, addr): (String, String)| pb::NodeAddr { node_id, addr };
+        let placements = placements
+            .into_iter()
+            .map(|p| pb::ChunkPlacement {
+                chunk_id: p.id.to_hex(),
+                existing: p.existing.iter().map(|(n, _)| n.clone()).collect(),
+                existing_replicas: p.existing.into_iter().map(addr).collect(),
+                targets: p
+                    .targets
                     .into_iter()
-                    .map(|c| pb::NodeAddr {
-                        node_id: c.id,
-                        addr: c.addr,
-                    })
+                    .map(|c| addr((c.id, c.addr)))
                     .collect(),
-            });
-        }
-        if !reused.is_empty() {
-            // Restart the garbage-collection grace period of chunks this upload reuses. A
-            // chunk collected in the meantime is placed afresh on new targets.
-            let gone = self
-                .state
-                .store
-                .write(move |c| meta::touch_chunks_checked(c, &reused, now))
-                .await?;
-            for (p, (id, size)) in placements.iter_mut().zip(&chunks) {
-                if gone.contains(id) {
-                    let candidates: Vec<Candidate> = snapshot
-                        .iter()
-                        .filter(|(v, s)| {
-                            *s == NodeState::Alive
-                                && !exclude.contains(v.id.as_str())
-                                && v.stats.free_bytes >= *size
-                        })
-                        .map(|(v, _)| Candidate {
-                            id: v.id.clone(),
-                            addr: v.addr.clone(),
-                            free_bytes: v.stats.free_bytes,
-                        })
-                        .collect();
-                    p.existing.clear();
-                    p.existing_replicas.clear();
-                    p.targets = choose(&mut rng, &candidates, upload.replication as usize)
-                        .into_iter()
-                        .map(|c| pb::NodeAddr {
-                            node_id: c.id,
-                            addr: c.addr,
-                        })
-                        .collect();
-                }
-            }
-        }
+                token: p.write_token,
+                read_token: p.read_token,
+                receipt: p.grant.map(Into::into),
+            })
+            .collect();
         Ok(Response::new(pb::PlaceChunksResponse { placements }))
     }
 
@@ -488,8 +361,12 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
     ) -> Result<Response<pb::CommitUploadResponse>, Status> {
         let who = who(&req)?;
         let req = req.into_inner();
-        let upload = self.upload(&req.upload_id, &who)?;
-        let chunks = parse_chunks(&req.chunks, self.state.cfg.max_chunk_size)?;
+        let upload = self.state.uploads.get(&req.upload_id, &who)?;
+        let claims = parse_claims(req.chunks, self.state.cfg.max_chunk_size)?;
+        // Before anything else: the chunks must be this key's to use (invariant 9). The
+        // records are not consulted, so the refusal tells nothing about them.
+        self.state.check_receipts(&claims, &upload.owner)?;
+        let chunks = claims.iter().map(|c| (c.id, c.size)).collect();
         let attrs = parse_attrs(req.attrs)?;
         let commit = CommitRequest {
             path: upload.path.clone(),
@@ -507,11 +384,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             .store
             .write(move |c| meta::commit_file(c, &commit, now_ms()))
             .await?;
-        self.state
-            .uploads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&req.upload_id);
+        self.state.uploads.end(&req.upload_id);
         tracing::info!(path = %info.path, size = info.inode.size, version = info.inode.version, "file committed");
         let (path, size, v) = (info.path.as_str(), info.inode.size, info.inode.version);
         (self.state.events).file(FileCommitted, path, size, 1, format!("version {v}"));
@@ -526,12 +399,8 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
     ) -> Result<Response<pb::AbortUploadResponse>, Status> {
         let who = who(&req)?;
         let id = req.into_inner().upload_id;
-        self.upload(&id, &who)?;
-        self.state
-            .uploads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        self.state.uploads.get(&id, &who)?;
+        self.state.uploads.end(&id);
         Ok(Response::new(pb::AbortUploadResponse {}))
     }
 
@@ -661,21 +530,12 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         &self,
         req: Request<pb::ReportBadReplicaRequest>,
     ) -> Result<Response<pb::ReportBadReplicaResponse>, Status> {
-        who(&req)?;
+        let who = who(&req)?;
         let req = req.into_inner();
         let chunk: ChunkId = req.chunk_id.parse()?;
-        check_node_id(&req.node_id)?;
-        let Some(node) = self.state.nodes.get(&req.node_id) else {
-            return Err(Status::not_found(format!(
-                "unknown datanode {:?}",
-                req.node_id
-            )));
-        };
-        tracing::warn!(%chunk, node = %node.id, reason = %req.reason, "client reported a bad replica; verifying");
-        // A client's word alone never drops a replica: the holder re-hashes the chunk, and
-        // only a replica it finds missing or corrupt (and moves aside) is forgotten.
-        let state = self.state.clone();
-        tokio::spawn(async move { verify_replica(state, chunk, node).await });
+        self.state
+            .report_bad_replica(&who, chunk, &req.node_id, &req.reason)
+            .await?;
         Ok(Response::new(pb::ReportBadReplicaResponse {}))
     }
 
@@ -841,43 +701,6 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             role: c.role.as_str().into(),
             prefix: c.prefix.to_string(),
         }))
-    }
-}
-
-async fn verify_replica(state: Arc<State>, chunk: ChunkId, node: NodeView) {
-    let outcome = async {
-        let channel = state.peers.get(&node.addr)?;
-        let mut client = pb::datanode_client::DatanodeClient::new(channel);
-        let mut req = Request::new(pb::VerifyChunkRequest {
-            chunk_id: chunk.to_hex(),
-            token: state.token(Op::Verify, &[chunk]),
-        });
-        req.set_timeout(std::time::Duration::from_secs(60));
-        Ok::<_, Status>(client.verify_chunk(req).await?.into_inner())
-    }
-    .await;
-    match outcome {
-        Ok(v) if v.present && v.intact => {
-            tracing::info!(%chunk, node = %node.id, "replica verified intact")
-        }
-        Ok(_) => {
-            let id = node.id.clone();
-            match state
-                .store
-                .write(move |c| meta::remove_replica(c, &chunk, &id))
-                .await
-            {
-                Ok(_) => {
-                    tracing::warn!(%chunk, node = %node.id, "bad replica confirmed and forgotten");
-                    (state.events).corrupt(&node.id, &[chunk], "reported by a client, confirmed");
-                    state.maint.wake.notify_one();
-                }
-                Err(e) => {
-                    tracing::error!(%chunk, node = %node.id, error = %e, "forget bad replica")
-                }
-            }
-        }
-        Err(e) => tracing::warn!(%chunk, node = %node.id, error = %e, "could not verify replica"),
     }
 }
 

@@ -16,7 +16,7 @@ use super::{run_with, DatanodeTuning};
 use crate::chunk::ChunkId;
 use crate::config::DatanodeConfig;
 use crate::proto::pb;
-use crate::security::token::{Op, TokenKey};
+use crate::security::token::{Op, TokenKey, WriteScope};
 
 #[derive(Default)]
 struct Seen {
@@ -271,7 +271,19 @@ async fn write(node: &Node, data: &[u8]) -> ChunkId {
             chunk_id: id.to_hex(),
             size: data.len() as u64,
             downstream: vec![],
-            token: token(Op::Write, &[id]),
+            token: test_key().sign_write(
+                id,
+                &WriteScope {
+                    owner: "",
+                    targets: vec![(node.id.as_str(), node.addr.as_str())],
+                },
+                Duration::from_secs(600),
+            ),
+            owner: String::new(),
+            targets: vec![pb::NodeAddr {
+                node_id: node.id.clone(),
+                addr: node.addr.clone(),
+            }],
         })),
     };
     let body = pb::WriteChunkRequest {

@@ -37,6 +37,7 @@ impl Reporter {
                     chunks: batch
                         .iter()
                         .map(|(id, size, _)| pb::ChunkRef {
+                            receipt: None,
                             chunk_id: id.to_hex(),
                             size: *size,
                         })

@@ -27,7 +27,7 @@ use super::store::{ChunkWriter, DiskStore, StoreError, Verdict};
 use crate::chunk::{ChunkId, FRAME_SIZE};
 use crate::net::ChannelCache;
 use crate::proto::pb;
-use crate::security::token::Op;
+use crate::security::token::{Op, TokenKey, WriteScope};
 use crate::security::{require_role, Role};
 use crate::status::check_node_id;
 
@@ -159,19 +159,69 @@ pub(super) async fn acknowledge_with(
 type Downstream = tokio::task::JoinHandle<Result<pb::WriteChunkResponse, Status>>;
 
 impl DatanodeService {
-    /// Checks a chunk token for `op` on `ids`.
-    pub(super) fn check_token(&self, token: &str, op: Op, ids: &[ChunkId]) -> Result<(), Status> {
+    /// The token key, once the coordinator has handed it over.
+    fn token_key(&self) -> Result<TokenKey, Status> {
         let key = self
             .tokens
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        match key {
-            Some(k) => k.verify(token, op, ids),
-            None => Err(Status::unavailable(
+        key.ok_or_else(|| {
+            Status::unavailable(
                 "this datanode has not registered with the coordinator yet; try again",
-            )),
+            )
+        })
+    }
+
+    /// Checks a chunk token for `op` on `ids`.
+    pub(super) fn check_token(&self, token: &str, op: Op, ids: &[ChunkId]) -> Result<(), Status> {
+        self.token_key()?.verify(token, op, ids)
+    }
+
+    /// Checks a write header: its token must cover the chunk, the owner and the nodes the
+    /// coordinator chose; this node must be one of them, and so must every node it is asked
+    /// to forward to, so a client cannot make a datanode dial anywhere else. Returns the
+    /// key and the token's expiry (for the receipt).
+    fn check_write(
+        &self,
+        header: &pb::WriteChunkHeader,
+        id: ChunkId,
+    ) -> Result<(TokenKey, u64), Status> {
+        if header.downstream.len() > MAX_PIPELINE || header.targets.len() > MAX_PIPELINE {
+            return Err(Status::invalid_argument(format!(
+                "pipeline longer than {MAX_PIPELINE} nodes"
+            )));
         }
+        for n in header.downstream.iter().chain(&header.targets) {
+            check_node_id(&n.node_id)?;
+        }
+        let key = self.token_key()?;
+        let scope = WriteScope {
+            owner: &header.owner,
+            targets: header
+                .targets
+                .iter()
+                .map(|t| (t.node_id.as_str(), t.addr.as_str()))
+                .collect(),
+        };
+        let expires = key.verify_write(&header.token, id, &scope)?;
+        if !header.targets.iter().any(|t| t.node_id == self.node_id) {
+            return Err(Status::permission_denied(format!(
+                "chunk {id}: this datanode ({}) is not one of the nodes the coordinator chose",
+                self.node_id
+            )));
+        }
+        if let Some(n) = header
+            .downstream
+            .iter()
+            .find(|n| !scope.allows(&n.node_id, &n.addr))
+        {
+            return Err(Status::permission_denied(format!(
+                "chunk {id}: downstream node {:?} is not one of the nodes the coordinator chose",
+                n.node_id
+            )));
+        }
+        Ok((key, expires))
     }
 
     /// The first check of a coordinator order, before its content is even looked at:
@@ -208,6 +258,8 @@ impl DatanodeService {
             size: header.size,
             downstream: header.downstream[1..].to_vec(),
             token: header.token.clone(),
+            owner: header.owner.clone(),
+            targets: header.targets.clone(),
         };
         tx.try_send(pb::WriteChunkRequest {
             msg: Some(pb::write_chunk_request::Msg::Header(next_header)),
@@ -246,16 +298,8 @@ impl pb::datanode_server::Datanode for DatanodeService {
         };
         token_present(&header.token, "WriteChunk")?;
         let id: ChunkId = header.chunk_id.parse()?;
-        self.check_token(&header.token, Op::Write, &[id])?;
+        let (key, token_expires) = self.check_write(&header, id)?;
         crate::grpc_layer::record_chunk(&id);
-        if header.downstream.len() > MAX_PIPELINE {
-            return Err(Status::invalid_argument(format!(
-                "pipeline longer than {MAX_PIPELINE} nodes"
-            )));
-        }
-        for n in &header.downstream {
-            check_node_id(&n.node_id)?;
-        }
         let size = header.size;
 
         // Local copy, written on a blocking thread.
@@ -355,6 +399,7 @@ impl pb::datanode_server::Datanode for DatanodeService {
         let _ = local_tx.send(Frame::End).await;
         drop(local_tx);
         let mut stored_on = Vec::new();
+        let mut receipts = Vec::new();
         // Finish on a task of its own: a client that disconnects now cancels this handler,
         // but a chunk that became durable must still be reported, or it would linger on
         // disk unknown to the coordinator until the next inventory.
@@ -381,7 +426,11 @@ impl pb::datanode_server::Datanode for DatanodeService {
             })
         });
         match finished {
-            Ok(Some(Ok(()))) => stored_on.push(self.node_id.clone()),
+            Ok(Some(Ok(()))) => {
+                stored_on.push(self.node_id.clone());
+                let r = key.receipt(&header.owner, id, size, &self.node_id, token_expires);
+                receipts.push(r.into());
+            }
             Ok(Some(Err(error))) => failures.push(pb::NodeFailure {
                 node_id: self.node_id.clone(),
                 error,
@@ -411,6 +460,7 @@ impl pb::datanode_server::Datanode for DatanodeService {
                 Ok(Ok(resp)) => {
                     stored_on.extend(resp.stored_on);
                     failures.extend(resp.failures);
+                    receipts.extend(resp.receipts);
                 }
                 Ok(Err(status)) => failures.push(pb::NodeFailure {
                     node_id: node,
@@ -425,6 +475,7 @@ impl pb::datanode_server::Datanode for DatanodeService {
         Ok(Response::new(pb::WriteChunkResponse {
             stored_on,
             failures,
+            receipts,
         }))
     }
 

@@ -249,7 +249,14 @@ impl DiskStore {
         if size > MAX_CHUNK_SIZE {
             return Err(StoreError::ChunkTooLarge { id, size });
         }
+        // Checked whether or not the chunk is here already, so that a full node's answer
+        // does not tell which chunks it holds.
+        let free = self.stats().free_bytes;
+        if size > free {
+            return Err(StoreError::NoSpace { needed: size, free });
+        }
         if self.contains(&id) {
+            // The bytes are still received and verified, then nothing is written.
             return Ok(ChunkWriter {
                 store: self.clone(),
                 id,
@@ -258,10 +265,6 @@ impl DiskStore {
                 written: 0,
                 target: None,
             });
-        }
-        let free = self.stats().free_bytes;
-        if size > free {
-            return Err(StoreError::NoSpace { needed: size, free });
         }
         let tmp_path = self
             .tmp

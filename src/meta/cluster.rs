@@ -135,8 +135,9 @@ pub fn record_replicas(
     }
     {
         let mut chunk_ins = tx.prepare_cached(
+            // A chunk just stored is in use: an upload is about to commit it (see gc_claim).
             "INSERT INTO chunks (id, size, created_ms, last_used_ms) VALUES (?1, ?2, ?3, ?3)
-             ON CONFLICT(id) DO NOTHING",
+             ON CONFLICT(id) DO UPDATE SET last_used_ms = max(last_used_ms, excluded.last_used_ms)",
         )?;
         let mut size_of = tx.prepare_cached("SELECT size FROM chunks WHERE id = ?1")?;
         let mut rep_ins = tx.prepare_cached(

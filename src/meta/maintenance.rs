@@ -81,27 +81,40 @@ pub struct Doomed {
     pub nodes: Vec<String>,
 }
 
-/// Claims up to `limit` chunks that no committed file references, no upload has used
-/// since `cutoff_ms` and no upload in flight has placed (`protected`): in one transaction, their replica and chunk records are removed, so
+/// Claims up to `limit` chunks that no committed file references and no upload has used
+/// since `cutoff_ms`, in one transaction: their replica and chunk records are removed, so
 /// a racing upload either bumped `last_used_ms` first (and the chunk is skipped) or finds
-/// the chunk gone and stores it afresh.
+/// the chunk gone and stores it afresh. A chunk an upload in flight has placed
+/// (`protected`: chunk -> when the upload began) is skipped too, but only if it was used
+/// (stored, or proven and reused) since that upload began: placing a chunk id alone
+/// protects nothing, so a caller who merely knows an id cannot keep its bytes alive.
 pub fn gc_claim(
     conn: &mut Connection,
     cutoff_ms: i64,
     limit: usize,
-    protected: &HashSet<ChunkId>,
+    protected: &HashMap<ChunkId, i64>,
 ) -> Result<Vec<Doomed>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let candidates: Vec<(String, i64)> = {
         let mut stmt = tx.prepare_cached(
-            "SELECT c.id, c.size FROM chunks c
+            "SELECT c.id, c.size, c.last_used_ms FROM chunks c
              WHERE c.last_used_ms < ?1 AND NOT EXISTS (SELECT 1 FROM file_chunks f WHERE f.chunk_id = c.id)
              LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![cutoff_ms, limit as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?))
+            Ok((r.get::<_, String>(0)?, r.get(1)?, r.get::<_, i64>(2)?))
         })?;
-        rows.collect::<rusqlite::Result<_>>()?
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, size, last_used) = row?;
+            let kept = protected
+                .get(&parse_id(&id)?)
+                .is_some_and(|&began| last_used >= began);
+            if !kept {
+                out.push((id, size));
+            }
+        }
+        out
     };
     let mut out = Vec::with_capacity(candidates.len());
     {
@@ -109,9 +122,6 @@ pub fn gc_claim(
         let mut del_rep = tx.prepare_cached("DELETE FROM replicas WHERE chunk_id = ?1")?;
         let mut del_chunk = tx.prepare_cached("DELETE FROM chunks WHERE id = ?1")?;
         for (id, size) in candidates {
-            if protected.contains(&parse_id(&id)?) {
-                continue;
-            }
             let nodes = nodes_of
                 .query_map(params![id], |r| r.get::<_, String>(0))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -5,6 +5,7 @@
 //! connection serves reads concurrently, which WAL allows. All functions are blocking:
 //! async callers go through [`Store::write`] / [`Store::read`] on the blocking pool.
 
+mod access;
 mod cluster;
 mod events;
 mod maintenance;
@@ -216,6 +217,7 @@ where
 }
 
 // Re-export the operations so callers write `meta::stat(conn, ..)`.
+pub use access::readable_chunks;
 pub use cluster::{
     chunk_sizes, delete_node, get_node, list_nodes, record_replicas, remove_replica, replicas_of,
     update_node_stats, upsert_node,

@@ -175,6 +175,12 @@ impl Principal {
         ))
     }
 
+    /// The subtree this key may read: `None` for everything (admin keys, no
+    /// authentication).
+    pub fn read_scope(&self) -> Option<&DfsPath> {
+        (self.role != KeyRole::Admin && !self.prefix.is_root()).then_some(&self.prefix)
+    }
+
     pub fn require_read(&self, p: &DfsPath) -> Result<(), Status> {
         if self.within(p) {
             Ok(())

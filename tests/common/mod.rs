@@ -521,6 +521,54 @@ impl TestCluster {
         TokenKey::from_bytes(&v).unwrap()
     }
 
+    /// Every datanode as the coordinator lists it (id and address).
+    pub fn node_addrs(&self) -> Vec<pb::NodeAddr> {
+        self.node_infos()
+            .into_iter()
+            .map(|n| pb::NodeAddr {
+                node_id: n.node_id,
+                addr: n.addr,
+            })
+            .collect()
+    }
+
+    /// A write header as a client gets to send it: a token for `id` that names every
+    /// datanode of the cluster as a target (so any of them may be written to or forwarded
+    /// to), owned by the admin key.
+    pub fn write_header(
+        &self,
+        id: dfsd::chunk::ChunkId,
+        size: u64,
+        downstream: Vec<pb::NodeAddr>,
+    ) -> pb::WriteChunkRequest {
+        let targets = self.node_addrs();
+        let owner = self
+            .secure
+            .as_ref()
+            .map(|s| s.key_id.clone())
+            .unwrap_or_default();
+        let scope = dfsd::security::token::WriteScope {
+            owner: &owner,
+            targets: targets
+                .iter()
+                .map(|t| (t.node_id.as_str(), t.addr.as_str()))
+                .collect(),
+        };
+        let token = self
+            .token_key()
+            .sign_write(id, &scope, Duration::from_secs(600));
+        pb::WriteChunkRequest {
+            msg: Some(pb::write_chunk_request::Msg::Header(pb::WriteChunkHeader {
+                chunk_id: id.to_hex(),
+                size,
+                downstream,
+                token,
+                owner,
+                targets,
+            })),
+        }
+    }
+
     /// Runs the CLI against this cluster.
     pub fn cli(&self, args: &[&str]) -> Output {
         self.cli_stdin(args, None)
@@ -654,6 +702,17 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut v = vec![0u8; len];
     rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
     v
+}
+
+/// Resident memory of process `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
 }
 
 pub fn stderr(o: &Output) -> String {

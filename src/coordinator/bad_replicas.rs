@@ -1,0 +1,221 @@
+//! Clients' reports of bad replicas. A client's word never drops a replica: the holder
+//! re-hashes the chunk (`VerifyChunk`), and only a replica it finds missing or corrupt (and
+//! moves aside) is forgotten. Each report makes a datanode read a whole chunk, so reports
+//! are bounded: only for a chunk of a file the caller may read, at most one verification
+//! pending per replica, none again for a cooldown after one, and a few at once in all.
+//! The reason a client gives is logged cut short and escaped.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tonic::{Request, Status};
+
+use super::{NodeView, State};
+use crate::chunk::ChunkId;
+use crate::meta;
+use crate::proto::pb;
+use crate::security::keys::Principal;
+use crate::security::token::Op;
+use crate::status::check_node_id;
+
+/// A replica verified lately is not verified again on a client's word for this long.
+const COOLDOWN: Duration = Duration::from_secs(600);
+/// Verifications asked for by clients, in flight at once in the whole cluster.
+const MAX_PENDING: usize = 16;
+/// Replicas remembered for the cooldown, at most.
+const MAX_RECENT: usize = 10_000;
+/// Characters of a client's reason that reach the log.
+const REASON_MAX: usize = 200;
+
+type Replica = (ChunkId, String);
+
+#[derive(Default)]
+pub struct BadReplicas {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    pending: HashSet<Replica>,
+    recent: HashMap<Replica, Instant>,
+}
+
+/// What became of a report (also the metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    Verify,
+    Pending,
+    Cooldown,
+    Busy,
+}
+
+impl Admission {
+    fn label(self) -> &'static str {
+        match self {
+            Admission::Verify => "verify",
+            Admission::Pending => "pending",
+            Admission::Cooldown => "cooldown",
+            Admission::Busy => "busy",
+        }
+    }
+}
+
+impl BadReplicas {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn admit(&self, r: &Replica) -> Admission {
+        let mut inner = self.lock();
+        if inner.pending.contains(r) {
+            return Admission::Pending;
+        }
+        if inner.recent.len() > MAX_RECENT {
+            inner.recent.retain(|_, t| t.elapsed() < COOLDOWN);
+        }
+        if inner.recent.get(r).is_some_and(|t| t.elapsed() < COOLDOWN) {
+            return Admission::Cooldown;
+        }
+        if inner.pending.len() >= MAX_PENDING {
+            return Admission::Busy;
+        }
+        inner.pending.insert(r.clone());
+        Admission::Verify
+    }
+
+    fn done(&self, r: Replica) {
+        let mut inner = self.lock();
+        inner.pending.remove(&r);
+        if inner.recent.len() < MAX_RECENT {
+            inner.recent.insert(r, Instant::now());
+        }
+    }
+}
+
+/// `reason` cut to [`REASON_MAX`] characters, for a log line (which escapes it).
+fn short(reason: &str) -> String {
+    reason.chars().take(REASON_MAX).collect()
+}
+
+impl State {
+    /// A client says the replica of `chunk` on `node` is bad: see the module docs.
+    pub async fn report_bad_replica(
+        self: &Arc<Self>,
+        who: &Principal,
+        chunk: ChunkId,
+        node: &str,
+        reason: &str,
+    ) -> Result<(), Status> {
+        check_node_id(node)?;
+        let scope = who.read_scope().cloned();
+        let readable = self
+            .store
+            .read(move |c| meta::readable_chunks(c, &[chunk], scope.as_ref()))
+            .await?;
+        let refused = |what: &str| {
+            crate::metrics::coordinator()
+                .bad_replica_reports
+                .get_or_create(&crate::metrics::kind("refused"))
+                .inc();
+            Status::permission_denied(format!("chunk {chunk}: {what}"))
+        };
+        if !readable.contains(&chunk) {
+            // The same answer whether or not the chunk is stored.
+            return Err(refused("in no file this access key may read"));
+        }
+        let Some(view) = self.nodes.get(node) else {
+            return Err(Status::not_found(format!("unknown datanode {node:?}")));
+        };
+        let on_record = self
+            .store
+            .read(move |c| meta::replicas_of(c, &[chunk]))
+            .await?;
+        if !on_record
+            .get(&chunk)
+            .is_some_and(|n| n.iter().any(|n| n == node))
+        {
+            return Err(Status::not_found(format!(
+                "datanode {node} holds no replica of chunk {chunk} on record"
+            )));
+        }
+        let replica = (chunk, node.to_string());
+        let admission = self.bad_replicas.admit(&replica);
+        crate::metrics::coordinator()
+            .bad_replica_reports
+            .get_or_create(&crate::metrics::kind(admission.label()))
+            .inc();
+        tracing::warn!(%chunk, %node, reason = ?short(reason), outcome = admission.label(), "client reported a bad replica");
+        if admission == Admission::Verify {
+            let state = self.clone();
+            tokio::spawn(async move {
+                verify_replica(&state, chunk, view).await;
+                state.bad_replicas.done(replica);
+            });
+        }
+        Ok(())
+    }
+}
+
+async fn verify_replica(state: &Arc<State>, chunk: ChunkId, node: NodeView) {
+    let outcome = async {
+        let channel = state.peers.get(&node.addr)?;
+        let mut client = pb::datanode_client::DatanodeClient::new(channel);
+        let mut req = Request::new(pb::VerifyChunkRequest {
+            chunk_id: chunk.to_hex(),
+            token: state.token(Op::Verify, &[chunk]),
+        });
+        req.set_timeout(Duration::from_secs(60));
+        Ok::<_, Status>(client.verify_chunk(req).await?.into_inner())
+    }
+    .await;
+    match outcome {
+        Ok(v) if v.present && v.intact => {
+            tracing::info!(%chunk, node = %node.id, "replica verified intact")
+        }
+        Ok(_) => {
+            let id = node.id.clone();
+            match state
+                .store
+                .write(move |c| meta::remove_replica(c, &chunk, &id))
+                .await
+            {
+                Ok(_) => {
+                    tracing::warn!(%chunk, node = %node.id, "bad replica confirmed and forgotten");
+                    (state.events).corrupt(&node.id, &[chunk], "reported by a client, confirmed");
+                    state.maint.wake.notify_one();
+                }
+                Err(e) => {
+                    tracing::error!(%chunk, node = %node.id, error = %e, "forget bad replica")
+                }
+            }
+        }
+        Err(e) => tracing::warn!(%chunk, node = %node.id, error = %e, "could not verify replica"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_verification_per_replica_then_a_cooldown_and_a_global_cap() {
+        let b = BadReplicas::default();
+        let r = |n: u8| (ChunkId::of(&[n]), format!("dn-{n}"));
+        assert_eq!(b.admit(&r(0)), Admission::Verify);
+        assert_eq!(b.admit(&r(0)), Admission::Pending);
+        b.done(r(0));
+        assert_eq!(b.admit(&r(0)), Admission::Cooldown);
+        for n in 1..MAX_PENDING as u8 + 1 {
+            assert_eq!(b.admit(&r(n)), Admission::Verify);
+        }
+        assert_eq!(b.admit(&r(200)), Admission::Busy);
+    }
+
+    #[test]
+    fn reasons_are_cut_short() {
+        let long = "x\n".repeat(1000);
+        assert_eq!(short(&long).chars().count(), REASON_MAX);
+        assert_eq!(short("ok"), "ok");
+    }
+}
