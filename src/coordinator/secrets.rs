@@ -170,7 +170,7 @@ pub fn load(store: &Store, cfg: &CoordinatorConfig, need_join: bool) -> anyhow::
     }
     if !legacy.is_empty() {
         store
-            .with_writer(|c| meta::erase_cluster_secrets(c))
+            .with_writer(meta::erase_cluster_secrets)
             .context("erase the cluster secrets from the database")?;
         tracing::info!(file = %shown, "moved the cluster secrets out of the database");
     }

@@ -6,9 +6,11 @@
 //! be added for tools that check addresses, such as the host name S3 clients dial to reach
 //! a gateway.
 //!
-//! Everything written is private (files 0600, a new directory 0700): the certificates are
-//! not secret, but a directory of them usually holds keys too. Each certificate's SHA-256
-//! fingerprint (of its DER) is printed, as `dfsd cert revoke` takes it.
+//! Everything written is private (files 0600, a new directory 0700) but `ca.pem`: the CA
+//! certificate is the trust anchor every client is handed, holds no secret, and must be
+//! readable by users other than the one who made it (the Docker recipe makes it as the
+//! image's user). Each certificate's SHA-256 fingerprint (of its DER) is printed, as
+//! `dfsd cert revoke` takes it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -65,7 +67,7 @@ pub fn init_ca(dir: &Path, years: u32) -> anyhow::Result<Written> {
     let not_after = params.not_after;
     let cert = params.self_signed(&key).context("sign CA certificate")?;
     write_private(&key_path, &key.serialize_pem())?;
-    write_private(&cert_path, &cert.pem())?;
+    write_new(&cert_path, &cert.pem(), 0o644)?;
     Ok(written(cert_path, key_path, cert.der(), not_after))
 }
 
@@ -208,8 +210,18 @@ fn ca_params() -> CertificateParams {
 
 /// Writes a new file readable by its owner only.
 fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
+    write_new(path, pem, super::files::FILE_MODE)
+}
+
+/// Writes a new file with `mode` (set explicitly: the umask does not apply).
+fn write_new(path: &Path, pem: &str, mode: u32) -> anyhow::Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
     let mut f = create_new_private(path).with_context(|| format!("create {}", path.display()))?;
+    if mode != super::files::FILE_MODE {
+        f.set_permissions(std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("chmod {}", path.display()))?;
+    }
     f.write_all(pem.as_bytes())
         .and_then(|_| f.sync_all())
         .with_context(|| format!("write {}", path.display()))

@@ -165,8 +165,9 @@ pub fn role_of(der: &CertificateDer<'_>) -> Option<Role> {
 }
 
 /// Lets the call through only if it comes with a certificate of one of `allowed` roles.
-/// Without TLS (`tls_on` false) nothing can be checked and everything passes: plaintext
-/// is for `dfsd dev` and trusted networks only.
+/// Without TLS (`tls_on` false) there is no certificate to check and everything passes:
+/// the cluster API then demands the join secret instead (`coordinator::trust`), and
+/// datanode orders still need a token signed with a key a stranger cannot get.
 pub fn require_role<T>(
     tls_on: bool,
     req: &Request<T>,
