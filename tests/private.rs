@@ -251,3 +251,73 @@ async fn an_open_layout_is_made_private_and_old_secrets_leave_the_database() {
     assert_eq!(c.cli(&["get", "/kept", "-"]).stdout, data);
     assert_eq!(s3_secret(&c, &key.0).await, key.1);
 }
+
+/// Undoes `chattr +i` on drop, so the temporary directory can be removed.
+struct Immutable(std::path::PathBuf);
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_readable_private_key_is_corrected_or_warned_about_never_fatal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = tmp.path().join("certs");
+    dfsd::security::certs::init_ca(&certs, 1).unwrap();
+    let w = dfsd::security::certs::issue(&certs, dfsd::security::Role::Coordinator, "c", &[], 1)
+        .unwrap();
+    let coordinator = |name: &str, key: &Path| {
+        let env = [
+            ("DFSD_TLS__CA", certs.join("ca.pem").display().to_string()),
+            ("DFSD_TLS__CERT", w.cert.display().to_string()),
+            ("DFSD_TLS__KEY", key.display().to_string()),
+        ];
+        let data = tmp.path().join(name);
+        common::procs::start(tmp.path(), name, &env, |addr| {
+            let d = data.display().to_string();
+            vec![
+                "coordinator".into(),
+                "--listen".into(),
+                addr.into(),
+                "--data-dir".into(),
+                d,
+            ]
+        })
+    };
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+
+    // Readable by others and changeable: made 0600, with the warning naming it.
+    let open = certs.join("open.key");
+    std::fs::copy(&w.key, &open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let s = coordinator("fixed", &open);
+    common::wait_until("the warning", std::time::Duration::from_secs(20), || {
+        s.log().contains("made files private")
+    });
+    assert!(s.log().contains("open.key (was 644)"), "{}", s.log());
+    assert_eq!(mode(&open), 0o600);
+
+    // One that cannot be changed (as on a read-only mount): a warning, and it serves.
+    let stuck = certs.join("stuck.key");
+    std::fs::copy(&w.key, &stuck).unwrap();
+    std::fs::set_permissions(&stuck, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let ok = Command::new("chattr").arg("+i").arg(&stuck).status();
+    if !ok.is_ok_and(|s| s.success()) {
+        println!("chattr +i is not available here: skipping the unchangeable key");
+        return;
+    }
+    let _undo = Immutable(stuck.clone());
+    let s = coordinator("stuck", &stuck);
+    common::wait_until(
+        "the warning and the start",
+        std::time::Duration::from_secs(20),
+        || {
+            let log = s.log();
+            log.contains("could not make files private") && log.contains("coordinator listening")
+        },
+    );
+    assert!(s.log().contains("stuck.key"), "{}", s.log());
+    assert_eq!(mode(&stuck), 0o644);
+}
