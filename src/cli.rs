@@ -166,6 +166,10 @@ pub struct DatanodeArgs {
     /// Admin HTTP address (metrics), e.g. 0.0.0.0:9071.
     #[arg(long)]
     pub admin_listen: Option<String>,
+    /// The coordinator's join secret, for a cluster without TLS (prefer the environment:
+    /// a flag shows in the process list) [env: DFSD_DATANODE__JOIN_SECRET].
+    #[arg(long, value_name = "SECRET")]
+    pub join_secret: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -176,9 +180,14 @@ pub struct DevArgs {
     /// Where the cluster keeps its data (kept across restarts).
     #[arg(long, default_value = "dfsd-dev")]
     pub data_dir: PathBuf,
-    /// Coordinator address.
+    /// Coordinator address. Only a loopback address without --auth: the dev cluster is
+    /// plaintext, and without --auth anyone who reaches it may do anything.
     #[arg(long, default_value = "127.0.0.1:7070")]
     pub listen: String,
+    /// Require access keys, as a real cluster does: the first start prints the admin key
+    /// (or uses DFSD_ACCESS_KEY / DFSD_SECRET_KEY).
+    #[arg(long)]
+    pub auth: bool,
     /// Start, store and read back a demo file, then exit instead of serving.
     #[arg(long)]
     pub demo_only: bool,
@@ -342,10 +351,42 @@ pub enum CertCommand {
         /// flag or separate names with commas.
         #[arg(long, value_delimiter = ',', value_name = "NAME")]
         san: Vec<String>,
-        /// Validity in years.
-        #[arg(long, default_value_t = 5)]
-        years: u32,
+        /// Validity in years [default: 5 for --coord and --node; gateway and client
+        /// certificates get 90 days].
+        #[arg(long, conflicts_with = "days")]
+        years: Option<u32>,
+        /// Validity in days.
+        #[arg(long)]
+        days: Option<u32>,
     },
+    /// Revoke a certificate at once: the coordinator refuses it on every call, and
+    /// datanodes within a heartbeat (admin key needed).
+    Revoke {
+        /// The certificate (PEM) to revoke.
+        #[arg(
+            required_unless_present = "fingerprint",
+            conflicts_with = "fingerprint"
+        )]
+        cert: Option<PathBuf>,
+        /// Or its fingerprint: the SHA-256 of its DER, hex (printed by `cert issue`).
+        #[arg(long, value_name = "HEX")]
+        fingerprint: Option<String>,
+        /// A note kept with the revocation [default: the certificate's file name].
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// List revoked certificates (admin key needed).
+    Revoked {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl CertCommand {
+    /// `init` and `issue` work on local files; `revoke` and `revoked` ask the coordinator.
+    pub fn is_local(&self) -> bool {
+        matches!(self, CertCommand::Init { .. } | CertCommand::Issue { .. })
+    }
 }
 
 #[derive(Debug, Args)]

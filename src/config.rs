@@ -18,6 +18,9 @@ use crate::units::{serde_duration, serde_size};
 /// Port the coordinator listens on by default, and the address `dfsd dev` serves.
 pub const DEFAULT_COORDINATOR_ADDR: &str = "http://127.0.0.1:7070";
 
+/// What [`Config::redacted`] shows instead of a secret.
+pub const REDACTED: &str = "<redacted>";
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -120,6 +123,14 @@ pub struct CoordinatorConfig {
     pub admin_listen: String,
     /// Cluster events kept in the metadata database for late readers of `dfsd events`.
     pub events_kept: u32,
+    /// Without TLS and with `auth` on, datanodes must prove they know this secret on every
+    /// cluster call (it never crosses the wire). Empty: one is generated at the first start
+    /// that needs it, kept in the secrets file and printed once on standard output.
+    pub join_secret: String,
+    /// The file holding the cluster's secrets (the chunk-token key, the S3 seal key, a
+    /// generated join secret), mode 0600, kept apart from the database so that a copy of
+    /// the database alone reveals no secret. Empty: `secrets.toml` in `data_dir`.
+    pub secrets_file: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -159,6 +170,10 @@ pub struct DatanodeConfig {
     pub inventory_interval: Duration,
     /// Admin HTTP address (metrics), e.g. 0.0.0.0:9071; empty = off.
     pub admin_listen: String,
+    /// The coordinator's join secret, needed when the cluster runs without TLS and with
+    /// access keys (`coordinator.join_secret`); unused with TLS [env:
+    /// DFSD_DATANODE__JOIN_SECRET].
+    pub join_secret: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -225,6 +240,8 @@ impl Default for CoordinatorConfig {
             admin_secret: String::new(),
             admin_listen: String::new(),
             events_kept: 10_000,
+            join_secret: String::new(),
+            secrets_file: String::new(),
         }
     }
 }
@@ -244,6 +261,7 @@ impl Default for DatanodeConfig {
             replication_rate: 200 * 1024 * 1024,
             inventory_interval: Duration::from_secs(3600),
             admin_listen: String::new(),
+            join_secret: String::new(),
         }
     }
 }
@@ -453,6 +471,20 @@ impl Config {
                 return bad("coordinator.admin_secret", "must be at least 20 characters");
             }
         }
+        let min = crate::security::join::MIN_SECRET_LEN;
+        let short = |s: &str| !s.is_empty() && s.len() < min;
+        if short(&c.join_secret) {
+            return bad(
+                "coordinator.join_secret",
+                &format!("must be at least {min} characters"),
+            );
+        }
+        if short(&self.datanode.join_secret) {
+            return bad(
+                "datanode.join_secret",
+                &format!("must be at least {min} characters"),
+            );
+        }
         let t = &self.tls;
         if t.enabled() && t.plaintext {
             return bad(
@@ -517,6 +549,24 @@ impl Config {
         Ok(())
     }
 
+    /// A copy with every secret replaced by [`REDACTED`] (unset ones stay empty, so the
+    /// output still shows whether a secret is configured): what `dfsd config` prints.
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        for secret in [
+            &mut c.client.secret_key,
+            &mut c.coordinator.admin_secret,
+            &mut c.coordinator.join_secret,
+            &mut c.datanode.join_secret,
+            &mut c.gateway.secret_key,
+        ] {
+            if !secret.is_empty() {
+                *secret = REDACTED.into();
+            }
+        }
+        c
+    }
+
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}"))
     }
@@ -571,6 +621,32 @@ mod tests {
         cfg.coordinator.write_quorum = 5;
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("coordinator.write_quorum"), "{err}");
+    }
+
+    #[test]
+    fn redaction_hides_every_secret_and_nothing_else() {
+        let mut cfg = Config::default();
+        cfg.client.access_key = "DKCLIENT000000000000".into();
+        cfg.client.secret_key = "client-secret".into();
+        cfg.coordinator.admin_key_id = "DKADMIN0000000000000".into();
+        cfg.coordinator.admin_secret = "admin-secret".into();
+        cfg.coordinator.join_secret = "coordinator-join".into();
+        cfg.datanode.join_secret = "datanode-join".into();
+        cfg.gateway.secret_key = "gateway-secret".into();
+        let text = cfg.redacted().to_toml();
+        for secret in [
+            "client-secret",
+            "admin-secret",
+            "coordinator-join",
+            "datanode-join",
+            "gateway-secret",
+        ] {
+            assert!(!text.contains(secret), "{secret} printed:\n{text}");
+        }
+        assert_eq!(text.matches(REDACTED).count(), 5, "{text}");
+        // Key ids are not secrets; an unset secret stays visibly unset.
+        assert!(text.contains("DKCLIENT000000000000") && text.contains("DKADMIN0000000000000"));
+        assert!(!Config::default().redacted().to_toml().contains(REDACTED));
     }
 
     #[test]

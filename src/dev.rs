@@ -1,25 +1,29 @@
 //! `dfsd dev`: a coordinator and N datanodes in one process on loopback, the zero-setup way
 //! to try dfsd. Data lives under one directory and survives restarts.
+//!
+//! It is plaintext, and without `--auth` it asks for no access key, so it listens on a
+//! loopback address only; `--auth` turns access keys on (and, since there is no TLS, a
+//! join secret that its in-process datanodes share), and only then may `--listen` name
+//! another address.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::cli::DevArgs;
 use crate::client::{Client, ReadRange};
-use crate::config::{endpoint_uri, Config};
+use crate::config::{endpoint_uri, ClientConfig, Config, CoordinatorConfig};
+use crate::security::join::JoinSecret;
 
 /// Runs the dev cluster until `shutdown` fires (or, with `demo_only`, until the demo ends).
 pub async fn run(
     cfg: Config,
-    nodes: usize,
-    data_dir: &Path,
-    listen: &str,
-    demo_only: bool,
+    args: &DevArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let (nodes, data_dir, listen) = (args.nodes, args.data_dir.as_path(), args.listen.as_str());
     if nodes == 0 {
         anyhow::bail!("--nodes must be at least 1");
     }
@@ -28,18 +32,33 @@ pub async fn run(
         let _ = rx.wait_for(|s| *s).await;
     };
 
-    // A local toy: plaintext on loopback, no access keys.
+    // A local toy: plaintext, and no access keys unless --auth.
     let mut coord_cfg = cfg.coordinator.clone();
-    coord_cfg.auth = false;
+    coord_cfg.auth = args.auth;
     coord_cfg.data_dir = data_dir.join("coordinator");
     coord_cfg.replication = coord_cfg.replication.min(nodes as u32);
     if coord_cfg.write_quorum > coord_cfg.replication {
         coord_cfg.write_quorum = coord_cfg.replication;
     }
+    let mut client_cfg = cfg.client.clone();
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("bind coordinator on {listen}"))?;
-    let coord_addr = endpoint_uri(&listener.local_addr()?.to_string());
+    let bound = listener.local_addr()?;
+    if !args.auth && !bound.ip().is_loopback() {
+        anyhow::bail!(
+            "dfsd dev --listen {listen}: without authentication the dev cluster serves only \
+             a loopback address (127.0.0.1); add --auth to require access keys"
+        );
+    }
+    let mut join_secret = String::new();
+    if args.auth {
+        // The datanodes run in this process: a fresh join secret each start is enough.
+        join_secret = JoinSecret::generate();
+        coord_cfg.join_secret = join_secret.clone();
+        dev_credentials(&mut coord_cfg, &mut client_cfg)?;
+    }
+    let coord_addr = endpoint_uri(&bound.to_string());
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(crate::coordinator::run(
         listener,
@@ -53,6 +72,7 @@ pub async fn run(
         dn.join = coord_addr.clone();
         dn.data_dir = data_dir.join(format!("node-{i}"));
         dn.advertise = String::new();
+        dn.join_secret = join_secret.clone();
         // One process, one metrics registry: the coordinator's admin endpoint (if any)
         // already serves every datanode's series.
         dn.admin_listen = String::new();
@@ -62,7 +82,6 @@ pub async fn run(
         tasks.spawn(crate::datanode::run(l, dn, None, stopped(stop_rx.clone())));
     }
 
-    let mut client_cfg = cfg.client.clone();
     client_cfg.coordinator = coord_addr.clone();
     let client = Client::new(&client_cfg)?;
     let ready = wait_for_nodes(&client, nodes).await;
@@ -77,7 +96,7 @@ pub async fn run(
                 data_dir.display()
             );
             println!("{msg}");
-            if !demo_only {
+            if !args.demo_only {
                 println!("Try, in another terminal:");
                 println!(
                     "  dfsd put ./some-file /some-file && dfsd ls -l / && dfsd get /some-file -"
@@ -87,7 +106,7 @@ pub async fn run(
         }
         Err(e) => eprintln!("dfsd dev: self-check failed: {e:#}"),
     }
-    if demo.is_ok() && !demo_only {
+    if demo.is_ok() && !args.demo_only {
         tokio::select! {
             _ = shutdown => {}
             Some(r) = tasks.join_next() => {
@@ -100,6 +119,40 @@ pub async fn run(
         r.context("server task")??;
     }
     demo.map(|_| ())
+}
+
+/// With `--auth`: the admin key the demo uses. DFSD_ACCESS_KEY / DFSD_SECRET_KEY if set
+/// (they also become the first admin key of a new cluster), else the configured first
+/// admin key, else, for a new cluster, a fresh one, printed once.
+fn dev_credentials(coord: &mut CoordinatorConfig, client: &mut ClientConfig) -> anyhow::Result<()> {
+    if !client.access_key.is_empty() {
+        if coord.admin_key_id.is_empty() {
+            coord.admin_key_id = client.access_key.clone();
+            coord.admin_secret = client.secret_key.clone();
+        }
+        return Ok(());
+    }
+    if !coord.admin_key_id.is_empty() {
+        client.access_key = coord.admin_key_id.clone();
+        client.secret_key = coord.admin_secret.clone();
+        return Ok(());
+    }
+    let db = coord.data_dir.join(crate::coordinator::secrets::DB_NAME);
+    if db.exists() {
+        anyhow::bail!(
+            "dfsd dev --auth: {} already has access keys: set DFSD_ACCESS_KEY and \
+             DFSD_SECRET_KEY to an admin key (printed at its first start)",
+            db.display()
+        );
+    }
+    let (id, secret, _, _) = crate::security::keys::generate();
+    println!(
+        "dfsd dev: access keys are on; the admin key is shown only now:\n\
+         DFSD_ACCESS_KEY={id}\nDFSD_SECRET_KEY={secret}"
+    );
+    (coord.admin_key_id, coord.admin_secret) = (id.clone(), secret.clone());
+    (client.access_key, client.secret_key) = (id, secret);
+    Ok(())
 }
 
 async fn wait_for_nodes(client: &Client, want: usize) -> anyhow::Result<()> {

@@ -87,6 +87,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(v) = &a.admin_listen {
                 cfg.datanode.admin_listen = v.clone();
             }
+            if let Some(v) = &a.join_secret {
+                cfg.datanode.join_secret = v.clone();
+            }
         }
         Command::Gateway(a) => {
             if let Some(v) = &a.listen {
@@ -122,6 +125,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     dfsd::logging::init(filter, &cfg.log_format);
+    if is_server(&command) {
+        // Whatever a server creates is its own (files that dfsd creates get explicit
+        // modes too); client commands keep the user's umask for the files they write.
+        dfsd::security::files::private_umask();
+        dfsd::security::files::check_key_files(&[&cfg.tls.key, &cfg.gateway.tls_key]);
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -212,21 +221,11 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                 .with_context(|| format!("bind {}", cfg.datanode.listen))?;
             dfsd::datanode::run(l, cfg.datanode, tls, shutdown_signal()).await
         }
-        Command::Cert(c) => commands::cert(c),
-        Command::Dev(a) => {
-            let listen = a.listen.clone();
-            dfsd::dev::run(
-                cfg,
-                a.nodes,
-                &a.data_dir,
-                &listen,
-                a.demo_only,
-                shutdown_signal(),
-            )
-            .await
-        }
+        Command::Cert(c) if c.is_local() => commands::cert(c),
+        Command::Dev(a) => dfsd::dev::run(cfg, &a, shutdown_signal()).await,
         Command::Config => {
-            print!("{}", cfg.to_toml());
+            // Secrets are shown as "<redacted>": this output ends up in tickets and chats.
+            print!("{}", cfg.redacted().to_toml());
             Ok(())
         }
         Command::Health(a) => health(cfg, &a).await,
@@ -261,6 +260,7 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                 Command::Node(n) => commands::node(&client, n).await,
                 Command::Key(k) => commands::key(&client, k).await,
                 Command::Events(a) => dfsd::client::events::command(&client, &a).await,
+                Command::Cert(c) => dfsd::client::certs::command(&client, c).await,
                 _ => unreachable!("server roles handled above"),
             }
         }

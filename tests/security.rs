@@ -224,6 +224,31 @@ async fn every_rpc_refuses_callers_without_the_right_credentials() {
     assert!(out.status.success(), "{}", stderr(&out));
     let admin = Creds(Some((s.key_id.clone(), s.secret.clone())));
     let readwrite = c.create_key("rw", "readwrite", "/");
+    // A client certificate of our CA, revoked; the datanode hears of it by heartbeat.
+    let gone = certs::issue(&s.certs, Role::Client, "revoked", &[], 1).unwrap();
+    let out = c.cli(&["cert", "revoke", &gone.cert.display().to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let no_creds = Creds(None);
+    let probe = || {
+        let ch = c.raw_channel(&datanode, Role::Node, Some("revoked"));
+        let payload = payload("/dfs.v1.Datanode/VerifyChunk", chunk, &key, Tokens::Valid);
+        call(
+            ch,
+            "/dfs.v1.Datanode/VerifyChunk",
+            (false, false),
+            payload,
+            &no_creds,
+            None,
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while probe().await != Code::PermissionDenied {
+        assert!(
+            Instant::now() < deadline,
+            "the datanode never refused the revoked certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let cases = [
         Case {
@@ -296,6 +321,35 @@ async fn every_rpc_refuses_callers_without_the_right_credentials() {
             tokens: Tokens::None,
             on_behalf: Some(revoked.0.clone()),
         },
+        Case {
+            name: "revoked certificate",
+            cert: Some("revoked"),
+            creds: admin.clone(),
+            tokens: Tokens::Valid,
+            on_behalf: None,
+        },
+        Case {
+            name: "readwrite key on admin methods",
+            cert: None,
+            creds: Creds(Some(readwrite.clone())),
+            tokens: Tokens::None,
+            on_behalf: None,
+        },
+    ];
+    // What only an admin key may call (GetS3Credential: only a gateway certificate).
+    let admin_only = [
+        "ListNodes",
+        "Status",
+        "Fsck",
+        "DrainNode",
+        "RemoveNode",
+        "CreateKey",
+        "ListKeys",
+        "RevokeKey",
+        "Events",
+        "GetS3Credential",
+        "RevokeCertificate",
+        "ListRevokedCertificates",
     ];
 
     let mut calls = 0;
@@ -313,6 +367,13 @@ async fn every_rpc_refuses_callers_without_the_right_credentials() {
             let coordinator = service == "dfs.v1.Coordinator";
             let expected = match (case.name, service) {
                 ("certificate from another CA", _) => Code::Unavailable,
+                // Before credentials, before tokens, on every service.
+                ("revoked certificate", _) => Code::PermissionDenied,
+                ("readwrite key on admin methods", "dfs.v1.Coordinator")
+                    if admin_only.contains(&name) =>
+                {
+                    Code::PermissionDenied
+                }
                 ("no credentials" | "revoked key", _) => Code::Unauthenticated,
                 // S3 secrets are for gateway certificates, whatever key comes along.
                 ("client certificate on internal methods", _) if name == "GetS3Credential" => {

@@ -528,6 +528,7 @@ pub fn cert(cmd: CertCommand) -> anyhow::Result<()> {
                 "CA key:         {} (keep it offline; it signs every certificate)",
                 w.key.display()
             );
+            println!("valid until:    {}", w.not_after);
         }
         CertCommand::Issue {
             dir,
@@ -537,6 +538,7 @@ pub fn cert(cmd: CertCommand) -> anyhow::Result<()> {
             gateway,
             san,
             years,
+            days,
         } => {
             let (role, name) = match (node, coord, client, gateway) {
                 (Some(n), None, None, None) => (Role::Node, n),
@@ -547,9 +549,26 @@ pub fn cert(cmd: CertCommand) -> anyhow::Result<()> {
                     "cert issue: give exactly one of --node, --coord, --client or --gateway NAME"
                 ),
             };
-            let w = certs::issue(&dir, role, &name, &san, years)?;
+            let w = match (years, days) {
+                (Some(y), _) => certs::issue(&dir, role, &name, &san, y)?,
+                (None, Some(d)) => certs::issue_for(
+                    &dir,
+                    role,
+                    &name,
+                    &san,
+                    std::time::Duration::from_secs(u64::from(d) * 86_400),
+                )?,
+                (None, None) => {
+                    certs::issue_for(&dir, role, &name, &san, certs::default_validity(role))?
+                }
+            };
             println!("{} certificate: {}", role.as_str(), w.cert.display());
             println!("{} key:         {}", role.as_str(), w.key.display());
+            println!("valid until:    {}", w.not_after);
+            println!("fingerprint:    {}", w.fingerprint);
+        }
+        CertCommand::Revoke { .. } | CertCommand::Revoked { .. } => {
+            anyhow::bail!("cert revoke and cert revoked need the coordinator")
         }
     }
     Ok(())

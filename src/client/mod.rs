@@ -1,6 +1,7 @@
 //! The client SDK: namespace operations, uploads (`upload.rs`) and downloads
 //! (`download.rs`) against a dfsd cluster. The CLI commands (`commands.rs`) sit on top.
 
+pub mod certs;
 pub mod commands;
 mod download;
 pub mod events;

@@ -45,6 +45,8 @@ pub enum EventKind {
     FileCommitted,
     FileDeleted,
     FileMoved,
+    /// A certificate was put on the deny-list (`detail`: fingerprint, role, note).
+    CertRevoked,
 }
 
 impl EventKind {
@@ -62,6 +64,7 @@ impl EventKind {
             EventKind::FileCommitted => "file_committed",
             EventKind::FileDeleted => "file_deleted",
             EventKind::FileMoved => "file_moved",
+            EventKind::CertRevoked => "cert_revoked",
         }
     }
 }

@@ -9,6 +9,10 @@
 //! - `bad_replicas.rs`: clients' reports of bad replicas, verified by the holder, bounded.
 //! - `uploads.rs`: uploads in flight (bounded per key) and chunk placement, with dedup
 //!   only for chunks the caller proves it may use.
+//! - `secrets.rs`: the private data directory and the secrets file (token, seal and join
+//!   keys, kept out of the database).
+//! - `trust.rs`: who may use the cluster API (node certificate or join secret) and the
+//!   certificate deny-list.
 
 mod access;
 mod admin;
@@ -18,9 +22,11 @@ mod health;
 mod observe;
 mod placement;
 mod repair;
+pub mod secrets;
 mod service;
 mod status_page;
 mod uploads;
+mod trust;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -45,7 +51,7 @@ use crate::proto::pb;
 use crate::security::keys::{AccessKey, KeyRole};
 use crate::security::seal::SealKey;
 use crate::security::token::{Op, TokenKey};
-use crate::security::{require_role, Role, Tls};
+use crate::security::Tls;
 
 /// Deadline the server puts on every call (clients may ask for less).
 const CALL_TIMEOUT: Duration = Duration::from_secs(300);
@@ -79,6 +85,8 @@ pub struct State {
     pub token_key: TokenKey,
     /// Seals the S3 secrets of access keys (opened only for gateways).
     s3_seal: SealKey,
+    /// The cluster API's gatekeeper and the certificate deny-list.
+    pub trust: trust::Trust,
     /// Cluster events: stored, broadcast to `dfsd events` followers.
     pub events: events::Events,
     /// Node-state transitions, turned into events.
@@ -87,26 +95,23 @@ pub struct State {
 
 impl State {
     pub fn open(cfg: CoordinatorConfig, tls: Option<Tls>) -> anyhow::Result<Arc<State>> {
-        std::fs::create_dir_all(&cfg.data_dir)
-            .with_context(|| format!("create coordinator data dir {}", cfg.data_dir.display()))?;
-        let db = cfg.data_dir.join("meta.db");
+        secrets::prepare_data_dir(&cfg)?;
+        let db = cfg.data_dir.join(secrets::DB_NAME);
         let store = Store::open(&db, &cfg.sqlite_synchronous)
             .with_context(|| format!("open {}", db.display()))?;
         let known = store
             .with_writer(|c| meta::list_nodes(c))
             .context("load datanodes")?;
         let nodes = NodeTable::new(cfg.suspect_after, cfg.dead_after, known);
-        let token_key = store
-            .with_writer(|c| {
-                meta::cluster_secret(c, "token_key", || TokenKey::generate().as_bytes().to_vec())
-            })
-            .context("load the token key")?;
-        let token_key =
-            TokenKey::from_bytes(&token_key).context("stored token key is malformed")?;
-        let s3_seal = store
-            .with_writer(|c| meta::cluster_secret(c, "s3_seal_key", SealKey::generate))
-            .context("load the S3 seal key")?;
-        let s3_seal = SealKey::from_bytes(&s3_seal).context("stored S3 seal key is malformed")?;
+        let secrets = secrets::load(&store, &cfg, tls.is_none() && cfg.auth)?;
+        let trust = trust::Trust::new(
+            &store,
+            tls.as_ref(),
+            cfg.auth,
+            secrets.join_secret.as_deref(),
+        )
+        .context("load the certificate deny-list")?;
+        let (token_key, s3_seal) = (secrets.token_key, secrets.s3_seal);
         let keys = access::bootstrap_keys(&store, &cfg, &s3_seal)?;
         let uploads = uploads::Uploads::new(uploads::Limits {
             uploads_per_key: cfg.max_uploads_per_key,
@@ -130,6 +135,7 @@ impl State {
             keys: RwLock::new(keys.into_iter().map(|k| (k.id.clone(), k)).collect()),
             token_key,
             s3_seal,
+            trust,
             events: Default::default(),
             node_watch: Default::default(),
         }))
@@ -248,6 +254,7 @@ pub async fn run(
     // caller in the request's extensions (none for a gateway certificate without a key).
     let auth_state = state.clone();
     let coord = InterceptedService::new(coord, move |mut req: tonic::Request<()>| {
+        auth_state.trust.revoked.check(&req)?;
         if let Some(who) = auth_state.authenticate(&req)? {
             req.extensions_mut().insert(who);
         }
@@ -257,10 +264,11 @@ pub async fn run(
         pb::cluster_server::ClusterServer::new(service::ClusterService::new(state.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    // The cluster API is for datanodes only: with TLS, a node certificate is required.
-    let tls_on = server_tls.is_some();
+    // The cluster API is for datanodes only: a node certificate with TLS, the join
+    // secret without.
+    let cluster_state = state.clone();
     let cluster = InterceptedService::new(cluster, move |req: tonic::Request<()>| {
-        require_role(tls_on, &req, &[Role::Node], "the cluster API")?;
+        cluster_state.trust.check_cluster_caller(&req)?;
         Ok(req)
     });
     let mut builder = Server::builder();

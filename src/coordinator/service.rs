@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::uploads::{ChunkClaim, UploadInfo};
-use super::{admin, events, repair, NodeState, NodeView, ScrubInfo, State};
+use super::{admin, events, repair, trust, NodeState, NodeView, ScrubInfo, State};
 use crate::chunk::ChunkId;
 use crate::meta::{self, now_ms, CommitRequest, NodeStatsRecord};
 use crate::path::DfsPath;
@@ -702,6 +702,24 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             prefix: c.prefix.to_string(),
         }))
     }
+
+    async fn revoke_certificate(
+        &self,
+        req: Request<pb::RevokeCertificateRequest>,
+    ) -> Result<Response<pb::RevokeCertificateResponse>, Status> {
+        who(&req)?.require_admin("revoking certificates")?;
+        Ok(Response::new(
+            trust::revoke(&self.state, req.into_inner()).await?,
+        ))
+    }
+
+    async fn list_revoked_certificates(
+        &self,
+        req: Request<pb::ListRevokedCertificatesRequest>,
+    ) -> Result<Response<pb::ListRevokedCertificatesResponse>, Status> {
+        who(&req)?.require_admin("listing revoked certificates")?;
+        Ok(Response::new(trust::list(&self.state).await?))
+    }
 }
 
 pub struct ClusterService {
@@ -792,9 +810,14 @@ impl pb::cluster_server::Cluster for ClusterService {
             scrub: previous.map(|v| v.scrub).unwrap_or_default(),
         });
         tracing::info!(node = %req.node_id, %addr, "datanode registered");
+        let trust = &self.state.trust;
+        let (token_key, token_key_sealed) =
+            trust.token_key_for(&req.node_id, &self.state.token_key);
         Ok(Response::new(pb::RegisterResponse {
             heartbeat_interval_ms: self.state.cfg.heartbeat_interval.as_millis() as u64,
-            token_key: self.state.token_key.as_bytes().to_vec().into(),
+            token_key,
+            token_key_sealed,
+            revoked: Some(trust.revoked_pb()),
         }))
     }
 
@@ -820,7 +843,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         {
             return Ok(Response::new(pb::HeartbeatResponse {
                 reregister: true,
-                send_inventory: false,
+                ..Default::default()
             }));
         }
         if let Some(prev) = before {
@@ -838,6 +861,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         Ok(Response::new(pb::HeartbeatResponse {
             reregister: false,
             send_inventory,
+            revoked: self.state.trust.revoked_update(&req.revoked_digest),
         }))
     }
 

@@ -64,6 +64,7 @@ impl pb::cluster_server::Cluster for FakeCoordinator {
         Ok(Response::new(pb::RegisterResponse {
             heartbeat_interval_ms: 50,
             token_key: test_key().as_bytes().to_vec().into(),
+            ..Default::default()
         }))
     }
 
@@ -77,8 +78,8 @@ impl pb::cluster_server::Cluster for FakeCoordinator {
             std::mem::take(&mut s.ask_inventory)
         });
         Ok(Response::new(pb::HeartbeatResponse {
-            reregister: false,
             send_inventory,
+            ..Default::default()
         }))
     }
 
@@ -485,7 +486,10 @@ async fn inventories_follow_registration_and_requests_and_scrub_reports_corrupti
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_walk_failing_halfway_resets_the_stream_instead_of_ending_it() {
     let c = Cluster::new().await;
-    let channel = crate::net::channel(&c.join, Duration::from_secs(3), None).unwrap();
+    let channel = crate::security::join::cluster_channel(
+        crate::net::channel(&c.join, Duration::from_secs(3), None).unwrap(),
+        Default::default(),
+    );
     let coordinator = c.coordinator.clone();
     let (_running, stop) = tokio::sync::watch::channel(false);
     let result = super::inventory::stream_inventory(channel, stop, move |tx, _complete| {

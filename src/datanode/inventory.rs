@@ -26,12 +26,12 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tonic::codec::{Codec, EncodeBuf, Encoder};
-use tonic::transport::Channel;
 use tonic::Status;
 
 use super::store::{DiskStore, StoreError};
 use crate::net::MAX_MESSAGE_BYTES;
 use crate::proto::pb;
+use crate::security::join::ClusterChannel;
 
 /// Chunks per stream message (about 1 MB encoded).
 pub const BATCH: usize = 10_000;
@@ -60,7 +60,7 @@ impl Inventory {
 pub fn spawn(
     node_id: String,
     store: Arc<DiskStore>,
-    coordinator: Channel,
+    coordinator: ClusterChannel,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> (Inventory, JoinHandle<()>) {
@@ -120,7 +120,7 @@ async fn sleep_until(at: Option<Instant>) {
 pub async fn send(
     node_id: &str,
     store: &Arc<DiskStore>,
-    coordinator: Channel,
+    coordinator: ClusterChannel,
     stop: watch::Receiver<bool>,
 ) -> Result<(pb::InventoryResponse, u64), Status> {
     let (store, node_id) = (store.clone(), node_id.to_string());
@@ -133,7 +133,7 @@ pub async fn send(
 /// The sending half of [`send`], with the walk as a parameter so tests can make it fail
 /// halfway: `walker` runs on the blocking pool, sends batches and sets the flag when done.
 pub(super) async fn stream_inventory(
-    coordinator: Channel,
+    coordinator: ClusterChannel,
     stop: watch::Receiver<bool>,
     walker: impl FnOnce(&mpsc::Sender<pb::InventoryBatch>, &AtomicBool) -> Result<u64, StoreError>
         + Send

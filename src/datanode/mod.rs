@@ -37,11 +37,15 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Channel, Server};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Server;
 
 use crate::config::DatanodeConfig;
 use crate::net::{channel, ChannelCache, MAX_MESSAGE_BYTES};
 use crate::proto::pb;
+use crate::security::files::{self, Privacy};
+use crate::security::join::{self, ClusterChannel, JoinProof};
+use crate::security::revoke::{self, Revoked};
 use crate::security::token::TokenKey;
 use crate::security::{Role, Tls};
 use inventory::Inventory;
@@ -115,8 +119,9 @@ pub fn load_or_create_node_id(data_dir: &Path) -> anyhow::Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = format!("dn-{:016x}", rand::random::<u64>());
             let tmp = data_dir.join("node_id.tmp");
-            let mut f =
-                std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+            let _ = std::fs::remove_file(&tmp);
+            let mut f = files::create_new_private(&tmp)
+                .with_context(|| format!("create {}", tmp.display()))?;
             writeln!(f, "{id}")?;
             f.sync_all()?;
             std::fs::rename(&tmp, &path)?;
@@ -132,7 +137,7 @@ pub fn load_or_create_node_id(data_dir: &Path) -> anyhow::Result<String> {
 fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
     use std::os::unix::io::AsRawFd;
     let path = data_dir.join("LOCK");
-    let f = std::fs::OpenOptions::new()
+    let f = files::private_options()
         .create(true)
         .truncate(false)
         .write(true)
@@ -174,12 +179,56 @@ struct Heartbeats {
     node_id: String,
     addr: String,
     store: Arc<DiskStore>,
-    coordinator: Channel,
+    coordinator: ClusterChannel,
     inventory: Inventory,
     scrub: Arc<ScrubProgress>,
     active: Arc<std::sync::atomic::AtomicU32>,
     /// Filled with the token key at each registration.
     tokens: TokenSlot,
+    /// The certificate deny-list, from registration and heartbeats.
+    revoked: Revoked,
+    /// The join secret, which opens a token key sealed by a plaintext coordinator.
+    proof: JoinProof,
+}
+
+/// The token key of a RegisterResponse: in clear (TLS, or no authentication) or sealed
+/// under the join secret (plaintext with access keys).
+fn token_key_of(
+    r: &pb::RegisterResponse,
+    node_id: &str,
+    proof: &JoinProof,
+) -> Result<TokenKey, String> {
+    if r.token_key_sealed.is_empty() {
+        return TokenKey::from_bytes(&r.token_key)
+            .ok_or_else(|| "the coordinator sent no valid token key".to_string());
+    }
+    let secret = proof.secret().ok_or(
+        "the coordinator sealed the token key under its join secret: set datanode.join_secret",
+    )?;
+    secret
+        .open_token_key(node_id, &r.token_key_sealed)
+        .ok()
+        .and_then(|k| TokenKey::from_bytes(&k))
+        .ok_or_else(|| "the sealed token key does not open with this join secret".to_string())
+}
+
+/// Installs the deny-list the coordinator sent, if any.
+fn apply_revoked(revoked: &Revoked, list: Option<pb::RevokedCertificates>, node_id: &str) {
+    let Some(list) = list else { return };
+    let set: Option<std::collections::HashSet<_>> = list
+        .fingerprints
+        .iter()
+        .map(|f| revoke::parse_fingerprint(f).ok())
+        .collect();
+    match set {
+        Some(set) => {
+            if !set.is_empty() {
+                tracing::info!(node = %node_id, revoked = set.len(), "certificate deny-list updated");
+            }
+            revoked.replace(set);
+        }
+        None => tracing::error!(node = %node_id, "the coordinator sent a malformed deny-list"),
+    }
 }
 
 /// Registers with the coordinator and heartbeats until the process ends. Failures are
@@ -196,6 +245,8 @@ async fn heartbeat_loop(hb: Heartbeats) {
         scrub,
         active,
         tokens,
+        revoked,
+        proof,
     } = hb;
     let mut client = pb::cluster_client::ClusterClient::new(coordinator);
     let mut interval = Duration::from_secs(2);
@@ -210,6 +261,7 @@ async fn heartbeat_loop(hb: Heartbeats) {
                     active.load(std::sync::atomic::Ordering::Relaxed),
                     &scrub,
                 )),
+                revoked_digest: revoked.digest().into(),
             });
             req.set_timeout(Duration::from_secs(10));
             let sent = client.heartbeat(req).await;
@@ -219,6 +271,7 @@ async fn heartbeat_loop(hb: Heartbeats) {
                 .inc();
             sent.map(|r| {
                 let r = r.into_inner();
+                apply_revoked(&revoked, r.revoked, &node_id);
                 if r.reregister {
                     tracing::info!(node = %node_id, "coordinator asks this node to register again");
                     registered = false;
@@ -239,11 +292,12 @@ async fn heartbeat_loop(hb: Heartbeats) {
                 if ms > 0 {
                     interval = Duration::from_millis(ms);
                 }
-                match TokenKey::from_bytes(&r.token_key) {
-                    Some(k) => *tokens.write().unwrap_or_else(|p| p.into_inner()) = Some(k),
-                    None => tracing::error!(node = %node_id,
-                        "the coordinator sent no valid token key: chunk requests will be refused"),
+                match token_key_of(&r, &node_id, &proof) {
+                    Ok(k) => *tokens.write().unwrap_or_else(|p| p.into_inner()) = Some(k),
+                    Err(e) => tracing::error!(node = %node_id, error = %e,
+                        "no token key: chunk requests will be refused"),
                 }
+                apply_revoked(&revoked, r.revoked, &node_id);
                 registered = true;
                 inventory.request();
                 tracing::info!(node = %node_id, "registered with the coordinator");
@@ -323,12 +377,31 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let server_tls = tls.as_ref().map(Tls::server).transpose()?;
-    std::fs::create_dir_all(&cfg.data_dir)
+    files::create_private_dir_all(&cfg.data_dir)
         .with_context(|| format!("create data dir {}", cfg.data_dir.display()))?;
+    let mut privacy = Privacy::default();
+    privacy.check(&cfg.data_dir);
     let _lock = lock_data_dir(&cfg.data_dir)?;
     let node_id = load_or_create_node_id(&cfg.data_dir)?;
+    for name in [
+        "LOCK",
+        "node_id",
+        scrub::STATE_FILE,
+        "chunks",
+        "tmp",
+        "quarantine",
+    ] {
+        privacy.check(&cfg.data_dir.join(name));
+    }
     let store =
         DiskStore::open(&cfg.data_dir, cfg.capacity, cfg.reserve).context("open chunk store")?;
+    if store.made_private() > 0 {
+        privacy.note(format!(
+            "{} chunk files and fan-out directories",
+            store.made_private()
+        ));
+    }
+    privacy.report("datanode");
     let local = listener.local_addr()?;
     let addr = advertise_addr(&cfg, local);
     let coordinator = channel(
@@ -337,6 +410,9 @@ pub async fn run_with(
         tls.as_ref().map(|t| t.client(Role::Coordinator)),
     )
     .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+    // Every cluster call proves the join secret, when one is set (plaintext clusters).
+    let proof = JoinProof::new(&cfg.join_secret);
+    let coordinator = join::cluster_channel(coordinator, proof.clone());
 
     let stats = store.stats();
     tracing::info!(node = %node_id, listen = %local, advertise = %addr, chunks = stats.chunk_count,
@@ -369,6 +445,7 @@ pub async fn run_with(
     });
     let active = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let tokens = TokenSlot::default();
+    let revoked = Revoked::default();
     let hb = tokio::spawn(heartbeat_loop(Heartbeats {
         node_id: node_id.clone(),
         addr,
@@ -378,6 +455,8 @@ pub async fn run_with(
         scrub: scrubber.progress().clone(),
         active: active.clone(),
         tokens: tokens.clone(),
+        revoked: revoked.clone(),
+        proof,
     }));
     let svc = service::DatanodeService {
         node_id,
@@ -397,6 +476,11 @@ pub async fn run_with(
     let server = pb::datanode_server::DatanodeServer::new(svc)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    // Revoked certificates are refused on every call, whoever presents them.
+    let server = InterceptedService::new(server, move |req: tonic::Request<()>| {
+        revoked.check(&req)?;
+        Ok(req)
+    });
     let mut builder = Server::builder();
     if let Some(t) = server_tls {
         builder = builder.tls_config(t).context("datanode TLS settings")?;

@@ -3,11 +3,11 @@
 //! transactions without delaying an idle one.
 
 use tokio::sync::{mpsc, oneshot};
-use tonic::transport::Channel;
 use tonic::Status;
 
 use crate::chunk::ChunkId;
 use crate::proto::pb;
+use crate::security::join::ClusterChannel;
 
 /// Most chunks per report.
 const MAX_BATCH: usize = 1024;
@@ -20,7 +20,7 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    pub fn spawn(node_id: String, coordinator: Channel) -> Reporter {
+    pub fn spawn(node_id: String, coordinator: ClusterChannel) -> Reporter {
         let (tx, mut rx) = mpsc::channel::<Job>(4096);
         tokio::spawn(async move {
             let mut client = pb::cluster_client::ClusterClient::new(coordinator);

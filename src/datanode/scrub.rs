@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
 
 use super::inventory::Inventory;
 use super::store::{DiskStore, StoreError, Verdict};
@@ -31,9 +30,10 @@ use super::DatanodeTuning;
 use crate::chunk::ChunkId;
 use crate::meta::now_ms;
 use crate::proto::pb;
+use crate::security::join::ClusterChannel;
 
 /// Where the position of the current pass is kept, under the data dir.
-const STATE_FILE: &str = "scrub_state";
+pub(super) const STATE_FILE: &str = "scrub_state";
 /// Slices of the store a pass works through (one per first id byte).
 const SLICES: u16 = 256;
 /// Most chunks in one corruption report.
@@ -126,7 +126,14 @@ impl PassState {
             "v1 {} {} {} {}\n",
             self.next, self.checked, self.started_ms, self.last_pass_ms
         );
-        if let Err(e) = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path)) {
+        let written = crate::security::files::private_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
+            .and_then(|_| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
             tracing::warn!(path = %path.display(), error = %e, "could not save scrub position");
         }
     }
@@ -145,7 +152,7 @@ struct Pass {
 pub fn spawn(
     node_id: String,
     store: Arc<DiskStore>,
-    coordinator: Channel,
+    coordinator: ClusterChannel,
     inventory: Inventory,
     tuning: &DatanodeTuning,
     stop: watch::Receiver<bool>,
@@ -322,7 +329,7 @@ fn join_error(e: tokio::task::JoinError) -> StoreError {
 /// backlog ids are dropped, since the next inventory reconciles those chunks anyway.
 async fn report_corruption(
     node_id: String,
-    coordinator: Channel,
+    coordinator: ClusterChannel,
     mut rx: mpsc::Receiver<ChunkId>,
     mut stop: watch::Receiver<bool>,
 ) {

@@ -5,15 +5,18 @@
 //! and the directory fsynced (invariant 2). A writer dropped before it finishes deletes its
 //! temporary file. Every chunk path is built by [`DiskStore::chunk_path`] from a validated
 //! [`ChunkId`], so nothing is ever written outside the data directory (invariant 7).
+//! Directories are created 0700 and chunk files 0600; walks correct older ones they pass.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::chunk::{ChunkHasher, ChunkId, MAX_CHUNK_SIZE};
+use crate::security::files::{self, create_private_dir_all, FILE_MODE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -82,6 +85,8 @@ pub struct DiskStore {
     reserve: u64,
     used: AtomicU64,
     count: AtomicU64,
+    /// Chunk files and fan-out directories walks found readable by others and corrected.
+    made_private: AtomicU64,
 }
 
 impl DiskStore {
@@ -96,9 +101,10 @@ impl DiskStore {
             reserve,
             used: AtomicU64::new(0),
             count: AtomicU64::new(0),
+            made_private: AtomicU64::new(0),
         };
         for d in [&store.chunks, &store.tmp, &store.quarantine] {
-            fs::create_dir_all(d).map_err(io_err(format!("create {}", d.display())))?;
+            create_private_dir_all(d).map_err(io_err(format!("create {}", d.display())))?;
         }
         // Partial chunks from a crash are never visible; clear them out.
         for entry in fs::read_dir(&store.tmp).map_err(io_err("read tmp dir"))? {
@@ -117,6 +123,20 @@ impl DiskStore {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Chunk files and fan-out directories made private by walks so far (the walk at
+    /// open covers the whole store).
+    pub fn made_private(&self) -> u64 {
+        self.made_private.load(Ordering::Relaxed)
+    }
+
+    fn keep_private(&self, path: &Path, mode: Option<u32>) {
+        let fixed = match mode {
+            Some(mode) => files::make_private_if_open(path, mode),
+            None => matches!(files::make_private(path), Ok(Some(_))),
+        };
+        self.made_private.fetch_add(fixed as u64, Ordering::Relaxed);
     }
 
     /// The one place a chunk's path is built.
@@ -183,10 +203,12 @@ impl DiskStore {
         if !a.is_dir() {
             return Ok(true);
         }
+        self.keep_private(a, None);
         for b in list_dir(a)? {
             if !b.is_dir() {
                 continue;
             }
+            self.keep_private(&b, None);
             let Some(b_name) = name(&b) else { continue };
             for c in fs::read_dir(&b).map_err(io_err(format!("list {}", b.display())))? {
                 let c = c.map_err(io_err(format!("list {}", b.display())))?;
@@ -206,6 +228,7 @@ impl DiskStore {
                 if !meta.is_file() {
                     continue;
                 }
+                self.keep_private(&c.path(), Some(meta.permissions().mode()));
                 let entry = ChunkEntry {
                     id,
                     size: meta.len(),
@@ -272,6 +295,7 @@ impl DiskStore {
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(FILE_MODE)
             .open(&tmp_path)
             .map_err(io_err(format!("create {}", tmp_path.display())))?;
         Ok(ChunkWriter {
@@ -473,7 +497,7 @@ impl ChunkWriter {
         let mid = leaf.parent().expect("fan-out dir has a parent");
         let (mid_created, leaf_created) = (!mid.is_dir(), !leaf.is_dir());
         if leaf_created {
-            fs::create_dir_all(leaf).map_err(io_err(format!("create {}", leaf.display())))?;
+            create_private_dir_all(leaf).map_err(io_err(format!("create {}", leaf.display())))?;
         }
         fs::rename(&tmp.path, &dest).map_err(io_err(format!("install chunk {id}")))?;
         fsync_dir(leaf)?;

@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         include_str!("../../migrations/003_events.sql"),
     ),
     (4, "004_s3", include_str!("../../migrations/004_s3.sql")),
+    (
+        5,
+        "005_revoked_certs",
+        include_str!("../../migrations/005_revoked_certs.sql"),
+    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {

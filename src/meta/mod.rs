@@ -230,4 +230,7 @@ pub use maintenance::{
 pub use namespace::{
     commit_file, compose, delete, file_chunks, list, mkdir, rename, resolve, stat,
 };
-pub use security::{cluster_secret, insert_key, list_keys, revoke_key};
+pub use security::{
+    erase_cluster_secrets, insert_key, legacy_cluster_secrets, list_keys, list_revoked_certs,
+    revoke_cert, revoke_key, RevokedCert,
+};

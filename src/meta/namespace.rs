@@ -521,6 +521,11 @@ fn chunk_list(conn: &Connection, inode: i64) -> Result<Vec<(ChunkId, u64)>> {
 
 /// A file's entry and its ordered chunk list with offsets.
 pub fn file_chunks(conn: &Connection, path: &DfsPath) -> Result<(EntryInfo, Vec<FileChunk>)> {
+    // One snapshot for the entry and its chunk list: in WAL mode each statement outside a
+    // transaction reads its own, and a commit between the two would pair one version's
+    // size with another's chunks (a reader then got a mix of versions).
+    let tx = conn.unchecked_transaction()?;
+    let conn = &*tx;
     let inode = resolve_existing(conn, path)?;
     if inode.kind == Kind::Dir {
         return Err(MetaError::IsADirectory(path.clone()));

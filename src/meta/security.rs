@@ -1,4 +1,4 @@
-//! Access keys and cluster secrets.
+//! Access keys, revoked certificates, and the cluster secrets older versions kept here.
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -84,31 +84,79 @@ pub fn revoke_key(conn: &Connection, id: &str, now_ms: i64) -> Result<AccessKey>
     }
 }
 
-/// The secret called `name`, created by `make` the first time it is asked for.
-pub fn cluster_secret(
-    conn: &mut Connection,
-    name: &str,
-    make: impl FnOnce() -> Vec<u8>,
-) -> Result<Vec<u8>> {
-    let tx = conn.transaction()?;
-    let existing: Option<Vec<u8>> = tx
-        .query_row(
-            "SELECT value FROM cluster_secrets WHERE name = ?1",
-            params![name],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let value = match existing {
-        Some(v) => v,
-        None => {
-            let v = make();
-            tx.execute(
-                "INSERT INTO cluster_secrets (name, value) VALUES (?1, ?2)",
-                params![name, v],
-            )?;
-            v
-        }
-    };
-    tx.commit()?;
-    Ok(value)
+/// A certificate on the deny-list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedCert {
+    /// SHA-256 of the DER, 64 lowercase hex characters.
+    pub fingerprint: String,
+    pub role: String,
+    pub note: String,
+    pub revoked_ms: i64,
+}
+
+fn revoked_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RevokedCert> {
+    Ok(RevokedCert {
+        fingerprint: r.get(0)?,
+        role: r.get(1)?,
+        note: r.get(2)?,
+        revoked_ms: r.get(3)?,
+    })
+}
+
+/// Records a revocation. Returns the record on file, and whether it was there already
+/// (then the first record is kept).
+pub fn revoke_cert(conn: &Connection, rec: &RevokedCert) -> Result<(RevokedCert, bool)> {
+    let n = conn.execute(
+        "INSERT INTO revoked_certs (fingerprint, role, note, revoked_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (fingerprint) DO NOTHING",
+        params![rec.fingerprint, rec.role, rec.note, rec.revoked_ms],
+    )?;
+    let stored = conn.query_row(
+        "SELECT fingerprint, role, note, revoked_ms FROM revoked_certs WHERE fingerprint = ?1",
+        params![rec.fingerprint],
+        revoked_from_row,
+    )?;
+    Ok((stored, n == 0))
+}
+
+/// Every revoked certificate, oldest revocation first.
+pub fn list_revoked_certs(conn: &Connection) -> Result<Vec<RevokedCert>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT fingerprint, role, note, revoked_ms FROM revoked_certs
+         ORDER BY revoked_ms, fingerprint",
+    )?;
+    let rows = stmt.query_map([], revoked_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Cluster secrets kept in the database by dfsd versions before issue 12 (they now live
+/// in the coordinator's secrets file).
+pub fn legacy_cluster_secrets(conn: &Connection) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut stmt = conn.prepare("SELECT name, value FROM cluster_secrets ORDER BY name")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Deletes the legacy cluster secrets so that no byte of them stays in the database file
+/// or its WAL: `secure_delete` overwrites the deleted rows with zeros, and a TRUNCATE
+/// checkpoint copies the zeroed pages into the database file and empties the WAL, which
+/// held older copies of those pages.
+pub fn erase_cluster_secrets(conn: &mut Connection) -> Result<()> {
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    let deleted = conn.execute("DELETE FROM cluster_secrets", []);
+    let checkpoint = deleted.and_then(|_| {
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        })
+    });
+    // Later deletions need no such care: back to the default.
+    conn.pragma_update(None, "secure_delete", "OFF")?;
+    if checkpoint? != 0 {
+        return Err(MetaError::Invalid(
+            "could not checkpoint the database after erasing the old cluster secrets \
+             (another process has it open?)"
+                .into(),
+        ));
+    }
+    Ok(())
 }

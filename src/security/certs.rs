@@ -5,8 +5,15 @@
 //! their address, so a node can move without a new certificate. Extra names (`--san`) can
 //! be added for tools that check addresses, such as the host name S3 clients dial to reach
 //! a gateway.
+//!
+//! Everything written is private (files 0600, a new directory 0700) but `ca.pem`: the CA
+//! certificate is the trust anchor every client is handed, holds no secret, and must be
+//! readable by users other than the one who made it (the Docker recipe makes it as the
+//! image's user). Each certificate's SHA-256 fingerprint (of its DER) is printed, as
+//! `dfsd cert revoke` takes it.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use rcgen::{
@@ -14,6 +21,7 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose,
 };
 
+use super::files::{create_new_private, create_private_dir_all};
 use super::Role;
 
 const CA_CERT: &str = "ca.pem";
@@ -25,11 +33,27 @@ const CA_NAME: &str = "dfsd cluster CA";
 pub struct Written {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// SHA-256 of the certificate's DER, hex (what `dfsd cert revoke --fingerprint` takes).
+    pub fingerprint: String,
+    /// End of validity, RFC 3339.
+    pub not_after: String,
+}
+
+/// How long a certificate `dfsd cert issue` makes is valid unless told otherwise. Gateway
+/// and client certificates live on more hosts and in more hands (S3 front ends, laptops,
+/// scripts), so they expire sooner; members' certificates are replaced less easily (a
+/// restart of every node), and revocation covers a leaked one.
+pub fn default_validity(role: Role) -> Duration {
+    const DAY: u64 = 86_400;
+    match role {
+        Role::Gateway | Role::Client => Duration::from_secs(90 * DAY),
+        Role::Coordinator | Role::Node => Duration::from_secs(5 * 365 * DAY),
+    }
 }
 
 /// Creates a CA key and self-signed certificate in `dir` (refusing to overwrite one).
 pub fn init_ca(dir: &Path, years: u32) -> anyhow::Result<Written> {
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    create_private_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let (cert_path, key_path) = (dir.join(CA_CERT), dir.join(CA_KEY));
     if cert_path.exists() || key_path.exists() {
         bail!(
@@ -40,24 +64,56 @@ pub fn init_ca(dir: &Path, years: u32) -> anyhow::Result<Written> {
     let key = KeyPair::generate().context("generate CA key")?;
     let mut params = ca_params();
     params.not_after = rcgen::date_time_ymd(this_year() + years as i32, 1, 1);
+    let not_after = params.not_after;
     let cert = params.self_signed(&key).context("sign CA certificate")?;
     write_private(&key_path, &key.serialize_pem())?;
-    std::fs::write(&cert_path, cert.pem())
-        .with_context(|| format!("write {}", cert_path.display()))?;
-    Ok(Written {
-        cert: cert_path,
-        key: key_path,
-    })
+    write_new(&cert_path, &cert.pem(), 0o644)?;
+    Ok(written(cert_path, key_path, cert.der(), not_after))
+}
+
+fn written(cert: PathBuf, key: PathBuf, der: &[u8], not_after: time::OffsetDateTime) -> Written {
+    Written {
+        cert,
+        key,
+        fingerprint: hex::encode(super::revoke::fingerprint(der)),
+        not_after: crate::timefmt::rfc3339_ms(not_after.unix_timestamp().saturating_mul(1000)),
+    }
 }
 
 /// Issues a certificate for `role` named `name`, signed by the CA in `dir`, written as
-/// `<name>.pem` and `<name>.key` in `dir`.
+/// `<name>.pem` and `<name>.key` in `dir`, valid until January 1st `years` from now.
 pub fn issue(
     dir: &Path,
     role: Role,
     name: &str,
     extra_sans: &[String],
     years: u32,
+) -> anyhow::Result<Written> {
+    let until = rcgen::date_time_ymd(this_year() + years as i32, 1, 1);
+    issue_until(dir, role, name, extra_sans, until)
+}
+
+/// [`issue`], valid for `validity` from now (e.g. [`default_validity`]).
+pub fn issue_for(
+    dir: &Path,
+    role: Role,
+    name: &str,
+    extra_sans: &[String],
+    validity: Duration,
+) -> anyhow::Result<Written> {
+    let validity = time::Duration::try_from(validity).context("validity out of range")?;
+    let until = time::OffsetDateTime::now_utc()
+        .checked_add(validity)
+        .context("validity out of range")?;
+    issue_until(dir, role, name, extra_sans, until)
+}
+
+fn issue_until(
+    dir: &Path,
+    role: Role,
+    name: &str,
+    extra_sans: &[String],
+    not_after: time::OffsetDateTime,
 ) -> anyhow::Result<Written> {
     if name.is_empty()
         || name.len() > 64
@@ -114,7 +170,7 @@ pub fn issue(
     dn.push(DnType::CommonName, name);
     dn.push(DnType::OrganizationalUnitName, role.as_str());
     params.distinguished_name = dn;
-    params.not_after = rcgen::date_time_ymd(this_year() + years as i32, 1, 1);
+    params.not_after = not_after;
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
@@ -134,12 +190,8 @@ pub fn issue(
         .signed_by(&key, &issuer)
         .context("sign certificate")?;
     write_private(&key_path, &key.serialize_pem())?;
-    std::fs::write(&cert_path, cert.pem())
-        .with_context(|| format!("write {}", cert_path.display()))?;
-    Ok(Written {
-        cert: cert_path,
-        key: key_path,
-    })
+    write_private(&cert_path, &cert.pem())?;
+    Ok(written(cert_path, key_path, cert.der(), not_after))
 }
 
 fn ca_params() -> CertificateParams {
@@ -156,16 +208,20 @@ fn ca_params() -> CertificateParams {
     params
 }
 
-/// Writes a private key readable by its owner only.
+/// Writes a new file readable by its owner only.
 fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
+    write_new(path, pem, super::files::FILE_MODE)
+}
+
+/// Writes a new file with `mode` (set explicitly: the umask does not apply).
+fn write_new(path: &Path, pem: &str, mode: u32) -> anyhow::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("create {}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    let mut f = create_new_private(path).with_context(|| format!("create {}", path.display()))?;
+    if mode != super::files::FILE_MODE {
+        f.set_permissions(std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("chmod {}", path.display()))?;
+    }
     f.write_all(pem.as_bytes())
         .and_then(|_| f.sync_all())
         .with_context(|| format!("write {}", path.display()))

@@ -1,11 +1,11 @@
 //! Access keys and what they allow.
 //!
 //! A key is an id (`DK` + 18 characters, shown freely) and a secret (40 characters,
-//! shown once at creation). The coordinator keeps only a salted SHA-256 of the secret:
+//! shown once at creation). Calls are checked against a salted SHA-256 of the secret:
 //! secrets are 238 random bits, so a slow password hash would add cost and no safety.
 //! A key has a role (admin, readwrite, readonly) and a path prefix it is confined to.
 //! Keys made since migration 004 also keep their secret sealed (`seal.rs`) so that it can
-//! sign S3 requests; the hash remains what dfsd calls are checked against.
+//! sign S3 requests, under a key the database does not hold (`coordinator::secrets`).
 
 use rand::Rng;
 use sha2::{Digest, Sha256};

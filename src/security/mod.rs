@@ -5,6 +5,9 @@
 //! - `keys.rs`: access keys (id + secret, only a salted hash stored) and permissions.
 //! - `seal.rs`: S3 secrets sealed (AEAD) under a cluster key, for S3 gateways.
 //! - `token.rs`: short-lived HMAC tokens naming an operation and the chunk ids it covers.
+//! - `join.rs`: the join secret datanodes prove on a cluster without TLS.
+//! - `revoke.rs`: the deny-list of revoked certificates, checked on every call.
+//! - `files.rs`: private data directories and files (0700 / 0600), checked at start-up.
 //!
 //! Members (coordinator, datanodes) authenticate each other by mutual TLS: the role a
 //! certificate was issued for is a DNS name in its subject alternative names, checked
@@ -15,13 +18,17 @@
 //! secrets of access keys and make calls on behalf of the key that signed an S3 request.
 
 pub mod certs;
+pub mod files;
+pub mod join;
 pub mod keys;
+pub mod revoke;
 pub mod seal;
 pub mod token;
 
 use std::path::Path;
 
 use anyhow::Context;
+use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 use tonic::{Request, Status};
@@ -65,6 +72,8 @@ impl Role {
 pub struct Tls {
     ca: Certificate,
     identity: Option<Identity>,
+    /// Our own certificate (DER), so a coordinator can refuse to revoke it.
+    own_cert: Option<Vec<u8>>,
 }
 
 impl Tls {
@@ -77,17 +86,22 @@ impl Tls {
             return Ok(None);
         }
         let ca = read_pem(Path::new(&cfg.ca), "tls.ca")?;
-        let identity = match (cfg.cert.is_empty(), cfg.key.is_empty()) {
-            (true, true) => None,
-            (false, false) => Some(Identity::from_pem(
-                read_pem(Path::new(&cfg.cert), "tls.cert")?,
-                read_pem(Path::new(&cfg.key), "tls.key")?,
-            )),
+        let (identity, own_cert) = match (cfg.cert.is_empty(), cfg.key.is_empty()) {
+            (true, true) => (None, None),
+            (false, false) => {
+                let cert = read_pem(Path::new(&cfg.cert), "tls.cert")?;
+                let der = CertificateDer::from_pem_slice(&cert)
+                    .map(|d| d.to_vec())
+                    .ok();
+                let key = read_pem(Path::new(&cfg.key), "tls.key")?;
+                (Some(Identity::from_pem(cert, key)), der)
+            }
             _ => anyhow::bail!("config: tls.cert and tls.key go together"),
         };
         Ok(Some(Tls {
             ca: Certificate::from_pem(ca),
             identity,
+            own_cert,
         }))
     }
 
@@ -102,6 +116,11 @@ impl Tls {
             .identity(identity)
             .client_ca_root(self.ca.clone())
             .client_auth_optional(true))
+    }
+
+    /// The fingerprint of our own certificate (see `revoke.rs`), if we have one.
+    pub fn own_fingerprint(&self) -> Option<revoke::Fingerprint> {
+        self.own_cert.as_deref().map(revoke::fingerprint)
     }
 
     /// Client side, for a connection to a server of role `expect`.
@@ -134,7 +153,8 @@ pub fn peer_role<T>(req: &Request<T>) -> Option<Role> {
     role_of(leaf)
 }
 
-fn role_of(der: &CertificateDer<'_>) -> Option<Role> {
+/// The dfsd role a certificate (DER) was issued for, if any.
+pub fn role_of(der: &CertificateDer<'_>) -> Option<Role> {
     let cert = webpki::EndEntityCert::try_from(der).ok()?;
     [Role::Coordinator, Role::Node, Role::Client, Role::Gateway]
         .into_iter()
@@ -145,8 +165,9 @@ fn role_of(der: &CertificateDer<'_>) -> Option<Role> {
 }
 
 /// Lets the call through only if it comes with a certificate of one of `allowed` roles.
-/// Without TLS (`tls_on` false) nothing can be checked and everything passes: plaintext
-/// is for `dfsd dev` and trusted networks only.
+/// Without TLS (`tls_on` false) there is no certificate to check and everything passes:
+/// the cluster API then demands the join secret instead (`coordinator::trust`), and
+/// datanode orders still need a token signed with a key a stranger cannot get.
 pub fn require_role<T>(
     tls_on: bool,
     req: &Request<T>,

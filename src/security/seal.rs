@@ -3,7 +3,8 @@
 //! its database holds only ciphertext.
 //!
 //! ChaCha20-Poly1305 (ring) under the cluster secret `s3_seal_key`: 32 random bytes made
-//! once and kept in SQLite beside the token key. A sealed blob is `version || nonce ||
+//! once and kept in the coordinator's secrets file (`coordinator::secrets`), never in the
+//! database that holds the sealed blobs. A sealed blob is `version || nonce ||
 //! ciphertext || tag` with a random nonce per seal (96 random bits: collisions are out of
 //! reach for the few keys a cluster makes). The key id is associated data, so a blob
 //! copied onto another key's row does not open.
@@ -31,7 +32,9 @@ pub enum SealError {
     Open,
 }
 
-/// The key S3 secrets are sealed under.
+/// An AEAD key: S3 secrets are sealed under the cluster's `s3_seal_key`; the token key,
+/// when a plaintext coordinator hands it to a datanode, under a key derived from the join
+/// secret (`join.rs`).
 pub struct SealKey(LessSafeKey);
 
 impl SealKey {
@@ -52,17 +55,29 @@ impl SealKey {
 
     /// Seals `secret` for the key `key_id`.
     pub fn seal(&self, key_id: &str, secret: &str) -> Vec<u8> {
+        self.seal_bytes(&aad(key_id), secret.as_bytes())
+    }
+
+    /// The secret sealed in `blob` for the key `key_id`.
+    pub fn open(&self, key_id: &str, blob: &[u8]) -> Result<String, SealError> {
+        let plain = self.open_bytes(&aad(key_id), blob)?;
+        String::from_utf8(plain).map_err(|_| SealError::Malformed)
+    }
+
+    /// Seals `plain`, bound to the associated data `aad` (which must be given again to
+    /// open it): `version || nonce || ciphertext || tag`.
+    pub fn seal_bytes(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
-        let mut sealed = secret.as_bytes().to_vec();
+        let mut sealed = plain.to_vec();
         self.0
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                aad(key_id),
+                Aad::from(aad),
                 &mut sealed,
             )
-            // Fails only for inputs of gigabytes; a secret is 40 bytes.
-            .expect("an access key secret is far below the AEAD size limit");
+            // Fails only for inputs of gigabytes; dfsd seals keys of a few dozen bytes.
+            .expect("a sealed secret is far below the AEAD size limit");
         let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
         out.push(VERSION);
         out.extend_from_slice(&nonce);
@@ -70,8 +85,8 @@ impl SealKey {
         out
     }
 
-    /// The secret sealed in `blob` for the key `key_id`.
-    pub fn open(&self, key_id: &str, blob: &[u8]) -> Result<String, SealError> {
+    /// Opens a blob made by [`SealKey::seal_bytes`] with the same associated data.
+    pub fn open_bytes(&self, aad: &[u8], blob: &[u8]) -> Result<Vec<u8>, SealError> {
         let tag_len = CHACHA20_POLY1305.tag_len();
         let (&version, rest) = blob.split_first().ok_or(SealError::Malformed)?;
         if version != VERSION || rest.len() < NONCE_LEN + tag_len {
@@ -82,16 +97,16 @@ impl SealKey {
         let mut buf = sealed.to_vec();
         let plain = self
             .0
-            .open_in_place(nonce, aad(key_id), &mut buf)
+            .open_in_place(nonce, Aad::from(aad), &mut buf)
             .map_err(|_| SealError::Open)?;
-        String::from_utf8(plain.to_vec()).map_err(|_| SealError::Malformed)
+        Ok(plain.to_vec())
     }
 }
 
-fn aad(key_id: &str) -> Aad<Vec<u8>> {
+fn aad(key_id: &str) -> Vec<u8> {
     let mut a = AAD_CONTEXT.to_vec();
     a.extend_from_slice(key_id.as_bytes());
-    Aad::from(a)
+    a
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 //! the expiry and the chunk ids of the request in order. The ids are not in the token:
 //! the datanode recomputes the MAC over the ids it is asked about, so a token cannot be
 //! replayed for other chunks or another operation. The key is generated once per cluster
-//! (kept in the coordinator's database) and handed to datanodes when they register, over
-//! mutual TLS.
+//! (kept in the coordinator's secrets file) and handed to datanodes when they register:
+//! over mutual TLS, or without TLS sealed under the cluster's join secret (`join.rs`).
 //!
 //! A write token is also bound to a [`WriteScope`]: the access key the upload belongs to
 //! and the nodes the coordinator chose. A datanode forwards a chunk only to those nodes, and

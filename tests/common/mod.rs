@@ -10,6 +10,8 @@
 
 #![allow(dead_code)]
 
+pub mod procs;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use dfsd::client::Client;
 use dfsd::config::{ClientConfig, TlsConfig};
+use dfsd::coordinator::secrets::SecretsFile;
 use dfsd::proto::pb;
 use dfsd::security::token::TokenKey;
 use dfsd::security::{certs, Role, Tls};
@@ -507,18 +510,20 @@ impl TestCluster {
         pb::coordinator_client::CoordinatorClient::with_interceptor(ch, Creds(creds))
     }
 
-    /// The key chunk tokens are signed with, read from the coordinator's database (tests
-    /// use it to make requests a client could not).
+    /// The coordinator's secrets file (token key, S3 seal key, join secret).
+    pub fn secrets(&self) -> SecretsFile {
+        let path = self
+            .coordinator_dir()
+            .join(dfsd::coordinator::secrets::FILE_NAME);
+        SecretsFile::read(&path)
+            .unwrap()
+            .expect("the coordinator's secrets file")
+    }
+
+    /// The key chunk tokens are signed with, read from the coordinator's secrets file
+    /// (tests use it to make requests a client could not).
     pub fn token_key(&self) -> TokenKey {
-        let db = rusqlite::Connection::open(self.coordinator_dir().join("meta.db")).unwrap();
-        let v: Vec<u8> = db
-            .query_row(
-                "SELECT value FROM cluster_secrets WHERE name = 'token_key'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        TokenKey::from_bytes(&v).unwrap()
+        self.secrets().token_key().unwrap()
     }
 
     /// Every datanode as the coordinator lists it (id and address).
