@@ -36,10 +36,10 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Channel, Server};
 
 use crate::config::DatanodeConfig;
+use crate::conn_limit;
 use crate::net::{channel, ChannelCache, MAX_MESSAGE_BYTES};
 use crate::proto::pb;
 use crate::security::token::TokenKey;
@@ -399,19 +399,29 @@ pub async fn run_with(
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let mut builder = Server::builder();
     if let Some(t) = server_tls {
-        builder = builder.tls_config(t).context("datanode TLS settings")?;
+        builder = builder
+            .tls_config(t.timeout(conn_limit::TLS_HANDSHAKE_TIMEOUT))
+            .context("datanode TLS settings")?;
     }
+    // As on the coordinator: limits, TCP_NODELAY and stalled peers through conn_limit.
+    let limiter = conn_limit::Limiter::new(
+        "datanode",
+        conn_limit::Limits {
+            total: cfg.max_connections,
+            per_ip: cfg.max_connections_per_ip,
+        },
+    );
     let result = builder
         .timeout(CALL_TIMEOUT)
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .http2_max_header_list_size(crate::coordinator::MAX_HEADER_LIST_BYTES)
         .layer(layer)
-        .tcp_nodelay(true)
         .initial_stream_window_size(Some(4 * 1024 * 1024))
         .initial_connection_window_size(Some(16 * 1024 * 1024))
-        .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .http2_keepalive_interval(Some(conn_limit::GRPC_KEEPALIVE))
+        .http2_keepalive_timeout(Some(conn_limit::GRPC_KEEPALIVE))
         .add_service(server)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(conn_limit::grpc_incoming(listener, limiter), shutdown)
         .await
         .context("datanode server");
     hb.abort();
