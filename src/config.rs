@@ -132,6 +132,11 @@ pub struct CoordinatorConfig {
     pub max_connections: usize,
     /// Connections one client IP address may keep open at once.
     pub max_connections_per_ip: usize,
+    /// A connection that sends nothing for this long is closed (a peer that stalls
+    /// before or during its handshake). The server pings idle peers every third of it (at
+    /// most every 10 s), so an honest one always has something to answer.
+    #[serde(with = "serde_duration")]
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -175,6 +180,11 @@ pub struct DatanodeConfig {
     pub max_connections: usize,
     /// Connections one client IP address may keep open at once.
     pub max_connections_per_ip: usize,
+    /// A connection that sends nothing for this long is closed (a peer that stalls
+    /// before or during its handshake). The server pings idle peers every third of it (at
+    /// most every 10 s), so an honest one always has something to answer.
+    #[serde(with = "serde_duration")]
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -244,6 +254,7 @@ impl Default for CoordinatorConfig {
             status_page_paths: false,
             max_connections: 2048,
             max_connections_per_ip: 256,
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -265,6 +276,7 @@ impl Default for DatanodeConfig {
             admin_listen: String::new(),
             max_connections: 2048,
             max_connections_per_ip: 256,
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -516,6 +528,9 @@ impl Config {
             c.max_connections,
             c.max_connections_per_ip,
         )?;
+        if c.idle_timeout < Duration::from_secs(1) {
+            return bad("coordinator.idle_timeout", "must be at least 1 second");
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return bad("log_format", "must be \"text\" or \"json\"");
         }
@@ -531,6 +546,9 @@ impl Config {
             d.max_connections,
             d.max_connections_per_ip,
         )?;
+        if d.idle_timeout < Duration::from_secs(1) {
+            return bad("datanode.idle_timeout", "must be at least 1 second");
+        }
         let cl = &self.client;
         if cl.chunk_size == 0 || cl.chunk_size > MAX_CHUNK_SIZE {
             return bad("client.chunk_size", "must be between 1 byte and 64 MiB");

@@ -33,13 +33,14 @@ use tonic::transport::server::Connected;
 
 use crate::metrics::{self, ServerLabels, ServerReasonLabels};
 
-/// Interval of the HTTP/2 pings gRPC servers send to idle peers, and how long an answer
-/// may take.
-pub const GRPC_KEEPALIVE: Duration = Duration::from_secs(10);
-/// A gRPC connection that sends nothing for this long is closed. Honest peers answer the
-/// server's pings (every [`GRPC_KEEPALIVE`] of silence), so only a peer that stalls
-/// before or during the handshake, or ignores pings, is cut.
-pub const GRPC_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Interval of the HTTP/2 pings a gRPC server with read timeout `idle` sends to a silent
+/// peer, and how long an answer may take: a third of `idle`, at most 10 s. An honest peer
+/// answers, so only one that stalls before or during its handshake, or ignores pings, is
+/// cut by the idle timeout.
+pub fn grpc_keepalive(idle: Duration) -> Duration {
+    (idle / 3).min(Duration::from_secs(10))
+}
+
 /// Time a gRPC client gets to complete the TLS handshake.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -192,15 +193,16 @@ pub async fn accept(
 }
 
 /// The admitted connections of `listener`, as the incoming stream of a tonic server: each
-/// one guarded by [`GRPC_IDLE_TIMEOUT`] and carrying its permit.
+/// one closed when it sends nothing for `idle`, and carrying its permit.
 pub fn grpc_incoming(
     listener: TcpListener,
     limiter: Arc<Limiter>,
+    idle: Duration,
 ) -> impl Stream<Item = io::Result<Guarded<TcpStream>>> {
-    futures::stream::unfold((listener, limiter), |(listener, limiter)| async move {
+    futures::stream::unfold((listener, limiter), move |(listener, limiter)| async move {
         let (stream, _, permit) = accept(&listener, &limiter).await;
-        let conn = Guarded::new(stream, ReadTimeout::Idle(GRPC_IDLE_TIMEOUT), limiter.server)
-            .with_permit(permit);
+        let conn =
+            Guarded::new(stream, ReadTimeout::Idle(idle), limiter.server).with_permit(permit);
         Some((Ok(conn), (listener, limiter)))
     })
 }
@@ -277,7 +279,10 @@ impl<IO> Guarded<IO> {
             .connections_timed_out
             .get_or_create(&ServerReasonLabels::of(self.server, what))
             .inc();
-        io::Error::new(io::ErrorKind::TimedOut, format!("connection {what} timeout"))
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("connection {what} timeout"),
+        )
     }
 
     /// Notes the bytes just read in `fresh`.
@@ -316,7 +321,11 @@ impl<IO> Guarded<IO> {
     }
 
     /// After a write was polled: arms, disarms or checks the write-stall timer.
-    fn write_polled<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    fn write_polled<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
         let Some(stall) = self.write_stall else {
             return r;
         };
@@ -435,8 +444,8 @@ mod tests {
         assert_eq!(l.admit(ip(2)).err(), Some(Refused::Total));
     }
 
-    #[test]
-    fn the_head_timeout_ends_once_the_protocol_is_known() {
+    #[tokio::test]
+    async fn the_head_timeout_ends_once_the_protocol_is_known() {
         let mut g = Guarded::new((), ReadTimeout::Head(Duration::from_secs(1)), "unit");
         g.on_read(b"PRI * HTTP");
         assert_eq!(g.read_timeout, ReadTimeout::Head(Duration::from_secs(1)));
@@ -444,34 +453,39 @@ mod tests {
         assert_eq!(g.read_timeout, ReadTimeout::None);
         let mut g = Guarded::new((), ReadTimeout::Head(Duration::from_secs(1)), "unit");
         g.on_read(b"P");
-        assert!(g.read_timer.is_some(), "PUT and the preface both start with P");
+        assert!(
+            g.read_timer.is_some(),
+            "PUT and the preface both start with P"
+        );
         g.on_read(b"UT /b/k HTTP/1.1\r\n");
         assert_eq!(g.read_timeout, ReadTimeout::None);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_silent_peer_is_cut_and_a_talking_one_is_not() {
+        let idle = Duration::from_millis(300);
         let (client, server) = tokio::io::duplex(64);
-        let mut g = Guarded::new(server, ReadTimeout::Idle(Duration::from_secs(60)), "unit");
+        let mut g = Guarded::new(server, ReadTimeout::Idle(idle), "unit");
         let (mut cr, mut cw) = tokio::io::split(client);
+        // A byte every 100 ms: 1.5 s in all, five idle timeouts, and never cut.
         let talker = tokio::spawn(async move {
-            for _ in 0..5 {
-                tokio::time::sleep(Duration::from_secs(30)).await;
+            for _ in 0..15 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 cw.write_all(b"x").await.unwrap();
             }
             cw
         });
         let mut buf = [0u8; 8];
-        let started = Instant::now();
-        for _ in 0..5 {
+        for _ in 0..15 {
             assert_eq!(g.read(&mut buf).await.unwrap(), 1);
         }
         let _cw = talker.await.unwrap();
+        let quiet = Instant::now();
         let e = g.read(&mut buf).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
-        assert_eq!(started.elapsed(), Duration::from_secs(150 + 60));
+        assert!(quiet.elapsed() >= idle, "{:?}", quiet.elapsed());
         // A writer whose peer never reads is cut after the stall time.
-        let mut g = g.with_write_stall(Duration::from_secs(5));
+        let mut g = g.with_write_stall(idle);
         let e = g.write_all(&[0u8; 1024]).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         let _ = cr.read(&mut buf).await;

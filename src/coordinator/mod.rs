@@ -298,16 +298,20 @@ pub async fn run(
             per_ip: state.cfg.max_connections_per_ip,
         },
     );
+    let keepalive = conn_limit::grpc_keepalive(state.cfg.idle_timeout);
     builder
         .timeout(CALL_TIMEOUT)
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
         .layer(crate::grpc_layer::GrpcMetricsLayer::default())
-        .http2_keepalive_interval(Some(conn_limit::GRPC_KEEPALIVE))
-        .http2_keepalive_timeout(Some(conn_limit::GRPC_KEEPALIVE))
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(keepalive))
         .add_service(coord)
         .add_service(cluster)
-        .serve_with_incoming_shutdown(conn_limit::grpc_incoming(listener, limiter), shutdown)
+        .serve_with_incoming_shutdown(
+            conn_limit::grpc_incoming(listener, limiter, state.cfg.idle_timeout),
+            shutdown,
+        )
         .await
         .context("coordinator server")?;
     let _ = stop_tx.send(true);

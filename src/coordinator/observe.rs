@@ -166,7 +166,11 @@ fn viewer(state: &State, headers: &HeaderMap, login: bool) -> Result<Viewer, Res
         .to_str()
         .ok()
         .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
         .and_then(|b| String::from_utf8(b).ok());
     let Some((id, secret)) = creds.as_deref().and_then(|c| c.split_once(':')) else {
         return Err(challenge("malformed Authorization header"));
@@ -196,17 +200,15 @@ fn viewer(state: &State, headers: &HeaderMap, login: bool) -> Result<Viewer, Res
 pub fn routes(state: Arc<State>) -> Router {
     Router::new().route(
         "/",
-        axum::routing::get(
-            move |headers: HeaderMap, query: axum::extract::RawQuery| {
-                let state = state.clone();
-                async move {
-                    let login = query.0.is_some_and(|q| q.split('&').any(|p| p == "login"));
-                    match viewer(&state, &headers, login) {
-                        Ok(v) => Html(super::status_page::render(&state, v).await).into_response(),
-                        Err(r) => r,
-                    }
+        axum::routing::get(move |headers: HeaderMap, query: axum::extract::RawQuery| {
+            let state = state.clone();
+            async move {
+                let login = query.0.is_some_and(|q| q.split('&').any(|p| p == "login"));
+                match viewer(&state, &headers, login) {
+                    Ok(v) => Html(super::status_page::render(&state, v).await).into_response(),
+                    Err(r) => r,
                 }
-            },
-        ),
+            }
+        }),
     )
 }

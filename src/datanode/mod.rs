@@ -411,6 +411,7 @@ pub async fn run_with(
             per_ip: cfg.max_connections_per_ip,
         },
     );
+    let keepalive = conn_limit::grpc_keepalive(cfg.idle_timeout);
     let result = builder
         .timeout(CALL_TIMEOUT)
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
@@ -418,10 +419,13 @@ pub async fn run_with(
         .layer(layer)
         .initial_stream_window_size(Some(4 * 1024 * 1024))
         .initial_connection_window_size(Some(16 * 1024 * 1024))
-        .http2_keepalive_interval(Some(conn_limit::GRPC_KEEPALIVE))
-        .http2_keepalive_timeout(Some(conn_limit::GRPC_KEEPALIVE))
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(keepalive))
         .add_service(server)
-        .serve_with_incoming_shutdown(conn_limit::grpc_incoming(listener, limiter), shutdown)
+        .serve_with_incoming_shutdown(
+            conn_limit::grpc_incoming(listener, limiter, cfg.idle_timeout),
+            shutdown,
+        )
         .await
         .context("datanode server");
     hb.abort();

@@ -85,9 +85,7 @@ pub async fn run(
 
     let admin = crate::admin_http::bind(&cfg.gateway.admin_listen)
         .await?
-        .map(|l| {
-            crate::admin_http::spawn(l, axum::Router::new(), crate::admin_http::no_refresh())
-        });
+        .map(|l| crate::admin_http::spawn(l, axum::Router::new(), crate::admin_http::no_refresh()));
     serve::serve(listener, &cfg.gateway, acceptor, service, shutdown).await;
     if let Some(a) = admin {
         a.abort();

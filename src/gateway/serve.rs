@@ -82,8 +82,7 @@ pub async fn serve(
                 // The handshake runs on the connection's task, so a slow or broken client
                 // holds up no one else; a failed one ends that connection only.
                 Some(acceptor) => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => conn.serve(tls).await,
                         Ok(Err(e)) => {
                             tracing::debug!(peer = %peer, error = %e, "TLS handshake failed")

@@ -149,10 +149,7 @@ impl ReaderPool {
                 if let Some(c) = idle.pop() {
                     break c;
                 }
-                idle = self
-                    .returned
-                    .wait(idle)
-                    .unwrap_or_else(|p| p.into_inner());
+                idle = self.returned.wait(idle).unwrap_or_else(|p| p.into_inner());
             }
         };
         // Put back even if `f` panics, or the pool would shrink for good.
@@ -290,3 +287,42 @@ pub use namespace::{
     commit_file, compose, delete, file_chunks, list, mkdir, rename, resolve, stat,
 };
 pub use security::{cluster_secret, insert_key, list_keys, revoke_key};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader held up (a big fsck, a long listing) leaves the other readers serving.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_reader_does_not_stall_other_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with_readers(&dir.path().join("m.db"), "normal", 2).unwrap();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let slow = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .read(move |c| {
+                        let _ = started_tx.send(());
+                        held.recv().unwrap();
+                        Ok(c.query_row("SELECT count(*) FROM inodes", [], |r| r.get::<_, i64>(0))?)
+                    })
+                    .await
+            }
+        });
+        started.await.unwrap();
+        for _ in 0..10 {
+            let root = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                store.read(|c| stat(c, &DfsPath::root())),
+            )
+            .await
+            .expect("a read waited for the slow one")
+            .unwrap();
+            assert_eq!(root.inode.id, ROOT_INODE);
+        }
+        release.send(()).unwrap();
+        assert_eq!(slow.await.unwrap().unwrap(), 1);
+    }
+}
