@@ -139,22 +139,40 @@ pub enum Viewer {
     Admin,
 }
 
+/// Why a viewer is turned away.
+enum Refusal {
+    /// 401 with a Basic challenge: missing, malformed or wrong credentials.
+    Challenge(String),
+    /// 403: a valid key that is not an admin key.
+    NotAdmin(String),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Challenge(why) => (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Basic realm=\"dfsd admin\"")],
+                format!("{why}: sign in with an admin access key (key id and secret)\n"),
+            )
+                .into_response(),
+            Refusal::NotAdmin(id) => (
+                StatusCode::FORBIDDEN,
+                format!("access key {id} is not an admin key\n"),
+            )
+                .into_response(),
+        }
+    }
+}
+
 /// The viewer of a request, from HTTP Basic credentials (admin key id as the user name,
-/// its secret as the password), checked as gRPC keys are. `Err` is the answer to send:
-/// 401 for missing or wrong credentials where they were asked for, 403 for a key that is
-/// not an admin key.
-fn viewer(state: &State, headers: &HeaderMap, login: bool) -> Result<Viewer, Response> {
+/// its secret as the password), checked as gRPC keys are. No credentials: anonymous,
+/// unless `login` asks for them.
+fn viewer(state: &State, headers: &HeaderMap, login: bool) -> Result<Viewer, Refusal> {
     if state.cfg.status_page_paths || !state.cfg.auth {
         return Ok(Viewer::Admin);
     }
-    let challenge = |why: &str| {
-        (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Basic realm=\"dfsd admin\"")],
-            format!("{why}: sign in with an admin access key (key id and secret)\n"),
-        )
-            .into_response()
-    };
+    let challenge = |why: &str| Refusal::Challenge(why.to_string());
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return if login {
             Err(challenge("no credentials"))
@@ -186,11 +204,7 @@ fn viewer(state: &State, headers: &HeaderMap, login: bool) -> Result<Viewer, Res
     }
     match state.authenticate(&req) {
         Ok(Some(p)) if p.role == KeyRole::Admin => Ok(Viewer::Admin),
-        Ok(_) => Err((
-            StatusCode::FORBIDDEN,
-            format!("access key {id} is not an admin key\n"),
-        )
-            .into_response()),
+        Ok(_) => Err(Refusal::NotAdmin(id.to_string())),
         Err(e) => Err(challenge(e.message())),
     }
 }
@@ -206,7 +220,7 @@ pub fn routes(state: Arc<State>) -> Router {
                 let login = query.0.is_some_and(|q| q.split('&').any(|p| p == "login"));
                 match viewer(&state, &headers, login) {
                     Ok(v) => Html(super::status_page::render(&state, v).await).into_response(),
-                    Err(r) => r,
+                    Err(r) => r.into_response(),
                 }
             }
         }),
