@@ -124,19 +124,19 @@ pub async fn render(state: &Arc<State>, viewer: Viewer) -> String {
         h.push_str("<th>detail</th></tr>");
         for e in recent.iter().rev() {
             let mut detail = e.detail.clone();
-            // A file event's detail names a version or the destination of a move, a
-            // chunk event's may quote a client: admins only.
-            let public = ["node_", "repair_", "gc_"]
-                .iter()
-                .any(|k| e.kind.starts_with(k));
-            if !admin_view && !public {
-                detail.clear();
-            }
             if e.count > 0 {
                 detail = format!("{} x{}", detail, e.count);
             }
             if e.bytes > 0 {
                 detail = format!("{detail} {}", format_size(e.bytes));
+            }
+            // A file event's detail names a version or a move's destination and its size,
+            // a chunk event's may quote a client: admins only.
+            let public = ["node_", "repair_", "gc_"]
+                .iter()
+                .any(|k| e.kind.starts_with(k));
+            if !admin_view && !public {
+                detail.clear();
             }
             let _ = write!(
                 h,
