@@ -131,6 +131,27 @@ pub struct CoordinatorConfig {
     /// generated join secret), mode 0600, kept apart from the database so that a copy of
     /// the database alone reveals no secret. Empty: `secrets.toml` in `data_dir`.
     pub secrets_file: String,
+    /// SQLite connections serving reads side by side (one more serves writes), so a slow
+    /// read (a big fsck, a long listing) does not hold up other calls.
+    pub reader_connections: usize,
+    /// How often the admin endpoint's cluster gauges (files, chunks, garbage backlog,
+    /// replicas per node) are recomputed in the background; scrapes and the status page
+    /// only read the last result.
+    #[serde(with = "serde_duration")]
+    pub gauge_refresh_interval: Duration,
+    /// Show paths (and other per-file details of events) on the status page to anyone who
+    /// reaches the admin port. Off: only callers that present an admin key (HTTP Basic,
+    /// key id and secret) see them.
+    pub status_page_paths: bool,
+    /// Connections the gRPC server keeps open at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Connections one client IP address may keep open at once.
+    pub max_connections_per_ip: usize,
+    /// A connection that sends nothing for this long is closed (a peer that stalls
+    /// before or during its handshake). The server pings idle peers every third of it (at
+    /// most every 10 s), so an honest one always has something to answer.
+    #[serde(with = "serde_duration")]
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -174,6 +195,15 @@ pub struct DatanodeConfig {
     /// access keys (`coordinator.join_secret`); unused with TLS [env:
     /// DFSD_DATANODE__JOIN_SECRET].
     pub join_secret: String,
+    /// Connections the gRPC server keeps open at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Connections one client IP address may keep open at once.
+    pub max_connections_per_ip: usize,
+    /// A connection that sends nothing for this long is closed (a peer that stalls
+    /// before or during its handshake). The server pings idle peers every third of it (at
+    /// most every 10 s), so an honest one always has something to answer.
+    #[serde(with = "serde_duration")]
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -242,6 +272,12 @@ impl Default for CoordinatorConfig {
             events_kept: 10_000,
             join_secret: String::new(),
             secrets_file: String::new(),
+            reader_connections: crate::meta::DEFAULT_READERS,
+            gauge_refresh_interval: Duration::from_secs(10),
+            status_page_paths: false,
+            max_connections: 2048,
+            max_connections_per_ip: 256,
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -262,6 +298,9 @@ impl Default for DatanodeConfig {
             inventory_interval: Duration::from_secs(3600),
             admin_listen: String::new(),
             join_secret: String::new(),
+            max_connections: 2048,
+            max_connections_per_ip: 256,
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -305,6 +344,24 @@ pub struct GatewayConfig {
     /// sign S3 requests for up to this long.
     #[serde(with = "serde_duration")]
     pub key_cache_ttl: Duration,
+    /// Admin HTTP address (metrics), e.g. 0.0.0.0:9072; empty = off.
+    pub admin_listen: String,
+    /// Time a client gets to send a request's head (HTTP/1: request line and headers, also
+    /// the wait for the next request on a kept-alive connection; any connection: its first
+    /// bytes). Slower clients are disconnected.
+    #[serde(with = "serde_duration")]
+    pub header_timeout: Duration,
+    /// A request body that sends nothing for this long, or a response the client stops
+    /// reading for this long, ends its connection; HTTP/2 connections whose peer does not
+    /// answer a ping within it are closed too.
+    #[serde(with = "serde_duration")]
+    pub idle_timeout: Duration,
+    /// Connections the S3 server keeps open at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Connections one client IP address may keep open at once.
+    pub max_connections_per_ip: usize,
+    /// Requests one HTTP/2 connection may have in progress at once.
+    pub max_concurrent_streams: u32,
 }
 
 impl Default for GatewayConfig {
@@ -317,6 +374,12 @@ impl Default for GatewayConfig {
             tls_key: String::new(),
             plaintext_s3: false,
             key_cache_ttl: Duration::from_secs(30),
+            admin_listen: String::new(),
+            header_timeout: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+            max_connections_per_ip: 128,
+            max_concurrent_streams: 128,
         }
     }
 }
@@ -501,6 +564,23 @@ impl Config {
         if c.events_kept == 0 {
             return bad("coordinator.events_kept", "must be at least 1");
         }
+        if c.reader_connections == 0 || c.reader_connections > 64 {
+            return bad("coordinator.reader_connections", "must be between 1 and 64");
+        }
+        if c.gauge_refresh_interval < Duration::from_secs(1) {
+            return bad(
+                "coordinator.gauge_refresh_interval",
+                "must be at least 1 second",
+            );
+        }
+        check_limits(
+            "coordinator.max_connections",
+            c.max_connections,
+            c.max_connections_per_ip,
+        )?;
+        if c.idle_timeout < Duration::from_secs(1) {
+            return bad("coordinator.idle_timeout", "must be at least 1 second");
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return bad("log_format", "must be \"text\" or \"json\"");
         }
@@ -510,6 +590,14 @@ impl Config {
         }
         if d.scrub_period.is_zero() || d.inventory_interval.is_zero() {
             return bad("datanode.scrub_period", "periods must be positive");
+        }
+        check_limits(
+            "datanode.max_connections",
+            d.max_connections,
+            d.max_connections_per_ip,
+        )?;
+        if d.idle_timeout < Duration::from_secs(1) {
+            return bad("datanode.idle_timeout", "must be at least 1 second");
         }
         let cl = &self.client;
         if cl.chunk_size == 0 || cl.chunk_size > MAX_CHUNK_SIZE {
@@ -546,6 +634,20 @@ impl Config {
                 "must be between 1 second and 10 minutes",
             );
         }
+        if g.header_timeout < Duration::from_secs(1) || g.idle_timeout < Duration::from_secs(1) {
+            return bad(
+                "gateway.header_timeout",
+                "header_timeout and idle_timeout must be at least 1 second",
+            );
+        }
+        check_limits(
+            "gateway.max_connections",
+            g.max_connections,
+            g.max_connections_per_ip,
+        )?;
+        if g.max_concurrent_streams == 0 {
+            return bad("gateway.max_concurrent_streams", "must be at least 1");
+        }
         Ok(())
     }
 
@@ -570,6 +672,19 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}"))
     }
+}
+
+/// A server's connection limits: both at least 1, the per-IP one at most the total.
+fn check_limits(key: &'static str, total: usize, per_ip: usize) -> Result<(), ConfigError> {
+    if total == 0 || per_ip == 0 || per_ip > total {
+        return Err(ConfigError::Invalid {
+            key,
+            problem: "max_connections and max_connections_per_ip must be at least 1, \
+                      the per-IP limit no more than the total"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 /// Accepts "host:port" or "http://host:port" and returns a URI tonic can connect to.

@@ -15,6 +15,7 @@
 //! | [`chunk`], [`path`] | validated domain types: chunk ids (SHA-256) and namespace paths |
 //! | [`proto`] | generated gRPC code; [`status`] maps domain errors to gRPC codes |
 //! | [`metrics`], [`grpc_layer`], [`admin_http`], [`logging`] | observability: Prometheus metrics, per-call gRPC metrics and spans, the admin HTTP endpoint, log output |
+//! | [`conn_limit`] | bounded public ports: connection limits, `TCP_NODELAY`, stalled peers cut |
 //!
 //! # Data flow
 //!
@@ -39,6 +40,7 @@ pub mod chunk;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod conn_limit;
 pub mod coordinator;
 pub mod datanode;
 pub mod dev;

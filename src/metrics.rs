@@ -6,8 +6,10 @@
 //! a datanode exports no coordinator series; `dfsd dev`, which runs every role in one
 //! process, exports all of them.
 //!
-//! Gauges that mirror state kept elsewhere (node states, disk usage) are set just before a
-//! scrape by the role's admin server, so they are never stale.
+//! Gauges that mirror in-memory state (node states, disk usage) are set just before a
+//! scrape by the role's admin server, so they are never stale. Gauges that need metadata
+//! scans (files, chunks, garbage backlog) are recomputed by a background task at a
+//! bounded rate, so a scrape never runs a query (coordinator/observe.rs).
 
 use std::sync::{Mutex, OnceLock};
 
@@ -73,6 +75,35 @@ pub struct ResultLabel {
     pub result: String,
 }
 
+/// Which server a connection series is about (`coordinator`, `datanode`, `s3`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerLabels {
+    pub server: String,
+}
+
+impl ServerLabels {
+    pub fn of(server: &str) -> Self {
+        ServerLabels {
+            server: server.into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerReasonLabels {
+    pub server: String,
+    pub reason: String,
+}
+
+impl ServerReasonLabels {
+    pub fn of(server: &str, reason: &str) -> Self {
+        ServerReasonLabels {
+            server: server.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: String,
@@ -85,6 +116,12 @@ pub struct Common {
     pub grpc_requests: Family<GrpcLabels, Counter>,
     /// Time from a request's arrival to the end of its response stream.
     pub grpc_duration: LatencyFamily<MethodLabels>,
+    /// Connections open now, by server.
+    pub connections_open: Family<ServerLabels, Gauge>,
+    /// Connections closed at accept because a limit was reached (`total`, `per_ip`).
+    pub connections_refused: Family<ServerReasonLabels, Counter>,
+    /// Connections closed because the peer stalled (`head`, `idle`, `write_stall`, `body`).
+    pub connections_timed_out: Family<ServerReasonLabels, Counter>,
 }
 
 pub fn common() -> &'static Common {
@@ -93,6 +130,9 @@ pub fn common() -> &'static Common {
         let m = Common {
             grpc_requests: Family::default(),
             grpc_duration: Family::new_with_constructor(latency),
+            connections_open: Family::default(),
+            connections_refused: Family::default(),
+            connections_timed_out: Family::default(),
         };
         let build: Family<BuildLabels, Gauge> = Family::default();
         build
@@ -114,6 +154,21 @@ pub fn common() -> &'static Common {
                 m.grpc_duration.clone(),
             );
             r.register("build_info", "Version and git revision of dfsd", build);
+            r.register(
+                "connections_open",
+                "Connections open, by server",
+                m.connections_open.clone(),
+            );
+            r.register(
+                "connections_refused",
+                "Connections closed at accept because a limit was reached, by server and reason",
+                m.connections_refused.clone(),
+            );
+            r.register(
+                "connections_timed_out",
+                "Connections closed because the peer stalled, by server and reason",
+                m.connections_timed_out.clone(),
+            );
         });
         m
     })
@@ -149,6 +204,10 @@ pub struct Coordinator {
     /// Clients' reports of bad replicas, by what became of them (verify, pending,
     /// cooldown, busy, refused).
     pub bad_replica_reports: Family<KindLabel, Counter>,
+    /// Background recomputations of the gauges that need metadata scans.
+    pub gauge_refreshes: Counter,
+    /// Queries that scan a whole metadata table (or index), by kind.
+    pub metadata_scans: Family<KindLabel, Counter>,
 }
 
 pub fn coordinator() -> &'static Coordinator {
@@ -180,6 +239,8 @@ pub fn coordinator() -> &'static Coordinator {
             sqlite_duration: Family::new_with_constructor(latency),
             uploads_open: Gauge::default(),
             bad_replica_reports: Family::default(),
+            gauge_refreshes: Counter::default(),
+            metadata_scans: Family::default(),
         };
         for ok in [true, false] {
             let _ = m.repairs.get_or_create(&result(ok));
@@ -288,6 +349,16 @@ pub fn coordinator() -> &'static Coordinator {
                 "events",
                 "Cluster events recorded, by kind",
                 m.events.clone(),
+            );
+            r.register(
+                "gauge_refreshes",
+                "Background recomputations of the cluster gauges (scrapes only read the result)",
+                m.gauge_refreshes.clone(),
+            );
+            r.register(
+                "metadata_scans",
+                "Queries that scan a whole metadata table, by kind",
+                m.metadata_scans.clone(),
             );
             r.register_with_unit(
                 "sqlite_transaction_duration",

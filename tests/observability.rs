@@ -54,9 +54,17 @@ fn metrics_count_a_put_and_a_get_and_follow_node_states() {
         delta(&c0, &c1, &grpc("Coordinator", "CommitUpload", "OK")),
         1.0
     );
-    assert_eq!(val(&c1, "dfsd_files"), 1.0);
-    assert_eq!(val(&c1, "dfsd_chunks"), 4.0);
-    assert_eq!(val(&c1, "dfsd_logical_bytes"), size as f64);
+    // Counted gauges come from the background refresh (every second in these tests).
+    wait_until(
+        "the counted gauges to follow",
+        Duration::from_secs(10),
+        || {
+            let m = scrape(&coord);
+            val(&m, "dfsd_files") == 1.0
+                && val(&m, "dfsd_chunks") == 4.0
+                && val(&m, "dfsd_logical_bytes") == size as f64
+        },
+    );
     assert!(
         val(
             &c1,

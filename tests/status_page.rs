@@ -64,7 +64,16 @@ fn status_page_in_headless_chromium_shows_a_killed_node_turn_dead() {
     let out = c.cli_stdin(&["put", "-q", "-", "/page/file"], Some(b"hello page"));
     assert!(out.status.success(), "{}", stderr(&out));
 
-    let dom = browse(browser, profile.path(), &["--dump-dom"], &url);
+    // Counts come from the gauge cache, refreshed every second here.
+    let mut dom = String::new();
+    wait_until(
+        "the page to count the file",
+        Duration::from_secs(15),
+        || {
+            dom = browse(browser, profile.path(), &["--dump-dom"], &url);
+            dom.contains("1 files")
+        },
+    );
     assert!(dom.contains("dfsd cluster status"), "{dom}");
     assert!(!dom.contains("<script"), "the page needs no JavaScript");
     assert!(
@@ -77,15 +86,24 @@ fn status_page_in_headless_chromium_shows_a_killed_node_turn_dead() {
             "node {id} listed alive: {dom}"
         );
     }
-    assert!(dom.contains("1 files"), "{dom}");
     assert!(
         dom.contains("file_committed"),
         "recent events listed: {dom}"
     );
 
+    // Without an admin key the page names no path; with one (HTTP Basic) it does.
+    if let Some(s) = &c.secure {
+        assert!(!dom.contains("/page/file"), "{dom}");
+        let host = url.trim_start_matches("http://");
+        // `?login` answers 401 until credentials come, which makes the browser send the
+        // ones in the URL.
+        let signed_in = format!("http://{}:{}@{host}?login", s.key_id, s.secret);
+        let full = browse(browser, profile.path(), &["--dump-dom"], &signed_in);
+        assert!(full.contains("/page/file"), "{full}");
+    }
+
     c.kill_node(1);
     let dead = format!("<tr id=\"node-{}\" data-state=\"dead\">", ids[1]);
-    let mut dom = String::new();
     wait_until(
         "the page to show the killed node dead",
         Duration::from_secs(60),

@@ -39,46 +39,98 @@ pub async fn list_nodes(state: &Arc<State>) -> Result<Vec<pb::NodeInfo>, Status>
     let now = now_ms();
     Ok(records
         .into_iter()
-        .map(|r| {
-            let view = state.nodes.get(&r.id);
-            let (stats, last_seen, node_state, scrub) = match &view {
-                Some(v) => (
-                    v.stats,
-                    v.last_seen_ms,
-                    state.nodes.state_of(v, now),
-                    Some(scrub_pb(v)),
-                ),
-                None => (r.stats, r.last_seen_ms, NodeState::Dead, None),
-            };
-            let draining = view.as_ref().is_some_and(|v| v.draining);
-            pb::NodeInfo {
+        .map(|r| match state.nodes.get(&r.id) {
+            Some(v) => node_info(state, &v, r.replicas, now),
+            None => pb::NodeInfo {
                 node_id: r.id,
-                addr: view.map(|v| v.addr).unwrap_or(r.addr),
-                state: node_state_pb(node_state),
-                capacity_bytes: stats.capacity_bytes,
-                used_bytes: stats.used_bytes,
-                free_bytes: stats.free_bytes,
-                chunk_count: stats.chunk_count,
-                last_seen_ms: last_seen,
+                addr: r.addr,
+                state: node_state_pb(NodeState::Dead),
+                capacity_bytes: r.stats.capacity_bytes,
+                used_bytes: r.stats.used_bytes,
+                free_bytes: r.stats.free_bytes,
+                chunk_count: r.stats.chunk_count,
+                last_seen_ms: r.last_seen_ms,
                 replicas: r.replicas,
-                safe_to_remove: draining && r.replicas == 0,
-                scrub,
-            }
+                safe_to_remove: false,
+                scrub: None,
+            },
         })
         .collect())
 }
 
+/// The node list from memory (the node table) with the replica counts of the last gauge
+/// refresh, for the status page: no query.
+pub fn list_nodes_cached(state: &Arc<State>, replicas: &HashMap<String, u64>) -> Vec<pb::NodeInfo> {
+    let now = now_ms();
+    let mut out: Vec<pb::NodeInfo> = state
+        .nodes
+        .snapshot(now)
+        .into_iter()
+        .map(|(v, _)| node_info(state, &v, replicas.get(&v.id).copied().unwrap_or(0), now))
+        .collect();
+    out.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+    out
+}
+
+fn node_info(state: &State, v: &NodeView, replicas: u64, now: i64) -> pb::NodeInfo {
+    pb::NodeInfo {
+        node_id: v.id.clone(),
+        addr: v.addr.clone(),
+        state: node_state_pb(state.nodes.state_of(v, now)),
+        capacity_bytes: v.stats.capacity_bytes,
+        used_bytes: v.stats.used_bytes,
+        free_bytes: v.stats.free_bytes,
+        chunk_count: v.stats.chunk_count,
+        last_seen_ms: v.last_seen_ms,
+        replicas,
+        safe_to_remove: v.draining && replicas == 0,
+        scrub: Some(scrub_pb(v)),
+    }
+}
+
+/// The figures of `dfsd status` that need scans of the metadata tables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counted {
+    pub files: u64,
+    pub directories: u64,
+    pub logical_bytes: u64,
+    pub chunks: u64,
+    pub gc_backlog_chunks: u64,
+    pub gc_backlog_bytes: u64,
+}
+
+/// Counts files, chunks and the garbage backlog: full scans of the namespace and chunk
+/// tables (issue 16 makes them incremental).
+pub fn count(c: &rusqlite::Connection) -> Result<Counted, meta::MetaError> {
+    let (files, directories, logical_bytes, chunks) = meta::namespace_counts(c)?;
+    let (gc_backlog_chunks, gc_backlog_bytes) = meta::gc_backlog(c)?;
+    Ok(Counted {
+        files,
+        directories,
+        logical_bytes,
+        chunks,
+        gc_backlog_chunks,
+        gc_backlog_bytes,
+    })
+}
+
+/// `dfsd status`: counted live (an admin call; on a reader of the pool, so client calls
+/// go on meanwhile).
 pub async fn status(state: &Arc<State>) -> Result<pb::StatusResponse, Status> {
-    let (files, dirs, logical, chunks) = state.store.read(|c| meta::namespace_counts(c)).await?;
-    let (gc_chunks, gc_bytes) = state.store.read(|c| meta::gc_backlog(c)).await?;
+    let counted = state.store.read(|c| count(c)).await?;
+    Ok(status_with(state, &counted))
+}
+
+/// The cluster status from `counted` and the coordinator's memory.
+pub fn status_with(state: &Arc<State>, counted: &Counted) -> pb::StatusResponse {
     let now = now_ms();
     let mut out = pb::StatusResponse {
-        files,
-        directories: dirs,
-        logical_bytes: logical,
-        chunks,
-        gc_backlog_chunks: gc_chunks,
-        gc_backlog_bytes: gc_bytes,
+        files: counted.files,
+        directories: counted.directories,
+        logical_bytes: counted.logical_bytes,
+        chunks: counted.chunks,
+        gc_backlog_chunks: counted.gc_backlog_chunks,
+        gc_backlog_bytes: counted.gc_backlog_bytes,
         gc_freed_bytes: state.maint.gc_freed_bytes.load(Ordering::Relaxed),
         repairs_running: state.maint.running(),
         repairs_done: state.maint.repairs_done.load(Ordering::Relaxed),
@@ -112,7 +164,7 @@ pub async fn status(state: &Arc<State>) -> Result<pb::StatusResponse, Status> {
     out.unrecoverable = summary.unrecoverable;
     out.over_replicated = summary.over_replicated;
     out.repair_queue = summary.queue.saturating_sub(out.repairs_running);
-    Ok(out)
+    out
 }
 
 pub async fn fsck(state: &Arc<State>, req: pb::FsckRequest) -> Result<pb::FsckResponse, Status> {

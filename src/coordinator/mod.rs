@@ -25,8 +25,8 @@ mod repair;
 pub mod secrets;
 mod service;
 mod status_page;
-mod uploads;
 mod trust;
+mod uploads;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -36,7 +36,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 
@@ -45,6 +44,7 @@ pub use placement::{choose, Candidate};
 pub use repair::Maintenance;
 
 use crate::config::CoordinatorConfig;
+use crate::conn_limit;
 use crate::meta::{self, Store};
 use crate::net::{ChannelCache, MAX_MESSAGE_BYTES};
 use crate::proto::pb;
@@ -57,6 +57,9 @@ use crate::security::Tls;
 const CALL_TIMEOUT: Duration = Duration::from_secs(300);
 /// Concurrent calls (HTTP/2 streams) one connection may have open.
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+/// Largest header block of a call (hyper's default is 16 MiB): keys, request ids and
+/// deadlines need a few hundred bytes.
+pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 
 /// Everything the coordinator's services share.
 pub struct State {
@@ -91,13 +94,15 @@ pub struct State {
     pub events: events::Events,
     /// Node-state transitions, turned into events.
     pub node_watch: events::NodeWatch,
+    /// Counts for the admin endpoint, refreshed in the background.
+    pub gauges: observe::GaugeCache,
 }
 
 impl State {
     pub fn open(cfg: CoordinatorConfig, tls: Option<Tls>) -> anyhow::Result<Arc<State>> {
         secrets::prepare_data_dir(&cfg)?;
         let db = cfg.data_dir.join(secrets::DB_NAME);
-        let store = Store::open(&db, &cfg.sqlite_synchronous)
+        let store = Store::open_with_readers(&db, &cfg.sqlite_synchronous, cfg.reader_connections)
             .with_context(|| format!("open {}", db.display()))?;
         let known = store
             .with_writer(|c| meta::list_nodes(c))
@@ -138,6 +143,7 @@ impl State {
             trust,
             events: Default::default(),
             node_watch: Default::default(),
+            gauges: Default::default(),
         }))
     }
 
@@ -227,7 +233,7 @@ pub async fn run(
     let worker = tokio::spawn(repair::run(state.clone(), stop_rx.clone()));
     let event_writer = tokio::spawn(events::run_writer(state.clone()));
     let watch = tokio::spawn(events::run_watch(state.clone(), stop_rx.clone()));
-    let sweeper = tokio::spawn(sweep_uploads(state.clone(), stop_rx));
+    let sweeper = tokio::spawn(sweep_uploads(state.clone(), stop_rx.clone()));
     // Followers of the event stream end with the server, or it would wait for them.
     let st = state.clone();
     let shutdown = async move {
@@ -238,11 +244,13 @@ pub async fn run(
     let admin = crate::admin_http::bind(&state.cfg.admin_listen)
         .await?
         .map(|l| {
-            crate::admin_http::spawn(
+            let refresher = tokio::spawn(observe::run_refresher(state.clone(), stop_rx));
+            let server = crate::admin_http::spawn(
                 l,
                 observe::routes(state.clone()),
                 observe::refresh(state.clone()),
-            )
+            );
+            (server, refresher)
         });
     tracing::info!(%addr, data_dir = %state.cfg.data_dir.display(), "coordinator listening");
     let coord = pb::coordinator_server::CoordinatorServer::new(service::CoordinatorService::new(
@@ -273,18 +281,33 @@ pub async fn run(
     });
     let mut builder = Server::builder();
     if let Some(t) = server_tls {
-        builder = builder.tls_config(t).context("coordinator TLS settings")?;
+        builder = builder
+            .tls_config(t.timeout(conn_limit::TLS_HANDSHAKE_TIMEOUT))
+            .context("coordinator TLS settings")?;
     }
+    // Connections are admitted within the limits (TCP_NODELAY set, stalled peers cut) by
+    // conn_limit, since tonic's own socket options do not reach a listener we bound.
+    let limiter = conn_limit::Limiter::new(
+        "coordinator",
+        conn_limit::Limits {
+            total: state.cfg.max_connections,
+            per_ip: state.cfg.max_connections_per_ip,
+        },
+    );
+    let keepalive = conn_limit::grpc_keepalive(state.cfg.idle_timeout);
     builder
         .timeout(CALL_TIMEOUT)
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
         .layer(crate::grpc_layer::GrpcMetricsLayer::default())
-        .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(keepalive))
         .add_service(coord)
         .add_service(cluster)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            conn_limit::grpc_incoming(listener, limiter, state.cfg.idle_timeout),
+            shutdown,
+        )
         .await
         .context("coordinator server")?;
     let _ = stop_tx.send(true);
@@ -292,8 +315,9 @@ pub async fn run(
     let _ = watch.await;
     let _ = sweeper.await;
     event_writer.abort();
-    if let Some(a) = admin {
-        a.abort();
+    if let Some((server, refresher)) = admin {
+        server.abort();
+        refresher.abort();
     }
     tracing::info!("coordinator stopped");
     Ok(())

@@ -1,24 +1,100 @@
-//! The coordinator's admin endpoint: gauges brought up to date before each scrape, and
-//! the routes it adds beside `/metrics` (the status page).
+//! The coordinator's admin endpoint: the gauge cache, the gauges set from it before each
+//! scrape, and the routes it adds beside `/metrics` (the status page).
+//!
+//! Files, chunks, the garbage backlog and replicas per node need scans of the metadata
+//! tables. A scrape or a page view must not run them: anyone who reaches the admin port
+//! could otherwise keep the coordinator's readers busy (with 2M files one scrape took
+//! seconds). So one background worker ([`run_refresher`]) recomputes them every
+//! `gauge_refresh_interval`, one refresh at a time, and scrapes and the page read the last
+//! result. Everything else they show (node states, repair progress) is in memory.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
 use axum::Router;
+use base64::Engine;
+use tokio::sync::watch;
 
-use super::{admin, State};
+use super::admin::{self, Counted};
+use super::State;
 use crate::admin_http::Refresh;
+use crate::meta::{self, now_ms};
 use crate::metrics::{self, set};
+use crate::proto::pb;
+use crate::security::keys::{KeyRole, KEY_ID_HEADER, SECRET_HEADER};
 
-/// Sets the gauges that mirror the cluster's state (nodes by state, repair and GC
-/// backlogs, namespace totals) from the same numbers `dfsd status` shows.
-pub async fn refresh_gauges(state: &Arc<State>) {
-    let m = metrics::coordinator();
-    let s = match admin::status(state).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e.message(), "metrics: reading the cluster status failed");
+/// The result of the last background refresh.
+#[derive(Debug, Clone, Default)]
+pub struct Scanned {
+    /// When it was taken (ms since the epoch).
+    pub at_ms: i64,
+    pub counted: Counted,
+    /// Replica records per node.
+    pub replicas: HashMap<String, u64>,
+}
+
+/// The gauge cache; empty until the first refresh.
+#[derive(Default)]
+pub struct GaugeCache(RwLock<Option<Arc<Scanned>>>);
+
+impl GaugeCache {
+    pub fn get(&self) -> Option<Arc<Scanned>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn put(&self, s: Scanned) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(s));
+    }
+}
+
+/// Recomputes the cache now and then every `gauge_refresh_interval` until `shutdown`
+/// turns true. One loop, so refreshes never overlap; a slow one delays the next.
+pub async fn run_refresher(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        refresh_cache(&state).await;
+        tokio::select! {
+            _ = tokio::time::sleep(state.cfg.gauge_refresh_interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
             return;
         }
+    }
+}
+
+async fn refresh_cache(state: &Arc<State>) {
+    let scanned = state
+        .store
+        .read(|c| {
+            Ok(Scanned {
+                at_ms: now_ms(),
+                counted: admin::count(c)?,
+                replicas: meta::replica_counts(c)?,
+            })
+        })
+        .await;
+    metrics::coordinator().gauge_refreshes.inc();
+    match scanned {
+        Ok(s) => state.gauges.put(s),
+        Err(e) => tracing::warn!(error = %e, "refreshing the cluster gauges failed"),
+    }
+}
+
+/// The cluster status from the cache and memory; `None` before the first refresh.
+pub fn cached_status(state: &Arc<State>) -> Option<(pb::StatusResponse, Arc<Scanned>)> {
+    let scanned = state.gauges.get()?;
+    Some((admin::status_with(state, &scanned.counted), scanned))
+}
+
+/// Sets the gauges that mirror the cluster's state (nodes by state, repair and GC
+/// backlogs, namespace totals) from the same numbers `dfsd status` shows, the scanned
+/// ones from the cache.
+pub fn refresh_gauges(state: &Arc<State>) {
+    let m = metrics::coordinator();
+    let Some((s, _)) = cached_status(state) else {
+        return;
     };
     for (name, n) in [
         ("alive", s.nodes_alive),
@@ -49,18 +125,104 @@ pub async fn refresh_gauges(state: &Arc<State>) {
 
 pub fn refresh(state: Arc<State>) -> Refresh {
     Arc::new(move || {
-        let state = state.clone();
-        Box::pin(async move { refresh_gauges(&state).await })
+        refresh_gauges(&state);
+        Box::pin(async {})
     })
 }
 
-/// Routes the coordinator adds to its admin endpoint: the status page at `/`.
+/// Who looks at the status page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewer {
+    /// Anyone who reaches the port: no paths, no per-file details.
+    Anonymous,
+    /// An admin key was presented (or the configuration shows paths to all).
+    Admin,
+}
+
+/// Why a viewer is turned away.
+enum Refusal {
+    /// 401 with a Basic challenge: missing, malformed or wrong credentials.
+    Challenge(String),
+    /// 403: a valid key that is not an admin key.
+    NotAdmin(String),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Challenge(why) => (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Basic realm=\"dfsd admin\"")],
+                format!("{why}: sign in with an admin access key (key id and secret)\n"),
+            )
+                .into_response(),
+            Refusal::NotAdmin(id) => (
+                StatusCode::FORBIDDEN,
+                format!("access key {id} is not an admin key\n"),
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// The viewer of a request, from HTTP Basic credentials (admin key id as the user name,
+/// its secret as the password), checked as gRPC keys are. No credentials: anonymous,
+/// unless `login` asks for them.
+fn viewer(state: &State, headers: &HeaderMap, login: bool) -> Result<Viewer, Refusal> {
+    if state.cfg.status_page_paths || !state.cfg.auth {
+        return Ok(Viewer::Admin);
+    }
+    let challenge = |why: &str| Refusal::Challenge(why.to_string());
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return if login {
+            Err(challenge("no credentials"))
+        } else {
+            Ok(Viewer::Anonymous)
+        };
+    };
+    let creds = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
+        .and_then(|b| String::from_utf8(b).ok());
+    let Some((id, secret)) = creds.as_deref().and_then(|c| c.split_once(':')) else {
+        return Err(challenge("malformed Authorization header"));
+    };
+    let mut req = tonic::Request::new(());
+    for (k, v) in [(KEY_ID_HEADER, id), (SECRET_HEADER, secret)] {
+        match v.parse() {
+            Ok(v) => {
+                req.metadata_mut().insert(k, v);
+            }
+            Err(_) => return Err(challenge("malformed credentials")),
+        }
+    }
+    match state.authenticate(&req) {
+        Ok(Some(p)) if p.role == KeyRole::Admin => Ok(Viewer::Admin),
+        Ok(_) => Err(Refusal::NotAdmin(id.to_string())),
+        Err(e) => Err(challenge(e.message())),
+    }
+}
+
+/// Routes the coordinator adds to its admin endpoint: the status page at `/`. `/?login`
+/// asks the browser for credentials.
 pub fn routes(state: Arc<State>) -> Router {
     Router::new().route(
         "/",
-        axum::routing::get(move || {
+        axum::routing::get(move |headers: HeaderMap, query: axum::extract::RawQuery| {
             let state = state.clone();
-            async move { axum::response::Html(super::status_page::render(&state).await) }
+            async move {
+                let login = query.0.is_some_and(|q| q.split('&').any(|p| p == "login"));
+                match viewer(&state, &headers, login) {
+                    Ok(v) => Html(super::status_page::render(&state, v).await).into_response(),
+                    Err(r) => r.into_response(),
+                }
+            }
         }),
     )
 }

@@ -2,10 +2,15 @@
 //! page, no JavaScript, that reloads itself every few seconds (`<meta http-equiv=refresh>`).
 //! Nodes with their state, capacity bar and last heartbeat; files, chunks and bytes;
 //! under-replicated chunks and repair progress; the latest cluster events.
+//!
+//! The page runs no scan of the metadata tables: the counts come from the gauge cache
+//! (`observe.rs`), the rest from memory. Events carry paths from every prefix, so paths,
+//! chunk ids and the details of file events are shown only to an admin viewer.
 
 use std::fmt::Write;
 use std::sync::Arc;
 
+use super::observe::{self, Viewer};
 use super::{admin, events, State};
 use crate::meta::now_ms;
 use crate::proto::pb;
@@ -75,11 +80,11 @@ table{border-collapse:collapse}td,th{padding:.25em .7em;text-align:left;border-b
 dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{color:#555}dd{margin:0}";
 
 /// Renders the page from the same numbers `dfsd status`, `dfsd nodes` and `dfsd events`
-/// show.
-pub async fn render(state: &Arc<State>) -> String {
-    let status = admin::status(state).await;
-    let nodes = admin::list_nodes(state).await;
+/// show (the counts as of the last gauge refresh).
+pub async fn render(state: &Arc<State>, viewer: Viewer) -> String {
+    let cached = observe::cached_status(state);
     let recent = events::recent(state, EVENTS_SHOWN).await;
+    let admin_view = viewer == Viewer::Admin;
     let now = now_ms();
     let mut h = String::new();
     let _ = write!(
@@ -90,34 +95,34 @@ pub async fn render(state: &Arc<State>) -> String {
          <h1>dfsd cluster status</h1><p>As of {} (reloads every {REFRESH_SECS} s)</p>",
         rfc3339_ms(now)
     );
-    match status {
-        Ok(s) => summary(&mut h, &s),
-        Err(e) => {
-            let _ = write!(
-                h,
-                "<p class=\"bad\">status unavailable: {}</p>",
-                esc(e.message())
-            );
+    let nodes = match &cached {
+        Some((s, scanned)) => {
+            summary(&mut h, s, scanned.at_ms);
+            admin::list_nodes_cached(state, &scanned.replicas)
         }
-    }
+        None => {
+            h.push_str("<p>counting files and chunks (first refresh under way)</p>");
+            admin::list_nodes_cached(state, &Default::default())
+        }
+    };
     h.push_str("<h2>Nodes</h2>");
-    match nodes {
-        Ok(nodes) => node_table(&mut h, &nodes, now),
-        Err(e) => {
-            let _ = write!(
-                h,
-                "<p class=\"bad\">node list unavailable: {}</p>",
-                esc(e.message())
-            );
-        }
-    }
+    node_table(&mut h, &nodes, now);
     h.push_str("<h2>Recent events</h2>");
+    if !admin_view {
+        h.push_str(
+            "<p id=\"paths-hidden\">Paths, chunk ids and file details are shown only to \
+             admins: <a href=\"/?login\">sign in with an admin key</a> (key id and secret).</p>",
+        );
+    }
     if recent.is_empty() {
         h.push_str("<p>none yet</p>");
     } else {
-        h.push_str("<table id=\"events\"><tr><th>time</th><th>event</th><th>node</th><th>path</th><th>chunk</th><th>detail</th></tr>");
+        h.push_str("<table id=\"events\"><tr><th>time</th><th>event</th><th>node</th>");
+        if admin_view {
+            h.push_str("<th>path</th><th>chunk</th>");
+        }
+        h.push_str("<th>detail</th></tr>");
         for e in recent.iter().rev() {
-            let chunk = e.chunk_id.get(..12).unwrap_or(&e.chunk_id);
             let mut detail = e.detail.clone();
             if e.count > 0 {
                 detail = format!("{} x{}", detail, e.count);
@@ -125,16 +130,26 @@ pub async fn render(state: &Arc<State>) -> String {
             if e.bytes > 0 {
                 detail = format!("{detail} {}", format_size(e.bytes));
             }
+            // A file event's detail names a version or a move's destination and its size,
+            // a chunk event's may quote a client: admins only.
+            let public = ["node_", "repair_", "gc_"]
+                .iter()
+                .any(|k| e.kind.starts_with(k));
+            if !admin_view && !public {
+                detail.clear();
+            }
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td>",
                 rfc3339_ms(e.time_ms),
                 esc(&e.kind),
                 esc(&e.node_id),
-                esc(&e.path),
-                esc(chunk),
-                esc(detail.trim())
             );
+            if admin_view {
+                let chunk = e.chunk_id.get(..12).unwrap_or(&e.chunk_id);
+                let _ = write!(h, "<td>{}</td><td>{}</td>", esc(&e.path), esc(chunk));
+            }
+            let _ = write!(h, "<td>{}</td></tr>", esc(detail.trim()));
         }
         h.push_str("</table>");
     }
@@ -142,7 +157,7 @@ pub async fn render(state: &Arc<State>) -> String {
     h
 }
 
-fn summary(h: &mut String, s: &pb::StatusResponse) {
+fn summary(h: &mut String, s: &pb::StatusResponse, counted_ms: i64) {
     let health = if s.unrecoverable > 0 {
         "<span class=\"bad\">DATA MISSING</span>"
     } else if s.under_replicated > 0 || s.nodes_dead > 0 || s.nodes_suspect > 0 {
@@ -156,7 +171,7 @@ fn summary(h: &mut String, s: &pb::StatusResponse) {
          <dt>health</dt><dd>{health}{}</dd>\
          <dt>nodes</dt><dd>{} alive, {} suspect, {} dead, {} draining</dd>\
          <dt>capacity</dt><dd>{} used of {} ({} free)</dd>\
-         <dt>files</dt><dd>{} files, {} directories, {} in {} chunks</dd>\
+         <dt>files</dt><dd>{} files, {} directories, {} in {} chunks (counted {})</dd>\
          <dt>under-replicated</dt><dd>{} chunks</dd>\
          <dt>unrecoverable</dt><dd{}>{} chunks</dd>\
          <dt>repair</dt><dd>{} queued, {} running, {} done ({}), {}/s</dd>\
@@ -178,6 +193,7 @@ fn summary(h: &mut String, s: &pb::StatusResponse) {
         s.directories,
         format_size(s.logical_bytes),
         s.chunks,
+        rfc3339_ms(counted_ms),
         s.under_replicated,
         if s.unrecoverable > 0 {
             " class=\"bad\""

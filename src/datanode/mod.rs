@@ -36,11 +36,11 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 
 use crate::config::DatanodeConfig;
+use crate::conn_limit;
 use crate::net::{channel, ChannelCache, MAX_MESSAGE_BYTES};
 use crate::proto::pb;
 use crate::security::files::{self, Privacy};
@@ -483,19 +483,33 @@ pub async fn run_with(
     });
     let mut builder = Server::builder();
     if let Some(t) = server_tls {
-        builder = builder.tls_config(t).context("datanode TLS settings")?;
+        builder = builder
+            .tls_config(t.timeout(conn_limit::TLS_HANDSHAKE_TIMEOUT))
+            .context("datanode TLS settings")?;
     }
+    // As on the coordinator: limits, TCP_NODELAY and stalled peers through conn_limit.
+    let limiter = conn_limit::Limiter::new(
+        "datanode",
+        conn_limit::Limits {
+            total: cfg.max_connections,
+            per_ip: cfg.max_connections_per_ip,
+        },
+    );
+    let keepalive = conn_limit::grpc_keepalive(cfg.idle_timeout);
     let result = builder
         .timeout(CALL_TIMEOUT)
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .http2_max_header_list_size(crate::coordinator::MAX_HEADER_LIST_BYTES)
         .layer(layer)
-        .tcp_nodelay(true)
         .initial_stream_window_size(Some(4 * 1024 * 1024))
         .initial_connection_window_size(Some(16 * 1024 * 1024))
-        .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(keepalive))
         .add_service(server)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            conn_limit::grpc_incoming(listener, limiter, cfg.idle_timeout),
+            shutdown,
+        )
         .await
         .context("datanode server");
     hb.abort();

@@ -3,7 +3,8 @@
 //!
 //! | file | what it does |
 //! |---|---|
-//! | `mod.rs` | start-up and the HTTP(S) server loop (hyper, one task per connection) |
+//! | `mod.rs` | start-up: TLS material, the coordinator client, the S3 service |
+//! | [`serve`] | the HTTP(S) server loop (hyper, one task per connection), every wait bounded |
 //! | [`auth`] | S3 credentials: dfsd access keys whose secrets the coordinator hands out |
 //! | [`s3`] | the S3 operations, as calls on the client SDK |
 //! | [`mapping`] | bucket and key names to dfsd paths, SDK errors to S3 errors |
@@ -21,19 +22,16 @@ pub mod list;
 pub mod mapping;
 pub mod multipart;
 pub mod s3;
+pub mod serve;
 
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use s3s::service::{S3Service, S3ServiceBuilder};
-use tokio::io::{AsyncRead, AsyncWrite};
+use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 use tokio_rustls::{rustls, TlsAcceptor};
 use tonic::Code;
@@ -42,11 +40,6 @@ use crate::client::Client;
 use crate::config::Config;
 use crate::security::Tls;
 
-/// How long open connections get to finish when the gateway shuts down.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long a client gets to complete the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A well-formed key id no key has: asked for at start-up to learn whether the
 /// coordinator lets this gateway read S3 secrets.
 const PROBE_KEY_ID: &str = "DK000000000000000000";
@@ -90,77 +83,14 @@ pub async fn run(
         "S3 gateway serving"
     );
 
-    let http = ConnBuilder::new(TokioExecutor::new());
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let conn = Conn {
-            http: http.clone(),
-            service: service.clone(),
-            watcher: graceful.watcher(),
-            peer,
-        };
-        match &acceptor {
-            None => {
-                tokio::spawn(conn.serve(stream));
-            }
-            Some(acceptor) => {
-                // The handshake runs on the connection's task, so a slow or broken client
-                // holds up no one else; a failed one ends that connection only.
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => conn.serve(tls).await,
-                        Ok(Err(e)) => {
-                            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed")
-                        }
-                        Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        }
-    }
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(DRAIN_TIMEOUT) => {
-            tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
-        }
+    let admin = crate::admin_http::bind(&cfg.gateway.admin_listen)
+        .await?
+        .map(|l| crate::admin_http::spawn(l, axum::Router::new(), crate::admin_http::no_refresh()));
+    serve::serve(listener, &cfg.gateway, acceptor, service, shutdown).await;
+    if let Some(a) = admin {
+        a.abort();
     }
     Ok(())
-}
-
-/// One accepted connection, ready to be served once its transport is.
-struct Conn {
-    http: ConnBuilder<TokioExecutor>,
-    service: S3Service,
-    watcher: hyper_util::server::graceful::Watcher,
-    peer: std::net::SocketAddr,
-}
-
-impl Conn {
-    async fn serve<IO>(self, io: IO)
-    where
-        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let conn = self
-            .http
-            .serve_connection(TokioIo::new(io), self.service)
-            .into_owned();
-        if let Err(e) = self.watcher.watch(conn).await {
-            tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
-        }
-    }
 }
 
 /// Whether the coordinator lets this gateway read S3 secrets, asked for a key id nobody

@@ -109,6 +109,8 @@ pub fn get_node(conn: &Connection, id: &str) -> Result<Option<NodeRecord>> {
 }
 
 pub fn list_nodes(conn: &Connection) -> Result<Vec<NodeRecord>> {
+    // Counting each node's replicas walks the replica index.
+    super::scanned("list_nodes");
     let sql = format!("{NODE_SELECT} ORDER BY n.id");
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map([], node_from_row)?;

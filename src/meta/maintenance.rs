@@ -26,6 +26,7 @@ pub struct ChunkHealth {
 
 /// Every referenced chunk with its target and replica records.
 pub fn chunk_health(conn: &Connection) -> Result<Vec<ChunkHealth>> {
+    super::scanned("chunk_health");
     let mut replicas: HashMap<String, Vec<String>> = HashMap::new();
     {
         let mut stmt = conn.prepare_cached("SELECT chunk_id, node_id FROM replicas")?;
@@ -64,6 +65,7 @@ pub fn chunk_health(conn: &Connection) -> Result<Vec<ChunkHealth>> {
 
 /// Unreferenced chunks: (count, bytes) and how many are past `cutoff_ms`.
 pub fn gc_backlog(conn: &Connection) -> Result<(u64, u64)> {
+    super::scanned("gc_backlog");
     let (n, bytes): (i64, i64) = conn.query_row(
         "SELECT count(*), coalesce(sum(size), 0) FROM chunks c
          WHERE NOT EXISTS (SELECT 1 FROM file_chunks f WHERE f.chunk_id = c.id)",
@@ -247,6 +249,7 @@ pub fn reconcile_inventory(
 
 /// Replica records per node.
 pub fn replica_counts(conn: &Connection) -> Result<HashMap<String, u64>> {
+    super::scanned("replica_counts");
     let mut stmt =
         conn.prepare_cached("SELECT node_id, count(*) FROM replicas GROUP BY node_id")?;
     let rows = stmt.query_map([], |r| {
@@ -271,6 +274,7 @@ pub fn set_draining(conn: &Connection, node: &str, draining: bool) -> Result<boo
 
 /// Namespace figures: (files, directories, logical bytes, chunks on record).
 pub fn namespace_counts(conn: &Connection) -> Result<(u64, u64, u64, u64)> {
+    super::scanned("namespace_counts");
     let (files, dirs, bytes): (i64, i64, i64) = conn.query_row(
         "SELECT coalesce(sum(kind = 2), 0), coalesce(sum(kind = 1), 0) - 1, coalesce(sum(CASE WHEN kind = 2 THEN size END), 0) FROM inodes",
         [],

@@ -1,9 +1,11 @@
 //! The metadata store: every SQL statement of dfsd lives in this module.
 //!
 //! One SQLite file in WAL mode with foreign keys on and `synchronous=FULL` by default. A
-//! single writer connection serialises mutations (each one SQLite transaction); a second
-//! connection serves reads concurrently, which WAL allows. All functions are blocking:
-//! async callers go through [`Store::write`] / [`Store::read`] on the blocking pool.
+//! single writer connection serialises mutations (each one SQLite transaction); a pool of
+//! reader connections serves reads concurrently with it and with each other, which WAL
+//! allows, so one slow reader (a big fsck, a long listing) does not hold up the others.
+//! All functions are blocking: async callers go through [`Store::write`] /
+//! [`Store::read`] on the blocking pool.
 
 mod access;
 mod cluster;
@@ -14,7 +16,7 @@ mod namespace;
 mod security;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
@@ -124,15 +126,61 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Reader connections of [`Store::open`].
+pub const DEFAULT_READERS: usize = 4;
+
 #[derive(Clone)]
 pub struct Store {
     writer: Arc<Mutex<Connection>>,
-    reader: Arc<Mutex<Connection>>,
+    readers: Arc<ReaderPool>,
+}
+
+/// Idle reader connections; a read takes one (waiting while all are busy) and puts it back.
+struct ReaderPool {
+    idle: Mutex<Vec<Connection>>,
+    returned: Condvar,
+}
+
+impl ReaderPool {
+    /// Runs `f` on an idle connection, waiting for one if every reader is busy.
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
+        let conn = {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if let Some(c) = idle.pop() {
+                    break c;
+                }
+                idle = self.returned.wait(idle).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        // Put back even if `f` panics, or the pool would shrink for good.
+        struct Return<'a>(&'a ReaderPool, Option<Connection>);
+        impl Drop for Return<'_> {
+            fn drop(&mut self) {
+                if let Some(c) = self.1.take() {
+                    self.0
+                        .idle
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(c);
+                    self.0.returned.notify_one();
+                }
+            }
+        }
+        let mut guard = Return(self, Some(conn));
+        f(guard.1.as_mut().expect("taken only on drop"))
+    }
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    /// Opens (creating if needed) the database at `path` with [`DEFAULT_READERS`] reader
+    /// connections and applies pending migrations.
     pub fn open(path: &Path, synchronous: &str) -> Result<Store> {
+        Store::open_with_readers(path, synchronous, DEFAULT_READERS)
+    }
+
+    /// As [`Store::open`], with `readers` reader connections (at least one).
+    pub fn open_with_readers(path: &Path, synchronous: &str, readers: usize) -> Result<Store> {
         let sync = match synchronous {
             "full" => "FULL",
             "normal" => "NORMAL",
@@ -153,10 +201,15 @@ impl Store {
         };
         let mut writer = open()?;
         migrate::apply(&mut writer)?;
-        let reader = open()?;
+        let readers = (0..readers.max(1))
+            .map(|_| open())
+            .collect::<Result<Vec<_>>>()?;
         Ok(Store {
             writer: Arc::new(Mutex::new(writer)),
-            reader: Arc::new(Mutex::new(reader)),
+            readers: Arc::new(ReaderPool {
+                idle: Mutex::new(readers),
+                returned: Condvar::new(),
+            }),
         })
     }
 
@@ -174,24 +227,29 @@ impl Store {
         .await
     }
 
-    /// Runs `f` on the reader connection on the blocking pool.
+    /// Runs `f` on one of the reader connections on the blocking pool.
     pub async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let conn = self.reader.clone();
-        run_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            timed("read", || f(&mut conn))
-        })
-        .await
+        let pool = self.readers.clone();
+        run_blocking(move || pool.with(|conn| timed("read", || f(conn)))).await
     }
 
     /// Synchronous access for tests and start-up code.
     pub fn with_writer<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         f(&mut self.writer.lock().unwrap_or_else(|p| p.into_inner()))
     }
+}
+
+/// Counts one query that scans a whole table (or index) in
+/// `dfsd_metadata_scans_total{kind}`, so a test can tell who runs them and how often.
+fn scanned(kind: &str) {
+    crate::metrics::coordinator()
+        .metadata_scans
+        .get_or_create(&crate::metrics::kind(kind))
+        .inc();
 }
 
 /// Runs one metadata transaction, recording its time (lock wait excluded).
@@ -234,3 +292,42 @@ pub use security::{
     erase_cluster_secrets, insert_key, legacy_cluster_secrets, list_keys, list_revoked_certs,
     revoke_cert, revoke_key, RevokedCert,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader held up (a big fsck, a long listing) leaves the other readers serving.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_reader_does_not_stall_other_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with_readers(&dir.path().join("m.db"), "normal", 2).unwrap();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let slow = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .read(move |c| {
+                        let _ = started_tx.send(());
+                        held.recv().unwrap();
+                        Ok(c.query_row("SELECT count(*) FROM inodes", [], |r| r.get::<_, i64>(0))?)
+                    })
+                    .await
+            }
+        });
+        started.await.unwrap();
+        for _ in 0..10 {
+            let root = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                store.read(|c| stat(c, &DfsPath::root())),
+            )
+            .await
+            .expect("a read waited for the slow one")
+            .unwrap();
+            assert_eq!(root.inode.id, ROOT_INODE);
+        }
+        release.send(()).unwrap();
+        assert_eq!(slow.await.unwrap().unwrap(), 1);
+    }
+}

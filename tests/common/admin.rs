@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use crate::common::{wait_until, Opts, TestCluster};
 
-/// A cluster whose every role opens its admin endpoint on a free loopback port.
+/// A cluster whose every role opens its admin endpoint on a free loopback port, with the
+/// coordinator's counted gauges refreshed every second.
 pub fn cluster(nodes: usize, extra: &[(&str, &str)]) -> TestCluster {
     let mut env = vec![
         (
@@ -18,6 +19,11 @@ pub fn cluster(nodes: usize, extra: &[(&str, &str)]) -> TestCluster {
             "127.0.0.1:0".into(),
         ),
         ("DFSD_DATANODE__ADMIN_LISTEN".into(), "127.0.0.1:0".into()),
+        // Counted gauges (files, chunks) follow within a second.
+        (
+            "DFSD_COORDINATOR__GAUGE_REFRESH_INTERVAL".into(),
+            "1s".into(),
+        ),
     ];
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     TestCluster::start_with(Opts {
@@ -87,4 +93,29 @@ pub fn grpc(service: &str, method: &str, code: &str) -> String {
 
 pub fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>, key: &str) -> f64 {
     val(after, key) - val(before, key)
+}
+
+/// One HTTP/1.1 GET on loopback with extra header lines ("Name: value"): (status code,
+/// response head, body).
+pub fn http_get_with(addr: &str, path: &str, headers: &[String]) -> (u16, String, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, head.to_string(), body.to_string())
+}
+
+/// An HTTP Basic `Authorization` header line for an access key.
+pub fn basic_auth(key_id: &str, secret: &str) -> String {
+    use base64::Engine;
+    let b = base64::engine::general_purpose::STANDARD.encode(format!("{key_id}:{secret}"));
+    format!("Authorization: Basic {b}")
 }
