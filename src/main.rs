@@ -14,11 +14,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse_from(rewrite_role_args(std::env::args().collect()));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`dfsd get /f - | head`): exit quietly with
+        // the status a shell gives a process killed by SIGPIPE, as Unix tools do.
+        Err(e) if broken_pipe(&e) => ExitCode::from(141),
         Err(e) => {
             eprintln!("dfsd: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// True if `e` comes from writing to a pipe whose reader has gone.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn is_server(cmd: &Command) -> bool {

@@ -743,3 +743,28 @@ fn config_precedence_flags_over_env_over_file_over_defaults() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_get_quietly() {
+    // `dfsd get /f - | head -c 1`: the pipe closes after one byte; dfsd exits as a process
+    // killed by SIGPIPE would (141), printing nothing.
+    use std::io::Read;
+    use std::process::Stdio;
+    let c = TestCluster::start(1);
+    let data = random_bytes(4 << 20, 77);
+    let out = c.cli_stdin(&["put", "-q", "-", "/pipe/f"], Some(&data));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut cmd = c.cli_command();
+    cmd.args(["get", "/pipe/f", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let mut first = [0u8; 1];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The read end is closed now (dropped above).
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(first[0], data[0]);
+    assert_eq!(out.status.code(), Some(141), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "nothing on stderr");
+}
