@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "005_revoked_certs",
         include_str!("../../migrations/005_revoked_certs.sql"),
     ),
+    (
+        6,
+        "006_buckets",
+        include_str!("../../migrations/006_buckets.sql"),
+    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {
