@@ -78,7 +78,9 @@ pub struct CoordinatorConfig {
     /// A node not heard from for this long is dead: its replicas no longer count.
     #[serde(with = "serde_duration")]
     pub dead_after: Duration,
-    /// An upload neither committed nor aborted within this time is abandoned.
+    /// An upload neither committed nor aborted within this time is forgotten (a client
+    /// still at it begins a new one and carries on); receipts of stored chunks stay valid
+    /// this long after their token expired.
     #[serde(with = "serde_duration")]
     pub upload_ttl: Duration,
     /// An upload that placed no chunk for this long is taken as abandoned (its client
@@ -252,7 +254,7 @@ impl Default for CoordinatorConfig {
             heartbeat_interval: Duration::from_secs(2),
             suspect_after: Duration::from_secs(6),
             dead_after: Duration::from_secs(30),
-            upload_ttl: Duration::from_secs(3600),
+            upload_ttl: Duration::from_secs(24 * 3600),
             upload_idle_timeout: Duration::from_secs(300),
             max_uploads_per_key: 256,
             max_upload_chunks_per_key: 1 << 20,

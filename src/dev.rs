@@ -2,9 +2,10 @@
 //! to try dfsd. Data lives under one directory and survives restarts.
 //!
 //! It is plaintext, and without `--auth` it asks for no access key, so it listens on a
-//! loopback address only; `--auth` turns access keys on (and, since there is no TLS, a
-//! join secret that its in-process datanodes share), and only then may `--listen` name
-//! another address.
+//! loopback address only, and so does its admin HTTP port (`coordinator.admin_listen`),
+//! where everyone would count as admin and see every path; `--auth` turns access keys on
+//! (and, since there is no TLS, a join secret that its in-process datanodes share), and
+//! only then may either name another address.
 
 use std::time::Duration;
 
@@ -50,6 +51,9 @@ pub async fn run(
             "dfsd dev --listen {listen}: without authentication the dev cluster serves only \
              a loopback address (127.0.0.1); add --auth to require access keys"
         );
+    }
+    if !args.auth {
+        check_admin_on_loopback(&coord_cfg.admin_listen).await?;
     }
     let mut join_secret = String::new();
     if args.auth {
@@ -119,6 +123,28 @@ pub async fn run(
         r.context("server task")??;
     }
     demo.map(|_| ())
+}
+
+/// Refuses an admin address that is not loopback: without authentication every viewer of
+/// the status page counts as admin. A host name is judged by every address it resolves
+/// to, as binding may take any of them.
+async fn check_admin_on_loopback(admin_listen: &str) -> anyhow::Result<()> {
+    if admin_listen.is_empty() {
+        return Ok(());
+    }
+    let addrs: Vec<_> = tokio::net::lookup_host(admin_listen)
+        .await
+        .with_context(|| format!("resolve coordinator.admin_listen {admin_listen}"))?
+        .collect();
+    if addrs.is_empty() || addrs.iter().any(|a| !a.ip().is_loopback()) {
+        anyhow::bail!(
+            "dfsd dev: coordinator.admin_listen {admin_listen}: without authentication \
+             everyone who reaches the admin port counts as admin and sees every path, so the \
+             dev cluster serves it only on a loopback address (127.0.0.1:9070); add --auth \
+             to require access keys"
+        );
+    }
+    Ok(())
 }
 
 /// With `--auth`: the admin key the demo uses. DFSD_ACCESS_KEY / DFSD_SECRET_KEY if set

@@ -455,8 +455,7 @@ async fn servers_use_the_right_grpc_codes() {
     let e = coord
         .place_chunks(pb::PlaceChunksRequest {
             upload_id: "nope".into(),
-            chunks: vec![],
-            exclude_nodes: vec![],
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -1,6 +1,8 @@
 //! Issue 12, finding 3: private files (data directories 0700, files 0600, corrected at
 //! start-up with one warning) and secrets kept out of the database (a copy of it, or an
-//! unprivileged user, gets no secret). Real processes.
+//! unprivileged user, gets no secret); review findings 4 and 5: keys from an older
+//! database are rotated, and a coordinator without its secrets file does not start.
+//! Real processes.
 
 mod common;
 
@@ -176,38 +178,17 @@ async fn files_are_private_and_a_copy_of_the_database_reveals_no_secret() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_open_layout_is_made_private_and_old_secrets_leave_the_database() {
+async fn an_open_layout_is_made_private() {
     let mut c = TestCluster::start(1);
     let data = random_bytes(2 << 20, 9);
     let out = c.cli_stdin(&["put", "--chunk-size", "1MiB", "-", "/kept"], Some(&data));
     assert!(out.status.success(), "{}", stderr(&out));
-    let key = c.create_key("s3", "readwrite", "/");
-    let before = c.secrets();
     c.kill_node(0);
     c.kill_coordinator();
 
-    // What an older version left: everything world-readable, the keys in the database.
+    // What an older version left: everything world-readable.
     make_open(&c.coordinator_dir());
     make_open(&c.node_dir(0));
-    {
-        let db = rusqlite::Connection::open(c.coordinator_dir().join("meta.db")).unwrap();
-        for (name, v) in [
-            ("token_key", before.token_key().unwrap().as_bytes().to_vec()),
-            ("s3_seal_key", before.s3_seal_key().unwrap()),
-        ] {
-            db.execute(
-                "INSERT INTO cluster_secrets (name, value) VALUES (?1, ?2)",
-                rusqlite::params![name, v],
-            )
-            .unwrap();
-        }
-    }
-    std::fs::remove_file(c.coordinator_dir().join("secrets.toml")).unwrap();
-    assert!(
-        holds(&db_bytes(&c), before.token_key().unwrap().as_bytes()),
-        "the setup did not store the key"
-    );
-
     c.start_coordinator();
     c.start_node(0);
     c.wait_alive(1);
@@ -225,7 +206,9 @@ async fn an_open_layout_is_made_private_and_old_secrets_leave_the_database() {
     let w = warning(&coord_log);
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(
-        w[0].contains("meta.db (was 644)") && w[0].contains("coordinator (was 755)"),
+        w[0].contains("meta.db (was 644)")
+            && w[0].contains("secrets.toml (was 644)")
+            && w[0].contains("coordinator (was 755)"),
         "{}",
         w[0]
     );
@@ -236,20 +219,235 @@ async fn an_open_layout_is_made_private_and_old_secrets_leave_the_database() {
         "{}",
         w[0]
     );
-
-    // The same keys, now in the file and nowhere in the database.
-    let after = c.secrets();
-    assert_eq!(
-        (&after.token_key, &after.s3_seal_key),
-        (&before.token_key, &before.s3_seal_key)
-    );
-    assert!(coord_log.contains("moved the cluster secrets out of the database"));
-    let bytes = db_bytes(&c);
-    assert!(!holds(&bytes, before.token_key().unwrap().as_bytes()));
-    assert!(!holds(&bytes, &before.s3_seal_key().unwrap()));
-    // And they still work: old chunk tokens' key, old sealed S3 secrets.
     assert_eq!(c.cli(&["get", "/kept", "-"]).stdout, data);
+}
+
+/// ReadChunk of `id` from `addr` with a read token signed by `key`.
+async fn read_with(
+    c: &TestCluster,
+    addr: &str,
+    key: &dfsd::security::token::TokenKey,
+    id: dfsd::chunk::ChunkId,
+) -> Result<Vec<u8>, tonic::Code> {
+    let token = key.sign(
+        dfsd::security::token::Op::Read,
+        &[id],
+        std::time::Duration::from_secs(60),
+    );
+    let ch = c.raw_channel(addr, dfsd::security::Role::Node, None);
+    let mut stream = dfsd::proto::pb::datanode_client::DatanodeClient::new(ch)
+        .read_chunk(dfsd::proto::pb::ReadChunkRequest {
+            chunk_id: id.to_hex(),
+            token,
+        })
+        .await
+        .map_err(|e| e.code())?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(m) = stream.message().await.map_err(|e| e.code())? {
+        out.extend_from_slice(&m.data);
+    }
+    Ok(out)
+}
+
+/// Review finding 4: the keys an older version kept in its world-readable database are
+/// replaced, not moved, and datanodes that keep running take the new token key.
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_from_an_old_database_are_replaced_and_running_datanodes_take_the_new_one() {
+    let mut c = TestCluster::start(2);
+    let data = random_bytes(2 << 20, 11);
+    let out = c.cli_stdin(&["put", "--chunk-size", "1MiB", "-", "/kept"], Some(&data));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = c.create_key("s3", "readwrite", "/");
+    let old = c.secrets();
+    let (old_token, old_seal) = (old.token_key().unwrap(), old.s3_seal_key().unwrap());
+    let sealed_before = sealed_secret(&c, &key.0);
+    c.kill_coordinator();
+
+    // The layout of a version before issue 12: the keys in the database, no secrets
+    // file, no fingerprints. Someone may have copied that database.
+    {
+        let db = rusqlite::Connection::open(c.coordinator_dir().join("meta.db")).unwrap();
+        for (name, v) in [
+            ("token_key", old_token.as_bytes().to_vec()),
+            ("s3_seal_key", old_seal.clone()),
+        ] {
+            db.execute(
+                "INSERT INTO cluster_secrets (name, value) VALUES (?1, ?2)",
+                rusqlite::params![name, v],
+            )
+            .unwrap();
+        }
+        db.execute("DELETE FROM secret_fingerprints", []).unwrap();
+    }
+    std::fs::remove_file(c.coordinator_dir().join("secrets.toml")).unwrap();
+
+    // Only the coordinator restarts; the datanodes keep running with the old key.
+    c.start_coordinator();
+    c.wait_alive(2);
+    let new = c.secrets();
+    let new_token = new.token_key().unwrap();
+    assert_ne!(new_token.as_bytes(), old_token.as_bytes());
+    assert_ne!(new.s3_seal_key().unwrap(), old_seal);
+    assert_eq!(new.previous_s3_seal_key, None);
+    let coord_log = c.log("coordinator");
+    assert!(
+        coord_log.contains("replaced the chunk-token and S3 seal keys"),
+        "{coord_log}"
+    );
+    // Every datanode takes the new key (its heartbeat showed the old one): tokens signed
+    // with it are served, and reads and writes work.
+    c.wait_serving();
+    for i in 0..2 {
+        assert!(
+            c.log(&format!("node-{i}"))
+                .contains("coordinator asks this node to register again"),
+            "node-{i} was not told"
+        );
+    }
+    assert_eq!(c.cli(&["get", "/kept", "-"]).stdout, data);
+    let fresh = random_bytes(1 << 20, 12);
+    let out = c.cli_stdin(&["put", "-", "/fresh"], Some(&fresh));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(c.cli(&["get", "/fresh", "-"]).stdout, fresh);
+
+    // A token signed with the old key is refused by every datanode.
+    let chunk = c.chunk_files(0)[0].clone();
+    let id: dfsd::chunk::ChunkId = chunk
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let stored = std::fs::read(&chunk).unwrap();
+    for i in c.holders(&id.to_hex()) {
+        let addr = c.nodes[i].as_ref().unwrap().addr.clone();
+        assert_eq!(
+            read_with(&c, &addr, &old_token, id).await,
+            Err(tonic::Code::PermissionDenied),
+            "node-{i} took the old key"
+        );
+        assert_eq!(
+            read_with(&c, &addr, &new_token, id).await,
+            Ok(stored.clone())
+        );
+    }
+
+    // The S3 secret is the same, sealed anew: the old seal key does not open what the
+    // database now holds, and no byte of the old keys or the old blob is left in it.
     assert_eq!(s3_secret(&c, &key.0).await, key.1);
+    let sealed = sealed_secret(&c, &key.0);
+    assert_ne!(sealed, sealed_before);
+    assert!(SealKey::from_bytes(&old_seal)
+        .unwrap()
+        .open(&key.0, &sealed)
+        .is_err());
+    let bytes = db_bytes(&c);
+    for gone in [old_token.as_bytes(), &old_seal[..], &sealed_before[..]] {
+        assert!(!holds(&bytes, gone), "old bytes left in the database");
+    }
+}
+
+/// The S3 secret of `key` as sealed in the coordinator's database.
+fn sealed_secret(c: &TestCluster, key: &str) -> Vec<u8> {
+    let db = rusqlite::Connection::open(c.coordinator_dir().join("meta.db")).unwrap();
+    db.query_row(
+        "SELECT s3_secret_sealed FROM access_keys WHERE id = ?1",
+        [key],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// Runs `cmd` expecting it to exit within `timeout`; a process still running then is
+/// killed and the test fails with `what`.
+fn run_to_exit(mut cmd: Command, timeout: std::time::Duration, what: &str) -> std::process::Output {
+    use std::process::Stdio;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + timeout;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("{what}; log:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Review finding 5: a coordinator whose secrets file is lost (a restore of `meta.db`
+/// alone, a changed `coordinator.secrets_file`) does not make new keys, which would leave
+/// every S3 secret unreadable: it refuses to start until the file is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_secrets_file_stops_the_coordinator_until_it_is_restored() {
+    let mut c = TestCluster::start(1);
+    let data = random_bytes(1 << 20, 13);
+    let out = c.cli_stdin(&["put", "-", "/kept"], Some(&data));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = c.create_key("s3", "readwrite", "/");
+    c.kill_coordinator();
+    let file = c.coordinator_dir().join("secrets.toml");
+    let saved = c.dir.path().join("secrets.backup");
+    std::fs::rename(&file, &saved).unwrap();
+
+    let coordinator = |c: &TestCluster| {
+        let args = [
+            "coordinator",
+            "--listen",
+            &format!("127.0.0.1:{}", common::free_port()),
+            "--data-dir",
+            &c.coordinator_dir().display().to_string(),
+        ]
+        .map(String::from);
+        run_to_exit(
+            c.server_command(&args),
+            std::time::Duration::from_secs(30),
+            "the coordinator started without its secrets file",
+        )
+    };
+    let out = coordinator(&c);
+    let e = stderr(&out);
+    assert!(!out.status.success());
+    let last = e.trim_end().lines().last().unwrap_or_default().to_string();
+    assert!(
+        last.starts_with("dfsd: ")
+            && last.contains(&*file.to_string_lossy())
+            && last.contains("secrets file is missing")
+            && last.contains("restore"),
+        "{e}"
+    );
+    assert!(!file.exists(), "a new secrets file was made");
+
+    // Another cluster's file in its place: refused too, naming the key.
+    let other = tempfile::tempdir().unwrap();
+    let oc = dfsd::config::CoordinatorConfig {
+        data_dir: other.path().to_path_buf(),
+        ..Default::default()
+    };
+    dfsd::coordinator::secrets::prepare_data_dir(&oc).unwrap();
+    let store = dfsd::meta::Store::open(&other.path().join("meta.db"), "normal").unwrap();
+    dfsd::coordinator::secrets::load(&store, &oc, false).unwrap();
+    std::fs::copy(other.path().join("secrets.toml"), &file).unwrap();
+    let out = coordinator(&c);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("is not the one the database"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The right file back: it starts and serves the old S3 secrets and files.
+    std::fs::rename(&saved, &file).unwrap();
+    c.start_coordinator();
+    c.wait_alive(1);
+    c.wait_serving();
+    assert_eq!(s3_secret(&c, &key.0).await, key.1);
+    assert_eq!(c.cli(&["get", "/kept", "-"]).stdout, data);
 }
 
 /// Undoes `chattr +i` on drop, so the temporary directory can be removed.

@@ -903,7 +903,7 @@ async fn oversized_declarations_big_frames_and_stream_floods_are_refused() {
                 size: 5 << 40,
                 receipt: None,
             }],
-            exclude_nodes: vec![],
+            ..Default::default()
         })
         .await
         .unwrap_err();

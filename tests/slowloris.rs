@@ -379,3 +379,68 @@ fn slowloris_on_the_coordinator_port_is_bounded_and_the_cluster_keeps_serving() 
     // The datanode was never cut off: it is alive.
     c.wait_alive(1);
 }
+
+#[test]
+fn slowloris_on_the_admin_port_is_bounded_and_scrapes_keep_working() {
+    // The admin port's limits are fixed (16 per IP, 10 s for a request head): see
+    // src/admin_http.rs.
+    const ADMIN_PER_IP: usize = 16;
+    let admin = format!("127.0.0.1:{}", free_port());
+    let c = TestCluster::start_with(Opts {
+        nodes: 1,
+        replication: 1,
+        env: vec![("DFSD_COORDINATOR__ADMIN_LISTEN".into(), admin.clone())],
+    });
+    let pid = c.coordinator.as_ref().unwrap().pid();
+    let baseline = fds(pid);
+    let target: SocketAddr = admin.parse().unwrap();
+    fn half_request(_: usize) -> &'static [u8] {
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\n"
+    }
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (stop, watcher) = watch_fds(pid);
+    let open = rt.block_on(flood(target, None, half_request));
+    // Scrapes from another address keep being answered during the flood.
+    let refused = scrape_value(
+        &admin,
+        "dfsd_connections_refused_total{server=\"admin\",reason=\"per_ip\"}",
+    );
+    assert!(
+        refused >= (FLOOD - ADMIN_PER_IP) as f64,
+        "the admin port refused {refused} of {FLOOD} flood connections (limit {ADMIN_PER_IP} per IP)"
+    );
+    let closed: Vec<Option<Duration>> = rt.block_on(async {
+        let waits: Vec<_> = open
+            .into_iter()
+            .map(|io| tokio::spawn(until_closed(io, Duration::from_secs(30))))
+            .collect();
+        let mut out = Vec::new();
+        for w in waits {
+            out.push(w.await.unwrap());
+        }
+        out
+    });
+    stop.store(true, Ordering::Relaxed);
+    let max_fds = watcher.join().unwrap();
+    eprintln!(
+        "admin flood: fds {baseline} -> max {max_fds}, {} held, slowest close {:?}",
+        closed.len(),
+        closed.iter().flatten().max()
+    );
+    assert!(
+        closed.iter().all(Option::is_some),
+        "{} half-sent requests still open after 30 s",
+        closed.iter().filter(|c| c.is_none()).count()
+    );
+    assert!(
+        max_fds <= baseline + ADMIN_PER_IP + SLACK,
+        "the coordinator held {max_fds} descriptors (baseline {baseline}, limit {ADMIN_PER_IP})"
+    );
+    // Every flood connection is gone: only the scrape itself is open.
+    wait_until(
+        "the admin port to hold only the scrape's connection",
+        Duration::from_secs(10),
+        || scrape_value(&admin, "dfsd_connections_open{server=\"admin\"}") == 1.0,
+    );
+}

@@ -82,7 +82,7 @@ async fn place(
         .place_chunks(pb::PlaceChunksRequest {
             upload_id: upload.into(),
             chunks,
-            exclude_nodes: vec![],
+            ..Default::default()
         })
         .await
         .map(|r| r.into_inner().placements)
@@ -425,26 +425,35 @@ async fn placing_a_known_id_does_not_keep_deleted_data_alive() {
     let tenant = c.create_key("tenant", "readwrite", "/tenant");
     let data = random_bytes(50_000, 21);
     let id = ChunkId::of(&data);
+    let keepalive = |coord: &mut RawCoordinator, upload: String| {
+        let mut coord = coord.clone();
+        let size = data.len() as u64;
+        async move {
+            let p = place(&mut coord, &upload, vec![chunk_ref(id, size, None)])
+                .await
+                .unwrap();
+            assert!(p[0].existing.is_empty() && p[0].receipt.is_none());
+        }
+    };
+    // The tenant opens its upload and names the chunk before the owner even stores it,
+    // then keeps naming it, as fast as it likes.
+    let mut coord = raw(&c, &tenant);
+    let early = begin(&mut coord, "/tenant/early").await;
+    keepalive(&mut coord, early.upload_id.clone()).await;
+
     let o = sdk(&c, &owner);
     o.put(&data[..], "/secret/old", &PutOptions::default())
         .await
         .unwrap();
     assert_eq!(c.holders(&id.to_hex()).len(), 2);
+    let late = begin(&mut coord, "/tenant/late").await;
+    keepalive(&mut coord, late.upload_id.clone()).await;
     o.delete("/secret/old", false).await.unwrap();
 
-    // The tenant keeps placing the deleted chunk in a live upload, as fast as it likes.
-    let mut coord = raw(&c, &tenant);
-    let up = begin(&mut coord, "/tenant/keepalive").await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let p = place(
-            &mut coord,
-            &up.upload_id,
-            vec![chunk_ref(id, data.len() as u64, None)],
-        )
-        .await
-        .unwrap();
-        assert!(p[0].existing.is_empty());
+        keepalive(&mut coord, early.upload_id.clone()).await;
+        keepalive(&mut coord, late.upload_id.clone()).await;
         if c.holders(&id.to_hex()).is_empty() {
             break;
         }
@@ -604,21 +613,41 @@ async fn uploads_are_bounded_per_key_and_idle_ones_are_swept() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
-    // Chunks placed by one key's uploads are bounded in all.
+    // The chunks one key's uploads hold on to (proven ones: stored, with their receipts,
+    // or reused) are bounded in all; merely named ones are not held at all.
     let up = begin(&mut coord, "/f/budget").await;
-    let refs = |from: u32, n: u32| -> Vec<pb::ChunkRef> {
+    let key = c.token_key();
+    let expires = dfsd::security::token::unix_now() + 600;
+    let stored = |from: u32, n: u32| -> Vec<pb::ChunkRef> {
         (from..from + n)
-            .map(|i| chunk_ref(ChunkId::of(&i.to_be_bytes()), 1, None))
+            .map(|i| {
+                let id = ChunkId::of(&i.to_be_bytes());
+                let r = key.receipt(&up.owner, id, 1, "dn-x", expires);
+                chunk_ref(id, 1, Some(r.into()))
+            })
             .collect()
     };
-    place(&mut coord, &up.upload_id, refs(0, 1000))
-        .await
-        .unwrap();
-    let e = place(&mut coord, &up.upload_id, refs(1000, 1))
+    let named: Vec<pb::ChunkRef> = (0..4000u32)
+        .map(|i| chunk_ref(ChunkId::of(&(i + 10_000).to_be_bytes()), 1, None))
+        .collect();
+    place(&mut coord, &up.upload_id, named).await.unwrap();
+    let report = |stored: Vec<pb::ChunkRef>| pb::PlaceChunksRequest {
+        upload_id: up.upload_id.clone(),
+        stored,
+        ..Default::default()
+    };
+    coord.place_chunks(report(stored(0, 1000))).await.unwrap();
+    let e = coord
+        .place_chunks(report(stored(1000, 1)))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
     assert!(e.message().contains("max_upload_chunks_per_key"), "{e:?}");
+    // A stored chunk without a valid receipt is refused.
+    let mut forged = stored(2000, 1);
+    forged[0].receipt.as_mut().unwrap().mac = Bytes::from(vec![1u8; 32]);
+    let e = coord.place_chunks(report(forged)).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
     let e = begin_err(&mut coord, "/f/second").await;
     assert_eq!(
         e, None,

@@ -1,7 +1,7 @@
 //! Issue 12, findings 2, 9 and 10: the join secret of plaintext clusters with access
-//! keys (a stranger cannot join, cannot get the token key, cannot replay a proof, and a
-//! sniffer sees neither secret), `dfsd config` redaction, and `dfsd dev --listen`. Real
-//! processes throughout.
+//! keys (a stranger cannot join, cannot get the token key, cannot replay a proof, not
+//! even across a coordinator restart, and a sniffer sees neither secret), `dfsd config`
+//! redaction, and `dfsd dev --listen` and its admin port. Real processes throughout.
 
 mod common;
 
@@ -240,6 +240,13 @@ async fn a_plaintext_cluster_with_keys_admits_only_holders_of_the_join_secret() 
     assert_eq!(e.code(), Code::Unauthenticated);
     assert!(e.message().contains("wrong join secret"), "{}", e.message());
     let right = JoinSecret::new(&printed);
+    // Proofs are taken from the second after the coordinator started.
+    eventually("a proof accepted", Duration::from_secs(5), || async {
+        let fresh = right.proof_at(now_secs());
+        let mut raw = raw.clone();
+        raw.heartbeat(with_proof(hb(), &fresh)).await.is_ok()
+    })
+    .await;
     let proof = right.proof_at(now_secs());
     let r = raw
         .register(with_proof(register(), &proof))
@@ -339,6 +346,10 @@ async fn a_plaintext_cluster_with_keys_admits_only_holders_of_the_join_secret() 
         "the join secret crossed the wire"
     );
 
+    // A proof a sniffer copies just before the coordinator restarts.
+    let sniffed = right.proof_at(now_secs());
+    raw.heartbeat(with_proof(hb(), &sniffed)).await.unwrap();
+
     // Printed once: a restart finds it in the secrets file.
     let admin = p.admin.clone();
     drop(p.coord);
@@ -350,6 +361,32 @@ async fn a_plaintext_cluster_with_keys_admits_only_holders_of_the_join_secret() 
         again.log().matches("DFSD_DATANODE__JOIN_SECRET=").count(),
         1
     );
+
+    // The restarted process has no memory of the proofs the old one accepted (review
+    // finding 10): one sniffed before the restart, still within the clock window, is
+    // refused, and the refusal says from when proofs are taken. A fresh one is fine.
+    let ch = dfsd::net::channel(&again.addr, Duration::from_secs(3), None).unwrap();
+    let mut raw = pb::cluster_client::ClusterClient::new(ch);
+    let e = raw
+        .register(with_proof(register(), &sniffed))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    assert!(
+        e.message().contains("before this coordinator started"),
+        "{}",
+        e.message()
+    );
+    assert!(e
+        .metadata()
+        .get(dfsd::security::join::NOT_BEFORE_HEADER)
+        .is_some());
+    eventually("a fresh proof accepted", Duration::from_secs(5), || async {
+        let fresh = right.proof_at(now_secs());
+        let mut raw = raw.clone();
+        raw.register(with_proof(register(), &fresh)).await.is_ok()
+    })
+    .await;
 }
 
 #[test]
@@ -401,7 +438,16 @@ fn dfsd_config_redacts_every_secret() {
 }
 
 fn dev(dir: &Path, args: &[&str], key: Option<(&str, &str)>) -> Output {
+    dev_admin(dir, args, key, None)
+}
+
+/// `dfsd dev`, with `coordinator.admin_listen` set to `admin` if given.
+fn dev_admin(dir: &Path, args: &[&str], key: Option<(&str, &str)>, admin: Option<&str>) -> Output {
     let mut cmd = Command::new(common::BIN);
+    cmd.env_remove("DFSD_COORDINATOR__ADMIN_LISTEN");
+    if let Some(a) = admin {
+        cmd.env("DFSD_COORDINATOR__ADMIN_LISTEN", a);
+    }
     for k in [
         "DFSD_CONFIG",
         "DFSD_ACCESS_KEY",
@@ -433,12 +479,35 @@ fn dfsd_dev_serves_beyond_loopback_only_with_authentication() {
     assert!(e.contains("loopback") && e.contains("--auth"), "{e}");
     assert_eq!(e.trim_end().lines().count(), 1, "{e}");
     assert!(!open.join("coordinator").exists());
-    let out = dev(&open, &["--listen", "127.0.0.1:0"], None);
+    // Nor an admin port beyond loopback (review finding 13c), where everyone would be
+    // admin: a wildcard, or a name that resolves to one.
+    for admin in ["0.0.0.0:0", "[::]:0"] {
+        let out = dev_admin(&open, &["--listen", "127.0.0.1:0"], None, Some(admin));
+        let e = stderr(&out);
+        assert!(!out.status.success(), "admin port on {admin} without keys");
+        assert!(
+            e.contains("admin_listen") && e.contains("loopback") && e.contains("--auth"),
+            "{e}"
+        );
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+        assert!(!open.join("coordinator").exists());
+    }
+    let out = dev_admin(
+        &open,
+        &["--listen", "127.0.0.1:0"],
+        None,
+        Some("localhost:0"),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
 
     // With --auth: keys on, the admin key printed once, the self-check passes.
     let keyed = tmp.path().join("keyed");
-    let out = dev(&keyed, &["--auth", "--listen", "0.0.0.0:0"], None);
+    let out = dev_admin(
+        &keyed,
+        &["--auth", "--listen", "0.0.0.0:0"],
+        None,
+        Some("0.0.0.0:0"),
+    );
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{}{}", text, stderr(&out));
     assert!(text.contains("self-check: stored /hello.txt"), "{text}");

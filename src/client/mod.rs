@@ -7,6 +7,7 @@ pub mod commands;
 mod download;
 pub mod events;
 mod progress;
+mod session;
 mod upload;
 
 use std::time::Duration;

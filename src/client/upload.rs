@@ -6,7 +6,7 @@
 //!
 //! Memory: at most `parallelism` chunks are held at once, whatever the file size.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tonic::Code;
 
+use super::session::Session;
 use super::{Client, ClientError, Result};
 use crate::chunk::{ChunkId, FRAME_SIZE};
 use crate::path::DfsPath;
@@ -64,9 +65,6 @@ struct Stored {
     id: ChunkId,
     size: u64,
     sent: bool,
-    /// Proof that this key may commit the chunk (from a datanode that stored it, or the
-    /// coordinator's grant). A chunk repeated within the file needs it once.
-    receipt: Option<pb::Receipt>,
 }
 
 /// Reads until `buf` holds `want` bytes or the input ends.
@@ -114,28 +112,23 @@ impl Client {
         if chunk_size == 0 {
             return Err(ClientError::Invalid("chunk size must be positive".into()));
         }
-        let begin = self
-            .coordinator
-            .clone()
-            .begin_upload(self.request(pb::BeginUploadRequest {
-                path: path.to_string(),
-                replication: opts.replication,
-                write_quorum: opts.write_quorum,
-                no_clobber: opts.no_clobber,
-            }))
-            .await
-            .map_err(|s| self.coord_err(s))?
-            .into_inner();
-        if chunk_size > begin.max_chunk_size {
+        let request = pb::BeginUploadRequest {
+            path: path.to_string(),
+            replication: opts.replication,
+            write_quorum: opts.write_quorum,
+            no_clobber: opts.no_clobber,
+        };
+        let session = Arc::new(Session::begin(self, request).await?);
+        let max = session.info().max_chunk_size;
+        if chunk_size > max {
+            session.abort().await;
             return Err(ClientError::Invalid(format!(
-                "chunk size {chunk_size} exceeds the cluster's maximum of {} bytes",
-                begin.max_chunk_size
+                "chunk size {chunk_size} exceeds the cluster's maximum of {max} bytes"
             )));
         }
-        let upload_id = begin.upload_id.clone();
         let mut attrs = opts.attrs.clone();
         let result = match self
-            .upload_chunks(&mut input, &begin, chunk_size as usize)
+            .upload_chunks(&mut input, &session, chunk_size as usize)
             .await
         {
             Ok(stored) => finish(&mut attrs)
@@ -146,11 +139,7 @@ impl Client {
         let stored = match result {
             Ok(s) => s,
             Err(e) => {
-                let _ = self
-                    .coordinator
-                    .clone()
-                    .abort_upload(self.request(pb::AbortUploadRequest { upload_id }))
-                    .await;
+                session.abort().await;
                 return Err(e);
             }
         };
@@ -159,13 +148,11 @@ impl Client {
             .map(|s| pb::ChunkRef {
                 chunk_id: s.id.to_hex(),
                 size: s.size,
-                receipt: s.receipt.clone(),
+                receipt: None,
             })
             .collect();
         let size: u64 = stored.iter().map(|s| s.size).sum();
-        let entry = self
-            .commit(&path, &begin, &refs, size, opts, &attrs)
-            .await?;
+        let entry = self.commit(&session, &refs, size, opts, &attrs).await?;
         let uploaded = stored.iter().filter(|s| s.sent).count();
         Ok(PutReport {
             entry,
@@ -194,96 +181,71 @@ impl Client {
 
     async fn commit(
         &self,
-        path: &DfsPath,
-        begin: &pb::BeginUploadResponse,
+        session: &Session,
         refs: &[pb::ChunkRef],
         size: u64,
         opts: &PutOptions,
         attrs: &crate::meta::Attrs,
     ) -> Result<pb::Entry> {
-        let commit = |upload_id: String| pb::CommitUploadRequest {
-            upload_id,
+        let commit = || pb::CommitUploadRequest {
+            upload_id: String::new(),
             chunks: refs.to_vec(),
             size,
             no_clobber: opts.no_clobber,
             expected_version: opts.expected_version,
             attrs: attrs.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         };
-        let mut first = self
-            .coordinator
-            .clone()
-            .commit_upload(self.request(commit(begin.upload_id.clone())))
-            .await;
+        let mut result = session.commit(commit()).await;
         // A node that died after storing some chunks (and was declared dead before the
         // commit) leaves them below the write quorum: read them back from a surviving
         // replica, store them on other nodes, and commit again.
         for _ in 0..3 {
-            match &first {
+            match &result {
                 Err(s)
                     if s.code() == Code::FailedPrecondition
                         && s.message().contains("durable replica(s) on record") =>
                 {
                     tracing::warn!(error = %s.message(), "chunks fell below the write quorum before commit; re-replicating them");
-                    self.top_up(begin, refs).await?;
-                    first = self
-                        .coordinator
-                        .clone()
-                        .commit_upload(self.request(commit(begin.upload_id.clone())))
-                        .await;
+                    self.top_up(session, refs).await?;
+                    result = session.commit(commit()).await;
                 }
                 _ => break,
             }
         }
-        let resp = match first {
-            Ok(r) => r,
-            // The coordinator restarted and forgot the upload: its chunks are stored, so a
-            // new upload finds them all in place and commits them.
-            Err(s) if s.code() == Code::NotFound && s.message().contains("upload") => {
-                let again = self
-                    .coordinator
-                    .clone()
-                    .begin_upload(self.request(pb::BeginUploadRequest {
-                        path: path.to_string(),
-                        replication: begin.replication,
-                        write_quorum: begin.write_quorum,
-                        no_clobber: opts.no_clobber,
-                    }))
-                    .await
-                    .map_err(|s| self.coord_err(s))?
-                    .into_inner();
-                self.coordinator
-                    .clone()
-                    .commit_upload(self.request(commit(again.upload_id)))
-                    .await
-                    .map_err(|s| self.coord_err(s))?
-            }
-            Err(s) => return Err(self.coord_err(s)),
-        };
-        resp.into_inner()
-            .entry
-            .ok_or_else(|| ClientError::Invalid("empty commit response".into()))
+        result.map_err(|s| self.coord_err(s))
     }
 
     /// Brings every chunk of `refs` back to its write quorum, one chunk in memory at a time.
-    async fn top_up(&self, begin: &pb::BeginUploadResponse, refs: &[pb::ChunkRef]) -> Result<()> {
-        let quorum = begin.write_quorum as usize;
-        for batch in refs.chunks(1024) {
-            let placements = self
-                .place(&begin.upload_id, batch.to_vec(), Vec::new())
-                .await?;
-            for (r, p) in batch.iter().zip(placements) {
+    async fn top_up(&self, session: &Session, refs: &[pb::ChunkRef]) -> Result<()> {
+        let quorum = session.info().write_quorum as usize;
+        let mut seen = HashSet::new();
+        let mut distinct = Vec::new();
+        for r in refs {
+            let id: ChunkId = r
+                .chunk_id
+                .parse()
+                .map_err(|e: crate::chunk::InvalidChunkId| ClientError::Invalid(e.to_string()))?;
+            if seen.insert(id) {
+                distinct.push((id, r.size));
+            }
+        }
+        for batch in distinct.chunks(1024) {
+            let claims = batch
+                .iter()
+                .map(|(id, size)| pb::ChunkRef {
+                    chunk_id: id.to_hex(),
+                    size: *size,
+                    receipt: session.receipt(id),
+                })
+                .collect();
+            let placements = session.place(claims, Vec::new()).await?;
+            for (&(id, size), p) in batch.iter().zip(placements) {
                 if p.existing.len() >= quorum || p.targets.is_empty() {
                     continue;
                 }
-                let id: ChunkId =
-                    r.chunk_id
-                        .parse()
-                        .map_err(|e: crate::chunk::InvalidChunkId| {
-                            ClientError::Invalid(e.to_string())
-                        })?;
                 let mut data = None;
                 for replica in &p.existing_replicas {
-                    if let Ok(d) = self.read_replica(id, r.size, replica, &p.read_token).await {
+                    if let Ok(d) = self.read_replica(id, size, replica, &p.read_token).await {
                         data = Some(d);
                         break;
                     }
@@ -293,8 +255,7 @@ impl Client {
                         "chunk {id}: below its write quorum and no replica could be read back"
                     )));
                 };
-                self.store_chunk(begin, id, data, p, r.receipt.clone())
-                    .await?;
+                self.store_chunk(session, id, data, p).await?;
             }
         }
         Ok(())
@@ -303,12 +264,12 @@ impl Client {
     async fn upload_chunks<R: AsyncRead + Unpin + Send>(
         &self,
         input: &mut R,
-        begin: &pb::BeginUploadResponse,
+        session: &Arc<Session>,
         chunk_size: usize,
     ) -> Result<Vec<Stored>> {
         let permits = Arc::new(Semaphore::new(self.cfg.parallelism));
         let (ready_tx, ready_rx) = mpsc::channel::<Pending>(self.cfg.parallelism);
-        let placer = tokio::spawn(self.clone().place_and_send(begin.clone(), ready_rx));
+        let placer = tokio::spawn(self.clone().place_and_send(session.clone(), ready_rx));
 
         let mut index = 0;
         let read_result: Result<()> = async {
@@ -359,42 +320,31 @@ impl Client {
         Ok(stored)
     }
 
-    /// Places whatever chunks are ready in one call, then sends each on its own task.
+    /// Places whatever chunks are ready in one call, then sends each on its own task. A
+    /// chunk that repeats within the input (zeros, say) and is already stored is not sent
+    /// again.
     async fn place_and_send(
         self,
-        begin: pb::BeginUploadResponse,
+        session: Arc<Session>,
         mut ready: mpsc::Receiver<Pending>,
     ) -> Result<Vec<Stored>> {
         let mut tasks: JoinSet<Result<Stored>> = JoinSet::new();
         let mut done: Vec<Stored> = Vec::new();
         let mut failure: Option<ClientError> = None;
-        // Receipts of chunks this upload has stored: a chunk that repeats within the input
-        // (zeros, say) is sent once.
-        let mut known: HashMap<ChunkId, pb::Receipt> = HashMap::new();
-        let mut finished = |s: Stored, known: &mut HashMap<ChunkId, pb::Receipt>| {
-            if let Some(r) = &s.receipt {
-                known.entry(s.id).or_insert_with(|| r.clone());
-            }
-            done.push(s);
-        };
         while let Some(first) = ready.recv().await {
             let mut batch = vec![first];
             while let Ok(more) = ready.try_recv() {
                 batch.push(more);
             }
-            let (repeats, batch): (Vec<Pending>, Vec<Pending>) =
-                batch.into_iter().partition(|p| known.contains_key(&p.id));
-            for p in repeats {
-                let receipt = known.get(&p.id).cloned();
-                let stored = Stored {
-                    index: p.index,
-                    id: p.id,
-                    size: p.data.len() as u64,
-                    sent: false,
-                    receipt,
-                };
-                finished(stored, &mut known);
-            }
+            let (repeats, batch): (Vec<Pending>, Vec<Pending>) = batch
+                .into_iter()
+                .partition(|p| session.receipt(&p.id).is_some());
+            done.extend(repeats.into_iter().map(|p| Stored {
+                index: p.index,
+                id: p.id,
+                size: p.data.len() as u64,
+                sent: false,
+            }));
             if batch.is_empty() {
                 continue;
             }
@@ -406,7 +356,7 @@ impl Client {
                     receipt: None,
                 })
                 .collect();
-            let placements = match self.place(&begin.upload_id, refs, Vec::new()).await {
+            let placements = match session.place(refs, Vec::new()).await {
                 Ok(p) => p,
                 Err(e) => {
                     failure = Some(e);
@@ -415,7 +365,7 @@ impl Client {
             };
             for (pending, placement) in batch.into_iter().zip(placements) {
                 let client = self.clone();
-                let begin = begin.clone();
+                let session = session.clone();
                 tasks.spawn(async move {
                     let Pending {
                         index,
@@ -424,23 +374,20 @@ impl Client {
                         permit,
                     } = pending;
                     let size = data.len() as u64;
-                    let (sent, receipt) = client
-                        .store_chunk(&begin, id, data, placement, None)
-                        .await?;
+                    let sent = client.store_chunk(&session, id, data, placement).await?;
                     drop(permit);
                     Ok(Stored {
                         index,
                         id,
                         size,
                         sent,
-                        receipt,
                     })
                 });
             }
             // Collect finished chunks as we go so an error stops the upload early.
             while let Some(r) = tasks.try_join_next() {
                 match r {
-                    Ok(Ok(s)) => finished(s, &mut known),
+                    Ok(Ok(s)) => done.push(s),
                     Ok(Err(e)) => failure = Some(e),
                     Err(e) => failure = Some(ClientError::Invalid(format!("chunk task: {e}"))),
                 }
@@ -455,7 +402,7 @@ impl Client {
         }
         while let Some(r) = tasks.join_next().await {
             match r {
-                Ok(Ok(s)) => finished(s, &mut known),
+                Ok(Ok(s)) => done.push(s),
                 Ok(Err(e)) => {
                     tasks.abort_all();
                     return Err(e);
@@ -466,48 +413,22 @@ impl Client {
         Ok(done)
     }
 
-    async fn place(
-        &self,
-        upload_id: &str,
-        chunks: Vec<pb::ChunkRef>,
-        exclude: Vec<String>,
-    ) -> Result<Vec<pb::ChunkPlacement>> {
-        let n = chunks.len();
-        let resp = self
-            .coordinator
-            .clone()
-            .place_chunks(self.request(pb::PlaceChunksRequest {
-                upload_id: upload_id.to_string(),
-                chunks,
-                exclude_nodes: exclude,
-            }))
-            .await
-            .map_err(|s| self.coord_err(s))?
-            .into_inner();
-        if resp.placements.len() != n {
-            return Err(ClientError::Invalid(format!(
-                "coordinator placed {} of {n} chunks",
-                resp.placements.len()
-            )));
-        }
-        Ok(resp.placements)
-    }
-
     /// Gets one chunk to its replication factor (at least the write quorum), replacing
-    /// failed pipeline nodes. Returns whether any bytes were sent, and a receipt for the
-    /// commit (`receipt` is one the caller already holds, if any).
+    /// failed pipeline nodes, and records its receipt in the session. Returns whether any
+    /// bytes were sent.
     async fn store_chunk(
         &self,
-        begin: &pb::BeginUploadResponse,
+        session: &Session,
         id: ChunkId,
         data: Bytes,
         mut placement: pb::ChunkPlacement,
-        mut receipt: Option<pb::Receipt>,
-    ) -> Result<(bool, Option<pb::Receipt>)> {
+    ) -> Result<bool> {
+        let begin = session.info();
         let want = begin.replication as usize;
         let quorum = begin.write_quorum as usize;
-        if receipt.is_none() {
-            receipt = placement.receipt.clone();
+        let size = data.len() as u64;
+        if let Some(grant) = placement.receipt.take() {
+            session.record(id, size, grant, false);
         }
         let mut holders: HashSet<String> = placement.existing.iter().cloned().collect();
         let mut failed: HashSet<String> = HashSet::new();
@@ -528,8 +449,8 @@ impl Client {
                 {
                     Ok(resp) => {
                         holders.extend(resp.stored_on.iter().cloned());
-                        if receipt.is_none() {
-                            receipt = resp.receipts.into_iter().next();
+                        if let Some(r) = resp.receipts.into_iter().next() {
+                            session.record(id, size, r, true);
                         }
                         // Only nodes that failed are excluded; those after a failed node in
                         // the pipeline never saw the chunk and may still take it.
@@ -558,7 +479,7 @@ impl Client {
                 }
             }
             if holders.len() >= want {
-                return Ok((sent, receipt));
+                return Ok(sent);
             }
             if attempt == MAX_REPLACEMENTS {
                 break;
@@ -567,14 +488,14 @@ impl Client {
             exclude.extend(holders.iter().cloned());
             let refs = vec![pb::ChunkRef {
                 chunk_id: id.to_hex(),
-                size: data.len() as u64,
-                receipt: receipt.clone(),
+                size,
+                receipt: session.receipt(&id),
             }];
-            match self.place(&begin.upload_id, refs, exclude).await {
+            match session.place(refs, exclude).await {
                 Ok(mut p) => {
                     placement = p.remove(0);
-                    if receipt.is_none() {
-                        receipt = placement.receipt.clone();
+                    if let Some(grant) = placement.receipt.take() {
+                        session.record(id, size, grant, false);
                     }
                     holders.extend(placement.existing.iter().cloned());
                     if placement.targets.is_empty() && holders.len() < want {
@@ -590,7 +511,7 @@ impl Client {
         }
         if holders.len() >= quorum {
             tracing::warn!(chunk = %id, replicas = holders.len(), want, "chunk stored below its replication factor");
-            return Ok((sent, receipt));
+            return Ok(sent);
         }
         Err(ClientError::Remote {
             code: Code::Unavailable,

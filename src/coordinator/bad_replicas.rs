@@ -5,7 +5,7 @@
 //! pending per replica, none again for a cooldown after one, and a few at once in all.
 //! The reason a client gives is logged cut short and escaped.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,8 +21,10 @@ use crate::status::check_node_id;
 
 /// A replica verified lately is not verified again on a client's word for this long.
 const COOLDOWN: Duration = Duration::from_secs(600);
-/// Verifications asked for by clients, in flight at once in the whole cluster.
+/// Verifications asked for by clients, in flight at once in the whole cluster...
 const MAX_PENDING: usize = 16;
+/// ...and for one access key, so one key cannot take every slot.
+const MAX_PENDING_PER_KEY: usize = 4;
 /// Replicas remembered for the cooldown, at most.
 const MAX_RECENT: usize = 10_000;
 /// Characters of a client's reason that reach the log.
@@ -37,7 +39,8 @@ pub struct BadReplicas {
 
 #[derive(Default)]
 struct Inner {
-    pending: HashSet<Replica>,
+    /// Replicas being verified, with the key that asked.
+    pending: HashMap<Replica, String>,
     recent: HashMap<Replica, Instant>,
 }
 
@@ -66,30 +69,37 @@ impl BadReplicas {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn admit(&self, r: &Replica) -> Admission {
+    fn admit(&self, r: &Replica, key: &str) -> Admission {
         let mut inner = self.lock();
-        if inner.pending.contains(r) {
+        if inner.pending.contains_key(r) {
             return Admission::Pending;
-        }
-        if inner.recent.len() > MAX_RECENT {
-            inner.recent.retain(|_, t| t.elapsed() < COOLDOWN);
         }
         if inner.recent.get(r).is_some_and(|t| t.elapsed() < COOLDOWN) {
             return Admission::Cooldown;
         }
-        if inner.pending.len() >= MAX_PENDING {
+        let mine = inner.pending.values().filter(|k| *k == key).count();
+        if inner.pending.len() >= MAX_PENDING || mine >= MAX_PENDING_PER_KEY {
             return Admission::Busy;
         }
-        inner.pending.insert(r.clone());
+        inner.pending.insert(r.clone(), key.to_string());
         Admission::Verify
     }
 
     fn done(&self, r: Replica) {
         let mut inner = self.lock();
         inner.pending.remove(&r);
-        if inner.recent.len() < MAX_RECENT {
-            inner.recent.insert(r, Instant::now());
+        if inner.recent.len() >= MAX_RECENT {
+            inner.recent.retain(|_, t| t.elapsed() < COOLDOWN);
         }
+        if inner.recent.len() >= MAX_RECENT {
+            // Still full of fresh entries: forget the oldest half rather than stop
+            // remembering (which would end the cooldown for every new replica).
+            let mut times: Vec<Instant> = inner.recent.values().copied().collect();
+            times.sort();
+            let cut = times[times.len() / 2];
+            inner.recent.retain(|_, t| *t > cut);
+        }
+        inner.recent.insert(r, Instant::now());
     }
 }
 
@@ -140,7 +150,7 @@ impl State {
             )));
         }
         let replica = (chunk, node.to_string());
-        let admission = self.bad_replicas.admit(&replica);
+        let admission = self.bad_replicas.admit(&replica, &who.key_id);
         crate::metrics::coordinator()
             .bad_replica_reports
             .get_or_create(&crate::metrics::kind(admission.label()))
@@ -198,18 +208,43 @@ async fn verify_replica(state: &Arc<State>, chunk: ChunkId, node: NodeView) {
 mod tests {
     use super::*;
 
+    fn r(n: u32) -> Replica {
+        (ChunkId::of(&n.to_le_bytes()), format!("dn-{n}"))
+    }
+
     #[test]
-    fn one_verification_per_replica_then_a_cooldown_and_a_global_cap() {
+    fn one_verification_per_replica_then_a_cooldown_and_caps() {
         let b = BadReplicas::default();
-        let r = |n: u8| (ChunkId::of(&[n]), format!("dn-{n}"));
-        assert_eq!(b.admit(&r(0)), Admission::Verify);
-        assert_eq!(b.admit(&r(0)), Admission::Pending);
+        assert_eq!(b.admit(&r(0), "k0"), Admission::Verify);
+        assert_eq!(b.admit(&r(0), "k0"), Admission::Pending);
         b.done(r(0));
-        assert_eq!(b.admit(&r(0)), Admission::Cooldown);
-        for n in 1..MAX_PENDING as u8 + 1 {
-            assert_eq!(b.admit(&r(n)), Admission::Verify);
+        assert_eq!(b.admit(&r(0), "k0"), Admission::Cooldown);
+        // One key gets a few slots...
+        for n in 1..=MAX_PENDING_PER_KEY as u32 {
+            assert_eq!(b.admit(&r(n), "greedy"), Admission::Verify);
         }
-        assert_eq!(b.admit(&r(200)), Admission::Busy);
+        assert_eq!(b.admit(&r(100), "greedy"), Admission::Busy);
+        // ...others the rest, up to the global cap.
+        let free = MAX_PENDING - MAX_PENDING_PER_KEY;
+        for n in 0..free as u32 {
+            let key = format!("k{}", n / MAX_PENDING_PER_KEY as u32);
+            assert_eq!(b.admit(&r(200 + n), &key), Admission::Verify);
+        }
+        assert_eq!(b.admit(&r(300), "another"), Admission::Busy);
+    }
+
+    #[test]
+    fn the_cooldown_keeps_working_past_its_memory() {
+        let b = BadReplicas::default();
+        for n in 0..(MAX_RECENT as u32 + 50) {
+            assert_eq!(b.admit(&r(n), "k"), Admission::Verify);
+            b.done(r(n));
+        }
+        let last = r(MAX_RECENT as u32 + 100);
+        assert_eq!(b.admit(&last, "k"), Admission::Verify);
+        b.done(last.clone());
+        assert_eq!(b.admit(&last, "k"), Admission::Cooldown);
+        assert!(b.lock().recent.len() <= MAX_RECENT);
     }
 
     #[test]

@@ -214,9 +214,9 @@ impl State {
         Ok(true)
     }
 
-    /// Chunks placed by uploads in flight, with when the earliest of them began (see
-    /// `meta::gc_claim`).
-    pub fn chunks_in_flight(&self) -> HashMap<crate::chunk::ChunkId, i64> {
+    /// Chunks proven by uploads in flight (see `uploads.rs`): garbage collection leaves
+    /// them alone.
+    pub fn chunks_in_flight(&self) -> HashSet<crate::chunk::ChunkId> {
         self.uploads.protected()
     }
 

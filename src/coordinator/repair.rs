@@ -432,7 +432,7 @@ fn retry_kept(state: Arc<State>, node: String, kept: Vec<String>, protect_secs: 
         let in_flight = state.chunks_in_flight();
         let still_garbage: Vec<ChunkId> = ids
             .into_iter()
-            .filter(|id| !known.contains_key(id) && !in_flight.contains_key(id))
+            .filter(|id| !known.contains_key(id) && !in_flight.contains(id))
             .collect();
         if !still_garbage.is_empty() {
             order_delete(state, node, still_garbage, protect_secs);
@@ -442,14 +442,14 @@ fn retry_kept(state: Arc<State>, node: String, kept: Vec<String>, protect_secs: 
 
 async fn collect_garbage(state: &Arc<State>) -> Result<(), MetaError> {
     let cutoff = now_ms() - state.cfg.gc_grace.as_millis() as i64;
-    let st = state.clone();
+    // Read before the claim's transaction: a chunk proven after this read is either
+    // touched by its placement (a transaction that bumps `last_used_ms` before or after the
+    // claim: skipped, or found gone and placed afresh) or was just stored (its replica
+    // record bumped `last_used_ms`), so the claim cannot take it either way.
+    let in_flight = state.chunks_in_flight();
     let doomed = state
         .store
-        .write(move |c| {
-            // Read under the writer lock: see `place_chunks` for the ordering argument.
-            let in_flight = st.chunks_in_flight();
-            meta::gc_claim(c, cutoff, GC_BATCH, &in_flight)
-        })
+        .write(move |c| meta::gc_claim(c, cutoff, GC_BATCH, &in_flight))
         .await?;
     if doomed.is_empty() {
         return Ok(());

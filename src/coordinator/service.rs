@@ -336,16 +336,18 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
     ) -> Result<Response<pb::PlaceChunksResponse>, Status> {
         let who = who(&req)?;
         let req = req.into_inner();
-        if req.chunks.len() > BATCH_MAX {
+        if req.chunks.len() > BATCH_MAX || req.stored.len() > BATCH_MAX {
             return Err(Status::invalid_argument(format!(
-                "at most {BATCH_MAX} chunks per placement"
+                "at most {BATCH_MAX} chunks (and {BATCH_MAX} stored ones) per placement"
             )));
         }
-        let claims = parse_claims(req.chunks, self.state.cfg.max_chunk_size)?;
+        let max = self.state.cfg.max_chunk_size;
+        let claims = parse_claims(req.chunks, max)?;
+        let stored = parse_claims(req.stored, max)?;
         let exclude: HashSet<String> = req.exclude_nodes.into_iter().collect();
         let placements = self
             .state
-            .place(&req.upload_id, &who, claims, &exclude)
+            .place(&req.upload_id, &who, claims, stored, &exclude)
             .await?;
         let addr = |(node_id, addr): (String, String)| pb::NodeAddr { node_id, addr };
         let placements = placements
@@ -397,6 +399,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             .write(move |c| meta::commit_file(c, &commit, now_ms()))
             .await?;
         self.state.uploads.end(&req.upload_id);
+        (self.state.uploads).committed(&upload.owner, claims.iter().map(|c| c.id));
         tracing::info!(path = %info.path, size = info.inode.size, version = info.inode.version, "file committed");
         let (path, size, v) = (info.path.as_str(), info.inode.size, info.inode.version);
         (self.state.events).file(FileCommitted, path, size, 1, format!("version {v}"));
@@ -894,6 +897,18 @@ impl pb::cluster_server::Cluster for ClusterService {
             .store
             .write(move |c| meta::update_node_stats(c, &id, stats, now))
             .await?;
+        // A node holding another token key (this coordinator rotated it at start-up, see
+        // secrets.rs) refuses every token we sign: it gets the current key by registering.
+        // An empty digest is an older datanode's, which does not say.
+        let stale_key = !req.token_key_digest.is_empty()
+            && req.token_key_digest[..] != self.state.token_key.digest()[..];
+        if stale_key {
+            tracing::info!(node = %req.node_id, "datanode holds another token key; asked to register again");
+            return Ok(Response::new(pb::HeartbeatResponse {
+                reregister: true,
+                ..Default::default()
+            }));
+        }
         let send_inventory = self.wants_inventory(&req.node_id);
         Ok(Response::new(pb::HeartbeatResponse {
             reregister: false,
@@ -914,6 +929,12 @@ impl pb::cluster_server::Cluster for ClusterService {
             )));
         }
         let chunks = parse_chunks(&req.chunks, self.state.cfg.max_chunk_size)?;
+        if !req.owner.is_empty() {
+            // Before the record, so a collection racing it either sees the chunks
+            // protected or finds them touched by the record (see `uploads.rs`).
+            let ids: Vec<ChunkId> = chunks.iter().map(|(id, _)| *id).collect();
+            self.state.uploads.stored(&req.owner, &ids);
+        }
         let node = req.node_id;
         let n = chunks.len();
         let id = node.clone();

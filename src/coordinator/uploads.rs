@@ -2,9 +2,17 @@
 //!
 //! An upload is begun by one access key (its owner), places chunks in batches and ends with
 //! a commit or an abort. It lives in coordinator memory (see ARCHITECTURE.md, decisions)
-//! and is bounded: per key at most `max_uploads_per_key` open uploads, whose placements
-//! name at most `max_upload_chunks_per_key` chunks in all; a sweeper drops uploads idle
-//! for `upload_idle_timeout` or older than `upload_ttl`.
+//! and is bounded: per key at most `max_uploads_per_key` open uploads, holding at most
+//! `max_upload_chunks_per_key` proven chunks in all; a sweeper drops uploads idle for
+//! `upload_idle_timeout` or older than `upload_ttl`.
+//!
+//! Garbage collection leaves alone the chunks an upload in flight has *proven* (see below):
+//! those it reuses, and those it stored. A datanode that stores a chunk from a key's write
+//! says so in its replica report (before it acknowledges the write), and the chunk stays
+//! protected while that key has uploads open, until a commit takes it or the key's
+//! uploads go idle; the client also reports them with their receipts in its next
+//! placement. Naming a chunk id protects nothing: only sending its bytes, or reading it in
+//! a file the key may read, does.
 //!
 //! Dedup without leaks (invariant 9). A chunk counts as stored for an upload only when the
 //! caller proves that it may use it: with a receipt (a datanode stored the bytes this key
@@ -22,12 +30,12 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use tonic::Status;
 
-use super::{choose, Candidate, NodeState, State};
+use super::{choose, Candidate, NodeState, NodeView, State};
 use crate::chunk::ChunkId;
 use crate::meta::{self, now_ms};
 use crate::path::DfsPath;
 use crate::security::keys::Principal;
-use crate::security::token::{Op, Receipt, WriteScope};
+use crate::security::token::{unix_now, Op, Receipt, WriteScope};
 
 /// What a caller says about one chunk it wants placed or committed.
 #[derive(Debug, Clone)]
@@ -66,10 +74,9 @@ pub struct UploadInfo {
 struct Upload {
     info: UploadInfo,
     started: Instant,
-    started_ms: i64,
     /// Last call that used it: an upload quiet for longer than the idle timeout is dropped.
     last_active: Instant,
-    /// Chunks placed for this upload (see [`Uploads::protected`]).
+    /// Chunks this upload proved it may use (see [`Uploads::protected`]).
     chunks: HashSet<ChunkId>,
 }
 
@@ -91,6 +98,9 @@ struct KeyUsage {
 struct Inner {
     by_id: HashMap<String, Upload>,
     per_key: HashMap<String, KeyUsage>,
+    /// Chunks datanodes stored from each key's writes, with when, kept while the key has
+    /// uploads open (see [`Uploads::stored`]).
+    stored: HashMap<String, HashMap<ChunkId, Instant>>,
 }
 
 impl Inner {
@@ -101,6 +111,7 @@ impl Inner {
             k.chunks -= u.chunks.len();
             if k.uploads == 0 {
                 self.per_key.remove(&u.info.owner);
+                self.stored.remove(&u.info.owner);
             }
         }
         Some(u)
@@ -115,8 +126,8 @@ pub struct Uploads {
 
 fn unknown(id: &str) -> Status {
     Status::not_found(format!(
-        "upload {:?}: unknown or expired (was the coordinator restarted, or the upload idle \
-         too long?)",
+        "upload {:?}: unknown (the coordinator restarted, or the upload was idle longer than \
+         coordinator.upload_idle_timeout or older than coordinator.upload_ttl); begin a new one",
         id.chars().take(64).collect::<String>()
     ))
 }
@@ -152,7 +163,6 @@ impl Uploads {
             Upload {
                 info,
                 started: now,
-                started_ms: now_ms(),
                 last_active: now,
                 chunks: HashSet::new(),
             },
@@ -173,10 +183,10 @@ impl Uploads {
         Ok(u.info.clone())
     }
 
-    /// Records that upload `id` placed `ids`, within its key's chunk budget.
+    /// Records that upload `id` proved `ids`, within its key's chunk budget.
     fn register(&self, id: &str, ids: &[ChunkId]) -> Result<(), Status> {
         let mut inner = self.lock();
-        let Inner { by_id, per_key } = &mut *inner;
+        let Inner { by_id, per_key, .. } = &mut *inner;
         let u = by_id.get_mut(id).ok_or_else(|| unknown(id))?;
         let new: HashSet<ChunkId> = ids
             .iter()
@@ -186,7 +196,7 @@ impl Uploads {
         let usage = per_key.entry(u.info.owner.clone()).or_default();
         if usage.chunks + new.len() > self.limits.chunks_per_key {
             return Err(Status::resource_exhausted(format!(
-                "access key {:?}: its open uploads would place more than {} chunks, the limit \
+                "access key {:?}: its open uploads would hold more than {} chunks, the limit \
                  (coordinator.max_upload_chunks_per_key): commit or abort some first",
                 u.info.owner, self.limits.chunks_per_key
             )));
@@ -200,6 +210,40 @@ impl Uploads {
     /// Forgets an upload (committed or aborted).
     pub fn end(&self, id: &str) {
         self.lock().remove(id);
+    }
+
+    /// A datanode stored `ids` from a write of access key `owner` (before acknowledging
+    /// it): while `owner` has uploads open, garbage collection leaves them alone, so a
+    /// commit that follows finds them on record however short the grace period. Kept for
+    /// the idle timeout, at most `max_upload_chunks_per_key` per key (beyond, a chunk is
+    /// protected once the client reports it in a placement, as before). Writes can only
+    /// come with a write token from a placement of one of `owner`'s uploads, and storing
+    /// means sending the bytes, so this protects nothing the key does not have.
+    pub fn stored(&self, owner: &str, ids: &[ChunkId]) {
+        let mut inner = self.lock();
+        if !inner.per_key.contains_key(owner) {
+            return;
+        }
+        let limit = self.limits.chunks_per_key;
+        let set = inner.stored.entry(owner.to_string()).or_default();
+        let now = Instant::now();
+        for id in ids {
+            if set.len() >= limit && !set.contains_key(id) {
+                tracing::debug!(key = owner, "stored-chunk protection full for this key");
+                break;
+            }
+            set.insert(*id, now);
+        }
+    }
+
+    /// A commit of `owner` took `ids`: they are referenced now and need no protection.
+    pub fn committed(&self, owner: &str, ids: impl IntoIterator<Item = ChunkId>) {
+        let mut inner = self.lock();
+        if let Some(set) = inner.stored.get_mut(owner) {
+            for id in ids {
+                set.remove(&id);
+            }
+        }
     }
 
     /// Drops uploads older than the TTL or idle past the idle timeout. Returns how many.
@@ -217,26 +261,30 @@ impl Uploads {
         for id in &stale {
             inner.remove(id);
         }
+        let idle = self.limits.idle;
+        inner.stored.retain(|_, set| {
+            set.retain(|_, at| at.elapsed() < idle);
+            !set.is_empty()
+        });
         stale.len()
     }
 
-    /// Chunks placed by uploads in flight, with the time the earliest such upload began.
-    /// Garbage collection keeps such a chunk only if it was used since (see
-    /// `meta::gc_claim`).
-    pub fn protected(&self) -> HashMap<ChunkId, i64> {
+    /// Chunks proven by uploads in flight: garbage collection leaves them alone.
+    pub fn protected(&self) -> HashSet<ChunkId> {
         let inner = self.lock();
-        let mut out: HashMap<ChunkId, i64> = HashMap::new();
-        for u in inner.by_id.values() {
-            if u.started.elapsed() >= self.limits.ttl || u.last_active.elapsed() >= self.limits.idle
-            {
-                continue;
-            }
-            for c in &u.chunks {
-                let began = out.entry(*c).or_insert(u.started_ms);
-                *began = (*began).min(u.started_ms);
-            }
-        }
-        out
+        let idle = self.limits.idle;
+        let by_uploads = inner
+            .by_id
+            .values()
+            .filter(|u| u.started.elapsed() < self.limits.ttl && u.last_active.elapsed() < idle)
+            .flat_map(|u| u.chunks.iter().copied());
+        let by_stores = inner
+            .stored
+            .values()
+            .flat_map(|set| set.iter())
+            .filter(|(_, at)| at.elapsed() < idle)
+            .map(|(id, _)| *id);
+        by_uploads.chain(by_stores).collect()
     }
 
     /// Uploads open now.
@@ -249,6 +297,20 @@ fn random_id() -> String {
     let mut b = [0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut b);
     hex::encode(b)
+}
+
+/// What placing one batch needs to know about each chunk.
+struct Proof {
+    /// Chunks with a valid receipt for the owner.
+    by_receipt: HashSet<ChunkId>,
+    /// Chunks a committed file the caller may read holds.
+    by_reading: HashSet<ChunkId>,
+}
+
+impl Proof {
+    fn proven(&self, id: &ChunkId) -> bool {
+        self.by_receipt.contains(id) || self.by_reading.contains(id)
+    }
 }
 
 impl State {
@@ -283,19 +345,114 @@ impl State {
         }
     }
 
-    /// Places one batch of chunks for upload `upload_id` (see the module docs).
+    /// Places one batch of chunks for upload `upload_id` (see the module docs). `stored`
+    /// are chunks the upload stored since its last placement: with valid receipts, they are
+    /// protected from garbage collection until the upload ends.
     pub async fn place(
         self: &Arc<Self>,
         upload_id: &str,
         who: &Principal,
         claims: Vec<ChunkClaim>,
+        stored: Vec<ChunkClaim>,
         exclude: &HashSet<String>,
     ) -> Result<Vec<Placement>, Status> {
         let upload = self.uploads.get(upload_id, who)?;
-        let owner = upload.owner.clone();
+        if let Some(bad) = stored.iter().find(|c| !self.has_receipt(c, &upload.owner)) {
+            return Err(Status::invalid_argument(format!(
+                "stored chunk {}: no valid receipt for this access key",
+                bad.id
+            )));
+        }
+        let proof = self.prove(&upload.owner, who, &claims).await?;
+        // Register the proven chunks before anything else, so a collection racing this
+        // placement either sees them protected or has already removed them (and the touch
+        // below then reports them gone).
+        let mut protect: Vec<ChunkId> = stored.iter().map(|c| c.id).collect();
+        protect.extend(claims.iter().map(|c| c.id).filter(|id| proof.proven(id)));
+        self.uploads.register(upload_id, &protect)?;
+
+        let lookup: Vec<ChunkId> = claims
+            .iter()
+            .map(|c| c.id)
+            .filter(|id| proof.proven(id))
+            .collect();
+        let on_record = self
+            .store
+            .read(move |c| meta::replicas_of(c, &lookup))
+            .await?;
+        let now = now_ms();
+        let snapshot = self.nodes.snapshot(now);
+        let alive: HashMap<&str, &str> = snapshot
+            .iter()
+            .filter(|(_, s)| *s == NodeState::Alive)
+            .map(|(v, _)| (v.id.as_str(), v.addr.as_str()))
+            .collect();
+        let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
+        let mut out = Vec::with_capacity(claims.len());
+        let mut reused = Vec::new();
+        for c in &claims {
+            let holders: Vec<(String, String)> = if proof.proven(&c.id) {
+                let recorded = on_record.get(&c.id).map(Vec::as_slice).unwrap_or_default();
+                if !recorded.is_empty() {
+                    reused.push(c.id);
+                }
+                recorded
+                    .iter()
+                    .filter_map(|n| alive.get(n.as_str()).map(|a| (n.clone(), a.to_string())))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let skip: HashSet<&str> = holders.iter().map(|(n, _)| n.as_str()).collect();
+            let candidates = eligible(&snapshot, exclude, &skip, c.size);
+            let need = (upload.replication as usize).saturating_sub(holders.len());
+            let targets = choose(&mut rng, &candidates, need);
+            if holders.len() + targets.len() < upload.write_quorum as usize {
+                return Err(Status::unavailable(format!(
+                    "not enough live datanodes with free space for {}: write quorum is {}, {} alive, {} usable",
+                    upload.path,
+                    upload.write_quorum,
+                    alive.len(),
+                    holders.len() + candidates.len()
+                )));
+            }
+            let grant = (proof.by_reading.contains(&c.id) && !proof.by_receipt.contains(&c.id))
+                .then(|| {
+                    let expires = unix_now() + self.cfg.token_ttl.as_secs();
+                    self.token_key
+                        .receipt(&upload.owner, c.id, c.size, "", expires)
+                });
+            out.push(self.placement(c.id, &upload.owner, holders, targets, grant));
+        }
+        if !reused.is_empty() {
+            // Restart the garbage-collection grace of proven chunks this upload reuses. A
+            // chunk collected in the meantime is placed afresh on new targets.
+            let gone = self
+                .store
+                .write(move |c| meta::touch_chunks_checked(c, &reused, now))
+                .await?;
+            for (p, c) in out.iter_mut().zip(&claims) {
+                if gone.contains(&c.id) {
+                    let candidates = eligible(&snapshot, exclude, &HashSet::new(), c.size);
+                    let targets = choose(&mut rng, &candidates, upload.replication as usize);
+                    *p = self.placement(c.id, &upload.owner, Vec::new(), targets, None);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Which of `claims` the caller proved it may use: by a receipt for `owner`, or
+    /// because a file it may read holds the chunk.
+    async fn prove(
+        &self,
+        owner: &str,
+        who: &Principal,
+        claims: &[ChunkClaim],
+    ) -> Result<Proof, Status> {
         let by_receipt: HashSet<ChunkId> = claims
             .iter()
-            .filter(|c| self.has_receipt(c, &owner))
+            .filter(|c| self.has_receipt(c, owner))
             .map(|c| c.id)
             .collect();
         let unproven: Vec<ChunkId> = claims
@@ -308,101 +465,10 @@ impl State {
             .store
             .read(move |c| meta::readable_chunks(c, &unproven, scope.as_ref()))
             .await?;
-        // Register every chunk before anything else, so a collection racing this placement
-        // either sees it protected or has already removed it (and the touch below then
-        // reports it gone).
-        let ids: Vec<ChunkId> = claims.iter().map(|c| c.id).collect();
-        self.uploads.register(upload_id, &ids)?;
-        let proven: Vec<ChunkId> = ids
-            .iter()
-            .filter(|id| by_receipt.contains(id) || by_reading.contains(id))
-            .copied()
-            .collect();
-        let lookup = proven.clone();
-        let on_record = self
-            .store
-            .read(move |c| meta::replicas_of(c, &lookup))
-            .await?;
-
-        let now = now_ms();
-        let snapshot = self.nodes.snapshot(now);
-        let alive: HashMap<&str, &str> = snapshot
-            .iter()
-            .filter(|(_, s)| *s == NodeState::Alive)
-            .map(|(v, _)| (v.id.as_str(), v.addr.as_str()))
-            .collect();
-        let eligible = |size: u64, skip: &HashSet<&str>| -> Vec<Candidate> {
-            snapshot
-                .iter()
-                .filter(|(v, s)| {
-                    *s == NodeState::Alive
-                        && !exclude.contains(&v.id)
-                        && !skip.contains(v.id.as_str())
-                        && v.stats.free_bytes >= size
-                })
-                .map(|(v, _)| Candidate {
-                    id: v.id.clone(),
-                    addr: v.addr.clone(),
-                    free_bytes: v.stats.free_bytes,
-                })
-                .collect()
-        };
-        let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
-        let mut out = Vec::with_capacity(claims.len());
-        let mut reused = Vec::new();
-        for c in &claims {
-            let is_proven = by_receipt.contains(&c.id) || by_reading.contains(&c.id);
-            let holders: Vec<(String, String)> = if is_proven {
-                on_record
-                    .get(&c.id)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|n| alive.get(n.as_str()).map(|a| (n.clone(), a.to_string())))
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            if is_proven && on_record.get(&c.id).is_some_and(|v| !v.is_empty()) {
-                reused.push(c.id);
-            }
-            let skip: HashSet<&str> = holders.iter().map(|(n, _)| n.as_str()).collect();
-            let candidates = eligible(c.size, &skip);
-            let need = (upload.replication as usize).saturating_sub(holders.len());
-            let targets = choose(&mut rng, &candidates, need);
-            if holders.len() + targets.len() < upload.write_quorum as usize {
-                return Err(Status::unavailable(format!(
-                    "not enough live datanodes with free space for {}: write quorum is {}, {} alive, {} usable",
-                    upload.path,
-                    upload.write_quorum,
-                    alive.len(),
-                    holders.len() + candidates.len()
-                )));
-            }
-            let grant = (is_proven && !by_receipt.contains(&c.id)).then(|| {
-                let expires = unix_secs() + self.cfg.token_ttl.as_secs();
-                self.token_key.receipt(&owner, c.id, c.size, "", expires)
-            });
-            out.push(self.placement(c.id, &owner, holders, targets, grant));
-        }
-        if !reused.is_empty() {
-            // Restart the garbage-collection grace of proven chunks this upload reuses. A
-            // chunk collected in the meantime is placed afresh on new targets.
-            let gone = self
-                .store
-                .write(move |c| meta::touch_chunks_checked(c, &reused, now))
-                .await?;
-            for (p, c) in out.iter_mut().zip(&claims) {
-                if gone.contains(&c.id) {
-                    let targets = choose(
-                        &mut rng,
-                        &eligible(c.size, &HashSet::new()),
-                        upload.replication as usize,
-                    );
-                    *p = self.placement(c.id, &owner, Vec::new(), targets, None);
-                }
-            }
-        }
-        Ok(out)
+        Ok(Proof {
+            by_receipt,
+            by_reading,
+        })
     }
 
     fn placement(
@@ -437,11 +503,28 @@ impl State {
     }
 }
 
-fn unix_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+/// Alive nodes with room for `size` bytes, apart from `exclude` and `skip`: the one rule for
+/// where a new replica of an upload's chunk may go.
+fn eligible(
+    snapshot: &[(NodeView, NodeState)],
+    exclude: &HashSet<String>,
+    skip: &HashSet<&str>,
+    size: u64,
+) -> Vec<Candidate> {
+    snapshot
+        .iter()
+        .filter(|(v, s)| {
+            *s == NodeState::Alive
+                && !exclude.contains(&v.id)
+                && !skip.contains(v.id.as_str())
+                && v.stats.free_bytes >= size
+        })
+        .map(|(v, _)| Candidate {
+            id: v.id.clone(),
+            addr: v.addr.clone(),
+            free_bytes: v.stats.free_bytes,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -496,6 +579,31 @@ mod tests {
     }
 
     #[test]
+    fn chunks_a_key_stored_are_protected_while_it_has_uploads_open() {
+        let u = Uploads::new(limits());
+        let id = |b: u8| ChunkId::of(&[b]);
+        // No upload open for the key: a report protects nothing.
+        u.stored("A", &[id(1)]);
+        assert!(u.protected().is_empty());
+        let a = u.begin(info("A")).unwrap();
+        let b = u.begin(info("A")).unwrap();
+        u.stored("A", &[id(1), id(2)]);
+        // Another key's stores protect nothing for it, and cost A nothing.
+        u.stored("B", &[id(9)]);
+        assert_eq!(u.protected(), HashSet::from([id(1), id(2)]));
+        // At most chunks_per_key (3) per key.
+        u.stored("A", &[id(3), id(4), id(5)]);
+        assert_eq!(u.protected().len(), 3);
+        // A commit takes its chunks out; the key's last upload ending clears the rest.
+        u.committed("A", [id(1)]);
+        assert!(!u.protected().contains(&id(1)));
+        u.end(&a);
+        assert!(u.protected().contains(&id(2)), "A still has an upload open");
+        u.end(&b);
+        assert!(u.protected().is_empty());
+    }
+
+    #[test]
     fn the_sweeper_drops_idle_uploads() {
         let u = Uploads::new(Limits {
             idle: Duration::from_millis(20),
@@ -503,7 +611,7 @@ mod tests {
         });
         let a = u.begin(info("A")).unwrap();
         u.register(&a, &[ChunkId::of(b"x")]).unwrap();
-        assert_eq!(u.protected().len(), 1);
+        assert!(u.protected().contains(&ChunkId::of(b"x")));
         std::thread::sleep(Duration::from_millis(40));
         assert!(u.protected().is_empty(), "an idle upload protects nothing");
         assert_eq!(u.sweep(), 1);

@@ -189,16 +189,33 @@ struct Heartbeats {
     revoked: Revoked,
     /// The join secret, which opens a token key sealed by a plaintext coordinator.
     proof: JoinProof,
+    /// Whether the coordinator channel is TLS (then the token key comes in clear).
+    tls_on: bool,
 }
 
 /// The token key of a RegisterResponse: in clear (TLS, or no authentication) or sealed
 /// under the join secret (plaintext with access keys).
+///
+/// A node with a join secret and no TLS takes only the sealed form. The coordinator of
+/// its cluster always seals the key for it, so a key in clear comes from something else
+/// answering at the `--join` address (a wrong address, a spoofed DNS name): taking it
+/// would let that impostor sign orders (DeleteChunks) this node obeys.
 fn token_key_of(
     r: &pb::RegisterResponse,
     node_id: &str,
     proof: &JoinProof,
+    tls_on: bool,
 ) -> Result<TokenKey, String> {
     if r.token_key_sealed.is_empty() {
+        if proof.secret().is_some() && !tls_on {
+            return Err(
+                "the coordinator sent the token key in clear, which the coordinator \
+                of a cluster without TLS and with access keys never does: refused. Either \
+                --join does not name this cluster's coordinator, or that coordinator runs \
+                without authentication (then remove datanode.join_secret)"
+                    .to_string(),
+            );
+        }
         return TokenKey::from_bytes(&r.token_key)
             .ok_or_else(|| "the coordinator sent no valid token key".to_string());
     }
@@ -247,6 +264,7 @@ async fn heartbeat_loop(hb: Heartbeats) {
         tokens,
         revoked,
         proof,
+        tls_on,
     } = hb;
     let mut client = pb::cluster_client::ClusterClient::new(coordinator);
     let mut interval = Duration::from_secs(2);
@@ -262,6 +280,13 @@ async fn heartbeat_loop(hb: Heartbeats) {
                     &scrub,
                 )),
                 revoked_digest: revoked.digest().into(),
+                token_key_digest: tokens
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_ref()
+                    .map(|k| k.digest().to_vec())
+                    .unwrap_or_default()
+                    .into(),
             });
             req.set_timeout(Duration::from_secs(10));
             let sent = client.heartbeat(req).await;
@@ -292,10 +317,11 @@ async fn heartbeat_loop(hb: Heartbeats) {
                 if ms > 0 {
                     interval = Duration::from_millis(ms);
                 }
-                match token_key_of(&r, &node_id, &proof) {
+                match token_key_of(&r, &node_id, &proof, tls_on) {
                     Ok(k) => *tokens.write().unwrap_or_else(|p| p.into_inner()) = Some(k),
+                    // A key held from an earlier registration stays in use.
                     Err(e) => tracing::error!(node = %node_id, error = %e,
-                        "no token key: chunk requests will be refused"),
+                        "token key refused: chunk requests are not served with it"),
                 }
                 apply_revoked(&revoked, r.revoked, &node_id);
                 registered = true;
@@ -303,11 +329,19 @@ async fn heartbeat_loop(hb: Heartbeats) {
                 tracing::info!(node = %node_id, "registered with the coordinator");
             })
         };
-        let reregister_now = match result {
+        let again_now = match result {
             Ok(()) => {
                 warned = false;
                 // Asked to register again: do it now rather than after a pause.
                 !registered
+            }
+            // A restarted coordinator refuses proofs dated before the second after it
+            // started, and says which second that is: date the next proofs from it and
+            // call again at once (the floor only rises, so this repeats at most a few
+            // times), rather than wait a heartbeat or until our clock catches up.
+            Err(status) if proof.learn(&status) => {
+                tracing::info!(node = %node_id, "dating join proofs from the coordinator's start");
+                true
             }
             Err(status) => {
                 if !warned {
@@ -322,7 +356,7 @@ async fn heartbeat_loop(hb: Heartbeats) {
                 false
             }
         };
-        if reregister_now {
+        if again_now {
             continue;
         }
         tokio::time::sleep(if registered {
@@ -457,6 +491,7 @@ pub async fn run_with(
         tokens: tokens.clone(),
         revoked: revoked.clone(),
         proof,
+        tls_on: tls.is_some(),
     }));
     let svc = service::DatanodeService {
         node_id,

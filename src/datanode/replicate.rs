@@ -109,7 +109,7 @@ impl DatanodeService {
             };
             match result {
                 Ok(()) => {
-                    self.acknowledge(id, size)
+                    self.acknowledge(id, size, "")
                         .await
                         .map_err(|e| Status::unavailable(format!("chunk {id}: {e}")))?;
                     tracing::info!(chunk = %id, size, source = %src.node_id, "chunk replicated");
@@ -160,7 +160,7 @@ impl DatanodeService {
                 Verdict::Missing | Verdict::Quarantined => return Ok(false),
             }
         }
-        self.acknowledge(id, size)
+        self.acknowledge(id, size, "")
             .await
             .map_err(|e| Status::unavailable(format!("chunk {id}: {e}")))?;
         Ok(true)

@@ -144,6 +144,7 @@ pub(super) async fn acknowledge_with(
     reporter: &Reporter,
     id: ChunkId,
     size: u64,
+    owner: &str,
 ) -> Result<(), String> {
     if !recent.ack_if_present(id, Instant::now(), || store.contains(&id)) {
         return Err(format!(
@@ -151,7 +152,7 @@ pub(super) async fn acknowledge_with(
         ));
     }
     reporter
-        .report(id, size)
+        .report(id, size, owner)
         .await
         .map_err(|e| format!("stored but could not report to the coordinator: {e}"))
 }
@@ -238,9 +239,15 @@ impl DatanodeService {
 
     /// The last step before this node acknowledges a stored chunk: records the ack, which
     /// protects the chunk from a racing `DeleteChunks`, checking in the same step that no
-    /// deletion got there first, then reports the replica to the coordinator.
-    pub(super) async fn acknowledge(&self, id: ChunkId, size: u64) -> Result<(), String> {
-        acknowledge_with(&self.store, &self.recent, &self.reporter, id, size).await
+    /// deletion got there first, then reports the replica to the coordinator. `owner`: the
+    /// access key whose write stored it (empty for a repair copy).
+    pub(super) async fn acknowledge(
+        &self,
+        id: ChunkId,
+        size: u64,
+        owner: &str,
+    ) -> Result<(), String> {
+        acknowledge_with(&self.store, &self.recent, &self.reporter, id, size, owner).await
     }
 
     /// Opens the write to the next node of the pipeline, sending it the rest of the chain.
@@ -404,15 +411,16 @@ impl pb::datanode_server::Datanode for DatanodeService {
         // but a chunk that became durable must still be reported, or it would linger on
         // disk unknown to the coordinator until the next inventory.
         let finish = {
-            let (store, recent, reporter) = (
+            let (store, recent, reporter, owner) = (
                 self.store.clone(),
                 self.recent.clone(),
                 self.reporter.clone(),
+                header.owner.clone(),
             );
             tokio::spawn(async move {
                 match local_result(id, local).await {
                     Ok(true) => Ok(Some(
-                        acknowledge_with(&store, &recent, &reporter, id, size).await,
+                        acknowledge_with(&store, &recent, &reporter, id, size, &owner).await,
                     )),
                     Ok(false) => Ok(None),
                     Err(e) => Err(e),

@@ -1,4 +1,4 @@
-//! Bucket settings (migration 006): who created a top-level directory, whether anonymous
+//! Bucket settings (migration 007): who created a top-level directory, whether anonymous
 //! S3 callers may read it, its CORS rules. One row per top-level directory that has any,
 //! keyed by the directory's inode, so it goes with the directory (deleted with it, kept
 //! through a rename).

@@ -86,33 +86,28 @@ pub struct Doomed {
 /// Claims up to `limit` chunks that no committed file references and no upload has used
 /// since `cutoff_ms`, in one transaction: their replica and chunk records are removed, so
 /// a racing upload either bumped `last_used_ms` first (and the chunk is skipped) or finds
-/// the chunk gone and stores it afresh. A chunk an upload in flight has placed
-/// (`protected`: chunk -> when the upload began) is skipped too, but only if it was used
-/// (stored, or proven and reused) since that upload began: placing a chunk id alone
-/// protects nothing, so a caller who merely knows an id cannot keep its bytes alive.
+/// the chunk gone and stores it afresh. Chunks an upload in flight has proven
+/// (`protected`) are skipped too.
 pub fn gc_claim(
     conn: &mut Connection,
     cutoff_ms: i64,
     limit: usize,
-    protected: &HashMap<ChunkId, i64>,
+    protected: &HashSet<ChunkId>,
 ) -> Result<Vec<Doomed>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let candidates: Vec<(String, i64)> = {
         let mut stmt = tx.prepare_cached(
-            "SELECT c.id, c.size, c.last_used_ms FROM chunks c
+            "SELECT c.id, c.size FROM chunks c
              WHERE c.last_used_ms < ?1 AND NOT EXISTS (SELECT 1 FROM file_chunks f WHERE f.chunk_id = c.id)
              LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![cutoff_ms, limit as i64], |r| {
-            Ok((r.get::<_, String>(0)?, r.get(1)?, r.get::<_, i64>(2)?))
+            Ok((r.get::<_, String>(0)?, r.get(1)?))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, size, last_used) = row?;
-            let kept = protected
-                .get(&parse_id(&id)?)
-                .is_some_and(|&began| last_used >= began);
-            if !kept {
+            let (id, size) = row?;
+            if !protected.contains(&parse_id(&id)?) {
                 out.push((id, size));
             }
         }

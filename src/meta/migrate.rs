@@ -31,8 +31,13 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     ),
     (
         6,
-        "006_buckets",
-        include_str!("../../migrations/006_buckets.sql"),
+        "006_secret_fingerprints",
+        include_str!("../../migrations/006_secret_fingerprints.sql"),
+    ),
+    (
+        7,
+        "007_buckets",
+        include_str!("../../migrations/007_buckets.sql"),
     ),
 ];
 

@@ -291,8 +291,9 @@ pub use namespace::{
     commit_file, compose, delete, file_chunks, list, mkdir, rename, resolve, stat, MkdirOptions,
 };
 pub use security::{
-    erase_cluster_secrets, insert_key, legacy_cluster_secrets, list_keys, list_revoked_certs,
-    revoke_cert, revoke_key, RevokedCert,
+    checkpoint_truncate, insert_key, legacy_cluster_secrets, list_keys, list_revoked_certs,
+    record_secret_fingerprints, revoke_cert, revoke_key, rotate_cluster_secrets,
+    secret_fingerprints, Resealed, RevokedCert,
 };
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Access keys, revoked certificates, and the cluster secrets older versions kept here.
+//! Access keys, revoked certificates, the fingerprints of the secrets file's keys, and
+//! the cluster secrets older versions kept here (and their rotation out).
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -137,21 +138,98 @@ pub fn legacy_cluster_secrets(conn: &Connection) -> Result<Vec<(String, Vec<u8>)
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Deletes the legacy cluster secrets so that no byte of them stays in the database file
-/// or its WAL: `secure_delete` overwrites the deleted rows with zeros, and a TRUNCATE
+/// Fingerprints of the keys of the secrets file this database was used with, by key
+/// name (none in a database older than them).
+pub fn secret_fingerprints(conn: &Connection) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut stmt =
+        conn.prepare("SELECT name, fingerprint FROM secret_fingerprints ORDER BY name")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn replace_fingerprints(conn: &Connection, prints: &[(&str, Vec<u8>)]) -> Result<()> {
+    conn.execute("DELETE FROM secret_fingerprints", [])?;
+    for (name, print) in prints {
+        conn.execute(
+            "INSERT INTO secret_fingerprints (name, fingerprint) VALUES (?1, ?2)",
+            params![name, print],
+        )?;
+    }
+    Ok(())
+}
+
+/// Records the fingerprints of the secrets file's keys (replacing any), in one
+/// transaction.
+pub fn record_secret_fingerprints(conn: &mut Connection, prints: &[(&str, Vec<u8>)]) -> Result<()> {
+    let tx = conn.transaction()?;
+    replace_fingerprints(&tx, prints)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Re-seals one S3 secret: (key id, sealed blob) -> the new blob, or `None` to leave it.
+pub type Reseal<'a> = dyn FnMut(&str, &[u8]) -> Option<Vec<u8>> + 'a;
+
+/// What [`rotate_cluster_secrets`] did to the sealed S3 secrets.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Resealed {
+    pub resealed: usize,
+    /// Blobs `reseal` could not open, left as they were.
+    pub left: usize,
+}
+
+/// Moves the database onto new cluster keys in one transaction: every sealed S3 secret
+/// is replaced by what `reseal(key id, blob)` makes of it (`None`: left as it is), the
+/// legacy `cluster_secrets` rows are deleted and `prints` become the fingerprints on
+/// record. No byte of the old rows or blobs stays in the database file or its WAL:
+/// `secure_delete` overwrites deleted and replaced content with zeros, and a TRUNCATE
 /// checkpoint copies the zeroed pages into the database file and empties the WAL, which
 /// held older copies of those pages.
-pub fn erase_cluster_secrets(conn: &mut Connection) -> Result<()> {
+pub fn rotate_cluster_secrets(
+    conn: &mut Connection,
+    reseal: &mut Reseal<'_>,
+    prints: &[(&str, Vec<u8>)],
+) -> Result<Resealed> {
     conn.pragma_update(None, "secure_delete", "ON")?;
-    let deleted = conn.execute("DELETE FROM cluster_secrets", []);
-    let checkpoint = deleted.and_then(|_| {
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-            r.get::<_, i64>(0)
-        })
-    });
+    let rotated = (|| {
+        let tx = conn.transaction()?;
+        let sealed: Vec<(String, Vec<u8>)> = {
+            let mut stmt = tx.prepare(
+                "SELECT id, s3_secret_sealed FROM access_keys
+                 WHERE s3_secret_sealed IS NOT NULL ORDER BY id",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut done = Resealed::default();
+        for (id, blob) in sealed {
+            match reseal(&id, &blob) {
+                Some(new) => {
+                    tx.execute(
+                        "UPDATE access_keys SET s3_secret_sealed = ?2 WHERE id = ?1",
+                        params![id, new],
+                    )?;
+                    done.resealed += 1;
+                }
+                None => done.left += 1,
+            }
+        }
+        tx.execute("DELETE FROM cluster_secrets", [])?;
+        replace_fingerprints(&tx, prints)?;
+        tx.commit()?;
+        Ok(done)
+    })();
+    let done = rotated.and_then(|d| checkpoint_truncate(conn).map(|()| d));
     // Later deletions need no such care: back to the default.
     conn.pragma_update(None, "secure_delete", "OFF")?;
-    if checkpoint? != 0 {
+    done
+}
+
+/// Copies the whole WAL into the database file and empties it, so no older copy of a
+/// page (one that held a secret before it was erased) stays in the WAL.
+pub fn checkpoint_truncate(conn: &Connection) -> Result<()> {
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+    if busy != 0 {
         return Err(MetaError::Invalid(
             "could not checkpoint the database after erasing the old cluster secrets \
              (another process has it open?)"

@@ -9,7 +9,11 @@
 //!   HMAC-SHA256 under a key derived from the secret, over a context label, the time and
 //!   a random nonce. The coordinator accepts a proof within [`WINDOW_SECS`] of its own
 //!   clock, and once: it remembers the nonces it accepted for as long as they could
-//!   still be valid, so a proof read off the wire cannot be replayed;
+//!   still be valid, so a proof read off the wire cannot be replayed. That memory does
+//!   not survive a restart, so a coordinator also refuses every proof dated before the
+//!   second after it started (saying from when it accepts them, in
+//!   [`NOT_BEFORE_HEADER`]: a datanode whose clock is a little behind dates its next
+//!   proofs from then on rather than being locked out until its clock catches up);
 //! - `RegisterResponse` carries the chunk-token key sealed (ChaCha20-Poly1305,
 //!   `seal.rs`) under a second key derived from the secret and bound to the node id, so a
 //!   sniffer learns neither the join secret nor the token key.
@@ -19,6 +23,7 @@
 //! relays a real node's calls can change their content); that takes TLS.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -34,6 +39,9 @@ use super::seal::{SealError, SealKey};
 
 /// Metadata key of the proof.
 pub const JOIN_HEADER: &str = "x-dfsd-join";
+/// Metadata key, on a refusal of a proof dated before the coordinator started, of the
+/// first second (unix) it accepts.
+pub const NOT_BEFORE_HEADER: &str = "x-dfsd-join-not-before";
 /// A proof is accepted this many seconds either side of the coordinator's clock.
 pub const WINDOW_SECS: u64 = 120;
 /// Shortest join secret accepted in configuration.
@@ -127,6 +135,9 @@ fn token_key_aad(node_id: &str) -> Vec<u8> {
 pub struct JoinGuard {
     secret: JoinSecret,
     seen: Mutex<Seen>,
+    /// The first second whose proofs were surely made after this guard existed: `seen`
+    /// knows nothing from before, so older proofs could be replays.
+    not_before: u64,
 }
 
 #[derive(Default)]
@@ -138,10 +149,19 @@ struct Seen {
 }
 
 impl JoinGuard {
+    /// A guard for a coordinator starting now.
     pub fn new(secret: &str) -> JoinGuard {
+        JoinGuard::started_at(secret, unix_now())
+    }
+
+    /// A guard for a coordinator that started during the second `started`: it accepts
+    /// proofs made from the next second on (one made earlier in that second may predate
+    /// the start).
+    pub fn started_at(secret: &str, started: u64) -> JoinGuard {
         JoinGuard {
             secret: JoinSecret::new(secret),
             seen: Mutex::default(),
+            not_before: started + 1,
         }
     }
 
@@ -192,6 +212,17 @@ impl JoinGuard {
                  {WINDOW_SECS} s allowed): synchronise the clocks"
             )));
         }
+        if secs < self.not_before {
+            let mut s = Status::unauthenticated(format!(
+                "join proof dated {secs}, before this coordinator started (it accepts proofs \
+                 dated {} or later, so none sent before a restart can be replayed); a \
+                 datanode retries with a later date",
+                self.not_before
+            ));
+            s.metadata_mut()
+                .insert(NOT_BEFORE_HEADER, MetadataValue::from(self.not_before));
+            return Err(s);
+        }
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if seen.until.len() >= seen.sweep_at {
             seen.until.retain(|_, until| *until >= now);
@@ -215,23 +246,67 @@ impl JoinGuard {
 /// The datanode's side: adds a fresh proof to every call on the coordinator channel
 /// (nothing when no join secret is configured, as with TLS).
 #[derive(Clone, Default)]
-pub struct JoinProof(Option<Arc<JoinSecret>>);
+pub struct JoinProof(Option<Arc<Prover>>);
+
+struct Prover {
+    secret: JoinSecret,
+    /// No proof is dated before this (unix seconds): what a restarted coordinator said it
+    /// accepts, when our clock is behind its.
+    floor: AtomicU64,
+}
 
 impl JoinProof {
     /// From `datanode.join_secret`; empty means none.
     pub fn new(secret: &str) -> JoinProof {
-        JoinProof((!secret.is_empty()).then(|| Arc::new(JoinSecret::new(secret))))
+        JoinProof((!secret.is_empty()).then(|| {
+            Arc::new(Prover {
+                secret: JoinSecret::new(secret),
+                floor: AtomicU64::new(0),
+            })
+        }))
     }
 
     pub fn secret(&self) -> Option<&JoinSecret> {
-        self.0.as_deref()
+        self.0.as_deref().map(|p| &p.secret)
+    }
+
+    /// A proof for a call made at `now`, dated no earlier than the learned floor.
+    pub fn proof_at(&self, now: u64) -> Option<String> {
+        let p = self.0.as_deref()?;
+        Some(p.secret.proof_at(now.max(p.floor.load(Ordering::Relaxed))))
+    }
+
+    /// Learns from a refusal of a proof dated before the coordinator started when its
+    /// proofs may be dated. A date further ahead than a proof could be accepted is
+    /// ignored (it would only lock this node out). True if the floor rose.
+    pub fn learn_at(&self, refusal: &Status, now: u64) -> bool {
+        let Some(p) = self.0.as_deref() else {
+            return false;
+        };
+        let Some(t) = refusal
+            .metadata()
+            .get(NOT_BEFORE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+        else {
+            return false;
+        };
+        if t > now + WINDOW_SECS {
+            return false;
+        }
+        p.floor.fetch_max(t, Ordering::Relaxed) < t
+    }
+
+    /// [`JoinProof::learn_at`] now.
+    pub fn learn(&self, refusal: &Status) -> bool {
+        self.learn_at(refusal, unix_now())
     }
 }
 
 impl tonic::service::Interceptor for JoinProof {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(s) = &self.0 {
-            let proof = MetadataValue::try_from(s.proof_at(unix_now()))
+        if let Some(proof) = self.proof_at(unix_now()) {
+            let proof = MetadataValue::try_from(proof)
                 .map_err(|_| Status::internal("join proof is not valid metadata"))?;
             req.metadata_mut().insert(JOIN_HEADER, proof);
         }
@@ -268,9 +343,9 @@ mod tests {
 
     #[test]
     fn a_proof_is_accepted_once_within_the_window() {
-        let guard = JoinGuard::new(SECRET);
-        let node = JoinSecret::new(SECRET);
         let now = 1_800_000_000;
+        let guard = JoinGuard::started_at(SECRET, now - WINDOW_SECS - 10);
+        let node = JoinSecret::new(SECRET);
         let p = node.proof_at(now - 60);
         guard.check_at(&md(&p), now).unwrap();
         let e = refused(guard.check_at(&md(&p), now), "replay");
@@ -294,8 +369,8 @@ mod tests {
 
     #[test]
     fn wrong_missing_and_malformed_proofs_are_refused_with_the_fix() {
-        let guard = JoinGuard::new(SECRET);
         let now = 1_800_000_000;
+        let guard = JoinGuard::started_at(SECRET, now - WINDOW_SECS - 10);
         let e = refused(guard.check_at(&MetadataMap::new(), now), "missing");
         assert!(e.contains("DFSD_DATANODE__JOIN_SECRET"), "{e}");
         let other = JoinSecret::new("another-secret-0123456789");
@@ -325,6 +400,48 @@ mod tests {
         }
         // None of that was remembered.
         assert!(guard.seen.lock().unwrap().until.is_empty());
+    }
+
+    #[test]
+    fn proofs_from_before_a_restart_are_refused_and_a_late_clock_catches_up() {
+        let started = 1_800_000_000;
+        let guard = JoinGuard::started_at(SECRET, started);
+        let node = JoinProof::new(SECRET);
+        // Sniffed during the old process's life, or the very second it started: a new
+        // process has no record of them, so it refuses them all.
+        for t in [started - 100, started - 1, started] {
+            let e = guard
+                .check_at(&md(&node.proof_at(t).unwrap()), started + 1)
+                .unwrap_err();
+            assert_eq!(e.code(), Code::Unauthenticated);
+            assert!(
+                e.message().contains("before this coordinator started"),
+                "{e:?}"
+            );
+        }
+        guard
+            .check_at(&md(&node.proof_at(started + 1).unwrap()), started + 1)
+            .unwrap();
+        // A node whose clock is 30 s behind learns from the refusal when to date its
+        // proofs, and is let in at once instead of 30 s later.
+        let late = started + 2 - 30;
+        let e = guard
+            .check_at(&md(&node.proof_at(late).unwrap()), started + 2)
+            .unwrap_err();
+        assert!(node.learn_at(&e, late));
+        assert!(!node.learn_at(&e, late), "learnt twice");
+        guard
+            .check_at(&md(&node.proof_at(late).unwrap()), started + 2)
+            .unwrap();
+        // A floor further ahead than any proof could be accepted is not taken.
+        let mut far = Status::unauthenticated("x");
+        far.metadata_mut().insert(
+            NOT_BEFORE_HEADER,
+            MetadataValue::from(late + WINDOW_SECS + 1),
+        );
+        assert!(!node.learn_at(&far, late));
+        assert!(!JoinProof::default().learn_at(&e, late));
+        assert!(JoinProof::default().proof_at(late).is_none());
     }
 
     #[test]

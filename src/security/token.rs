@@ -62,7 +62,8 @@ impl std::fmt::Debug for TokenKey {
     }
 }
 
-fn unix_now() -> u64 {
+/// Seconds since the Unix epoch (0 for a clock before it).
+pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -82,6 +83,15 @@ impl TokenKey {
 
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
+    }
+
+    /// Names this key without revealing it: HMAC(key, label), which no token MAC can
+    /// equal (those start with another label). Datanodes send it in heartbeats so the
+    /// coordinator can tell one that holds an old key to register again.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut m = self.hmac();
+        m.update(b"dfsd-token-key-digest-v1");
+        m.finalize().into_bytes().into()
     }
 
     fn hmac(&self) -> Hmac<Sha256> {

@@ -306,7 +306,9 @@ impl TestCluster {
             .env("DFSD_DATANODE__RESERVE", "0");
     }
 
-    fn spawn(&self, args: &[String], log: &Path) -> Child {
+    /// The command the harness runs for a server of this cluster with `args` (the role
+    /// first), with its environment and the certificate of its role.
+    pub fn server_command(&self, args: &[String]) -> Command {
         let mut cmd = Command::new(BIN);
         self.base_env(&mut cmd);
         // The certificate of the role this process runs.
@@ -321,13 +323,18 @@ impl TestCluster {
         for (k, v) in &self.opts.env {
             cmd.env(k, v);
         }
+        cmd.args(args);
+        cmd
+    }
+
+    fn spawn(&self, args: &[String], log: &Path) -> Child {
+        let mut cmd = self.server_command(args);
         let f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .unwrap();
-        cmd.args(args)
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(f.try_clone().unwrap())
             .stderr(f);
         cmd.spawn().expect("spawn dfsd")
