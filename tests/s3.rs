@@ -414,7 +414,19 @@ fn s3_edge_cases_acls_and_anonymous_reads() {
         code == 200 && listing.contains("<Key>hello.txt</Key>"),
         "{code} {listing}"
     );
-    assert_eq!(curl(&cluster, "GET", &format!("{ep}/pubdl"), &[]).0, 200);
+    let (code, body) = curl(&cluster, "GET", &format!("{ep}/pubdl"), &[]);
+    let listing = String::from_utf8_lossy(&body);
+    // Strangers do not learn the owner's access key id.
+    assert!(code == 200 && !listing.contains(&rw.0), "{code} {listing}");
+    let (code, body) = curl(
+        &cluster,
+        "GET",
+        &format!("{ep}/pubdl?list-type=2&fetch-owner=true"),
+        &[],
+    );
+    assert!(code == 200 && !String::from_utf8_lossy(&body).contains(&rw.0));
+    let url = format!("{ep}/pubdl/hello.txt?response-content-type=text/html");
+    assert_eq!(curl(&cluster, "GET", &url, &[]).0, 400);
     let refused: &[(&str, &str)] = &[
         ("GET", "/privdl/secret.txt"),
         ("HEAD", "/privdl/secret.txt"),

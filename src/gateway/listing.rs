@@ -2,7 +2,8 @@
 //! shapes. A Prefix is a pure string filter (any prefix works, `/` and `//` included);
 //! an empty Delimiter is no delimiter and is not echoed; v1 always answers `<Marker>` and
 //! encodes names only with `EncodingType=url`; the Owner is the bucket's (v1 always, v2
-//! with FetchOwner).
+//! with FetchOwner), shown to signed callers only: an anonymous reader of a public bucket
+//! does not learn the owner's access key id.
 
 use s3s::dto::*;
 use s3s::{s3_error, S3Result};
@@ -89,6 +90,7 @@ pub(super) async fn list_v2(
     s3: &DfsS3,
     c: &Client,
     input: ListObjectsV2Input,
+    signed: bool,
 ) -> S3Result<ListObjectsV2Output> {
     // Continuation tokens are the hex of the last name returned: opaque to callers, and
     // safe in XML whatever the key holds.
@@ -108,7 +110,7 @@ pub(super) async fn list_v2(
     };
     let page = page(s3, c, &input.bucket, &params).await?;
     let owner = match input.fetch_owner {
-        Some(true) => Some(s3.owner(c, &input.bucket).await?),
+        Some(true) if signed => Some(s3.owner(c, &input.bucket).await?),
         _ => None,
     };
     let next = page
@@ -140,6 +142,7 @@ pub(super) async fn list_v1(
     s3: &DfsS3,
     c: &Client,
     input: ListObjectsInput,
+    signed: bool,
 ) -> S3Result<ListObjectsOutput> {
     let delim = delimiter(input.delimiter);
     let params = ListParams {
@@ -149,14 +152,17 @@ pub(super) async fn list_v1(
         max_keys: max_keys(input.max_keys),
     };
     let page = page(s3, c, &input.bucket, &params).await?;
-    let owner = s3.owner(c, &input.bucket).await?;
+    let owner = match signed {
+        true => Some(s3.owner(c, &input.bucket).await?),
+        false => None,
+    };
     let url = wants_url(input.encoding_type.as_ref());
     // v1 returns NextMarker only with a delimiter; without one the caller uses the last
     // key, which is the same thing.
     let next = (page.truncated && delim.is_some())
         .then(|| page.items.last().map(|i| i.name().to_string()))
         .flatten();
-    let (objects, prefixes) = split_items(page.items, url, Some(&owner));
+    let (objects, prefixes) = split_items(page.items, url, owner.as_ref());
     let enc = |s: Option<String>| s.map(|s| if url { url_encode(&s) } else { s });
     Ok(ListObjectsOutput {
         name: Some(input.bucket),

@@ -99,6 +99,17 @@ fn read_conditions<'a>(
     }
 }
 
+/// Whether a GetObject asks for `response-*` overrides (S3 allows them only to signed
+/// requests).
+pub(super) fn overrides_asked(i: &GetObjectInput) -> bool {
+    i.response_cache_control.is_some()
+        || i.response_content_disposition.is_some()
+        || i.response_content_encoding.is_some()
+        || i.response_content_language.is_some()
+        || i.response_content_type.is_some()
+        || i.response_expires.is_some()
+}
+
 pub(super) async fn get(s3: &DfsS3, c: Client, input: GetObjectInput) -> S3Result<GetObjectOutput> {
     let found = s3.find(&c, &input.bucket, &input.key).await?;
     let e = &found.entry;

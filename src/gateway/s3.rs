@@ -639,6 +639,14 @@ impl S3 for DfsS3 {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         require_read(&self.keys, &req)?;
+        if super::acl::anonymous_bucket(&req).is_some()
+            && super::objects::overrides_asked(&req.input)
+        {
+            return Err(s3_error!(
+                InvalidRequest,
+                "Request specific response headers cannot be used for anonymous GET requests."
+            ));
+        }
         let c = client_for(self, &req);
         let out = super::objects::get(self, c, req.input).await?;
         Ok(S3Response::new(out))
@@ -661,6 +669,8 @@ impl S3 for DfsS3 {
         require_write(&self.keys, &req)?;
         let c = client_for(self, &req);
         let input = req.input;
+        self.object_acl_allowed(&c, &input.bucket, input.acl.as_ref())
+            .await?;
         let (src_path, src) = self.copy_source(&c, &input.copy_source).await?;
         ReadConditions {
             if_match: input.copy_source_if_match.as_ref(),
@@ -745,7 +755,8 @@ impl S3 for DfsS3 {
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         require_read(&self.keys, &req)?;
         let c = client_for(self, &req);
-        let out = super::listing::list_v2(self, &c, req.input).await?;
+        let signed = super::acl::anonymous_bucket(&req).is_none();
+        let out = super::listing::list_v2(self, &c, req.input, signed).await?;
         Ok(S3Response::new(out))
     }
 
@@ -755,7 +766,8 @@ impl S3 for DfsS3 {
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         require_read(&self.keys, &req)?;
         let c = client_for(self, &req);
-        let out = super::listing::list_v1(self, &c, req.input).await?;
+        let signed = super::acl::anonymous_bucket(&req).is_none();
+        let out = super::listing::list_v1(self, &c, req.input, signed).await?;
         Ok(S3Response::new(out))
     }
 
