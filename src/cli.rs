@@ -83,6 +83,9 @@ pub enum Command {
     /// TLS certificates: a cluster CA and the certificates it signs.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Bucket (top-level directory) settings for the S3 gateway: public reads, owner.
+    #[command(subcommand)]
+    Bucket(BucketCommand),
     /// Print the effective configuration as TOML.
     Config,
     /// Exit 0 if a server answers a cheap call, 1 otherwise (for container health checks).
@@ -318,6 +321,24 @@ pub enum KeyCommand {
     },
     /// Revoke an access key at once.
     Revoke { key_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BucketCommand {
+    /// Let anonymous S3 callers list the bucket and read its objects (on), or not (off).
+    /// Recorded as a `bucket_acl` event.
+    Public {
+        /// The bucket's directory, e.g. /photos.
+        path: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+    /// Show a bucket's owner, public access and whether it has CORS rules.
+    Show {
+        path: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

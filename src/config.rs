@@ -364,6 +364,9 @@ pub struct GatewayConfig {
     pub max_connections_per_ip: usize,
     /// Requests one HTTP/2 connection may have in progress at once.
     pub max_concurrent_streams: u32,
+    /// The region GetBucketLocation reports (S3 clients sign with it; the gateway accepts
+    /// any).
+    pub region: String,
 }
 
 impl Default for GatewayConfig {
@@ -382,6 +385,7 @@ impl Default for GatewayConfig {
             max_connections: 1024,
             max_connections_per_ip: 128,
             max_concurrent_streams: 128,
+            region: "us-east-1".into(),
         }
     }
 }

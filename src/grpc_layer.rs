@@ -50,6 +50,11 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
+/// Runs `fut` as the handling of request `id`: calls it makes carry that id (see [`tag`]).
+pub async fn with_request_id<F: std::future::Future>(id: String, fut: F) -> F::Output {
+    REQUEST_ID.scope(id, fut).await
+}
+
 /// The id of the request being served by this task, if any.
 pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(|id| id.clone()).ok()
@@ -125,7 +130,8 @@ fn code_name(value: &[u8]) -> String {
     }
 }
 
-fn new_request_id() -> String {
+/// A fresh request id (16 hex digits).
+pub fn new_request_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 

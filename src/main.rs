@@ -272,6 +272,7 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                 Command::Key(k) => commands::key(&client, k).await,
                 Command::Events(a) => dfsd::client::events::command(&client, &a).await,
                 Command::Cert(c) => dfsd::client::certs::command(&client, c).await,
+                Command::Bucket(b) => dfsd::client::buckets::command(&client, b).await,
                 _ => unreachable!("server roles handled above"),
             }
         }

@@ -422,6 +422,7 @@ async fn servers_use_the_right_grpc_codes() {
         .mkdir(pb::MkdirRequest {
             path: "/d".into(),
             parents: false,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -429,6 +430,7 @@ async fn servers_use_the_right_grpc_codes() {
         .mkdir(pb::MkdirRequest {
             path: "/d".into(),
             parents: false,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -437,6 +439,7 @@ async fn servers_use_the_right_grpc_codes() {
         .mkdir(pb::MkdirRequest {
             path: "/d/e".into(),
             parents: false,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -444,6 +447,7 @@ async fn servers_use_the_right_grpc_codes() {
         .delete(pb::DeleteRequest {
             path: "/d".into(),
             recursive: false,
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -380,9 +380,10 @@ async fn every_rpc_refuses_callers_without_the_right_credentials() {
                     Code::PermissionDenied
                 }
                 ("node certificate giving orders", _) if coordinator => Code::Unauthenticated,
-                // A gateway certificate alone allows GetS3Credential (checked elsewhere).
+                // A gateway certificate alone allows GetS3Credential and GetBucket (checked
+                // elsewhere).
                 ("gateway certificate without a key", _)
-                    if coordinator && name != "GetS3Credential" =>
+                    if coordinator && !matches!(name, "GetS3Credential" | "GetBucket") =>
                 {
                     Code::Unauthenticated
                 }

@@ -1,6 +1,7 @@
 //! The client SDK: namespace operations, uploads (`upload.rs`) and downloads
 //! (`download.rs`) against a dfsd cluster. The CLI commands (`commands.rs`) sit on top.
 
+pub mod buckets;
 pub mod certs;
 pub mod commands;
 mod download;
@@ -318,14 +319,22 @@ impl Client {
     }
 
     pub async fn mkdir(&self, path: &str, parents: bool) -> Result<pb::Entry> {
-        let path = DfsPath::parse_lenient(path)?;
+        self.mkdir_with(pb::MkdirRequest {
+            path: path.to_string(),
+            parents,
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Mkdir with every option (attributes for a directory marker). The path is taken
+    /// leniently, as for `mkdir`.
+    pub async fn mkdir_with(&self, mut req: pb::MkdirRequest) -> Result<pb::Entry> {
+        req.path = DfsPath::parse_lenient(&req.path)?.to_string();
         let resp = self
             .coordinator
             .clone()
-            .mkdir(self.request(pb::MkdirRequest {
-                path: path.to_string(),
-                parents,
-            }))
+            .mkdir(self.request(req))
             .await
             .map_err(|s| self.coord_err(s))?;
         resp.into_inner()
@@ -335,6 +344,17 @@ impl Client {
 
     /// Deletes a file or directory; returns (files, directories) removed.
     pub async fn delete(&self, path: &str, recursive: bool) -> Result<(u64, u64)> {
+        self.delete_if(path, recursive, None).await
+    }
+
+    /// Deletes `path` only if its version is still `expected_version` (when given): the
+    /// coordinator checks it in the delete's transaction.
+    pub async fn delete_if(
+        &self,
+        path: &str,
+        recursive: bool,
+        expected_version: Option<u64>,
+    ) -> Result<(u64, u64)> {
         let path = DfsPath::parse_lenient(path)?;
         let r = self
             .coordinator
@@ -342,11 +362,40 @@ impl Client {
             .delete(self.request(pb::DeleteRequest {
                 path: path.to_string(),
                 recursive,
+                expected_version,
             }))
             .await
             .map_err(|s| self.coord_err(s))?
             .into_inner();
         Ok((r.files_deleted, r.dirs_deleted))
+    }
+
+    /// The settings of bucket (top-level directory) `path`.
+    pub async fn get_bucket(&self, path: &str) -> Result<pb::BucketInfo> {
+        let r = self
+            .coordinator
+            .clone()
+            .get_bucket(self.request(pb::GetBucketRequest {
+                path: path.to_string(),
+            }))
+            .await
+            .map_err(|s| self.coord_err(s))?;
+        r.into_inner()
+            .bucket
+            .ok_or_else(|| ClientError::Invalid("empty GetBucket response".into()))
+    }
+
+    /// Changes the settings of bucket `req.path` that `req` names.
+    pub async fn set_bucket(&self, req: pb::SetBucketRequest) -> Result<pb::BucketInfo> {
+        let r = self
+            .coordinator
+            .clone()
+            .set_bucket(self.request(req))
+            .await
+            .map_err(|s| self.coord_err(s))?;
+        r.into_inner()
+            .bucket
+            .ok_or_else(|| ClientError::Invalid("empty SetBucket response".into()))
     }
 
     /// Commits `req.dst` as the chunks of `req.sources` joined in order, without moving

@@ -10,8 +10,10 @@
 //!   or, in plaintext mode where there is no certificate to check, from an admin key;
 //!   anyone else sending it is refused. The named key must exist and not be revoked, and
 //!   it is looked up on every call, so a revocation applies to the next one;
-//! - a gateway certificate without a key: no principal. GetS3Credential accepts that;
-//!   every other handler refuses it as unauthenticated.
+//!   `anonymous:BUCKET` stands for an anonymous S3 caller of a public-read bucket: a
+//!   read-only principal confined to that bucket, while it is public (`buckets.rs`);
+//! - a gateway certificate without a key: no principal. GetS3Credential and GetBucket
+//!   accept that; every other handler refuses it as unauthenticated.
 //!
 //! GetS3Credential ([`State::s3_credential`]) opens a key's sealed secret for a gateway,
 //! which needs it to verify SigV4 signatures.
@@ -108,6 +110,9 @@ impl State {
 
     /// The principal of the key a gateway acts for: it must exist and be valid now.
     fn delegate(&self, id: &str) -> Result<Principal, Status> {
+        if let Some(bucket) = id.strip_prefix(super::buckets::ANONYMOUS_PREFIX) {
+            return self.anonymous(bucket);
+        }
         keys::check_key_id(id)
             .map_err(|s| Status::unauthenticated(format!("{ON_BEHALF_HEADER}: {}", s.message())))?;
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());

@@ -47,6 +47,8 @@ pub enum EventKind {
     FileMoved,
     /// A certificate was put on the deny-list (`detail`: fingerprint, role, note).
     CertRevoked,
+    /// A bucket was made public-read or private (`path`; `detail`: the ACL and the key).
+    BucketAcl,
 }
 
 impl EventKind {
@@ -65,6 +67,7 @@ impl EventKind {
             EventKind::FileDeleted => "file_deleted",
             EventKind::FileMoved => "file_moved",
             EventKind::CertRevoked => "cert_revoked",
+            EventKind::BucketAcl => "bucket_acl",
         }
     }
 }

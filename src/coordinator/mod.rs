@@ -17,6 +17,7 @@
 mod access;
 mod admin;
 mod bad_replicas;
+mod buckets;
 pub mod events;
 mod health;
 mod observe;
@@ -96,6 +97,8 @@ pub struct State {
     pub node_watch: events::NodeWatch,
     /// Counts for the admin endpoint, refreshed in the background.
     pub gauges: observe::GaugeCache,
+    /// Buckets anonymous S3 callers may read (see `buckets.rs`).
+    public: buckets::PublicBuckets,
 }
 
 impl State {
@@ -118,6 +121,12 @@ impl State {
         .context("load the certificate deny-list")?;
         let (token_key, s3_seal) = (secrets.token_key, secrets.s3_seal);
         let keys = access::bootstrap_keys(&store, &cfg, &s3_seal)?;
+        let public = buckets::PublicBuckets::default();
+        public.replace(
+            store
+                .with_writer(|c| meta::public_buckets(c))
+                .context("load public buckets")?,
+        );
         let uploads = uploads::Uploads::new(uploads::Limits {
             uploads_per_key: cfg.max_uploads_per_key,
             chunks_per_key: cfg.max_upload_chunks_per_key,
@@ -144,6 +153,7 @@ impl State {
             events: Default::default(),
             node_watch: Default::default(),
             gauges: Default::default(),
+            public,
         }))
     }
 

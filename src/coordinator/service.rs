@@ -203,10 +203,19 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let req = req.into_inner();
         let path = parse_path(&req.path)?;
         who.require_write(&path)?;
+        let opts = meta::MkdirOptions {
+            parents: req.parents,
+            attrs: if req.set_attrs {
+                Some(parse_attrs(req.attrs)?)
+            } else {
+                None
+            },
+            owner: who.key_id.clone(),
+        };
         let info = self
             .state
             .store
-            .write(move |c| meta::mkdir(c, &path, req.parents, now_ms()))
+            .write(move |c| meta::mkdir(c, &path, &opts, now_ms()))
             .await?;
         tracing::info!(path = %info.path, "directory created");
         Ok(Response::new(pb::MkdirResponse {
@@ -226,9 +235,10 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let (files, dirs) = self
             .state
             .store
-            .write(move |c| meta::delete(c, &p, req.recursive))
+            .write(move |c| meta::delete(c, &p, req.recursive, req.expected_version))
             .await?;
         tracing::info!(%path, files, dirs, "deleted");
+        self.state.after_namespace_change(&path).await;
         (self.state.events).file(FileDeleted, path.as_str(), 0, files, format!("{dirs} dirs"));
         Ok(Response::new(pb::DeleteResponse {
             files_deleted: files,
@@ -253,6 +263,8 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             .write(move |c| meta::rename(c, &s, &dst, now_ms()))
             .await?;
         tracing::info!(%src, dst = %info.path, "moved");
+        self.state.after_namespace_change(&src).await;
+        self.state.after_namespace_change(&info.path).await;
         (self.state.events).file(FileMoved, src.as_str(), 0, 1, info.path.to_string());
         Ok(Response::new(pb::RenameResponse {
             entry: Some((&info).into()),
@@ -722,6 +734,31 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
     ) -> Result<Response<pb::ListRevokedCertificatesResponse>, Status> {
         who(&req)?.require_admin("listing revoked certificates")?;
         Ok(Response::new(trust::list(&self.state).await?))
+    }
+
+    async fn get_bucket(
+        &self,
+        req: Request<pb::GetBucketRequest>,
+    ) -> Result<Response<pb::GetBucketResponse>, Status> {
+        let caller = req.extensions().get::<Principal>().cloned();
+        let gateway = self.state.tls.is_some() && peer_role(&req) == Some(Role::Gateway);
+        if caller.is_none() && !gateway {
+            who(&req)?;
+        }
+        let r = self
+            .state
+            .get_bucket(caller.as_ref(), req.into_inner())
+            .await?;
+        Ok(Response::new(r))
+    }
+
+    async fn set_bucket(
+        &self,
+        req: Request<pb::SetBucketRequest>,
+    ) -> Result<Response<pb::SetBucketResponse>, Status> {
+        let who = who(&req)?;
+        let r = self.state.set_bucket(&who, req.into_inner()).await?;
+        Ok(Response::new(r))
     }
 }
 

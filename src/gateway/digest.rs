@@ -10,6 +10,9 @@ use base64::Engine;
 use md5::{Digest, Md5};
 use tokio::io::{AsyncRead, ReadBuf};
 
+/// The MD5 of no bytes: the ETag of an empty object (and of a directory marker).
+pub const EMPTY_MD5_HEX: &str = "d41d8cd98f00b204e9800998ecf8427e";
+
 /// The checksums S3 clients may send with a body (`x-amz-checksum-ALGORITHM`, as a
 /// header or an aws-chunked trailer), base64 of the big-endian digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

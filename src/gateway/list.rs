@@ -53,6 +53,12 @@ pub trait Lister {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<Option<Vec<pb::Entry>>, ClientError>> + Send;
+
+    /// The entry of directory `path`, if it is one (for its directory marker).
+    fn stat_dir(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<Option<pb::Entry>, ClientError>> + Send;
 }
 
 impl Lister for Client {
@@ -69,11 +75,37 @@ impl Lister for Client {
             Err(e) => Err(e),
         }
     }
+
+    async fn stat_dir(&self, path: &str) -> Result<Option<pb::Entry>, ClientError> {
+        match self.stat(path).await {
+            Ok(e) => Ok(super::mapping::is_dir(&e).then_some(e)),
+            Err(e) if e.code() == Some(tonic::Code::NotFound) => Ok(None),
+            Err(e) if e.code() == Some(tonic::Code::FailedPrecondition) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The directory (as a key prefix ending in '/', "" for the bucket) where the walk for
+/// `prefix` starts, or None when no key can start with `prefix`: keys are clean paths, so
+/// a prefix whose directory part has an empty, `.` or `..` segment (a leading `/`, `//`),
+/// or names the uploads directory, matches nothing.
+fn walk_start(prefix: &str) -> Option<String> {
+    let Some(i) = prefix.rfind('/') else {
+        return Some(String::new());
+    };
+    let dir = &prefix[..i];
+    let clean = dir
+        .split('/')
+        .all(|s| !s.is_empty() && s != "." && s != ".." && !s.chars().any(char::is_control));
+    let reserved = dir.split('/').next() == Some(super::mapping::UPLOADS_DIR);
+    (clean && !reserved).then(|| prefix[..=i].to_string())
 }
 
 enum Node {
-    /// A directory, as a key prefix ending in '/' ("" for the bucket itself).
-    Dir(String),
+    /// A directory, as a key prefix ending in '/' ("" for the bucket itself), with its
+    /// entry when it is a directory marker (an object of its own).
+    Dir(String, Option<pb::Entry>),
     File(String, pb::Entry),
 }
 
@@ -96,11 +128,20 @@ pub async fn list_page<L: Lister>(
         return Ok(page);
     }
     let delimiter = p.delimiter.as_deref();
-    let start = match p.prefix.rfind('/') {
-        Some(i) => p.prefix[..=i].to_string(),
-        None => String::new(),
+    let Some(start) = walk_start(&p.prefix) else {
+        return Ok(page);
     };
-    let mut stack = vec![Node::Dir(start)];
+    // The starting directory's own marker lists when the prefix names it exactly.
+    let start_marker = if !start.is_empty() && start == p.prefix {
+        let path = format!("{bucket_dir}/{}", start.trim_end_matches('/'));
+        lister
+            .stat_dir(&path)
+            .await?
+            .filter(super::markers::is_marked)
+    } else {
+        None
+    };
+    let mut stack = vec![Node::Dir(start, start_marker)];
     let mut last_prefix: Option<String> = None;
     // Adds an item; false once the page is full (the item proves there is more).
     let emit = |page: &mut Page, item: Item| {
@@ -132,7 +173,7 @@ pub async fn list_page<L: Lister>(
                     break;
                 }
             }
-            Node::Dir(d) => {
+            Node::Dir(d, marker) => {
                 if !(d.starts_with(&p.prefix) || p.prefix.starts_with(&d)) {
                     continue;
                 }
@@ -146,6 +187,16 @@ pub async fn list_page<L: Lister>(
                             break;
                         }
                         continue;
+                    }
+                    // A marker `d` is the object `d`, listed before the keys below it.
+                    if let Some(entry) = marker.filter(|_| d.as_str() > p.marker.as_str()) {
+                        let item = Item::Object {
+                            key: d.clone(),
+                            entry,
+                        };
+                        if !emit(&mut page, item) {
+                            break;
+                        }
                     }
                 }
                 // Every key below d/ sorts before a marker that is past d/ without being in it.
@@ -162,14 +213,15 @@ pub async fn list_page<L: Lister>(
                     .filter(|e| !(d.is_empty() && e.name == super::mapping::UPLOADS_DIR))
                     .map(|e| {
                         if super::mapping::is_dir(&e) {
-                            Node::Dir(format!("{d}{}/", e.name))
+                            let key = format!("{d}{}/", e.name);
+                            Node::Dir(key, Some(e).filter(super::markers::is_marked))
                         } else {
                             Node::File(format!("{d}{}", e.name), e)
                         }
                     })
                     .collect();
                 let key = |n: &Node| match n {
-                    Node::Dir(k) | Node::File(k, _) => k.clone(),
+                    Node::Dir(k, _) | Node::File(k, _) => k.clone(),
                 };
                 children.sort_by_key(|n| std::cmp::Reverse(key(n)));
                 stack.extend(children);
@@ -184,14 +236,44 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
-    /// A namespace in memory: the set of file paths; directories are implied.
+    /// A namespace in memory: the set of file paths; directories are implied, and a
+    /// path ending in '/' is a directory marker.
     struct Tree(BTreeSet<String>);
 
+    fn dir_entry(path: &str, marked: bool) -> pb::Entry {
+        let mut attrs = std::collections::HashMap::new();
+        if marked {
+            attrs.insert(
+                super::super::markers::ATTR_DIR_MARKER.to_string(),
+                "1".into(),
+            );
+        }
+        pb::Entry {
+            path: path.into(),
+            name: path.rsplit('/').next().unwrap().into(),
+            kind: pb::EntryKind::Directory as i32,
+            attrs,
+            ..Default::default()
+        }
+    }
+
     impl Lister for Tree {
+        async fn stat_dir(&self, path: &str) -> Result<Option<pb::Entry>, ClientError> {
+            let dir = format!("{path}/");
+            let marked = self.0.contains(&dir);
+            let exists = self.0.iter().any(|f| f.starts_with(&dir));
+            Ok(exists.then(|| dir_entry(path, marked)))
+        }
+
         async fn list_dir(&self, path: &str) -> Result<Option<Vec<pb::Entry>>, ClientError> {
             let dir = format!("{path}/");
             let mut names = std::collections::BTreeMap::new();
-            for f in self.0.iter().filter_map(|f| f.strip_prefix(&dir)) {
+            for f in self
+                .0
+                .iter()
+                .filter_map(|f| f.strip_prefix(&dir))
+                .filter(|f| !f.is_empty())
+            {
                 match f.split_once('/') {
                     Some((d, _)) => names.insert(d.to_string(), pb::EntryKind::Directory),
                     None => names.insert(f.to_string(), pb::EntryKind::File),
@@ -200,11 +282,18 @@ mod tests {
             Ok((!names.is_empty()).then(|| {
                 names
                     .into_iter()
-                    .map(|(name, kind)| pb::Entry {
-                        path: format!("{dir}{name}"),
-                        name,
-                        kind: kind as i32,
-                        ..Default::default()
+                    .map(|(name, kind)| match kind {
+                        pb::EntryKind::Directory => {
+                            let p = format!("{dir}{name}");
+                            let marked = self.0.contains(&format!("{p}/"));
+                            dir_entry(&p, marked)
+                        }
+                        _ => pb::Entry {
+                            path: format!("{dir}{name}"),
+                            name,
+                            kind: kind as i32,
+                            ..Default::default()
+                        },
                     })
                     .collect()
             }))
@@ -325,5 +414,58 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(names(&t, &p).0, ["a-c", "a/b", "a/c/d", "a/c/e", "ab"]);
+    }
+
+    #[test]
+    fn any_prefix_is_a_string_filter() {
+        let t = tree(&["g", "a/b", "a/c"]);
+        for weird in [
+            "/",
+            "//",
+            "/a",
+            "a//",
+            "a//b",
+            "./a",
+            "a/../",
+            ".dfsd-uploads/",
+        ] {
+            let p = ListParams {
+                prefix: weird.into(),
+                max_keys: 1000,
+                ..Default::default()
+            };
+            assert_eq!(names(&t, &p), (vec![], false), "{weird:?}");
+        }
+    }
+
+    #[test]
+    fn directory_markers_list_as_keys() {
+        // "e/" is an empty marked directory, "a/" a marked one with keys below it.
+        let t = tree(&["a/", "a/b", "e/", "z"]);
+        let all = ListParams {
+            max_keys: 1000,
+            ..Default::default()
+        };
+        assert_eq!(names(&t, &all).0, ["a/", "a/b", "e/", "z"]);
+        for n in 1..=4 {
+            let p = ListParams {
+                max_keys: n,
+                ..Default::default()
+            };
+            assert_eq!(all_pages(&t, p), ["a/", "a/b", "e/", "z"], "pages of {n}");
+        }
+        let delim = ListParams {
+            delimiter: Some("/".into()),
+            max_keys: 1000,
+            ..Default::default()
+        };
+        assert_eq!(names(&t, &delim).0, ["a/", "e/", "z"]);
+        let inside = ListParams {
+            prefix: "a/".into(),
+            delimiter: Some("/".into()),
+            max_keys: 1000,
+            ..Default::default()
+        };
+        assert_eq!(names(&t, &inside).0, ["a/", "a/b"]);
     }
 }

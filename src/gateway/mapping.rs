@@ -158,11 +158,16 @@ pub fn object_attrs(
     Ok(a)
 }
 
-/// The Content-Type and user metadata of an entry (its attributes without the ETag).
+/// The Content-Type, user metadata and stored headers of an entry (its attributes
+/// without the ETag and bookkeeping).
 pub fn descriptive_attrs(e: &pb::Entry) -> Attrs {
     e.attrs
         .iter()
-        .filter(|(k, _)| k.as_str() == ATTR_CONTENT_TYPE || k.starts_with(ATTR_META))
+        .filter(|(k, _)| {
+            k.as_str() == ATTR_CONTENT_TYPE
+                || k.starts_with(ATTR_META)
+                || super::headers::STORED.contains(&k.as_str())
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }

@@ -8,7 +8,18 @@
 //! | [`auth`] | S3 credentials: dfsd access keys whose secrets the coordinator hands out |
 //! | [`s3`] | the S3 operations, as calls on the client SDK |
 //! | [`mapping`] | bucket and key names to dfsd paths, SDK errors to S3 errors |
+//! | [`front`] | around s3s: request ids, presigned-URL expiry, CORS preflight and headers |
 //! | [`list`] | ListObjects as an ordered walk of a bucket's directories |
+//! | [`listing`] | ListObjects answers in S3's shapes |
+//! | [`conditions`] | conditional reads; conditional writes and deletes as coordinator CAS |
+//! | [`delete`] | DeleteObject(s) with their conditions |
+//! | [`objects`] | GetObject/HeadObject (stored headers, partNumber), GetObjectAttributes |
+//! | [`headers`] | stored headers and verified checksums kept with an object |
+//! | [`parts`] | part layout of multipart objects |
+//! | [`markers`] | directory markers (`key/`) |
+//! | [`buckets`] | CreateBucket, ListBuckets, CORS configuration |
+//! | [`acl`] | owners, canned ACLs, anonymous reads of public-read buckets |
+//! | [`cors`] | CORS rules, preflight and response headers |
 //!
 //! The gateway is stateless: s3s parses requests and checks SigV4 signatures against the
 //! secrets [`auth::S3Keys`] fetches from the coordinator (GetS3Credential, for gateway
@@ -16,11 +27,22 @@
 //! [`crate::client::Client`]. The S3 port serves HTTPS unless plain HTTP is chosen
 //! explicitly. Several gateways may serve the same cluster side by side.
 
+pub mod acl;
 pub mod auth;
+pub mod buckets;
+pub mod conditions;
+pub mod cors;
+pub mod delete;
 pub mod digest;
+pub mod front;
+pub mod headers;
 pub mod list;
+pub mod listing;
 pub mod mapping;
+pub mod markers;
 pub mod multipart;
+pub mod objects;
+pub mod parts;
 pub mod s3;
 pub mod serve;
 
@@ -63,11 +85,13 @@ pub async fn run(
     let keys = auth::S3Keys::new(client.clone(), cfg.gateway.key_cache_ttl);
     let service = {
         let mut b = S3ServiceBuilder::new(s3::DfsS3 {
-            client,
+            client: client.clone(),
             keys: keys.clone(),
+            region: cfg.gateway.region.clone(),
         });
         b.set_auth(keys);
-        b.build()
+        b.set_access(acl::AnonymousAccess);
+        front::Front::new(b.build(), client)
     };
     let addr = listener.local_addr()?;
     if acceptor.is_none() {

@@ -16,14 +16,13 @@ use rand::Rng;
 use s3s::dto::*;
 use s3s::{s3_error, S3Result};
 
+use super::conditions::ReadConditions;
 use super::digest::multipart_etag;
 use super::mapping::{
     bucket_path, etag, is_dir, last_modified, object_attrs, object_path, s3_err, version_moved,
     Subject, ATTR_ETAG, UPLOADS_DIR,
 };
-use super::s3::{
-    body_reader, download, drain, too_large, BodyChecks, ClientChecksum, DfsS3, ReadConditions,
-};
+use super::s3::{body_reader, download, drain, too_large, BodyChecks, ClientChecksum, DfsS3};
 use crate::client::{Client, PutOptions};
 use crate::meta::Attrs;
 use crate::path::DfsPath;
@@ -31,6 +30,9 @@ use crate::proto::pb;
 
 /// The marker's attribute naming the object key.
 const ATTR_UPLOAD_KEY: &str = "s3-upload-key";
+/// The completed object's attribute naming the upload it came from (a repeated
+/// CompleteMultipartUpload answers the same success while the object is unchanged).
+const ATTR_COMPLETED_UPLOAD: &str = "s3-upload-id";
 /// S3's limits: part numbers 1..=10000, every part but the last at least 5 MiB.
 const MAX_PART_NUMBER: i32 = 10_000;
 const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
@@ -138,7 +140,17 @@ impl DfsS3 {
     ) -> S3Result<CreateMultipartUploadOutput> {
         object_path(&input.bucket, &input.key)?;
         self.bucket(c, &input.bucket).await?;
+        self.object_acl_allowed(c, &input.bucket, input.acl.as_ref())
+            .await?;
         let mut attrs = object_attrs(input.content_type.as_deref(), input.metadata.as_ref())?;
+        super::headers::StoredHeaders {
+            cache_control: input.cache_control.clone(),
+            content_disposition: input.content_disposition.clone(),
+            content_encoding: input.content_encoding.clone(),
+            content_language: input.content_language.clone(),
+            expires: input.expires.clone(),
+        }
+        .store(&mut attrs);
         attrs.insert(ATTR_UPLOAD_KEY.into(), input.key.clone());
         let id = new_upload_id();
         let up = Upload::locate(&input.bucket, &id)?;
@@ -266,27 +278,42 @@ impl DfsS3 {
         c: &Client,
         input: CompleteMultipartUploadInput,
     ) -> S3Result<CompleteMultipartUploadOutput> {
-        let (up, marker) = self
-            .marker(c, &input.bucket, &input.key, &input.upload_id)
-            .await?;
-        let dst = object_path(&input.bucket, &input.key)?;
         let wanted = input
             .multipart_upload
+            .clone()
             .and_then(|m| m.parts)
             .unwrap_or_default();
         if wanted.is_empty() {
             return Err(s3_error!(MalformedXML, "the upload lists no parts"));
         }
+        let (up, marker) = match self
+            .marker(c, &input.bucket, &input.key, &input.upload_id)
+            .await
+        {
+            Ok(m) => m,
+            Err(e) if *e.code() == s3s::S3ErrorCode::NoSuchUpload => {
+                return self.completed_already(c, &input, &wanted).await.ok_or(e)
+            }
+            Err(e) => return Err(e),
+        };
+        let dst = object_path(&input.bucket, &input.key)?;
         let stored = self.part_entries(c, &up).await?;
         let mut sources = Vec::with_capacity(wanted.len());
         let mut tags = Vec::with_capacity(wanted.len());
         let mut prev = 0;
+        let mut sizes = Vec::with_capacity(wanted.len());
         for (i, w) in wanted.iter().enumerate() {
             let n = w.part_number.unwrap_or(0);
-            if n <= prev {
+            if n == prev {
                 return Err(s3_error!(
                     InvalidPartOrder,
-                    "part numbers must be listed in ascending order"
+                    "part {n} is listed twice: list each part once, in ascending order"
+                ));
+            }
+            if n < prev {
+                return Err(s3_error!(
+                    InvalidPartOrder,
+                    "part {n} is listed after part {prev}: parts must be listed in ascending order"
                 ));
             }
             prev = n;
@@ -304,6 +331,7 @@ impl DfsS3 {
                     e.size
                 ));
             }
+            sizes.push(e.size);
             sources.push(pb::ComposeSource {
                 path: e.path.clone(),
                 expected_version: Some(e.version),
@@ -327,6 +355,10 @@ impl DfsS3 {
             .collect();
         let tag = multipart_etag(tags.iter().map(String::as_str));
         attrs.insert(ATTR_ETAG.into(), tag);
+        attrs.insert(ATTR_COMPLETED_UPLOAD.into(), input.upload_id.clone());
+        if let Some(layout) = super::parts::encode(&sizes) {
+            attrs.insert(super::parts::ATTR_PARTS.into(), layout);
+        }
         let dst_text = dst.to_string();
         let entry = c
             .compose(pb::ComposeRequest {
@@ -361,6 +393,32 @@ impl DfsS3 {
             key: Some(input.key),
             e_tag: Some(etag(&entry)),
             location: Some(dst_text),
+            ..Default::default()
+        })
+    }
+
+    /// The answer to a CompleteMultipartUpload repeated after it succeeded: the same
+    /// success while the key still holds the object that upload made from these parts
+    /// (S3 does the same); None otherwise (the caller answers NoSuchUpload).
+    async fn completed_already(
+        &self,
+        c: &Client,
+        input: &CompleteMultipartUploadInput,
+        wanted: &[CompletedPart],
+    ) -> Option<CompleteMultipartUploadOutput> {
+        let (path, e) = self.object(c, &input.bucket, &input.key).await.ok()?;
+        let tags: Option<Vec<String>> = wanted
+            .iter()
+            .map(|w| w.e_tag.as_ref().map(|t| t.value().to_string()))
+            .collect();
+        let tag = multipart_etag(tags?.iter().map(String::as_str));
+        let same =
+            e.attrs.get(ATTR_COMPLETED_UPLOAD) == Some(&input.upload_id) && etag(&e).value() == tag;
+        same.then(|| CompleteMultipartUploadOutput {
+            bucket: Some(input.bucket.clone()),
+            key: Some(input.key.clone()),
+            e_tag: Some(etag(&e)),
+            location: Some(path.to_string()),
             ..Default::default()
         })
     }

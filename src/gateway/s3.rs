@@ -13,11 +13,11 @@ use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
 use tokio_util::io::{ReaderStream, StreamReader};
 
 use super::auth::{S3Keys, S3Role};
+use super::conditions::{write_cas, ReadConditions};
 use super::digest::{check_content_md5, ChecksumAlgo, Md5Reader};
-use super::list::{list_page, Item, ListParams, Page};
 use super::mapping::{
-    bucket_path, content_type, descriptive_attrs, etag, is_dir, last_modified, object_attrs,
-    object_path, s3_err, user_metadata, version_moved, Subject, ATTR_ETAG,
+    bucket_path, descriptive_attrs, etag, is_dir, last_modified, object_attrs, object_path, s3_err,
+    version_moved, Subject, ATTR_ETAG,
 };
 use crate::client::{Client, PutOptions, ReadRange};
 use crate::path::DfsPath;
@@ -29,23 +29,26 @@ const PIPE_BYTES: usize = 256 * 1024;
 const DRAIN_BYTES: u64 = 8 * 1024 * 1024;
 /// S3's largest single PUT (an object, or one part of a multipart upload).
 pub(super) const MAX_PUT_BYTES: i64 = 5 * 1024 * 1024 * 1024;
-/// Most keys one listing page returns, as in S3.
-const MAX_KEYS: usize = 1000;
 
 /// The S3 service: the SDK client (with the gateway's own dfsd key) and the S3 keys.
 pub struct DfsS3 {
     pub client: Client,
     pub keys: S3Keys,
+    /// What GetBucketLocation answers (`gateway.region`).
+    pub region: String,
 }
 
 /// The SDK client that acts for the caller of `req`: the coordinator applies the caller's
 /// own key (role and prefix) to every call, not the gateway's.
 pub(super) fn client_for<T>(s3: &DfsS3, req: &S3Request<T>) -> Client {
-    match &req.credentials {
-        Some(c) => s3.client.on_behalf_of(&c.access_key),
-        // s3s lets no unsigned request through (anonymous access is off); should one
-        // come, it acts for a key nobody has, never with the gateway's permissions.
-        None => s3.client.on_behalf_of("-"),
+    match (&req.credentials, super::acl::anonymous_bucket(req)) {
+        (Some(c), _) => s3.client.on_behalf_of(&c.access_key),
+        // An anonymous read s3s let through (`acl::AnonymousAccess`): the coordinator
+        // allows it only while the bucket is public, read-only, within that bucket.
+        (None, Some(bucket)) => s3.client.on_behalf_of(&format!("anonymous:{bucket}")),
+        // Anything else unsigned acts for a key nobody has, never with the gateway's
+        // permissions.
+        (None, None) => s3.client.on_behalf_of("-"),
     }
 }
 
@@ -63,10 +66,18 @@ pub(super) fn require_write<T>(keys: &S3Keys, req: &S3Request<T>) -> S3Result<()
 }
 
 pub(super) fn require_read<T>(keys: &S3Keys, req: &S3Request<T>) -> S3Result<()> {
-    match role(keys, req) {
-        Some(_) => Ok(()),
-        None => Err(s3_error!(AccessDenied, "anonymous access is off")),
+    match (role(keys, req), super::acl::anonymous_bucket(req)) {
+        (Some(_), _) | (None, Some(_)) => Ok(()),
+        (None, None) => Err(s3_error!(AccessDenied, "Access Denied")),
     }
+}
+
+/// The access key that signed `req` ("" for an anonymous request).
+fn caller<T>(req: &S3Request<T>) -> String {
+    req.credentials
+        .as_ref()
+        .map(|c| c.access_key.clone())
+        .unwrap_or_default()
 }
 
 impl DfsS3 {
@@ -103,14 +114,6 @@ impl DfsS3 {
         }
     }
 
-    async fn list(&self, c: &Client, bucket: &str, p: &ListParams) -> S3Result<Page> {
-        tracing::debug!(bucket, prefix = %p.prefix, delimiter = ?p.delimiter, marker = %p.marker, max_keys = p.max_keys, "list");
-        let dir = self.bucket(c, bucket).await?;
-        list_page(c, &dir.to_string(), p)
-            .await
-            .map_err(|e| s3_err(e, Subject::Object))
-    }
-
     /// Everything a PutObject must pass before its body is read: the caller's role, the
     /// key, the bucket, the metadata, and the conditions (turned into atomic commit
     /// options).
@@ -123,8 +126,12 @@ impl DfsS3 {
         let input = &req.input;
         let path = object_path(&input.bucket, &input.key)?;
         self.bucket(c, &input.bucket).await?;
+        self.object_acl_allowed(c, &input.bucket, input.acl.as_ref())
+            .await?;
+        let mut attrs = object_attrs(input.content_type.as_deref(), input.metadata.as_ref())?;
+        super::objects::put_headers(input).store(&mut attrs);
         let mut opts = PutOptions {
-            attrs: object_attrs(input.content_type.as_deref(), input.metadata.as_ref())?,
+            attrs,
             ..Default::default()
         };
         self.write_conditions(
@@ -140,8 +147,9 @@ impl DfsS3 {
     }
 
     /// Turns If-None-Match / If-Match on a write into commit options the coordinator
-    /// checks atomically: `no_clobber`, or `expected_version` (the version whose tag
-    /// matched now; a write in between moves the version on and fails the commit).
+    /// checks atomically (see [`conditions`](super::conditions)): `no_clobber`, or
+    /// `expected_version` (the version whose tag matched now; a write in between moves
+    /// the version on and fails the commit).
     pub(super) async fn write_conditions(
         &self,
         c: &Client,
@@ -151,65 +159,18 @@ impl DfsS3 {
         if_none_match: Option<&ETagCondition>,
         opts: &mut PutOptions,
     ) -> S3Result<()> {
-        if if_none_match.is_some_and(|c| c.is_any()) {
-            opts.no_clobber = true;
+        if if_match.is_none() && if_none_match.is_none() {
+            return Ok(());
         }
-        if let Some(want) = if_match.and_then(|c| c.as_etag()) {
-            let (_, cur) = match self.object(c, bucket, key).await {
-                Ok(o) => o,
-                Err(e) if *e.code() == s3s::S3ErrorCode::NoSuchKey => {
-                    return Err(s3_error!(PreconditionFailed, "If-Match: no such key"))
-                }
-                Err(e) => return Err(e),
-            };
-            if etag(&cur).value() != want.value() {
-                return Err(s3_error!(PreconditionFailed, "If-Match: the ETag differs"));
-            }
-            opts.expected_version = Some(cur.version);
-        }
+        let current = match self.object(c, bucket, key).await {
+            Ok((_, e)) => Some(e),
+            Err(e) if *e.code() == s3s::S3ErrorCode::NoSuchKey => None,
+            Err(e) => return Err(e),
+        };
+        let cas = write_cas(if_match, if_none_match, current.as_ref())?;
+        opts.no_clobber |= cas.no_clobber;
+        opts.expected_version = cas.expected_version;
         Ok(())
-    }
-
-    /// Deletes one object. S3 answers success whether or not the key existed; a directory
-    /// is not an object and is left alone.
-    async fn delete_key(
-        &self,
-        c: &Client,
-        bucket: &DfsPath,
-        name: &str,
-        key: &str,
-    ) -> S3Result<()> {
-        let path = object_path(name, key)?;
-        match c.stat(&path.to_string()).await {
-            Ok(e) if !is_dir(&e) => {
-                match c.delete(&path.to_string(), false).await {
-                    Ok(_) => tracing::info!(path = %path, "object deleted"),
-                    Err(e) if e.code() == Some(tonic::Code::NotFound) => {}
-                    Err(e) => return Err(s3_err(e, Subject::Object)),
-                }
-                prune_empty_parents(c, &path, bucket).await;
-                Ok(())
-            }
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some(tonic::Code::NotFound) => Ok(()),
-            Err(e) => Err(s3_err(e, Subject::Object)),
-        }
-    }
-}
-
-/// Removes the directories a deleted object leaves empty, up to (not including) the
-/// bucket, so listings show no empty prefixes. A directory that is not empty (or was
-/// refilled meanwhile) stops the climb: the coordinator refuses that delete atomically.
-async fn prune_empty_parents(c: &Client, path: &DfsPath, bucket: &DfsPath) {
-    let mut dir = path.parent();
-    while let Some(d) = dir {
-        if d == *bucket || d == DfsPath::root() {
-            break;
-        }
-        if c.delete(&d.to_string(), false).await.is_err() {
-            break;
-        }
-        dir = d.parent();
     }
 }
 
@@ -376,7 +337,10 @@ impl DfsS3 {
             let digest = md5.digest();
             check_content_md5(body.content_md5, &digest)?;
             if let Some(c) = &body.checksum {
-                md5.check_checksum(&c.expected()?)?;
+                let value = c.expected()?;
+                md5.check_checksum(&value)?;
+                let name = c.algo.header().trim_start_matches("x-amz-checksum-");
+                attrs.insert(format!("{}{name}", super::headers::ATTR_CHECKSUM), value);
             }
             attrs.insert(ATTR_ETAG.into(), hex::encode(digest));
             Ok(())
@@ -446,100 +410,6 @@ pub(super) async fn drain<R: tokio::io::AsyncRead + Unpin>(r: &mut R) {
     let _ = tokio::io::copy(&mut r.take(DRAIN_BYTES), &mut tokio::io::sink()).await;
 }
 
-/// Seconds since the epoch of an S3 timestamp (HTTP dates have whole seconds).
-pub(super) fn unix_secs(t: &Timestamp) -> i64 {
-    time::OffsetDateTime::from(t.clone()).unix_timestamp()
-}
-
-/// The conditional headers of a read (or of a copy's source), as RFC 9110 orders them:
-/// If-Match, else If-Unmodified-Since; then If-None-Match, else If-Modified-Since.
-#[derive(Default)]
-pub(super) struct ReadConditions<'a> {
-    pub if_match: Option<&'a ETagCondition>,
-    pub if_none_match: Option<&'a ETagCondition>,
-    pub if_modified_since: Option<&'a Timestamp>,
-    pub if_unmodified_since: Option<&'a Timestamp>,
-    /// A copy's source: a failed condition is PreconditionFailed, never NotModified.
-    pub for_copy: bool,
-}
-
-impl ReadConditions<'_> {
-    pub(super) fn check(&self, e: &pb::Entry) -> S3Result<()> {
-        let tag = etag(e);
-        let modified = e.mtime_ms.div_euclid(1000);
-        let matches =
-            |c: &ETagCondition| c.is_any() || c.as_etag().is_some_and(|t| t.value() == tag.value());
-        let failed = |what: &str| Err(s3_error!(PreconditionFailed, "{what}"));
-        match (self.if_match, self.if_unmodified_since) {
-            (Some(c), _) if !matches(c) => return failed("If-Match: the ETag differs"),
-            (None, Some(t)) if modified > unix_secs(t) => {
-                return failed("If-Unmodified-Since: modified since")
-            }
-            _ => {}
-        }
-        let not_modified = match (self.if_none_match, self.if_modified_since) {
-            (Some(c), _) => matches(c),
-            (None, Some(t)) => modified <= unix_secs(t),
-            _ => false,
-        };
-        match (not_modified, self.for_copy) {
-            (false, _) => Ok(()),
-            (true, true) => failed("the copy source's conditions did not hold"),
-            (true, false) => Err(s3_error!(NotModified)),
-        }
-    }
-}
-
-fn object_of(key: String, e: &pb::Entry) -> Object {
-    Object {
-        e_tag: Some(etag(e)),
-        key: Some(key),
-        last_modified: Some(last_modified(e)),
-        size: Some(e.size as i64),
-        storage_class: Some(ObjectStorageClass::from_static(
-            ObjectStorageClass::STANDARD,
-        )),
-        ..Default::default()
-    }
-}
-
-/// Percent-encodes a key for `encoding-type=url` (everything but unreserved and '/').
-fn url_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Listing items as S3 objects and common prefixes, encoded as the caller asked.
-fn split_items(items: Vec<Item>, url: bool) -> (Vec<Object>, Vec<CommonPrefix>) {
-    let enc = |s: String| if url { url_encode(&s) } else { s };
-    let mut objects = Vec::new();
-    let mut prefixes = Vec::new();
-    for i in items {
-        match i {
-            Item::Object { key, entry } => objects.push(object_of(enc(key), &entry)),
-            Item::Prefix(p) => prefixes.push(CommonPrefix {
-                prefix: Some(enc(p)),
-            }),
-        }
-    }
-    (objects, prefixes)
-}
-
-fn max_keys(v: Option<i32>) -> usize {
-    v.map_or(MAX_KEYS, |n| (n.max(0) as usize).min(MAX_KEYS))
-}
-
-fn wants_url(e: Option<&EncodingType>) -> bool {
-    e.is_some_and(|e| e.as_str() == EncodingType::URL)
-}
-
 #[async_trait::async_trait]
 impl S3 for DfsS3 {
     async fn list_buckets(
@@ -548,20 +418,8 @@ impl S3 for DfsS3 {
     ) -> S3Result<S3Response<ListBucketsOutput>> {
         require_read(&self.keys, &req)?;
         let c = client_for(self, &req);
-        let entries = c.list("/").await.map_err(|e| s3_err(e, Subject::Bucket))?;
-        let buckets = entries
-            .iter()
-            .filter(|e| is_dir(e) && bucket_path(&e.name).is_ok())
-            .map(|e| Bucket {
-                name: Some(e.name.clone()),
-                creation_date: Some(last_modified(e)),
-                ..Default::default()
-            })
-            .collect();
-        Ok(S3Response::new(ListBucketsOutput {
-            buckets: Some(buckets),
-            ..Default::default()
-        }))
+        let out = self.list_buckets_impl(&c, req.input).await?;
+        Ok(S3Response::new(out))
     }
 
     async fn create_bucket(
@@ -570,14 +428,111 @@ impl S3 for DfsS3 {
     ) -> S3Result<S3Response<CreateBucketOutput>> {
         require_write(&self.keys, &req)?;
         let c = client_for(self, &req);
-        let path = bucket_path(&req.input.bucket)?;
-        c.mkdir(&path.to_string(), false)
-            .await
-            .map_err(|e| s3_err(e, Subject::Bucket))?;
-        tracing::info!(bucket = %req.input.bucket, "bucket created");
-        Ok(S3Response::new(CreateBucketOutput {
-            location: Some(path.to_string()),
+        let out = self
+            .create_bucket_impl(&c, &caller(&req), req.input)
+            .await?;
+        Ok(S3Response::new(out))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        require_read(&self.keys, &req)?;
+        let c = client_for(self, &req);
+        self.bucket(&c, &req.input.bucket).await?;
+        // us-east-1 is the empty LocationConstraint, as S3 answers.
+        let region = (self.region != "us-east-1")
+            .then(|| BucketLocationConstraint::from(self.region.clone()));
+        Ok(S3Response::new(GetBucketLocationOutput {
+            location_constraint: region,
         }))
+    }
+
+    async fn get_bucket_acl(
+        &self,
+        req: S3Request<GetBucketAclInput>,
+    ) -> S3Result<S3Response<GetBucketAclOutput>> {
+        require_read(&self.keys, &req)?;
+        let c = client_for(self, &req);
+        let out = self.get_acl(&c, &req.input.bucket).await?;
+        Ok(S3Response::new(out))
+    }
+
+    async fn put_bucket_acl(
+        &self,
+        req: S3Request<PutBucketAclInput>,
+    ) -> S3Result<S3Response<PutBucketAclOutput>> {
+        require_write(&self.keys, &req)?;
+        let c = client_for(self, &req);
+        self.put_bucket_acl_impl(&c, req.input).await?;
+        Ok(S3Response::new(PutBucketAclOutput::default()))
+    }
+
+    async fn get_object_acl(
+        &self,
+        req: S3Request<GetObjectAclInput>,
+    ) -> S3Result<S3Response<GetObjectAclOutput>> {
+        require_read(&self.keys, &req)?;
+        let c = client_for(self, &req);
+        self.find(&c, &req.input.bucket, &req.input.key).await?;
+        let acl = self.get_acl(&c, &req.input.bucket).await?;
+        Ok(S3Response::new(GetObjectAclOutput {
+            grants: acl.grants,
+            owner: acl.owner,
+            ..Default::default()
+        }))
+    }
+
+    async fn put_object_acl(
+        &self,
+        req: S3Request<PutObjectAclInput>,
+    ) -> S3Result<S3Response<PutObjectAclOutput>> {
+        require_write(&self.keys, &req)?;
+        let c = client_for(self, &req);
+        self.put_object_acl_impl(&c, req.input).await?;
+        Ok(S3Response::new(PutObjectAclOutput::default()))
+    }
+
+    async fn put_bucket_cors(
+        &self,
+        req: S3Request<PutBucketCorsInput>,
+    ) -> S3Result<S3Response<PutBucketCorsOutput>> {
+        require_write(&self.keys, &req)?;
+        let c = client_for(self, &req);
+        self.put_cors(&c, req.input).await?;
+        Ok(S3Response::new(PutBucketCorsOutput::default()))
+    }
+
+    async fn get_bucket_cors(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        require_read(&self.keys, &req)?;
+        let c = client_for(self, &req);
+        let out = self.get_cors(&c, &req.input.bucket).await?;
+        Ok(S3Response::new(out))
+    }
+
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+        require_write(&self.keys, &req)?;
+        let c = client_for(self, &req);
+        self.bucket(&c, &req.input.bucket).await?;
+        self.set_cors(&c, &req.input.bucket, String::new()).await?;
+        Ok(S3Response::new(DeleteBucketCorsOutput::default()))
+    }
+
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        require_read(&self.keys, &req)?;
+        let c = client_for(self, &req);
+        let out = super::objects::attributes(self, c, req.input).await?;
+        Ok(S3Response::new(out))
     }
 
     async fn head_bucket(
@@ -637,8 +592,12 @@ impl S3 for DfsS3 {
         let c = client_for(self, &req);
         // Refused before any byte is read: the caller may be waiting for 100-continue.
         too_large(req.input.content_length)?;
-        let checked = self.check_put(&c, &req).await;
         let declared = declared_length(&req.headers, req.input.content_length);
+        if super::markers::is_marker_key(&req.input.key) {
+            let out = super::objects::put_marker(self, &c, req, declared).await?;
+            return Ok(S3Response::new(out));
+        }
+        let checked = self.check_put(&c, &req).await;
         let checksum = ClientChecksum::of(&req);
         let input = req.input;
         let mut reader = body_reader(input.body);
@@ -663,8 +622,14 @@ impl S3 for DfsS3 {
             )
             .await?;
         tracing::info!(path = %path, size = entry.size, "object stored");
+        let sums = super::headers::checksum_fields(&entry);
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(etag(&entry)),
+            checksum_crc32: sums.checksum_crc32,
+            checksum_crc32c: sums.checksum_crc32c,
+            checksum_crc64nvme: sums.checksum_crc64nvme,
+            checksum_sha1: sums.checksum_sha1,
+            checksum_sha256: sums.checksum_sha256,
             ..Default::default()
         }))
     }
@@ -674,43 +639,17 @@ impl S3 for DfsS3 {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         require_read(&self.keys, &req)?;
-        let c = client_for(self, &req);
-        let input = req.input;
-        let (path, entry) = self.object(&c, &input.bucket, &input.key).await?;
-        ReadConditions {
-            if_match: input.if_match.as_ref(),
-            if_none_match: input.if_none_match.as_ref(),
-            if_modified_since: input.if_modified_since.as_ref(),
-            if_unmodified_since: input.if_unmodified_since.as_ref(),
-            for_copy: false,
+        if super::acl::anonymous_bucket(&req).is_some()
+            && super::objects::overrides_asked(&req.input)
+        {
+            return Err(s3_error!(
+                InvalidRequest,
+                "Request specific response headers cannot be used for anonymous GET requests."
+            ));
         }
-        .check(&entry)?;
-        let (range, content_range) = match input.range {
-            None => (0..entry.size, None),
-            Some(r) => {
-                let span = r.check(entry.size).map_err(|_| s3_error!(InvalidRange))?;
-                let text = format!(
-                    "bytes {}-{}/{}",
-                    span.start,
-                    span.end.saturating_sub(1),
-                    entry.size
-                );
-                (span, Some(text))
-            }
-        };
-        let len = range.end - range.start;
-        let body = download(c, path, entry.version, range);
-        Ok(S3Response::new(GetObjectOutput {
-            body: Some(StreamingBlob::wrap(body)),
-            content_length: Some(len as i64),
-            content_range,
-            accept_ranges: Some("bytes".into()),
-            content_type: Some(content_type(&entry)),
-            metadata: user_metadata(&entry),
-            e_tag: Some(etag(&entry)),
-            last_modified: Some(last_modified(&entry)),
-            ..Default::default()
-        }))
+        let c = client_for(self, &req);
+        let out = super::objects::get(self, c, req.input).await?;
+        Ok(S3Response::new(out))
     }
 
     async fn head_object(
@@ -719,25 +658,8 @@ impl S3 for DfsS3 {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         require_read(&self.keys, &req)?;
         let c = client_for(self, &req);
-        let input = req.input;
-        let (_, entry) = self.object(&c, &input.bucket, &input.key).await?;
-        ReadConditions {
-            if_match: input.if_match.as_ref(),
-            if_none_match: input.if_none_match.as_ref(),
-            if_modified_since: input.if_modified_since.as_ref(),
-            if_unmodified_since: input.if_unmodified_since.as_ref(),
-            for_copy: false,
-        }
-        .check(&entry)?;
-        Ok(S3Response::new(HeadObjectOutput {
-            content_length: Some(entry.size as i64),
-            accept_ranges: Some("bytes".into()),
-            content_type: Some(content_type(&entry)),
-            metadata: user_metadata(&entry),
-            e_tag: Some(etag(&entry)),
-            last_modified: Some(last_modified(&entry)),
-            ..Default::default()
-        }))
+        let out = super::objects::head(self, c, req.input).await?;
+        Ok(S3Response::new(out))
     }
 
     async fn copy_object(
@@ -747,6 +669,8 @@ impl S3 for DfsS3 {
         require_write(&self.keys, &req)?;
         let c = client_for(self, &req);
         let input = req.input;
+        self.object_acl_allowed(&c, &input.bucket, input.acl.as_ref())
+            .await?;
         let (src_path, src) = self.copy_source(&c, &input.copy_source).await?;
         ReadConditions {
             if_match: input.copy_source_if_match.as_ref(),
@@ -811,10 +735,7 @@ impl S3 for DfsS3 {
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         require_write(&self.keys, &req)?;
         let c = client_for(self, &req);
-        let input = req.input;
-        let bucket = self.bucket(&c, &input.bucket).await?;
-        self.delete_key(&c, &bucket, &input.bucket, &input.key)
-            .await?;
+        self.delete_one(&c, req.input).await?;
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
 
@@ -824,36 +745,8 @@ impl S3 for DfsS3 {
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         require_write(&self.keys, &req)?;
         let c = client_for(self, &req);
-        let input = req.input;
-        if input.delete.objects.len() > MAX_KEYS {
-            return Err(s3_error!(
-                MalformedXML,
-                "at most {MAX_KEYS} keys per request"
-            ));
-        }
-        let bucket = self.bucket(&c, &input.bucket).await?;
-        let quiet = input.delete.quiet.unwrap_or(false);
-        let (mut deleted, mut errors) = (Vec::new(), Vec::new());
-        for o in input.delete.objects {
-            match self.delete_key(&c, &bucket, &input.bucket, &o.key).await {
-                Ok(()) if quiet => {}
-                Ok(()) => deleted.push(DeletedObject {
-                    key: Some(o.key),
-                    ..Default::default()
-                }),
-                Err(e) => errors.push(Error {
-                    code: Some(e.code().as_str().to_string()),
-                    key: Some(o.key),
-                    message: e.message().map(str::to_string),
-                    ..Default::default()
-                }),
-            }
-        }
-        Ok(S3Response::new(DeleteObjectsOutput {
-            deleted: Some(deleted),
-            errors: Some(errors),
-            ..Default::default()
-        }))
+        let out = self.delete_many(&c, req.input).await?;
+        Ok(S3Response::new(out))
     }
 
     async fn list_objects_v2(
@@ -862,46 +755,9 @@ impl S3 for DfsS3 {
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         require_read(&self.keys, &req)?;
         let c = client_for(self, &req);
-        let input = req.input;
-        // Continuation tokens are the hex of the last name returned: opaque to callers,
-        // and safe in XML whatever the key holds.
-        let marker = match &input.continuation_token {
-            Some(t) => hex::decode(t)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| s3_error!(InvalidArgument, "invalid continuation token"))?,
-            None => input.start_after.clone().unwrap_or_default(),
-        };
-        let params = ListParams {
-            prefix: input.prefix.clone().unwrap_or_default(),
-            delimiter: input.delimiter.clone(),
-            marker,
-            max_keys: max_keys(input.max_keys),
-        };
-        let page = self.list(&c, &input.bucket, &params).await?;
-        let next = page
-            .truncated
-            .then(|| page.items.last().map(|i| hex::encode(i.name())))
-            .flatten();
-        let url = wants_url(input.encoding_type.as_ref());
-        let count = page.items.len() as i32;
-        let (objects, prefixes) = split_items(page.items, url);
-        let enc = |s: Option<String>| s.map(|s| if url { url_encode(&s) } else { s });
-        Ok(S3Response::new(ListObjectsV2Output {
-            name: Some(input.bucket),
-            prefix: enc(input.prefix),
-            delimiter: enc(input.delimiter),
-            start_after: enc(input.start_after),
-            max_keys: Some(params.max_keys as i32),
-            key_count: Some(count),
-            continuation_token: input.continuation_token,
-            is_truncated: Some(page.truncated),
-            next_continuation_token: next,
-            contents: Some(objects),
-            common_prefixes: Some(prefixes),
-            encoding_type: input.encoding_type,
-            ..Default::default()
-        }))
+        let signed = super::acl::anonymous_bucket(&req).is_none();
+        let out = super::listing::list_v2(self, &c, req.input, signed).await?;
+        Ok(S3Response::new(out))
     }
 
     async fn list_objects(
@@ -910,35 +766,9 @@ impl S3 for DfsS3 {
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         require_read(&self.keys, &req)?;
         let c = client_for(self, &req);
-        let input = req.input;
-        let params = ListParams {
-            prefix: input.prefix.clone().unwrap_or_default(),
-            delimiter: input.delimiter.clone(),
-            marker: input.marker.clone().unwrap_or_default(),
-            max_keys: max_keys(input.max_keys),
-        };
-        let page = self.list(&c, &input.bucket, &params).await?;
-        let url = wants_url(input.encoding_type.as_ref());
-        // v1 returns NextMarker only with a delimiter; without one the caller uses the
-        // last key, which is the same thing.
-        let next = (page.truncated && input.delimiter.is_some())
-            .then(|| page.items.last().map(|i| i.name().to_string()))
-            .flatten();
-        let (objects, prefixes) = split_items(page.items, url);
-        let enc = |s: Option<String>| s.map(|s| if url { url_encode(&s) } else { s });
-        Ok(S3Response::new(ListObjectsOutput {
-            name: Some(input.bucket),
-            prefix: enc(input.prefix),
-            delimiter: enc(input.delimiter),
-            marker: enc(input.marker),
-            max_keys: Some(params.max_keys as i32),
-            is_truncated: Some(page.truncated),
-            next_marker: enc(next),
-            contents: Some(objects),
-            common_prefixes: Some(prefixes),
-            encoding_type: input.encoding_type,
-            ..Default::default()
-        }))
+        let signed = super::acl::anonymous_bucket(&req).is_none();
+        let out = super::listing::list_v1(self, &c, req.input, signed).await?;
+        Ok(S3Response::new(out))
     }
 
     async fn create_multipart_upload(
@@ -1013,16 +843,5 @@ impl S3 for DfsS3 {
         let c = client_for(self, &req);
         let out = self.uploads(&c, req.input).await?;
         Ok(S3Response::new(out))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn url_encoding_keeps_slashes_and_unreserved() {
-        assert_eq!(url_encode("a b/c+d%é"), "a%20b/c%2Bd%25%C3%A9");
-        assert_eq!(url_encode("A-z_0.~"), "A-z_0.~");
     }
 }

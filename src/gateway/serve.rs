@@ -19,12 +19,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use super::front::Front;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use s3s::service::S3Service;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::time::{Instant, Sleep};
@@ -47,7 +47,7 @@ pub async fn serve(
     listener: TcpListener,
     cfg: &GatewayConfig,
     acceptor: Option<TlsAcceptor>,
-    service: S3Service,
+    service: Front,
     shutdown: impl Future<Output = ()>,
 ) {
     let limiter = Limiter::new(
@@ -133,7 +133,7 @@ fn builder(cfg: &GatewayConfig) -> ConnBuilder<TokioExecutor> {
 /// One accepted connection, ready to be served once its transport is.
 struct Conn {
     http: ConnBuilder<TokioExecutor>,
-    service: S3Service,
+    service: Front,
     watcher: hyper_util::server::graceful::Watcher,
     peer: std::net::SocketAddr,
     header_timeout: Duration,

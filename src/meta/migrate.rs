@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "006_secret_fingerprints",
         include_str!("../../migrations/006_secret_fingerprints.sql"),
     ),
+    (
+        7,
+        "007_buckets",
+        include_str!("../../migrations/007_buckets.sql"),
+    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {

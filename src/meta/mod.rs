@@ -8,6 +8,7 @@
 //! [`Store::read`] on the blocking pool.
 
 mod access;
+mod buckets;
 mod cluster;
 mod events;
 mod maintenance;
@@ -276,6 +277,7 @@ where
 
 // Re-export the operations so callers write `meta::stat(conn, ..)`.
 pub use access::readable_chunks;
+pub use buckets::{get_bucket, public_buckets, set_bucket, BucketRecord};
 pub use cluster::{
     chunk_sizes, delete_node, get_node, list_nodes, record_replicas, remove_replica, replicas_of,
     update_node_stats, upsert_node,
@@ -286,7 +288,7 @@ pub use maintenance::{
     FileReport, InventoryItem, Reconciled,
 };
 pub use namespace::{
-    commit_file, compose, delete, file_chunks, list, mkdir, rename, resolve, stat,
+    commit_file, compose, delete, file_chunks, list, mkdir, rename, resolve, stat, MkdirOptions,
 };
 pub use security::{
     checkpoint_truncate, insert_key, legacy_cluster_secrets, list_keys, list_revoked_certs,

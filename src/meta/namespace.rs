@@ -205,21 +205,52 @@ fn ensure_parent(tx: &Transaction<'_>, path: &DfsPath, create: bool, now: i64) -
     Ok(cur)
 }
 
-pub fn mkdir(conn: &mut Connection, path: &DfsPath, parents: bool, now: i64) -> Result<EntryInfo> {
+/// What a mkdir sets besides the directory itself.
+#[derive(Debug, Clone, Default)]
+pub struct MkdirOptions {
+    /// An existing directory is fine (and missing parents are created).
+    pub parents: bool,
+    /// Replace the directory's attributes (new or existing).
+    pub attrs: Option<Attrs>,
+    /// The access key creating it: recorded as the owner of a new top-level directory
+    /// (a bucket).
+    pub owner: String,
+}
+
+pub fn mkdir(
+    conn: &mut Connection,
+    path: &DfsPath,
+    o: &MkdirOptions,
+    now: i64,
+) -> Result<EntryInfo> {
     if path.is_root() {
-        return if parents {
+        return if o.parents && o.attrs.is_none() {
             stat(conn, path)
         } else {
             Err(MetaError::AlreadyExists(path.clone()))
         };
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let parent = ensure_parent(&tx, path, parents, now)?;
-    let inode = match lookup(&tx, parent.id, path.name())? {
-        Some(existing) if existing.kind == Kind::Dir && parents => existing,
+    let parent = ensure_parent(&tx, path, o.parents, now)?;
+    let mut inode = match lookup(&tx, parent.id, path.name())? {
+        Some(existing) if existing.kind == Kind::Dir && o.parents => existing,
+        Some(existing) if existing.kind == Kind::File => {
+            return Err(MetaError::NotADirectory(path.clone()))
+        }
         Some(_) => return Err(MetaError::AlreadyExists(path.clone())),
-        None => insert_dir(&tx, parent.id, path.name(), now)?,
+        None => {
+            let dir = insert_dir(&tx, parent.id, path.name(), now)?;
+            if parent.id == ROOT_INODE {
+                super::buckets::record_owner(&tx, dir.id, &o.owner)?;
+            }
+            dir
+        }
     };
+    if let Some(attrs) = &o.attrs {
+        tx.prepare_cached("UPDATE inodes SET attrs = ?1 WHERE id = ?2")?
+            .execute(params![attrs_to_sql(attrs), inode.id])?;
+        inode.attrs = attrs.clone();
+    }
     tx.commit()?;
     Ok(EntryInfo {
         path: path.clone(),
@@ -228,9 +259,14 @@ pub fn mkdir(conn: &mut Connection, path: &DfsPath, parents: bool, now: i64) -> 
     })
 }
 
-/// Deletes a file, an empty directory, or with `recursive` a whole tree. Returns the number
-/// of files and directories removed.
-pub fn delete(conn: &mut Connection, path: &DfsPath, recursive: bool) -> Result<(u64, u64)> {
+/// Deletes a file, an empty directory, or with `recursive` a whole tree, if its version is
+/// `expected_version` (when given). Returns the number of files and directories removed.
+pub fn delete(
+    conn: &mut Connection,
+    path: &DfsPath,
+    recursive: bool,
+    expected_version: Option<u64>,
+) -> Result<(u64, u64)> {
     if path.is_root() {
         return Err(MetaError::Invalid(
             "cannot delete the root directory".into(),
@@ -238,6 +274,13 @@ pub fn delete(conn: &mut Connection, path: &DfsPath, recursive: bool) -> Result<
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let inode = resolve_existing(&tx, path)?;
+    if let Some(expected) = expected_version.filter(|v| *v != inode.version) {
+        return Err(MetaError::VersionMismatch {
+            path: path.clone(),
+            expected,
+            actual: inode.version,
+        });
+    }
     if inode.kind == Kind::Dir && !recursive {
         let has_child: bool = tx
             .prepare_cached("SELECT EXISTS (SELECT 1 FROM inodes WHERE parent = ?1)")?
