@@ -92,6 +92,20 @@ async fn until_closed(mut io: Box<dyn Io>, deadline: Duration) -> Option<Duratio
     r.ok().map(|()| started.elapsed())
 }
 
+/// Waits, side by side, until the server closes each of `open`: how long each took, or
+/// `None` for one still open at `deadline`.
+async fn all_closed(open: Vec<Box<dyn Io>>, deadline: Duration) -> Vec<Option<Duration>> {
+    let waits: Vec<_> = open
+        .into_iter()
+        .map(|io| tokio::spawn(until_closed(io, deadline)))
+        .collect();
+    let mut out = Vec::new();
+    for w in waits {
+        out.push(w.await.unwrap());
+    }
+    out
+}
+
 /// The flood: `FLOOD` connections from the attacker, each completing the TLS handshake
 /// (when `tls` is given) and then sending `half(i)` and nothing more. Returns the
 /// connections the server took (the others it closed at once).
@@ -192,17 +206,7 @@ fn slowloris_on_the_s3_port_is_bounded_and_cut_at_the_header_timeout() {
 
     // Every stalled connection is closed by the server at the header timeout.
     let n_open = open.len();
-    let closed: Vec<Option<Duration>> = rt.block_on(async {
-        let waits: Vec<_> = open
-            .into_iter()
-            .map(|io| tokio::spawn(until_closed(io, Duration::from_secs(30))))
-            .collect();
-        let mut out = Vec::new();
-        for w in waits {
-            out.push(w.await.unwrap());
-        }
-        out
-    });
+    let closed = rt.block_on(all_closed(open, Duration::from_secs(30)));
     stop.store(true, Ordering::Relaxed);
     let max_fds = watcher.join().unwrap();
     let slowest = closed.iter().flatten().max().copied();
@@ -346,17 +350,7 @@ fn slowloris_on_the_coordinator_port_is_bounded_and_the_cluster_keeps_serving() 
     assert_eq!(std::fs::read(&back).unwrap(), data);
 
     let n_open = open.len();
-    let closed: Vec<Option<Duration>> = rt.block_on(async {
-        let waits: Vec<_> = open
-            .into_iter()
-            .map(|io| tokio::spawn(until_closed(io, Duration::from_secs(30))))
-            .collect();
-        let mut out = Vec::new();
-        for w in waits {
-            out.push(w.await.unwrap());
-        }
-        out
-    });
+    let closed = rt.block_on(all_closed(open, Duration::from_secs(30)));
     stop.store(true, Ordering::Relaxed);
     let max_fds = watcher.join().unwrap();
     eprintln!(
@@ -410,17 +404,7 @@ fn slowloris_on_the_admin_port_is_bounded_and_scrapes_keep_working() {
         refused >= (FLOOD - ADMIN_PER_IP) as f64,
         "the admin port refused {refused} of {FLOOD} flood connections (limit {ADMIN_PER_IP} per IP)"
     );
-    let closed: Vec<Option<Duration>> = rt.block_on(async {
-        let waits: Vec<_> = open
-            .into_iter()
-            .map(|io| tokio::spawn(until_closed(io, Duration::from_secs(30))))
-            .collect();
-        let mut out = Vec::new();
-        for w in waits {
-            out.push(w.await.unwrap());
-        }
-        out
-    });
+    let closed = rt.block_on(all_closed(open, Duration::from_secs(30)));
     stop.store(true, Ordering::Relaxed);
     let max_fds = watcher.join().unwrap();
     eprintln!(
