@@ -117,19 +117,126 @@ fn group(prefix: &str, delimiter: Option<&str>, name: &str) -> Option<String> {
     Some(format!("{prefix}{}", &rest[..i + d.len()]))
 }
 
+/// One page's walk so far: the items and the last common prefix emitted (a prefix is
+/// emitted once however many keys fold into it).
+struct Walk<'a> {
+    p: &'a ListParams,
+    page: Page,
+    last_prefix: Option<String>,
+}
+
+/// What the walk does after a directory's own item (if any).
+enum Step {
+    /// Skip the directory's contents.
+    Skip,
+    /// List the directory and visit its children.
+    Descend,
+    /// The page is full.
+    Full,
+}
+
+impl Walk<'_> {
+    /// Adds an item; false once the page is full (the item proves there is more).
+    fn emit(&mut self, item: Item) -> bool {
+        if self.page.items.len() == self.p.max_keys {
+            self.page.truncated = true;
+            return false;
+        }
+        self.page.items.push(item);
+        true
+    }
+
+    /// The common prefix `cp` as an item, unless it is at or before the marker or was
+    /// just emitted.
+    fn fresh_prefix(&mut self, cp: String) -> Option<Item> {
+        if cp.as_str() <= self.p.marker.as_str() || self.last_prefix.as_ref() == Some(&cp) {
+            return None;
+        }
+        self.last_prefix = Some(cp.clone());
+        Some(Item::Prefix(cp))
+    }
+
+    /// A file: its key, or the common prefix it folds into. False once the page is full.
+    fn file(&mut self, key: String, entry: pb::Entry) -> bool {
+        let p = self.p;
+        if !key.starts_with(&p.prefix) {
+            return true;
+        }
+        let item = match group(&p.prefix, p.delimiter.as_deref(), &key) {
+            Some(cp) => match self.fresh_prefix(cp) {
+                Some(item) => item,
+                None => return true,
+            },
+            None if key.as_str() <= p.marker.as_str() => return true,
+            None => Item::Object { key, entry },
+        };
+        self.emit(item)
+    }
+
+    /// A directory `d`: the common prefix it folds into (its contents then skipped), or
+    /// its marker as an object, listed before the keys below it; then whether any key
+    /// below it can still be on the page.
+    fn dir(&mut self, d: &str, marker: Option<pb::Entry>) -> Step {
+        let p = self.p;
+        if !(d.starts_with(&p.prefix) || p.prefix.starts_with(d)) {
+            return Step::Skip;
+        }
+        if d.starts_with(&p.prefix) {
+            if let Some(cp) = group(&p.prefix, p.delimiter.as_deref(), d) {
+                return match self.fresh_prefix(cp).map(|item| self.emit(item)) {
+                    Some(false) => Step::Full,
+                    _ => Step::Skip,
+                };
+            }
+            if let Some(entry) = marker.filter(|_| d > p.marker.as_str()) {
+                let key = d.to_string();
+                if !self.emit(Item::Object { key, entry }) {
+                    return Step::Full;
+                }
+            }
+        }
+        // Every key below d/ sorts before a marker that is past d/ without being in it.
+        if d < p.marker.as_str() && !p.marker.starts_with(d) {
+            return Step::Skip;
+        }
+        Step::Descend
+    }
+}
+
+/// The children of directory `d` (a key prefix) as walk nodes, in reverse key order (the
+/// walk pops them from a stack).
+fn children(d: &str, entries: Vec<pb::Entry>) -> Vec<Node> {
+    let mut out: Vec<Node> = entries
+        .into_iter()
+        // Multipart uploads in progress are not objects.
+        .filter(|e| !(d.is_empty() && e.name == super::mapping::UPLOADS_DIR))
+        .map(|e| {
+            if super::mapping::is_dir(&e) {
+                let key = format!("{d}{}/", e.name);
+                Node::Dir(key, Some(e).filter(super::markers::is_marked))
+            } else {
+                Node::File(format!("{d}{}", e.name), e)
+            }
+        })
+        .collect();
+    let key = |n: &Node| match n {
+        Node::Dir(k, _) | Node::File(k, _) => k.clone(),
+    };
+    out.sort_by_key(|n| std::cmp::Reverse(key(n)));
+    out
+}
+
 /// One page of the listing of `bucket` (a directory path such as `/photos`).
 pub async fn list_page<L: Lister>(
     lister: &L,
     bucket_dir: &str,
     p: &ListParams,
 ) -> Result<Page, ClientError> {
-    let mut page = Page::default();
     if p.max_keys == 0 {
-        return Ok(page);
+        return Ok(Page::default());
     }
-    let delimiter = p.delimiter.as_deref();
     let Some(start) = walk_start(&p.prefix) else {
-        return Ok(page);
+        return Ok(Page::default());
     };
     // The starting directory's own marker lists when the prefix names it exactly.
     let start_marker = if !start.is_empty() && start == p.prefix {
@@ -141,94 +248,32 @@ pub async fn list_page<L: Lister>(
     } else {
         None
     };
-    let mut stack = vec![Node::Dir(start, start_marker)];
-    let mut last_prefix: Option<String> = None;
-    // Adds an item; false once the page is full (the item proves there is more).
-    let emit = |page: &mut Page, item: Item| {
-        if page.items.len() == p.max_keys {
-            page.truncated = true;
-            return false;
-        }
-        page.items.push(item);
-        true
+    let mut walk = Walk {
+        p,
+        page: Page::default(),
+        last_prefix: None,
     };
+    let mut stack = vec![Node::Dir(start, start_marker)];
     while let Some(node) = stack.pop() {
-        match node {
+        let d = match node {
             Node::File(key, entry) => {
-                if !key.starts_with(&p.prefix) {
+                if walk.file(key, entry) {
                     continue;
                 }
-                let item = match group(&p.prefix, delimiter, &key) {
-                    Some(cp) => {
-                        if cp.as_str() <= p.marker.as_str() || last_prefix.as_ref() == Some(&cp) {
-                            continue;
-                        }
-                        last_prefix = Some(cp.clone());
-                        Item::Prefix(cp)
-                    }
-                    None if key.as_str() <= p.marker.as_str() => continue,
-                    None => Item::Object { key, entry },
-                };
-                if !emit(&mut page, item) {
-                    break;
-                }
+                break;
             }
-            Node::Dir(d, marker) => {
-                if !(d.starts_with(&p.prefix) || p.prefix.starts_with(&d)) {
-                    continue;
-                }
-                if d.starts_with(&p.prefix) {
-                    if let Some(cp) = group(&p.prefix, delimiter, &d) {
-                        if cp.as_str() <= p.marker.as_str() || last_prefix.as_ref() == Some(&cp) {
-                            continue;
-                        }
-                        last_prefix = Some(cp.clone());
-                        if !emit(&mut page, Item::Prefix(cp)) {
-                            break;
-                        }
-                        continue;
-                    }
-                    // A marker `d` is the object `d`, listed before the keys below it.
-                    if let Some(entry) = marker.filter(|_| d.as_str() > p.marker.as_str()) {
-                        let item = Item::Object {
-                            key: d.clone(),
-                            entry,
-                        };
-                        if !emit(&mut page, item) {
-                            break;
-                        }
-                    }
-                }
-                // Every key below d/ sorts before a marker that is past d/ without being in it.
-                if d.as_str() < p.marker.as_str() && !p.marker.starts_with(&d) {
-                    continue;
-                }
-                let path = format!("{bucket_dir}/{d}");
-                let Some(entries) = lister.list_dir(path.trim_end_matches('/')).await? else {
-                    continue;
-                };
-                let mut children: Vec<Node> = entries
-                    .into_iter()
-                    // Multipart uploads in progress are not objects.
-                    .filter(|e| !(d.is_empty() && e.name == super::mapping::UPLOADS_DIR))
-                    .map(|e| {
-                        if super::mapping::is_dir(&e) {
-                            let key = format!("{d}{}/", e.name);
-                            Node::Dir(key, Some(e).filter(super::markers::is_marked))
-                        } else {
-                            Node::File(format!("{d}{}", e.name), e)
-                        }
-                    })
-                    .collect();
-                let key = |n: &Node| match n {
-                    Node::Dir(k, _) | Node::File(k, _) => k.clone(),
-                };
-                children.sort_by_key(|n| std::cmp::Reverse(key(n)));
-                stack.extend(children);
-            }
+            Node::Dir(d, marker) => match walk.dir(&d, marker) {
+                Step::Skip => continue,
+                Step::Full => break,
+                Step::Descend => d,
+            },
+        };
+        let path = format!("{bucket_dir}/{d}");
+        if let Some(entries) = lister.list_dir(path.trim_end_matches('/')).await? {
+            stack.extend(children(&d, entries));
         }
     }
-    Ok(page)
+    Ok(walk.page)
 }
 
 #[cfg(test)]
