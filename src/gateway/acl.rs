@@ -15,19 +15,15 @@
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::dto::*;
 use s3s::path::S3Path;
-use s3s::{s3_error, S3Request, S3Result};
+use s3s::{s3_error, S3Result};
 
 use super::mapping::{bucket_path, s3_err, Subject};
-use super::s3::DfsS3;
+use super::state::{AnonymousBucket, DfsS3};
 use crate::client::Client;
 use crate::proto::pb;
 
 /// The URI of S3's "everyone" group.
 const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
-
-/// Marks an unsigned request that [`AnonymousAccess`] let through, with its bucket.
-#[derive(Debug, Clone)]
-pub struct AnonymousBucket(pub String);
 
 /// Lets anonymous requests through s3s only for reads of a bucket (whether the bucket is
 /// public is the coordinator's decision, on every call).
@@ -187,6 +183,22 @@ impl DfsS3 {
         })
     }
 
+    /// GetObjectAcl: the object's bucket's ACL (ACLs are per bucket).
+    pub(super) async fn object_acl(
+        &self,
+        c: &Client,
+        bucket: &str,
+        key: &str,
+    ) -> S3Result<GetObjectAclOutput> {
+        self.find(c, bucket, key).await?;
+        let acl = self.get_acl(c, bucket).await?;
+        Ok(GetObjectAclOutput {
+            grants: acl.grants,
+            owner: acl.owner,
+            ..Default::default()
+        })
+    }
+
     pub(super) async fn put_bucket_acl_impl(
         &self,
         c: &Client,
@@ -218,16 +230,6 @@ impl DfsS3 {
         }
         Ok(())
     }
-}
-
-/// The anonymous bucket of a request s3s let through unsigned, if it is one.
-pub fn anonymous_bucket<T>(req: &S3Request<T>) -> Option<&str> {
-    if req.credentials.is_some() {
-        return None;
-    }
-    req.extensions
-        .get::<AnonymousBucket>()
-        .map(|b| b.0.as_str())
 }
 
 #[cfg(test)]

@@ -1,14 +1,14 @@
 //! Bucket operations: CreateBucket (S3's naming rules, us-east-1's answer to re-creating
 //! your own bucket, `x-amz-acl`), ListBuckets (pages, prefix, owner), GetBucketLocation,
-//! and the CORS configuration calls.
+//! DeleteBucket, and the CORS configuration calls.
 
 use s3s::dto::*;
 use s3s::{s3_error, S3Result};
 
 use super::acl::owner_of;
 use super::cors;
-use super::mapping::{bucket_path, is_dir, last_modified, s3_err, Subject};
-use super::s3::DfsS3;
+use super::mapping::{bucket_path, is_dir, last_modified, s3_err, Subject, UPLOADS_DIR};
+use super::state::DfsS3;
 use crate::client::Client;
 use crate::proto::pb;
 
@@ -138,6 +138,57 @@ impl DfsS3 {
             prefix: input.prefix,
             owner: None,
         })
+    }
+
+    /// GetBucketLocation: `gateway.region`; us-east-1 is the empty LocationConstraint, as
+    /// S3 answers.
+    pub(super) async fn location(
+        &self,
+        c: &Client,
+        bucket: &str,
+    ) -> S3Result<GetBucketLocationOutput> {
+        self.bucket(c, bucket).await?;
+        let region = (self.region != "us-east-1")
+            .then(|| BucketLocationConstraint::from(self.region.clone()));
+        Ok(GetBucketLocationOutput {
+            location_constraint: region,
+        })
+    }
+
+    /// DeleteBucket: BucketNotEmpty while objects remain.
+    pub(super) async fn delete_bucket_impl(&self, c: &Client, bucket: &str) -> S3Result<()> {
+        let path = self.bucket(c, bucket).await?;
+        let not_empty = || {
+            s3_error!(
+                BucketNotEmpty,
+                "The bucket you tried to delete is not empty"
+            )
+        };
+        // Uploads in progress do not keep a bucket alive (as in S3, where deleting the
+        // bucket discards them); objects do. Two entries are enough to tell.
+        let (entries, _) = c
+            .list_page(&path.to_string(), "", 2)
+            .await
+            .map_err(|e| s3_err(e, Subject::Bucket))?;
+        match entries.as_slice() {
+            [] => {}
+            [only] if only.name == UPLOADS_DIR => {
+                c.delete(&only.path, true)
+                    .await
+                    .map_err(|e| s3_err(e, Subject::Bucket))?;
+            }
+            _ => return Err(not_empty()),
+        }
+        match c.delete(&path.to_string(), false).await {
+            Ok(_) => {
+                tracing::info!(bucket = %bucket, "bucket deleted");
+                Ok(())
+            }
+            // Non-recursive delete of a directory refuses only when it is not empty
+            // (something arrived since the listing).
+            Err(e) if e.code() == Some(tonic::Code::FailedPrecondition) => Err(not_empty()),
+            Err(e) => Err(s3_err(e, Subject::Bucket)),
+        }
     }
 
     pub(super) async fn put_cors(&self, c: &Client, input: PutBucketCorsInput) -> S3Result<()> {

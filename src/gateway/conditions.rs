@@ -9,6 +9,8 @@ use s3s::dto::{ETag, ETagCondition, Timestamp};
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Result};
 
 use super::mapping::{etag, last_modified};
+use super::state::DfsS3;
+use crate::client::{Client, PutOptions};
 use crate::proto::pb;
 
 /// Seconds since the epoch of an S3 timestamp (HTTP dates have whole seconds).
@@ -127,6 +129,35 @@ pub(super) fn write_cas(
         no_clobber: false,
         expected_version: Some(cur.version),
     })
+}
+
+impl DfsS3 {
+    /// Turns If-None-Match / If-Match on a write into commit options the coordinator
+    /// checks atomically (see [`write_cas`]): `no_clobber`, or
+    /// `expected_version` (the version whose tag matched now; a write in between moves
+    /// the version on and fails the commit).
+    pub(super) async fn write_conditions(
+        &self,
+        c: &Client,
+        bucket: &str,
+        key: &str,
+        if_match: Option<&ETagCondition>,
+        if_none_match: Option<&ETagCondition>,
+        opts: &mut PutOptions,
+    ) -> S3Result<()> {
+        if if_match.is_none() && if_none_match.is_none() {
+            return Ok(());
+        }
+        let current = match self.object(c, bucket, key).await {
+            Ok((_, e)) => Some(e),
+            Err(e) if *e.code() == s3s::S3ErrorCode::NoSuchKey => None,
+            Err(e) => return Err(e),
+        };
+        let cas = write_cas(if_match, if_none_match, current.as_ref())?;
+        opts.no_clobber |= cas.no_clobber;
+        opts.expected_version = cas.expected_version;
+        Ok(())
+    }
 }
 
 /// The conditions of a DeleteObject (or of one key of DeleteObjects).

@@ -9,7 +9,7 @@ use s3s::dto::{CORSConfiguration, CORSRule};
 use s3s::{s3_error, HttpResponse, S3Result};
 use serde::{Deserialize, Serialize};
 
-use super::front::error_response;
+use super::response::error_response;
 use crate::client::Client;
 
 /// Most rules in a configuration (S3's limit).

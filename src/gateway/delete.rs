@@ -8,7 +8,7 @@ use s3s::{s3_error, S3Result};
 use super::conditions::DeleteConditions;
 use super::mapping::{is_dir, object_path, s3_err, version_moved, Subject};
 use super::markers;
-use super::s3::DfsS3;
+use super::state::DfsS3;
 use crate::client::Client;
 use crate::path::DfsPath;
 

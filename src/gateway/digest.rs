@@ -1,6 +1,7 @@
 //! Content digests S3 clients expect: the MD5 ETag of a PutObject or UploadPart body
-//! (computed while the body streams through), Content-MD5 checks, and the ETag of a
-//! completed multipart upload.
+//! (computed while the body streams through), Content-MD5 checks, the body checksum a
+//! request declares (`x-amz-checksum-*`, header or trailer), and the ETag of a completed
+//! multipart upload.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -8,6 +9,7 @@ use std::task::{Context, Poll};
 
 use base64::Engine;
 use md5::{Digest, Md5};
+use s3s::S3Request;
 use tokio::io::{AsyncRead, ReadBuf};
 
 /// The MD5 of no bytes: the ETag of an empty object (and of a directory marker).
@@ -48,6 +50,55 @@ impl ChecksumAlgo {
         Self::ALL
             .into_iter()
             .find(|a| a.header().eq_ignore_ascii_case(name.trim()))
+    }
+}
+
+/// A body checksum sent by the caller: in a header, or as an aws-chunked trailer whose
+/// value is known once the body has been read.
+pub(super) struct ClientChecksum {
+    pub(super) algo: ChecksumAlgo,
+    value: ChecksumValue,
+}
+
+enum ChecksumValue {
+    Header(String),
+    Trailer(s3s::TrailingHeaders),
+}
+
+impl ClientChecksum {
+    /// The checksum a request declares, if any (the first `x-amz-checksum-*` header, else
+    /// the one `x-amz-trailer` announces).
+    pub(super) fn of<T>(req: &S3Request<T>) -> Option<ClientChecksum> {
+        for (name, v) in &req.headers {
+            if let (Some(algo), Ok(v)) = (ChecksumAlgo::of_header(name.as_str()), v.to_str()) {
+                let value = ChecksumValue::Header(v.to_string());
+                return Some(ClientChecksum { algo, value });
+            }
+        }
+        let trailer = req.headers.get("x-amz-trailer")?.to_str().ok()?;
+        let algo = ChecksumAlgo::of_header(trailer)?;
+        let value = ChecksumValue::Trailer(req.trailing_headers.clone()?);
+        Some(ClientChecksum { algo, value })
+    }
+
+    /// The value to compare with, once the body has been read.
+    pub(super) fn expected(&self) -> Result<String, String> {
+        match &self.value {
+            ChecksumValue::Header(v) => Ok(v.clone()),
+            ChecksumValue::Trailer(t) => t
+                .read(|h| {
+                    h.get(self.algo.header())
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                })
+                .flatten()
+                .ok_or_else(|| {
+                    format!(
+                        "the body ended without its announced {} trailer",
+                        self.algo.header()
+                    )
+                }),
+        }
     }
 }
 

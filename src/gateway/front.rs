@@ -12,6 +12,7 @@ use s3s::service::S3Service;
 use s3s::{HttpError, HttpRequest, HttpResponse};
 
 use super::cors;
+use super::response::{error_response, xml_escape};
 use crate::client::Client;
 use crate::grpc_layer::{new_request_id, with_request_id};
 
@@ -119,28 +120,6 @@ async fn drain(mut body: s3s::Body) {
 fn bucket_of(path: &str) -> Option<String> {
     let b = path.trim_start_matches('/').split('/').next()?;
     (!b.is_empty()).then(|| b.to_string())
-}
-
-/// An S3 error response built here (before s3s sees the request).
-pub(super) fn error_response(status: StatusCode, code: &str, message: &str) -> HttpResponse {
-    let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{}</Message></Error>",
-        xml_escape(message)
-    );
-    let mut resp = HttpResponse::new(s3s::Body::from(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/xml"),
-    );
-    resp
-}
-
-pub(super) fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// 403 AuthorizationQueryParametersError for a presigned URL whose `X-Amz-Expires` is

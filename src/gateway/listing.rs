@@ -10,7 +10,7 @@ use s3s::{s3_error, S3Result};
 
 use super::list::{list_page, Item, ListParams, Page};
 use super::mapping::{etag, last_modified, s3_err, Subject};
-use super::s3::DfsS3;
+use super::state::DfsS3;
 use crate::client::Client;
 use crate::proto::pb;
 

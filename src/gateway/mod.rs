@@ -6,31 +6,42 @@
 //! | `mod.rs` | start-up: TLS material, the coordinator client, the S3 service |
 //! | [`serve`] | the HTTP(S) server loop (hyper, one task per connection), every wait bounded |
 //! | [`auth`] | S3 credentials: dfsd access keys whose secrets the coordinator hands out |
-//! | [`s3`] | the S3 operations, as calls on the client SDK |
-//! | [`mapping`] | bucket and key names to dfsd paths, SDK errors to S3 errors |
 //! | [`front`] | around s3s: request ids, presigned-URL expiry, CORS preflight and headers |
+//! | [`response`] | S3 error responses built before s3s sees a request |
+//! | [`s3`] | the S3 handlers: check the caller, call one function, wrap the answer |
+//! | [`state`] | `DfsS3`, the client acting for the caller, bucket and object lookups |
+//! | [`mapping`] | bucket and key names to dfsd paths, SDK errors to S3 errors |
+//! | [`body`] | request and response bodies: limits, checked puts, drains, downloads |
+//! | [`digest`] | MD5 ETags, Content-MD5, `x-amz-checksum-*`, the multipart ETag |
+//! | [`conditions`] | conditional reads; conditional writes and deletes as coordinator CAS |
+//! | [`objects`] | Get/Head/PutObject (stored headers, partNumber), GetObjectAttributes |
+//! | [`copy`] | CopyObject (chunks shared, no bytes moved), copy sources |
+//! | [`delete`] | DeleteObject(s) with their conditions |
 //! | [`list`] | ListObjects as an ordered walk of a bucket's directories |
 //! | [`listing`] | ListObjects answers in S3's shapes |
-//! | [`conditions`] | conditional reads; conditional writes and deletes as coordinator CAS |
-//! | [`delete`] | DeleteObject(s) with their conditions |
-//! | [`objects`] | GetObject/HeadObject (stored headers, partNumber), GetObjectAttributes |
 //! | [`headers`] | stored headers and verified checksums kept with an object |
 //! | [`parts`] | part layout of multipart objects |
 //! | [`markers`] | directory markers (`key/`) |
-//! | [`buckets`] | CreateBucket, ListBuckets, CORS configuration |
+//! | [`multipart`] | multipart uploads in the namespace: create, abort, list |
+//! | [`upload_part`] | UploadPart, UploadPartCopy |
+//! | [`complete`] | CompleteMultipartUpload as one Compose |
+//! | [`buckets`] | Create/Delete/ListBuckets, location, CORS configuration |
 //! | [`acl`] | owners, canned ACLs, anonymous reads of public-read buckets |
 //! | [`cors`] | CORS rules, preflight and response headers |
 //!
 //! The gateway is stateless: s3s parses requests and checks SigV4 signatures against the
 //! secrets [`auth::S3Keys`] fetches from the coordinator (GetS3Credential, for gateway
-//! certificates only); [`s3::DfsS3`] then calls the coordinator and datanodes through
+//! certificates only); [`state::DfsS3`] then calls the coordinator and datanodes through
 //! [`crate::client::Client`]. The S3 port serves HTTPS unless plain HTTP is chosen
 //! explicitly. Several gateways may serve the same cluster side by side.
 
 pub mod acl;
 pub mod auth;
+pub mod body;
 pub mod buckets;
+pub mod complete;
 pub mod conditions;
+pub mod copy;
 pub mod cors;
 pub mod delete;
 pub mod digest;
@@ -43,8 +54,11 @@ pub mod markers;
 pub mod multipart;
 pub mod objects;
 pub mod parts;
+pub mod response;
 pub mod s3;
 pub mod serve;
+pub mod state;
+pub mod upload_part;
 
 use std::future::Future;
 use std::path::Path;
@@ -84,7 +98,7 @@ pub async fn run(
     check_access(&client, &client_cfg.coordinator, tls.is_some()).await?;
     let keys = auth::S3Keys::new(client.clone(), cfg.gateway.key_cache_ttl);
     let service = {
-        let mut b = S3ServiceBuilder::new(s3::DfsS3 {
+        let mut b = S3ServiceBuilder::new(state::DfsS3 {
             client: client.clone(),
             keys: keys.clone(),
             region: cfg.gateway.region.clone(),

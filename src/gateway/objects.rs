@@ -1,46 +1,27 @@
 //! GetObject and HeadObject (stored headers and `response-*` overrides, `partNumber`,
-//! directory markers), and PutObject of a directory marker.
+//! directory markers), PutObject (streamed through the body checks, or a directory
+//! marker), and GetObjectAttributes.
 
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Result};
 
+use super::body::{body_reader, declared_length, download, drain, too_large, BodyChecks};
 use super::conditions::ReadConditions;
+use super::digest::ClientChecksum;
 use super::headers::{Overrides, StoredHeaders};
-use super::mapping::{content_type, etag, last_modified, object_attrs, user_metadata};
+use super::mapping::{content_type, etag, last_modified, object_attrs, object_path, user_metadata};
 use super::markers;
 use super::parts;
-use super::s3::{body_reader, download, drain, require_write, DfsS3};
-use crate::client::Client;
+use super::state::{anonymous_bucket, require_write, DfsS3};
+use crate::client::{Client, PutOptions};
 use crate::path::DfsPath;
 use crate::proto::pb;
-
-/// An object as a read sees it: a file, or a marked directory (an empty object).
-pub(super) struct Found {
-    /// `None` for a directory marker (nothing to download).
-    pub path: Option<DfsPath>,
-    pub entry: pb::Entry,
-}
 
 /// The byte range a read asks for, and its Content-Range (None: the whole object).
 pub(super) struct Span {
     pub range: std::ops::Range<u64>,
     pub content_range: Option<String>,
     pub parts_count: Option<i32>,
-}
-
-impl DfsS3 {
-    pub(super) async fn find(&self, c: &Client, bucket: &str, key: &str) -> S3Result<Found> {
-        if markers::is_marker_key(key) {
-            self.bucket(c, bucket).await?;
-            let entry = markers::get(c, bucket, key).await?;
-            return Ok(Found { path: None, entry });
-        }
-        let (path, entry) = self.object(c, bucket, key).await?;
-        Ok(Found {
-            path: Some(path),
-            entry,
-        })
-    }
 }
 
 /// The span of a read: a part (`partNumber`), a Range, or everything.
@@ -101,7 +82,7 @@ fn read_conditions<'a>(
 
 /// Whether a GetObject asks for `response-*` overrides (S3 allows them only to signed
 /// requests).
-pub(super) fn overrides_asked(i: &GetObjectInput) -> bool {
+fn overrides_asked(i: &GetObjectInput) -> bool {
     i.response_cache_control.is_some()
         || i.response_content_disposition.is_some()
         || i.response_content_encoding.is_some()
@@ -110,7 +91,20 @@ pub(super) fn overrides_asked(i: &GetObjectInput) -> bool {
         || i.response_expires.is_some()
 }
 
-pub(super) async fn get(s3: &DfsS3, c: Client, input: GetObjectInput) -> S3Result<GetObjectOutput> {
+/// GetObject: the object's bytes (a range, or a part) streamed from a download task;
+/// `response-*` overrides for signed requests only.
+pub(super) async fn get(
+    s3: &DfsS3,
+    c: Client,
+    req: S3Request<GetObjectInput>,
+) -> S3Result<GetObjectOutput> {
+    if anonymous_bucket(&req).is_some() && overrides_asked(&req.input) {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Request specific response headers cannot be used for anonymous GET requests."
+        ));
+    }
+    let input = req.input;
     let found = s3.find(&c, &input.bucket, &input.key).await?;
     let e = &found.entry;
     read_conditions(
@@ -189,7 +183,7 @@ pub(super) async fn head(
 }
 
 /// The stored headers a PutObject carries.
-pub(super) fn put_headers(i: &PutObjectInput) -> StoredHeaders {
+fn put_headers(i: &PutObjectInput) -> StoredHeaders {
     StoredHeaders {
         cache_control: i.cache_control.clone(),
         content_disposition: i.content_disposition.clone(),
@@ -199,8 +193,90 @@ pub(super) fn put_headers(i: &PutObjectInput) -> StoredHeaders {
     }
 }
 
+/// Everything a PutObject must pass before its body is read: the caller's role, the
+/// key, the bucket, the metadata, and the conditions (turned into atomic commit
+/// options).
+async fn check_put(
+    s3: &DfsS3,
+    c: &Client,
+    req: &S3Request<PutObjectInput>,
+) -> S3Result<(DfsPath, PutOptions)> {
+    require_write(&s3.keys, req)?;
+    let input = &req.input;
+    let path = object_path(&input.bucket, &input.key)?;
+    s3.bucket(c, &input.bucket).await?;
+    s3.object_acl_allowed(c, &input.bucket, input.acl.as_ref())
+        .await?;
+    let mut attrs = object_attrs(input.content_type.as_deref(), input.metadata.as_ref())?;
+    put_headers(input).store(&mut attrs);
+    let mut opts = PutOptions {
+        attrs,
+        ..Default::default()
+    };
+    s3.write_conditions(
+        c,
+        &input.bucket,
+        &input.key,
+        input.if_match.as_ref(),
+        input.if_none_match.as_ref(),
+        &mut opts,
+    )
+    .await?;
+    Ok((path, opts))
+}
+
+/// PutObject: the body streamed into the SDK's put, its MD5 the ETag, its declared
+/// checksum verified and echoed; a key ending in '/' is a directory marker.
+pub(super) async fn put(
+    s3: &DfsS3,
+    c: &Client,
+    req: S3Request<PutObjectInput>,
+) -> S3Result<PutObjectOutput> {
+    // Refused before any byte is read: the caller may be waiting for 100-continue.
+    too_large(req.input.content_length)?;
+    let declared = declared_length(&req.headers, req.input.content_length);
+    if markers::is_marker_key(&req.input.key) {
+        return put_marker(s3, c, req, declared).await;
+    }
+    let checked = check_put(s3, c, &req).await;
+    let checksum = ClientChecksum::of(&req);
+    let input = req.input;
+    let mut reader = body_reader(input.body);
+    let (path, opts) = match checked {
+        Ok(c) => c,
+        Err(e) => {
+            drain(&mut reader).await;
+            return Err(e);
+        }
+    };
+    let entry = s3
+        .put_hashed(
+            c,
+            &mut reader,
+            &path,
+            &opts,
+            BodyChecks {
+                content_length: declared,
+                content_md5: input.content_md5.as_deref(),
+                checksum,
+            },
+        )
+        .await?;
+    tracing::info!(path = %path, size = entry.size, "object stored");
+    let sums = super::headers::checksum_fields(&entry);
+    Ok(PutObjectOutput {
+        e_tag: Some(etag(&entry)),
+        checksum_crc32: sums.checksum_crc32,
+        checksum_crc32c: sums.checksum_crc32c,
+        checksum_crc64nvme: sums.checksum_crc64nvme,
+        checksum_sha1: sums.checksum_sha1,
+        checksum_sha256: sums.checksum_sha256,
+        ..Default::default()
+    })
+}
+
 /// PutObject of `key/`: a directory marker, whose body must be empty.
-pub(super) async fn put_marker(
+async fn put_marker(
     s3: &DfsS3,
     c: &Client,
     req: S3Request<PutObjectInput>,
