@@ -324,7 +324,7 @@ impl Default for ClientConfig {
 
 /// The S3 gateway (`dfsd gateway`). It reaches the coordinator at `client.coordinator`
 /// with the `[tls]` settings, where `tls.cert` is a gateway certificate (`dfsd cert issue
-/// --gateway NAME`). S3 callers sign with dfsd access keys (see ARCHITECTURE.md, S3
+/// --gateway NAME`). S3 callers sign with dfsd access keys (see docs/decisions.md, S3
 /// gateway).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]

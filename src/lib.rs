@@ -33,7 +33,7 @@
 //! parallel, verifies every chunk's SHA-256 before writing any of its bytes, and fails over
 //! to the next replica (reporting the bad one) on error or mismatch.
 //!
-//! See ARCHITECTURE.md for the invariants and the decisions behind them.
+//! See ARCHITECTURE.md for the invariants and docs/decisions.md for the decisions behind them.
 
 pub mod admin_http;
 pub mod chunk;

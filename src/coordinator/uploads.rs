@@ -1,7 +1,7 @@
 //! Uploads in flight, and where their chunks go.
 //!
 //! An upload is begun by one access key (its owner), places chunks in batches and ends with
-//! a commit or an abort. It lives in coordinator memory (see ARCHITECTURE.md, decisions)
+//! a commit or an abort. It lives in coordinator memory (see docs/decisions.md)
 //! and is bounded: per key at most `max_uploads_per_key` open uploads, holding at most
 //! `max_upload_chunks_per_key` proven chunks in all; a sweeper drops uploads idle for
 //! `upload_idle_timeout` or older than `upload_ttl`.

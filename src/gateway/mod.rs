@@ -156,7 +156,7 @@ async fn check_access(client: &Client, coordinator: &str, tls: bool) -> anyhow::
     }
 }
 
-/// HTTPS material for the S3 port, or `None` for plain HTTP (ARCHITECTURE.md, S3 gateway):
+/// HTTPS material for the S3 port, or `None` for plain HTTP (docs/decisions.md, S3 gateway):
 /// `gateway.tls_cert` if set; else plain HTTP if chosen (`gateway.plaintext_s3`, or a
 /// plaintext cluster); else the gateway's cluster certificate (`tls.cert`).
 fn s3_tls(cfg: &Config) -> anyhow::Result<Option<TlsAcceptor>> {

@@ -11,7 +11,7 @@
 //! A write token is also bound to a [`WriteScope`]: the access key the upload belongs to
 //! and the nodes the coordinator chose. A datanode forwards a chunk only to those nodes, and
 //! after storing it issues a [`Receipt`] to that key: the proof, checked by the coordinator
-//! at commit, that the key had the chunk's bytes (see ARCHITECTURE.md, dedup).
+//! at commit, that the key had the chunk's bytes (see docs/decisions.md, issue 12).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
