@@ -1,41 +1,189 @@
-//! The one place where domain errors become gRPC statuses.
+//! The wire error contract: the one place where domain errors become gRPC statuses and
+//! statuses become something a caller can branch on.
+//!
+//! A refusal travels as a gRPC code (for any gRPC tool), a message (for people) and an
+//! [`ErrorDetail`](pb::ErrorDetail) in the status details whose [`Reason`] is what programs
+//! branch on. [`status`] builds such a status; [`failure`] reads one back, telling a
+//! server's answer from a local transport failure (refused connection, timeout, reset) by
+//! the error source tonic attaches to the latter, never by the message text.
 
+use std::error::Error as StdError;
+
+use prost::Message;
 use tonic::{Code, Status};
 
 use crate::chunk::InvalidChunkId;
 use crate::meta::MetaError;
 use crate::path::PathError;
+use crate::proto::pb;
+
+pub use crate::proto::pb::ErrorReason as Reason;
+
+/// A refusal with a machine-readable reason; the gRPC code follows from the reason.
+pub fn status(reason: Reason, message: impl Into<String>) -> Status {
+    status_about(reason, String::new(), message)
+}
+
+/// A refusal about one path (see [`pb::ErrorDetail::subject`]).
+pub fn status_about(reason: Reason, subject: String, message: impl Into<String>) -> Status {
+    let detail = pb::ErrorDetail {
+        reason: reason as i32,
+        subject,
+    };
+    Status::with_details(code_of(reason), message, detail.encode_to_vec().into())
+}
+
+/// The gRPC code each reason travels with, so that tools which know only codes still
+/// read the refusal the right way.
+pub fn code_of(reason: Reason) -> Code {
+    match reason {
+        Reason::NotFound => Code::NotFound,
+        Reason::AlreadyExists => Code::AlreadyExists,
+        Reason::VersionMismatch
+        | Reason::QuorumNotMet
+        | Reason::NotADirectory
+        | Reason::IsADirectory
+        | Reason::NotEmpty
+        | Reason::Precondition => Code::FailedPrecondition,
+        Reason::UploadUnknown => Code::NotFound,
+        Reason::PermissionDenied => Code::PermissionDenied,
+        Reason::NotAuthenticated => Code::Unauthenticated,
+        Reason::InvalidArgument => Code::InvalidArgument,
+        Reason::Integrity => Code::DataLoss,
+        Reason::LimitExceeded => Code::ResourceExhausted,
+        Reason::Unavailable => Code::Unavailable,
+        Reason::Aborted => Code::Aborted,
+        Reason::Internal | Reason::Unspecified => Code::Internal,
+    }
+}
+
+/// The reason a status carries: its detail when a dfsd server sent one, else what its
+/// code alone can say.
+pub fn reason(s: &Status) -> Reason {
+    detail(s).0
+}
+
+/// The reason and subject of a status.
+fn detail(s: &Status) -> (Reason, String) {
+    let d = pb::ErrorDetail::decode(s.details()).unwrap_or_default();
+    match Reason::try_from(d.reason) {
+        Ok(r) if r != Reason::Unspecified => (r, d.subject),
+        _ => (reason_from_code(s.code()), String::new()),
+    }
+}
+
+fn reason_from_code(code: Code) -> Reason {
+    match code {
+        Code::NotFound => Reason::NotFound,
+        Code::AlreadyExists => Reason::AlreadyExists,
+        Code::PermissionDenied => Reason::PermissionDenied,
+        Code::Unauthenticated => Reason::NotAuthenticated,
+        Code::InvalidArgument | Code::OutOfRange => Reason::InvalidArgument,
+        Code::FailedPrecondition => Reason::Precondition,
+        Code::ResourceExhausted => Reason::LimitExceeded,
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => Reason::Unavailable,
+        Code::Aborted => Reason::Aborted,
+        Code::DataLoss => Reason::Integrity,
+        Code::Ok | Code::Unknown | Code::Unimplemented | Code::Internal => Reason::Internal,
+    }
+}
+
+/// How a call failed, as read from its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The server answered with a refusal (`subject`: see [`pb::ErrorDetail::subject`]).
+    Refused {
+        reason: Reason,
+        subject: String,
+        message: String,
+    },
+    /// The call never got an answer: the connection could not be made or broke, or the
+    /// call's deadline passed on the way.
+    Transport {
+        cause: TransportCause,
+        detail: String,
+    },
+}
+
+/// What went wrong on the way to a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportCause {
+    /// Nothing listens there (or a firewall said so).
+    Refused,
+    /// The connection or the call timed out.
+    TimedOut,
+    /// Anything else: a reset, a broken HTTP/2 exchange (often TLS on one side only), DNS.
+    Broken,
+}
+
+/// Reads a failed call's status. tonic attaches the underlying error as the status's
+/// source when it made the status itself (connect failure, timeout, broken stream); a
+/// status decoded from a server's answer has none.
+pub fn failure(s: &Status) -> Failure {
+    let Some(source) = StdError::source(s) else {
+        let (reason, subject) = detail(s);
+        return Failure::Refused {
+            reason,
+            subject,
+            message: s.message().to_string(),
+        };
+    };
+    let mut cause = TransportCause::Broken;
+    let mut last: &(dyn StdError + 'static) = source;
+    let mut next = Some(source);
+    while let Some(e) = next {
+        if e.is::<tonic::TimeoutExpired>() {
+            cause = TransportCause::TimedOut;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => cause = TransportCause::Refused,
+                std::io::ErrorKind::TimedOut => cause = TransportCause::TimedOut,
+                _ => {}
+            }
+        }
+        last = e;
+        next = e.source();
+    }
+    Failure::Transport {
+        cause,
+        detail: last.to_string(),
+    }
+}
 
 impl From<MetaError> for Status {
     fn from(e: MetaError) -> Status {
-        let code = match &e {
-            MetaError::NotFound(_) | MetaError::NoSuchKey(_) => Code::NotFound,
-            MetaError::AlreadyExists(_) | MetaError::KeyExists(_) => Code::AlreadyExists,
-            MetaError::NotADirectory(_) | MetaError::IsADirectory(_) | MetaError::NotEmpty(_) => {
-                Code::FailedPrecondition
-            }
-            MetaError::VersionMismatch { .. } => Code::FailedPrecondition,
-            MetaError::QuorumNotMet { .. } => Code::FailedPrecondition,
-            MetaError::UnknownNode(_) => Code::FailedPrecondition,
-            MetaError::Invalid(_) => Code::InvalidArgument,
-            MetaError::Sqlite(_) => Code::Internal,
+        if let MetaError::VersionMismatch { path, .. } = &e {
+            return status_about(Reason::VersionMismatch, path.to_string(), e.to_string());
+        }
+        let reason = match &e {
+            MetaError::NotFound(_) | MetaError::NoSuchKey(_) => Reason::NotFound,
+            MetaError::AlreadyExists(_) | MetaError::KeyExists(_) => Reason::AlreadyExists,
+            MetaError::NotADirectory(_) => Reason::NotADirectory,
+            MetaError::IsADirectory(_) => Reason::IsADirectory,
+            MetaError::NotEmpty(_) => Reason::NotEmpty,
+            MetaError::VersionMismatch { .. } => Reason::VersionMismatch,
+            MetaError::QuorumNotMet { .. } => Reason::QuorumNotMet,
+            MetaError::UnknownNode(_) => Reason::Precondition,
+            MetaError::Invalid(_) => Reason::InvalidArgument,
+            MetaError::Sqlite(_) => Reason::Internal,
         };
-        if code == Code::Internal {
+        if reason == Reason::Internal {
             tracing::error!(error = %e, "metadata store failed");
         }
-        Status::new(code, e.to_string())
+        status(reason, e.to_string())
     }
 }
 
 impl From<PathError> for Status {
     fn from(e: PathError) -> Status {
-        Status::invalid_argument(e.to_string())
+        status(Reason::InvalidArgument, e.to_string())
     }
 }
 
 impl From<InvalidChunkId> for Status {
     fn from(e: InvalidChunkId) -> Status {
-        Status::invalid_argument(e.to_string())
+        status(Reason::InvalidArgument, e.to_string())
     }
 }
 
@@ -49,9 +197,12 @@ pub fn check_node_id(id: &str) -> Result<(), Status> {
     if ok {
         Ok(())
     } else {
-        Err(Status::invalid_argument(format!(
-            "invalid node id {:?}: expected 1 to 64 of [A-Za-z0-9_-]",
-            id.chars().take(80).collect::<String>()
-        )))
+        Err(status(
+            Reason::InvalidArgument,
+            format!(
+                "invalid node id {:?}: expected 1 to 64 of [A-Za-z0-9_-]",
+                id.chars().take(80).collect::<String>()
+            ),
+        ))
     }
 }

@@ -613,7 +613,7 @@ fn sdk_as(c: &TestCluster, cert: &str, key: Option<&(String, String)>) -> Client
 
 fn code(r: Result<impl std::fmt::Debug, ClientError>) -> (Option<Code>, String) {
     let e = r.unwrap_err();
-    (e.code(), e.to_string())
+    (common::grpc_code(&e), e.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread")]

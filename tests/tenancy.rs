@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::{random_bytes, wait_until, Opts, RawCoordinator, TestCluster};
 use dfsd::chunk::ChunkId;
-use dfsd::client::{Client, PutOptions, ReadRange};
+use dfsd::client::{Client, ClientError, PutOptions, ReadRange};
 use dfsd::proto::pb;
 use dfsd::security::Role;
 use tonic::Code;
@@ -345,7 +345,8 @@ async fn knowing_a_hash_gives_no_bytes_no_commit_and_no_existence_answer() {
     let e = t
         .get("/secret/payroll.txt", &mut Vec::new(), ReadRange::default())
         .await;
-    assert_eq!(e.unwrap_err().code(), Some(Code::PermissionDenied));
+    let e = e.unwrap_err();
+    assert!(matches!(e, ClientError::PermissionDenied(_)), "{e:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

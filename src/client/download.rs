@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use bytes::{Bytes, BytesMut};
 use futures::TryStreamExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tonic::Code;
 
 use super::{Client, ClientError, Result};
 use crate::chunk::ChunkId;
@@ -73,13 +72,10 @@ impl Client {
             .clone()
             .ok_or_else(|| ClientError::Invalid("empty file response".into()))?;
         if range.offset > entry.size {
-            return Err(ClientError::Remote {
-                code: Code::OutOfRange,
-                message: format!(
-                    "{path}: offset {} is beyond the end of the file ({} bytes)",
-                    range.offset, entry.size
-                ),
-            });
+            return Err(ClientError::Invalid(format!(
+                "{path}: offset {} is beyond the end of the file ({} bytes)",
+                range.offset, entry.size
+            )));
         }
         let end = match range.length {
             Some(l) => range.offset.saturating_add(l).min(entry.size),
@@ -101,12 +97,9 @@ impl Client {
                     None => {
                         let p = client.file_page(&path, next).await?;
                         if p.entry.as_ref().map(|e| e.version) != Some(version) {
-                            return Err(ClientError::Remote {
-                                code: Code::Aborted,
-                                message: format!(
-                                    "{path}: file was replaced while being read; try again"
-                                ),
-                            });
+                            return Err(ClientError::Aborted(format!(
+                                "{path}: file was replaced while being read; try again"
+                            )));
                         }
                         p
                     }
@@ -220,6 +213,7 @@ impl Client {
             .parse()
             .map_err(|e: crate::chunk::InvalidChunkId| ClientError::Invalid(e.to_string()))?;
         let mut errors = Vec::new();
+        let mut all_bad = true;
         for (i, replica) in loc.replicas.iter().enumerate() {
             match self.read_replica(id, loc.size, replica, &loc.token).await {
                 Ok(data) => return Ok(Fetched { data, skipped: i }),
@@ -228,18 +222,27 @@ impl Client {
                     if corrupt {
                         self.report_bad(id, &replica.node_id, &e).await;
                     }
+                    all_bad &= corrupt;
                     errors.push(format!("{}: {e}", replica.node_id));
                 }
             }
         }
-        let tried = if errors.is_empty() {
-            "no live replica".to_string()
-        } else {
+        if errors.is_empty() {
+            return Err(ClientError::Unavailable(format!(
+                "chunk {id}: no live replica"
+            )));
+        }
+        let message = format!(
+            "chunk {id}: no replica returned intact data ({})",
             errors.join("; ")
-        };
-        Err(ClientError::Integrity(format!(
-            "chunk {id}: no replica returned intact data ({tried})"
-        )))
+        );
+        // Every replica answered with wrong or missing bytes: an integrity failure. One that
+        // could not be reached may still hold the chunk: the cluster is unavailable.
+        Err(if all_bad {
+            ClientError::Integrity(message)
+        } else {
+            ClientError::Unavailable(message)
+        })
     }
 
     /// Reads and verifies one replica. The bool says whether the replica itself is bad
@@ -263,14 +266,15 @@ impl Client {
         let mut stream = match client.read_chunk(req).await {
             Ok(r) => r.into_inner(),
             Err(s) => {
-                let bad = s.code() == Code::NotFound;
-                if s.code() == Code::Unavailable {
+                let e = ClientError::from_status(s, "datanode", &replica.addr);
+                let bad = matches!(e, ClientError::NotFound(_));
+                if matches!(
+                    e,
+                    ClientError::Unreachable { .. } | ClientError::Unavailable(_)
+                ) {
                     self.peers.forget(&replica.addr);
                 }
-                return Err((
-                    ClientError::from_status(s, "datanode", &replica.addr).to_string(),
-                    bad,
-                ));
+                return Err((e.to_string(), bad));
             }
         };
         let mut buf = BytesMut::with_capacity(size as usize);

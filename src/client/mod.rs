@@ -25,13 +25,61 @@ use crate::path::{DfsPath, PathError};
 use crate::proto::pb;
 use crate::security::keys::{KEY_ID_HEADER, ON_BEHALF_HEADER, SECRET_HEADER};
 use crate::security::{Role, Tls};
+use crate::status::{failure, Failure, Reason, TransportCause};
 
+/// Why an SDK call failed. Refusals a server sent are told apart by the machine-readable
+/// reason on the wire ([`crate::status::Reason`]), never by their message text; each
+/// message names the path, node or value that was wrong and reads as one line.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The server refused or failed the call; the message names what was wrong (and
-    /// says so when the refusal is about credentials or permissions).
-    #[error("{}", remote_text(*code, message))]
-    Remote { code: Code, message: String },
+    /// No such path (or key, node, bucket, chunk).
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// A compare-and-swap lost: the version of `path` is not the one the caller expected
+    /// (an expected version, an S3 conditional write; for a compose, `path` is the
+    /// destination or the source that moved).
+    #[error("{message}")]
+    VersionMismatch { path: String, message: String },
+    /// Fewer durable replicas than the write quorum: on record at the coordinator at
+    /// commit time, or written by this client.
+    #[error("{0}")]
+    QuorumNotMet(String),
+    /// The coordinator does not know the upload (expired, swept, or it restarted).
+    #[error("{0}")]
+    UploadGone(String),
+    #[error("{0}")]
+    NotADirectory(String),
+    #[error("{0}")]
+    IsADirectory(String),
+    #[error("{0}")]
+    NotEmpty(String),
+    /// The caller's key may not do this (role, prefix).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// The caller could not be identified (no, unknown, wrong or revoked credentials).
+    #[error("not authenticated: {0}")]
+    NotAuthenticated(String),
+    /// A server refused the request itself as malformed or out of bounds.
+    #[error("{0}")]
+    Rejected(String),
+    /// A per-key or cluster limit refused the call.
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// The cluster cannot serve the call now (safe mode, too few nodes): retry later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The cluster's state does not allow the call (other than the cases above).
+    #[error("{0}")]
+    Precondition(String),
+    /// Something changed underneath the call (the file moved on mid-read): start again.
+    #[error("{0}")]
+    Aborted(String),
+    /// A server failed; its log says why.
+    #[error("{0}")]
+    Server(String),
+    /// No answer: the connection could not be made or broke, or the deadline passed.
     #[error("cannot reach {what} at {addr}: {reason}")]
     Unreachable {
         what: &'static str,
@@ -46,8 +94,10 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    /// Bytes did not match their chunk id, or a file did not match its recorded size.
     #[error("{0}")]
     Integrity(String),
+    /// The caller's own request is unusable before anything is sent.
     #[error("{0}")]
     Invalid(String),
     /// The caller's own check before a commit (see [`Client::put_with`]) refused it.
@@ -55,63 +105,53 @@ pub enum ClientError {
     Refused(String),
 }
 
-fn remote_text(code: Code, message: &str) -> String {
-    match code {
-        Code::Unauthenticated => format!("not authenticated: {message}"),
-        Code::PermissionDenied => format!("permission denied: {message}"),
-        _ => message.to_string(),
-    }
-}
-
 impl ClientError {
-    pub fn code(&self) -> Option<Code> {
-        match self {
-            ClientError::Remote { code, .. } => Some(*code),
-            ClientError::Unreachable { .. } => Some(Code::Unavailable),
-            _ => None,
-        }
-    }
-
-    /// Turns a status into an error, recognising transport failures ("connection refused",
-    /// "timed out") so the message says which peer could not be reached.
+    /// Turns a failed call's status into an error. Transport failures name the peer that
+    /// could not be reached.
     fn from_status(status: Status, what: &'static str, addr: &str) -> ClientError {
-        let transport = status.code() == Code::Unavailable
-            && (status.message().contains("transport")
-                || status.message().contains("connect")
-                || status.source_chain_text().is_some());
-        if transport
-            || status.code() == Code::DeadlineExceeded
-                && status.message().contains("Timeout expired")
-        {
-            let reason = status
-                .source_chain_text()
-                .unwrap_or_else(|| status.message().to_string());
-            return ClientError::Unreachable {
+        match failure(&status) {
+            Failure::Transport { detail, .. } => ClientError::Unreachable {
                 what,
                 addr: addr.to_string(),
-                reason,
-            };
-        }
-        ClientError::Remote {
-            code: status.code(),
-            message: status.message().to_string(),
+                reason: detail,
+            },
+            Failure::Refused {
+                reason: Reason::VersionMismatch,
+                subject,
+                message,
+            } => ClientError::VersionMismatch {
+                path: subject,
+                message,
+            },
+            Failure::Refused {
+                reason, message, ..
+            } => ClientError::refused(reason, message),
         }
     }
-}
 
-trait SourceChain {
-    fn source_chain_text(&self) -> Option<String>;
-}
-
-impl SourceChain for Status {
-    fn source_chain_text(&self) -> Option<String> {
-        let mut src = std::error::Error::source(self)?;
-        let mut last = src.to_string();
-        while let Some(next) = src.source() {
-            last = next.to_string();
-            src = next;
+    fn refused(reason: Reason, message: String) -> ClientError {
+        match reason {
+            Reason::NotFound => ClientError::NotFound(message),
+            Reason::AlreadyExists => ClientError::AlreadyExists(message),
+            Reason::VersionMismatch => ClientError::VersionMismatch {
+                path: String::new(),
+                message,
+            },
+            Reason::QuorumNotMet => ClientError::QuorumNotMet(message),
+            Reason::UploadUnknown => ClientError::UploadGone(message),
+            Reason::NotADirectory => ClientError::NotADirectory(message),
+            Reason::IsADirectory => ClientError::IsADirectory(message),
+            Reason::NotEmpty => ClientError::NotEmpty(message),
+            Reason::PermissionDenied => ClientError::PermissionDenied(message),
+            Reason::NotAuthenticated => ClientError::NotAuthenticated(message),
+            Reason::InvalidArgument => ClientError::Rejected(message),
+            Reason::Integrity => ClientError::Integrity(message),
+            Reason::LimitExceeded => ClientError::LimitExceeded(message),
+            Reason::Unavailable => ClientError::Unavailable(message),
+            Reason::Precondition => ClientError::Precondition(message),
+            Reason::Aborted => ClientError::Aborted(message),
+            Reason::Internal | Reason::Unspecified => ClientError::Server(message),
         }
-        Some(last)
     }
 }
 
@@ -217,37 +257,27 @@ impl Client {
     }
 
     fn coord_err(&self, s: Status) -> ClientError {
-        let maybe_tls = !self.tls
+        // A plaintext client talking to a TLS server sees only a broken HTTP/2 exchange
+        // (neither a refused connection nor a timeout): say what it most likely means.
+        let garbled = !self.tls
             && matches!(
-                s.code(),
-                Code::Unknown | Code::Cancelled | Code::Internal | Code::Unavailable
+                failure(&s),
+                Failure::Transport {
+                    cause: TransportCause::Broken,
+                    ..
+                }
             );
-        let e = ClientError::from_status(s, "coordinator", &self.coordinator_addr);
-        if !maybe_tls {
-            return e;
-        }
-        // A plaintext client talking to a TLS server sees only a garbled HTTP/2 exchange;
-        // say what it most likely means.
-        let text = e.to_string();
-        let garbled = ["protocol error", "canceled", "transport error"]
-            .iter()
-            .any(|t| text.contains(t))
-            && !["refused", "timed out", "Timeout"]
-                .iter()
-                .any(|t| text.contains(t));
-        if !garbled {
-            return e;
-        }
-        let reason = match e {
-            ClientError::Unreachable { reason, .. } => reason,
-            other => other.to_string(),
-        };
-        ClientError::Unreachable {
-            what: "coordinator",
-            addr: self.coordinator_addr.clone(),
-            reason: format!(
-                "{reason} (does it use TLS? set DFSD_TLS__CA to the cluster CA certificate)"
-            ),
+        match ClientError::from_status(s, "coordinator", &self.coordinator_addr) {
+            ClientError::Unreachable { what, addr, reason } if garbled => {
+                ClientError::Unreachable {
+                    what,
+                    addr,
+                    reason: format!(
+                    "{reason} (does it use TLS? set DFSD_TLS__CA to the cluster CA certificate)"
+                ),
+                }
+            }
+            e => e,
         }
     }
 
@@ -573,20 +603,18 @@ impl Client {
         r.set_timeout(timeout);
         match self.datanode(&uri)?.verify_chunk(r).await {
             Ok(_) => Ok(()),
+            Err(s) if s.code() == Code::Unimplemented => {
+                Err(ClientError::Invalid(format!("{uri} is not a datanode")))
+            }
             Err(s) => match ClientError::from_status(s, "datanode", &uri) {
                 e @ ClientError::Unreachable { .. } => Err(e),
-                ClientError::Remote {
-                    code: Code::DeadlineExceeded | Code::Unavailable | Code::Unknown,
-                    message,
-                } => Err(ClientError::Unreachable {
-                    what: "datanode",
-                    addr: uri,
-                    reason: message,
-                }),
-                ClientError::Remote {
-                    code: Code::Unimplemented,
-                    ..
-                } => Err(ClientError::Invalid(format!("{uri} is not a datanode"))),
+                ClientError::Unavailable(reason) | ClientError::Server(reason) => {
+                    Err(ClientError::Unreachable {
+                        what: "datanode",
+                        addr: uri,
+                        reason,
+                    })
+                }
                 _ => Ok(()),
             },
         }

@@ -19,6 +19,7 @@ use tonic::Code;
 use super::{Client, ClientError, Result};
 use crate::chunk::ChunkId;
 use crate::proto::pb;
+use crate::status::Reason;
 
 /// Most chunks (and stored chunks) one placement may name; the coordinator's limit.
 const BATCH_MAX: usize = 4096;
@@ -102,7 +103,7 @@ where
 
 /// True for the coordinator's "unknown upload" answer.
 fn upload_gone(s: &tonic::Status) -> bool {
-    s.code() == Code::NotFound && s.message().contains("upload")
+    crate::status::reason(s) == Reason::UploadUnknown
 }
 
 impl Session {

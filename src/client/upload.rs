@@ -13,13 +13,13 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
-use tonic::Code;
 
 use super::session::Session;
 use super::{Client, ClientError, Result};
 use crate::chunk::{ChunkId, FRAME_SIZE};
 use crate::path::DfsPath;
 use crate::proto::pb;
+use crate::status::Reason;
 
 /// Attempts at completing one chunk's replicas after the first pipeline.
 const MAX_REPLACEMENTS: usize = 4;
@@ -201,10 +201,7 @@ impl Client {
         // replica, store them on other nodes, and commit again.
         for _ in 0..3 {
             match &result {
-                Err(s)
-                    if s.code() == Code::FailedPrecondition
-                        && s.message().contains("durable replica(s) on record") =>
-                {
+                Err(s) if crate::status::reason(s) == Reason::QuorumNotMet => {
                     tracing::warn!(error = %s.message(), "chunks fell below the write quorum before commit; re-replicating them");
                     self.top_up(session, refs).await?;
                     result = session.commit(commit()).await;
@@ -460,18 +457,12 @@ impl Client {
                         }
                     }
                     // Bad bytes or a refused token: another node would say the same.
-                    Err(e)
-                        if matches!(
-                            e.code(),
-                            Some(
-                                Code::InvalidArgument
-                                    | Code::Unauthenticated
-                                    | Code::PermissionDenied
-                            )
-                        ) =>
-                    {
-                        return Err(e)
-                    }
+                    Err(
+                        e @ (ClientError::Rejected(_)
+                        | ClientError::Integrity(_)
+                        | ClientError::NotAuthenticated(_)
+                        | ClientError::PermissionDenied(_)),
+                    ) => return Err(e),
                     Err(e) => {
                         errors.push(format!("{}: {e}", targets[0].node_id));
                         failed.insert(targets[0].node_id.clone());
@@ -506,6 +497,11 @@ impl Client {
                     tracing::debug!(chunk = %id, error = %e, "no replacement target; quorum met");
                     break;
                 }
+                // No node left to take the replica: the chunk stays below its quorum.
+                Err(ClientError::Unavailable(why)) => {
+                    errors.push(why);
+                    break;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -513,18 +509,15 @@ impl Client {
             tracing::warn!(chunk = %id, replicas = holders.len(), want, "chunk stored below its replication factor");
             return Ok(sent);
         }
-        Err(ClientError::Remote {
-            code: Code::Unavailable,
-            message: format!(
-                "chunk {id}: only {} of the {quorum} required replicas could be written ({})",
-                holders.len(),
-                if errors.is_empty() {
-                    "no usable datanodes".to_string()
-                } else {
-                    errors.join("; ")
-                }
-            ),
-        })
+        Err(ClientError::QuorumNotMet(format!(
+            "chunk {id}: only {} of the {quorum} required replicas could be written ({})",
+            holders.len(),
+            if errors.is_empty() {
+                "no usable datanodes".to_string()
+            } else {
+                errors.join("; ")
+            }
+        )))
     }
 
     /// Streams a chunk to the first node of `targets` (some of `placement`'s), which
@@ -568,10 +561,14 @@ impl Client {
         match client.write_chunk(req).await {
             Ok(r) => Ok(r.into_inner()),
             Err(s) => {
-                if s.code() == Code::Unavailable {
+                let e = ClientError::from_status(s, "datanode", &first.addr);
+                if matches!(
+                    e,
+                    ClientError::Unreachable { .. } | ClientError::Unavailable(_)
+                ) {
                     self.peers.forget(&first.addr);
                 }
-                Err(ClientError::from_status(s, "datanode", &first.addr))
+                Err(e)
             }
         }
     }

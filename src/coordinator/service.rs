@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::uploads::{ChunkClaim, UploadInfo};
 use super::{admin, events, repair, trust, NodeState, NodeView, ScrubInfo, State};
 use crate::chunk::ChunkId;
-use crate::meta::{self, now_ms, CommitRequest, NodeStatsRecord};
+use crate::meta::{self, now_ms, CommitRequest, MetaError, NodeStatsRecord};
 use crate::path::DfsPath;
 use crate::proto::pb;
 use crate::security::keys::{self, AccessKey, KeyRole, Principal};
@@ -280,7 +280,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let path = parse_path(&req.path)?;
         who.require_write(&path)?;
         if path.is_root() {
-            return Err(Status::failed_precondition("/: is a directory"));
+            return Err(MetaError::IsADirectory(path).into());
         }
         let cfg = &self.state.cfg;
         let replication = replication_or_default(req.replication, cfg.replication)?;
@@ -301,12 +301,10 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let existing = self.state.store.read(move |c| meta::resolve(c, &p)).await?;
         if let Some(inode) = existing {
             if inode.kind == meta::Kind::Dir {
-                return Err(Status::failed_precondition(format!(
-                    "{path}: is a directory"
-                )));
+                return Err(MetaError::IsADirectory(path).into());
             }
             if req.no_clobber {
-                return Err(Status::already_exists(format!("{path}: already exists")));
+                return Err(MetaError::AlreadyExists(path).into());
             }
         }
 

@@ -125,11 +125,14 @@ pub struct Uploads {
 }
 
 fn unknown(id: &str) -> Status {
-    Status::not_found(format!(
-        "upload {:?}: unknown (the coordinator restarted, or the upload was idle longer than \
+    crate::status::status(
+        crate::status::Reason::UploadUnknown,
+        format!(
+            "upload {:?}: unknown (the coordinator restarted, or the upload was idle longer than \
          coordinator.upload_idle_timeout or older than coordinator.upload_ttl); begin a new one",
-        id.chars().take(64).collect::<String>()
-    ))
+            id.chars().take(64).collect::<String>()
+        ),
+    )
 }
 
 impl Uploads {

@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::{s3_error, S3Result};
 use tokio::sync::Semaphore;
-use tonic::Code;
 
 use crate::client::{Client, ClientError};
 use crate::security::keys::{check_key_id, KeyRole};
@@ -150,7 +149,9 @@ impl S3Keys {
     /// Asks the coordinator; remembers keys and refusals, not failures.
     async fn look_up(&self, id: &str) -> S3Result<Answer> {
         let refused = |e: &ClientError| match e {
-            ClientError::Remote { message, .. } => message.clone(),
+            ClientError::NotFound(m)
+            | ClientError::PermissionDenied(m)
+            | ClientError::Precondition(m) => m.clone(),
             other => other.to_string(),
         };
         let answer = match self.inner.client.s3_credential(id).await {
@@ -164,11 +165,13 @@ impl S3Keys {
                     role: S3Role::of(role),
                 }
             }
-            Err(e) => match e.code() {
-                Some(Code::NotFound | Code::PermissionDenied | Code::FailedPrecondition) => {
-                    Answer::Refused(refused(&e))
-                }
-                Some(Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted) => {
+            Err(e) => match e {
+                ClientError::NotFound(_)
+                | ClientError::PermissionDenied(_)
+                | ClientError::Precondition(_) => Answer::Refused(refused(&e)),
+                ClientError::Unavailable(_)
+                | ClientError::Unreachable { .. }
+                | ClientError::LimitExceeded(_) => {
                     tracing::warn!(error = %e, "coordinator unavailable for an S3 key lookup");
                     return Err(s3_error!(
                         ServiceUnavailable,

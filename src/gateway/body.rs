@@ -12,7 +12,7 @@ use tokio_util::io::{ReaderStream, StreamReader};
 use super::digest::{check_content_md5, ClientChecksum, Md5Reader};
 use super::mapping::{s3_err, version_moved, Subject, ATTR_ETAG};
 use super::state::DfsS3;
-use crate::client::{Client, PutOptions, ReadRange};
+use crate::client::{Client, ClientError, PutOptions, ReadRange};
 use crate::path::DfsPath;
 use crate::proto::pb;
 
@@ -59,7 +59,10 @@ pub(super) fn too_large(content_length: Option<i64>) -> S3Result<()> {
 /// The request body as an `AsyncRead` (an absent body reads as empty).
 pub(super) fn body_reader(body: Option<StreamingBlob>) -> impl tokio::io::AsyncRead + Unpin + Send {
     let body = body
-        .map(|b| b.map_err(std::io::Error::other).boxed())
+        .map(|b| {
+            b.map_err(|e| std::io::Error::other(super::mapping::BodyFailed(e)))
+                .boxed()
+        })
         .unwrap_or_else(|| futures::stream::empty().boxed());
     StreamReader::new(body)
 }
@@ -156,7 +159,7 @@ impl DfsS3 {
             // exists (If-None-Match) or its version moved on (If-Match).
             Err(e)
                 if conditional
-                    && (e.code() == Some(tonic::Code::AlreadyExists) || version_moved(&e)) =>
+                    && (matches!(e, ClientError::AlreadyExists(_)) || version_moved(&e)) =>
             {
                 drain(reader).await;
                 Err(s3_error!(PreconditionFailed, "{e}"))

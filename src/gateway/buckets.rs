@@ -9,7 +9,7 @@ use super::acl::owner_of;
 use super::cors;
 use super::mapping::{bucket_path, is_dir, last_modified, s3_err, Subject, UPLOADS_DIR};
 use super::state::DfsS3;
-use crate::client::Client;
+use crate::client::{Client, ClientError};
 use crate::proto::pb;
 
 /// Most buckets one ListBuckets page returns without MaxBuckets (S3 allows 10,000).
@@ -63,7 +63,7 @@ impl DfsS3 {
         let path = bucket_path(&input.bucket)?;
         match c.mkdir(&path.to_string(), false).await {
             Ok(_) => tracing::info!(bucket = %input.bucket, "bucket created"),
-            Err(e) if e.code() == Some(tonic::Code::AlreadyExists) => {
+            Err(ClientError::AlreadyExists(_)) => {
                 let owner = match c.get_bucket(&path.to_string()).await {
                     Ok(b) => Some(b.owner),
                     Err(_) => None,
@@ -186,7 +186,7 @@ impl DfsS3 {
             }
             // Non-recursive delete of a directory refuses only when it is not empty
             // (something arrived since the listing).
-            Err(e) if e.code() == Some(tonic::Code::FailedPrecondition) => Err(not_empty()),
+            Err(ClientError::NotEmpty(_)) => Err(not_empty()),
             Err(e) => Err(s3_err(e, Subject::Bucket)),
         }
     }

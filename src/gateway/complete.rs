@@ -8,7 +8,7 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3Result};
 
 use super::digest::multipart_etag;
-use super::mapping::{etag, object_path, s3_err, version_moved, Subject, ATTR_ETAG};
+use super::mapping::{etag, object_path, s3_err, Subject, ATTR_ETAG};
 use super::multipart::ATTR_UPLOAD_KEY;
 use super::state::DfsS3;
 use crate::client::{Client, ClientError, PutOptions};
@@ -94,12 +94,12 @@ fn completed_attrs(marker: Attrs, joined: &Joined, upload_id: &str) -> Attrs {
 /// (PreconditionFailed), or a part changed since it was checked (InvalidPart).
 fn compose_error(e: ClientError, dst_text: &str) -> S3Error {
     let text = e.to_string();
-    match e.code() {
-        Some(tonic::Code::AlreadyExists) => {
+    match &e {
+        ClientError::AlreadyExists(_) => {
             s3_error!(PreconditionFailed, "If-None-Match: {text}")
         }
-        _ if version_moved(&e) => {
-            if text.starts_with(&format!("{dst_text}:")) {
+        ClientError::VersionMismatch { path, .. } => {
+            if path == dst_text {
                 s3_error!(PreconditionFailed, "If-Match: {text}")
             } else {
                 s3_error!(InvalidPart, "a part was replaced meanwhile: {text}")

@@ -92,7 +92,7 @@ impl DfsS3 {
                 ..Default::default()
             })
             .await
-            .map_err(|e| match e.code() {
+            .map_err(|e| match e {
                 // The source changed between its checks and the copy.
                 _ if version_moved(&e) => {
                     s3_error!(PreconditionFailed, "the copy source changed: {e}")

@@ -9,7 +9,7 @@ use super::conditions::DeleteConditions;
 use super::mapping::{is_dir, object_path, s3_err, version_moved, Subject};
 use super::markers;
 use super::state::DfsS3;
-use crate::client::Client;
+use crate::client::{Client, ClientError};
 use crate::path::DfsPath;
 
 /// Most keys one DeleteObjects request may name, as in S3.
@@ -64,13 +64,13 @@ impl DfsS3 {
         let entry = match c.stat(&path.to_string()).await {
             Ok(e) if !is_dir(&e) => e,
             Ok(_) => return missing(),
-            Err(e) if e.code() == Some(tonic::Code::NotFound) => return missing(),
+            Err(ClientError::NotFound(_)) => return missing(),
             Err(e) => return Err(s3_err(e, Subject::Object)),
         };
         let expected = cond.check(&entry)?;
         match c.delete_if(&path.to_string(), false, expected).await {
             Ok(_) => tracing::info!(path = %path, "object deleted"),
-            Err(e) if e.code() == Some(tonic::Code::NotFound) => return missing(),
+            Err(ClientError::NotFound(_)) => return missing(),
             Err(e) if version_moved(&e) => {
                 return Err(s3_error!(
                     PreconditionFailed,

@@ -70,8 +70,7 @@ impl Lister for Client {
                     && !super::mapping::is_dir(e));
                 Ok((!is_file).then_some(entries))
             }
-            Err(e) if e.code() == Some(tonic::Code::NotFound) => Ok(None),
-            Err(e) if e.code() == Some(tonic::Code::FailedPrecondition) => Ok(None),
+            Err(ClientError::NotFound(_) | ClientError::NotADirectory(_)) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -79,8 +78,7 @@ impl Lister for Client {
     async fn stat_dir(&self, path: &str) -> Result<Option<pb::Entry>, ClientError> {
         match self.stat(path).await {
             Ok(e) => Ok(super::mapping::is_dir(&e).then_some(e)),
-            Err(e) if e.code() == Some(tonic::Code::NotFound) => Ok(None),
-            Err(e) if e.code() == Some(tonic::Code::FailedPrecondition) => Ok(None),
+            Err(ClientError::NotFound(_) | ClientError::NotADirectory(_)) => Ok(None),
             Err(e) => Err(e),
         }
     }

@@ -18,7 +18,6 @@ use std::time::{Duration, SystemTime};
 use s3s::dto::{ETag, Timestamp};
 use s3s::{s3_error, S3Error};
 use sha2::{Digest, Sha256};
-use tonic::Code;
 
 use crate::client::ClientError;
 use crate::meta::Attrs;
@@ -184,7 +183,7 @@ pub fn is_dir(e: &pb::Entry) -> bool {
 /// True when the coordinator refused a commit or compose because a file's version was not
 /// the expected one (a conditional write lost a race, or a source changed).
 pub fn version_moved(e: &ClientError) -> bool {
-    e.code() == Some(Code::FailedPrecondition) && e.to_string().contains("version is")
+    matches!(e, ClientError::VersionMismatch { .. })
 }
 
 /// What a failed SDK call on an object or bucket means in S3 terms.
@@ -199,33 +198,50 @@ pub enum Subject {
 /// caller cannot fix is an InternalError (logged here, where it is handled).
 pub fn s3_err(e: ClientError, subject: Subject) -> S3Error {
     let text = e.to_string();
-    // The request body did not match the payload hash the caller signed (s3s checks it
-    // while the body streams in): the signature does not cover these bytes. Nothing was
-    // committed, and it is the caller's doing, not the cluster's.
-    if matches!(e, ClientError::Io { .. }) && text.contains("Sha256Mismatch") {
-        return s3_error!(
-            SignatureDoesNotMatch,
-            "the request body does not match its signed payload hash (x-amz-content-sha256)"
-        );
+    // The request body failed while it streamed in. Nothing was committed, and it is the
+    // caller's doing, not the cluster's.
+    match body_failure(&e) {
+        Some(BodyFailure::Transport) => {
+            return s3_error!(IncompleteBody, "the request body stalled or broke off")
+        }
+        // s3s's verdict on the bytes: they do not match the payload hash the caller signed
+        // (its other checks, of length and chunk signatures, run before our reader).
+        Some(BodyFailure::Verification) => {
+            return s3_error!(
+                SignatureDoesNotMatch,
+                "the request body does not match its signed payload hash (x-amz-content-sha256)"
+            )
+        }
+        None => {}
     }
-    if let ClientError::Refused(why) = &e {
-        return s3_error!(BadDigest, "{why}");
-    }
-    match (e.code(), subject) {
-        (Some(Code::NotFound), Subject::Bucket) => s3_error!(NoSuchBucket, "{text}"),
-        (Some(Code::NotFound), Subject::Object) => s3_error!(NoSuchKey, "{text}"),
-        (Some(Code::AlreadyExists), Subject::Bucket) => {
+    match (e, subject) {
+        (ClientError::Refused(why), _) => s3_error!(BadDigest, "{why}"),
+        (ClientError::NotFound(_), Subject::Bucket) => s3_error!(NoSuchBucket, "{text}"),
+        (ClientError::NotFound(_), Subject::Object) => s3_error!(NoSuchKey, "{text}"),
+        (ClientError::AlreadyExists(_), Subject::Bucket) => {
             s3_error!(BucketAlreadyOwnedByYou, "{text}")
         }
         // The coordinator applied the caller's key (role, prefix, revocation).
-        (Some(Code::PermissionDenied | Code::Unauthenticated), _) => {
+        (ClientError::PermissionDenied(_) | ClientError::NotAuthenticated(_), _) => {
             s3_error!(AccessDenied, "{text}")
         }
-        (Some(Code::InvalidArgument), _) => s3_error!(InvalidArgument, "{text}"),
-        (Some(Code::FailedPrecondition | Code::AlreadyExists), _) => {
-            s3_error!(InvalidRequest, "{text}")
-        }
-        (Some(Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted), _) => {
+        (ClientError::Rejected(_), _) => s3_error!(InvalidArgument, "{text}"),
+        (
+            ClientError::AlreadyExists(_)
+            | ClientError::VersionMismatch { .. }
+            | ClientError::NotADirectory(_)
+            | ClientError::IsADirectory(_)
+            | ClientError::NotEmpty(_)
+            | ClientError::Precondition(_),
+            _,
+        ) => s3_error!(InvalidRequest, "{text}"),
+        (
+            ClientError::Unavailable(_)
+            | ClientError::Unreachable { .. }
+            | ClientError::LimitExceeded(_)
+            | ClientError::QuorumNotMet(_),
+            _,
+        ) => {
             tracing::warn!(error = %text, "cluster unavailable");
             s3_error!(ServiceUnavailable, "{text}")
         }
@@ -235,6 +251,34 @@ pub fn s3_err(e: ClientError, subject: Subject) -> S3Error {
         }
     }
 }
+
+enum BodyFailure {
+    /// The connection: a stall cut by the server, or the client went away.
+    Transport,
+    /// s3s refused the bytes.
+    Verification,
+}
+
+/// Whether the request body's stream failed (see [`BodyFailed`]), and how.
+fn body_failure(e: &ClientError) -> Option<BodyFailure> {
+    let ClientError::Io { source, .. } = e else {
+        return None;
+    };
+    let BodyFailed(inner) = source.get_ref()?.downcast_ref::<BodyFailed>()?;
+    Some(
+        if inner.is::<std::io::Error>() || inner.is::<hyper::Error>() {
+            BodyFailure::Transport
+        } else {
+            BodyFailure::Verification
+        },
+    )
+}
+
+/// An error of the request body's stream, as the SDK's reader sees it: marks the failure
+/// as the caller's body, not the cluster.
+#[derive(Debug, thiserror::Error)]
+#[error("request body: {0}")]
+pub struct BodyFailed(pub s3s::StdError);
 
 #[cfg(test)]
 mod tests {

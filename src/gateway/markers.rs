@@ -15,7 +15,7 @@ use s3s::{s3_error, S3Result};
 
 use super::digest::EMPTY_MD5_HEX;
 use super::mapping::{bucket_path, check_key, is_dir, s3_err, Subject, ATTR_ETAG};
-use crate::client::Client;
+use crate::client::{Client, ClientError};
 use crate::meta::Attrs;
 use crate::path::DfsPath;
 use crate::proto::pb;
@@ -54,9 +54,7 @@ pub async fn put(c: &Client, bucket: &str, key: &str, mut attrs: Attrs) -> S3Res
         set_attrs: true,
     };
     c.mkdir_with(req).await.map_err(|e| {
-        if e.code() == Some(tonic::Code::FailedPrecondition)
-            && e.to_string().contains("not a directory")
-        {
+        if matches!(e, ClientError::NotADirectory(_)) {
             return s3_error!(
                 InvalidRequest,
                 "{key:?}: an object named {:?} (or one on its path) exists, and dfsd keys map \
@@ -75,7 +73,7 @@ pub async fn get(c: &Client, bucket: &str, key: &str) -> S3Result<pb::Entry> {
     match c.stat(&path.to_string()).await {
         Ok(e) if is_marked(&e) => Ok(e),
         Ok(_) => Err(s3_error!(NoSuchKey)),
-        Err(e) if e.code() == Some(tonic::Code::NotFound) => Err(s3_error!(NoSuchKey)),
+        Err(ClientError::NotFound(_)) => Err(s3_error!(NoSuchKey)),
         Err(e) => Err(s3_err(e, Subject::Object)),
     }
 }
@@ -88,13 +86,13 @@ pub async fn delete(c: &Client, bucket: &str, key: &str) -> S3Result<Option<DfsP
     match c.stat(&p).await {
         Ok(e) if is_marked(&e) => {}
         Ok(_) => return Ok(None),
-        Err(e) if e.code() == Some(tonic::Code::NotFound) => return Ok(None),
+        Err(ClientError::NotFound(_)) => return Ok(None),
         Err(e) => return Err(s3_err(e, Subject::Object)),
     }
     match c.delete(&p, false).await {
         Ok(_) => return Ok(Some(path)),
-        Err(e) if e.code() == Some(tonic::Code::NotFound) => return Ok(None),
-        Err(e) if e.code() == Some(tonic::Code::FailedPrecondition) => {}
+        Err(ClientError::NotFound(_)) => return Ok(None),
+        Err(ClientError::NotEmpty(_)) => {}
         Err(e) => return Err(s3_err(e, Subject::Object)),
     }
     // Not empty: keep the directory, drop the mark.

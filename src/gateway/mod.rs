@@ -70,9 +70,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 use tokio_rustls::{rustls, TlsAcceptor};
-use tonic::Code;
 
-use crate::client::Client;
+use crate::client::{Client, ClientError};
 use crate::config::Config;
 use crate::security::Tls;
 
@@ -139,9 +138,9 @@ async fn check_access(client: &Client, coordinator: &str, tls: bool) -> anyhow::
     let Err(e) = client.s3_credential(PROBE_KEY_ID).await else {
         return Ok(());
     };
-    match e.code() {
-        Some(Code::NotFound) => Ok(()),
-        Some(Code::PermissionDenied | Code::Unauthenticated) => {
+    match e {
+        ClientError::NotFound(_) => Ok(()),
+        ClientError::PermissionDenied(_) | ClientError::NotAuthenticated(_) => {
             let fix = if tls {
                 "tls.cert and tls.key must be a gateway certificate"
             } else {

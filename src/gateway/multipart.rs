@@ -20,7 +20,7 @@ use super::mapping::{
     UPLOADS_DIR,
 };
 use super::state::DfsS3;
-use crate::client::{Client, PutOptions};
+use crate::client::{Client, ClientError, PutOptions};
 use crate::path::DfsPath;
 use crate::proto::pb;
 
@@ -98,7 +98,7 @@ impl DfsS3 {
                 NoSuchUpload,
                 "upload {id} is not for key {key:?}"
             )),
-            Err(e) if e.code() == Some(tonic::Code::NotFound) => {
+            Err(ClientError::NotFound(_)) => {
                 self.bucket(c, bucket).await?;
                 Err(s3_error!(
                     NoSuchUpload,
@@ -117,7 +117,7 @@ impl DfsS3 {
     ) -> S3Result<Vec<(i32, pb::Entry)>> {
         let entries = match c.list(&up.parts_dir.to_string()).await {
             Ok(e) => e,
-            Err(e) if e.code() == Some(tonic::Code::NotFound) => Vec::new(),
+            Err(ClientError::NotFound(_)) => Vec::new(),
             Err(e) => return Err(s3_err(e, Subject::Object)),
         };
         let mut parts: Vec<(i32, pb::Entry)> = entries
@@ -179,7 +179,7 @@ impl DfsS3 {
         for p in [&up.parts_dir, &up.marker] {
             match c.delete(&p.to_string(), true).await {
                 Ok(_) => {}
-                Err(e) if e.code() == Some(tonic::Code::NotFound) => {}
+                Err(ClientError::NotFound(_)) => {}
                 Err(e) => return Err(s3_err(e, Subject::Object)),
             }
         }
@@ -239,7 +239,7 @@ impl DfsS3 {
         let dir = self.bucket(c, &input.bucket).await?;
         let entries = match c.list(&format!("{dir}/{UPLOADS_DIR}")).await {
             Ok(e) => e,
-            Err(e) if e.code() == Some(tonic::Code::NotFound) => Vec::new(),
+            Err(ClientError::NotFound(_)) => Vec::new(),
             Err(e) => return Err(s3_err(e, Subject::Bucket)),
         };
         let prefix = input.prefix.clone().unwrap_or_default();

@@ -7,7 +7,7 @@ use s3s::{s3_error, S3Request, S3Result};
 use super::auth::{S3Keys, S3Role};
 use super::mapping::{bucket_path, is_dir, object_path, s3_err, Subject};
 use super::markers;
-use crate::client::Client;
+use crate::client::{Client, ClientError};
 use crate::path::DfsPath;
 use crate::proto::pb;
 
@@ -107,7 +107,7 @@ impl DfsS3 {
         match c.stat(&path.to_string()).await {
             Ok(e) if !is_dir(&e) => Ok((path, e)),
             Ok(_) => Err(s3_error!(NoSuchKey)),
-            Err(e) if e.code() == Some(tonic::Code::NotFound) => {
+            Err(ClientError::NotFound(_)) => {
                 // Say NoSuchBucket when it is the bucket that is missing.
                 self.bucket(c, bucket).await?;
                 Err(s3_error!(NoSuchKey))

@@ -833,3 +833,29 @@ pub fn start_gateway(cluster: &TestCluster, settings: &str) -> Gateway {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
 }
+
+/// The gRPC code a typed SDK error stands for, so tests written against codes keep
+/// asserting exactly what they did.
+pub fn grpc_code(e: &dfsd::client::ClientError) -> Option<tonic::Code> {
+    use dfsd::client::ClientError as E;
+    use tonic::Code;
+    Some(match e {
+        E::NotFound(_) | E::UploadGone(_) => Code::NotFound,
+        E::AlreadyExists(_) => Code::AlreadyExists,
+        E::VersionMismatch { .. }
+        | E::QuorumNotMet(_)
+        | E::NotADirectory(_)
+        | E::IsADirectory(_)
+        | E::NotEmpty(_)
+        | E::Precondition(_) => Code::FailedPrecondition,
+        E::PermissionDenied(_) => Code::PermissionDenied,
+        E::NotAuthenticated(_) => Code::Unauthenticated,
+        E::Rejected(_) => Code::InvalidArgument,
+        E::LimitExceeded(_) => Code::ResourceExhausted,
+        E::Unavailable(_) | E::Unreachable { .. } => Code::Unavailable,
+        E::Aborted(_) => Code::Aborted,
+        E::Server(_) => Code::Internal,
+        E::Integrity(_) => Code::DataLoss,
+        E::InvalidPath(_) | E::Io { .. } | E::Invalid(_) | E::Refused(_) => return None,
+    })
+}
