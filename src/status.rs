@@ -206,3 +206,13 @@ pub fn check_node_id(id: &str) -> Result<(), Status> {
         ))
     }
 }
+
+impl From<crate::security::Denied> for Status {
+    fn from(d: crate::security::Denied) -> Status {
+        use crate::security::Denied;
+        match d {
+            Denied::Unauthenticated(m) => status(Reason::NotAuthenticated, m),
+            Denied::Forbidden(m) => status(Reason::PermissionDenied, m),
+        }
+    }
+}

@@ -31,6 +31,7 @@ use crate::security::keys::{
 };
 use crate::security::seal::SealKey;
 use crate::security::{peer_role, Role};
+use crate::status::{status, Reason};
 
 fn header<'a>(md: &'a MetadataMap, k: &str) -> Option<&'a str> {
     md.get(k)
@@ -114,7 +115,7 @@ impl State {
             return self.anonymous(bucket);
         }
         keys::check_key_id(id)
-            .map_err(|s| Status::unauthenticated(format!("{ON_BEHALF_HEADER}: {}", s.message())))?;
+            .map_err(|d| status(Reason::NotAuthenticated, format!("{ON_BEHALF_HEADER}: {d}")))?;
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
         match keys.get(id) {
             None => Err(Status::unauthenticated(format!(
@@ -130,7 +131,7 @@ impl State {
     /// The S3 secret, role and prefix of the key `id`, for a gateway (the caller has been
     /// checked). Nothing secret is logged.
     pub fn s3_credential(&self, id: &str) -> Result<S3Credential, Status> {
-        keys::check_key_id(id).map_err(|s| Status::invalid_argument(s.message().to_string()))?;
+        keys::check_key_id(id).map_err(|d| status(Reason::InvalidArgument, d.to_string()))?;
         let key = self
             .keys
             .read()

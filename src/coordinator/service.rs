@@ -661,7 +661,9 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
     ) -> Result<Response<pb::RevokeKeyResponse>, Status> {
         who(&req)?.require_admin("revoking access keys")?;
         let id = req.into_inner().key_id;
-        keys::check_key_id(&id).map_err(|s| Status::invalid_argument(s.message().to_string()))?;
+        keys::check_key_id(&id).map_err(|d| {
+            crate::status::status(crate::status::Reason::InvalidArgument, d.to_string())
+        })?;
         if self.state.cfg.auth && self.state.other_admin_keys(&id) == 0 {
             return Err(Status::failed_precondition(format!(
                 "{id} is the last valid admin key: create another admin key first"

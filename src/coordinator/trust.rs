@@ -70,7 +70,7 @@ impl Trust {
     pub fn check_cluster_caller(&self, req: &Request<()>) -> Result<(), Status> {
         self.revoked.check(req)?;
         if self.tls_on {
-            return require_role(true, req, &[Role::Node], "the cluster API");
+            return Ok(require_role(true, req, &[Role::Node], "the cluster API")?);
         }
         match &self.join {
             Some(guard) => guard.check(req.metadata()),

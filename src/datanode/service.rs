@@ -176,7 +176,7 @@ impl DatanodeService {
 
     /// Checks a chunk token for `op` on `ids`.
     pub(super) fn check_token(&self, token: &str, op: Op, ids: &[ChunkId]) -> Result<(), Status> {
-        self.token_key()?.verify(token, op, ids)
+        Ok(self.token_key()?.verify(token, op, ids)?)
     }
 
     /// Checks a write header: its token must cover the chunk, the owner and the nodes the

@@ -25,13 +25,26 @@ pub mod revoke;
 pub mod seal;
 pub mod token;
 
+/// Why the security layer turned a call away. [`crate::status`] maps it onto the wire.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// The caller could not be identified: no, malformed, unknown, expired or wrong
+    /// credentials (a certificate, an access key, a chunk token).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is known but may not do this (role, prefix, the chunks a token covers,
+    /// a revoked certificate).
+    #[error("{0}")]
+    Forbidden(String),
+}
+
 use std::path::Path;
 
 use anyhow::Context;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
-use tonic::{Request, Status};
+use tonic::Request;
 
 use crate::config::TlsConfig;
 
@@ -173,7 +186,7 @@ pub fn require_role<T>(
     req: &Request<T>,
     allowed: &[Role],
     what: &str,
-) -> Result<(), Status> {
+) -> Result<(), Denied> {
     if !tls_on {
         return Ok(());
     }
@@ -185,19 +198,19 @@ pub fn require_role<T>(
             .join(" or ")
     };
     if req.peer_certs().is_none_or(|c| c.is_empty()) {
-        return Err(Status::unauthenticated(format!(
+        return Err(Denied::Unauthenticated(format!(
             "{what} needs a {} certificate from the cluster CA",
             names()
         )));
     }
     match peer_role(req) {
         Some(r) if allowed.contains(&r) => Ok(()),
-        Some(r) => Err(Status::permission_denied(format!(
+        Some(r) => Err(Denied::Forbidden(format!(
             "{what} is for the {} only, not a {} certificate",
             names(),
             r.as_str()
         ))),
-        None => Err(Status::permission_denied(format!(
+        None => Err(Denied::Forbidden(format!(
             "{what}: the certificate names no dfsd role"
         ))),
     }

@@ -11,7 +11,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
 use sha2::{Digest, Sha256};
-use tonic::{Request, Status};
+use tonic::Request;
+
+use super::Denied;
 
 /// SHA-256 of a certificate's DER encoding.
 pub type Fingerprint = [u8; 32];
@@ -105,7 +107,7 @@ impl Revoked {
 
     /// Refuses a call whose peer presented a revoked certificate (PermissionDenied).
     /// Calls without a certificate pass: what they may do is checked elsewhere.
-    pub fn check<T>(&self, req: &Request<T>) -> Result<(), Status> {
+    pub fn check<T>(&self, req: &Request<T>) -> Result<(), Denied> {
         let inner = self.0.read().unwrap_or_else(|p| p.into_inner());
         if inner.set.is_empty() {
             return Ok(());
@@ -118,7 +120,7 @@ impl Revoked {
         };
         let f = fingerprint(leaf);
         if inner.set.contains(&f) {
-            return Err(Status::permission_denied(format!(
+            return Err(Denied::Forbidden(format!(
                 "certificate {} has been revoked (`dfsd cert revoked` lists the deny-list)",
                 hex::encode(f)
             )));

@@ -17,8 +17,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use tonic::Status;
 
+use super::Denied;
 use crate::chunk::ChunkId;
 
 /// Length of a token key in bytes.
@@ -137,7 +137,7 @@ impl TokenKey {
 
     /// Checks `token` for `op` on `ids`: Unauthenticated when missing, malformed or
     /// expired, PermissionDenied when it was signed for another operation or other chunks.
-    pub fn verify(&self, token: &str, op: Op, ids: &[ChunkId]) -> Result<(), Status> {
+    pub fn verify(&self, token: &str, op: Op, ids: &[ChunkId]) -> Result<(), Denied> {
         self.verify_scoped(token, op, ids, &[]).map(|_| ())
     }
 
@@ -148,7 +148,7 @@ impl TokenKey {
         token: &str,
         id: ChunkId,
         scope: &WriteScope<'_>,
-    ) -> Result<u64, Status> {
+    ) -> Result<u64, Denied> {
         self.verify_scoped(token, Op::Write, &[id], &scope.encode())
     }
 
@@ -158,10 +158,10 @@ impl TokenKey {
         op: Op,
         ids: &[ChunkId],
         scope: &[u8],
-    ) -> Result<u64, Status> {
+    ) -> Result<u64, Denied> {
         let what = std::str::from_utf8(op.label()).unwrap_or("op");
         if token.is_empty() {
-            return Err(Status::unauthenticated(format!(
+            return Err(Denied::Unauthenticated(format!(
                 "{what}: no chunk token (ask the coordinator for one)"
             )));
         }
@@ -169,19 +169,19 @@ impl TokenKey {
             .split_once('.')
             .and_then(|(e, t)| Some((e.parse::<u64>().ok()?, hex::decode(t).ok()?)));
         let Some((expires, tag)) = parsed else {
-            return Err(Status::unauthenticated(format!(
+            return Err(Denied::Unauthenticated(format!(
                 "{what}: malformed chunk token"
             )));
         };
         if expires + CLOCK_SKEW.as_secs() < unix_now() {
-            return Err(Status::unauthenticated(format!(
+            return Err(Denied::Unauthenticated(format!(
                 "{what}: chunk token expired; ask the coordinator for a new one"
             )));
         }
         self.mac(op, expires, ids, scope)
             .verify_slice(&tag)
             .map_err(|_| {
-                Status::permission_denied(format!(
+                Denied::Forbidden(format!(
                     "{what}: the chunk token does not cover this operation on these chunks \
                      (or these pipeline nodes)"
                 ))
@@ -312,7 +312,7 @@ mod tests {
         let k = TokenKey::generate();
         let t = k.sign(Op::Read, &[id(1)], Duration::from_secs(60));
         k.verify(&t, Op::Read, &[id(1)]).unwrap();
-        let code = |r: Result<(), Status>| r.unwrap_err().code();
+        let code = |r: Result<(), Denied>| tonic::Status::from(r.unwrap_err()).code();
         assert_eq!(
             code(k.verify(&t, Op::Read, &[id(2)])),
             Code::PermissionDenied
@@ -360,7 +360,7 @@ mod tests {
         };
         for bad in [&other_owner, &more_targets] {
             assert_eq!(
-                k.verify_write(&t, id(1), bad).unwrap_err().code(),
+                tonic::Status::from(k.verify_write(&t, id(1), bad).unwrap_err()).code(),
                 Code::PermissionDenied
             );
         }
@@ -398,7 +398,7 @@ mod tests {
     fn expired_missing_and_malformed_tokens_are_unauthenticated() {
         let k = TokenKey::generate();
         let old = k.sign_until(Op::Write, &[id(1)], unix_now() - 3600);
-        let code = |r: Result<(), Status>| r.unwrap_err().code();
+        let code = |r: Result<(), Denied>| tonic::Status::from(r.unwrap_err()).code();
         assert_eq!(
             code(k.verify(&old, Op::Write, &[id(1)])),
             Code::Unauthenticated
