@@ -289,7 +289,7 @@ fn progress(msg: &str) {
 }
 
 fn size_label(mib: u64) -> String {
-    if mib % 1024 == 0 {
+    if mib.is_multiple_of(1024) {
         format!("{} GiB", mib / 1024)
     } else {
         format!("{mib} MiB")

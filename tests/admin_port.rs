@@ -81,10 +81,10 @@ fn scrapes_and_page_views_over_100k_files_scan_nothing_and_hide_paths() {
     let admin_auth = c.secure.as_ref().map(|s| basic_auth(&s.key_id, &s.secret));
     let before = scrape(addr);
     let t = Instant::now();
-    for i in 0..200 {
+    for i in 0..200u32 {
         let m = scrape(addr);
         assert_eq!(val(&m, "dfsd_files"), total);
-        if i % 4 == 0 {
+        if i.is_multiple_of(4) {
             let (code, page) = http_get(addr, "/");
             assert_eq!(code, 200, "{page}");
             assert!(

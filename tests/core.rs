@@ -159,8 +159,8 @@ async fn overwrite_is_atomic_under_concurrent_readers() {
             reads
         }));
     }
-    for i in 0..30 {
-        let data = if i % 2 == 0 { &b } else { &a };
+    for i in 0..30u32 {
+        let data = if i.is_multiple_of(2) { &b } else { &a };
         client.put(&data[..], "/f", &opts).await.unwrap();
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

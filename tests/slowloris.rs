@@ -179,7 +179,7 @@ fn slowloris_on_the_s3_port_is_bounded_and_cut_at_the_header_timeout() {
         .map(|s| (tls_connector(&s.ca()), "localhost"));
     // Half of the attackers send half a request head, the others nothing at all.
     fn half(i: usize) -> &'static [u8] {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             b"GET /bucket/key HTTP/1.1\r\nHost: s3\r\nx-amz-date: 2026"
         } else {
             b""

@@ -527,7 +527,7 @@ async fn a_datanode_forwards_only_to_the_nodes_the_coordinator_chose() {
         // Half name a foreign next hop; half also add it to the targets, which the token
         // does not cover.
         let hop = foreign(i);
-        let targets = if i % 2 == 0 {
+        let targets = if i.is_multiple_of(2) {
             p.targets.clone()
         } else {
             vec![first.clone(), hop.clone()]
