@@ -121,7 +121,7 @@ pub async fn command(client: &Client, cmd: CertCommand) -> anyhow::Result<()> {
                     "{:<64} {:<11} {:<24} {}",
                     c.fingerprint,
                     if c.role.is_empty() { "-" } else { &c.role },
-                    crate::timefmt::rfc3339_ms(c.revoked_ms),
+                    crate::units::rfc3339_ms(c.revoked_ms),
                     c.note
                 )?;
             }

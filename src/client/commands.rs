@@ -12,22 +12,7 @@ use crate::cli::{
     RmArgs,
 };
 use crate::proto::pb;
-use crate::timefmt::civil_from_days;
-use crate::units::format_size;
-
-fn format_time(ms: i64) -> String {
-    // UTC, second precision, without pulling in a date crate.
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
+use crate::units::{format_size, format_time, rfc3339_ms};
 
 pub async fn put(client: &Client, args: &PutArgs) -> anyhow::Result<()> {
     let opts = PutOptions {
@@ -145,7 +130,7 @@ pub fn entry_json(e: &pb::Entry) -> serde_json::Value {
         "replication": e.replication,
         "chunks": e.chunk_count,
         "mtime_ms": e.mtime_ms,
-        "mtime": crate::timefmt::rfc3339_ms(e.mtime_ms),
+        "mtime": rfc3339_ms(e.mtime_ms),
     })
 }
 
@@ -572,16 +557,4 @@ pub fn cert(cmd: CertCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_utc_times() {
-        assert_eq!(format_time(0), "1970-01-01 00:00:00Z");
-        assert_eq!(format_time(1_700_000_000_000), "2023-11-14 22:13:20Z");
-        assert_eq!(format_time(951_782_400_000), "2000-02-29 00:00:00Z");
-    }
 }

@@ -6,7 +6,7 @@ use futures::StreamExt;
 
 use super::{Client, Result};
 use crate::proto::pb;
-use crate::timefmt::rfc3339_ms;
+use crate::units::{parse_time, rfc3339_ms};
 
 impl Client {
     /// Cluster events from `since_ms` (0 = all kept), oldest first; with `follow`, the
@@ -87,8 +87,9 @@ pub fn event_line(e: &pb::ClusterEvent) -> String {
 /// `dfsd events [--follow] [--since TIME] [--json]`.
 pub async fn command(client: &Client, args: &crate::cli::EventsArgs) -> anyhow::Result<()> {
     let since = match &args.since {
-        Some(s) => crate::timefmt::parse_time(s, crate::meta::now_ms())
-            .map_err(|e| anyhow::anyhow!("--since {e}"))?,
+        Some(s) => {
+            parse_time(s, crate::meta::now_ms()).map_err(|e| anyhow::anyhow!("--since {e}"))?
+        }
         None => 0,
     };
     let mut failed = None;
