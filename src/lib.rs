@@ -4,12 +4,12 @@
 //!
 //! | module | what it does |
 //! |---|---|
-//! | [`cli`] | command-line definitions (clap) |
+//! | [`cli`] | the command line: definitions (clap), flags as the last config layer, every client command's output |
 //! | [`config`] | defaults < TOML < `DFSD_*` env < flags, validated |
 //! | [`coordinator`] | the metadata server: namespace, placement, commits, node health |
 //! | [`meta`] | the SQLite store: every SQL statement lives here |
 //! | [`datanode`] | chunk storage on disk, pipelined writes, reads, verification |
-//! | [`client`] | the SDK (uploads, downloads, namespace calls) and the CLI commands |
+//! | [`client`] | the SDK: uploads, downloads (with progress events), namespace calls |
 //! | [`dev`] | an all-in-one local cluster |
 //! | [`gateway`] | the S3-compatible HTTP gateway (s3s) over the client SDK |
 //! | [`chunk`], [`path`] | validated domain types: chunk ids (SHA-256) and namespace paths |
