@@ -67,21 +67,26 @@ pub async fn nodes(client: &Client, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `dfsd status --json`.
+fn status_json(s: &pb::StatusResponse) -> serde_json::Value {
+    serde_json::json!({
+        "nodes": {"alive": s.nodes_alive, "suspect": s.nodes_suspect, "dead": s.nodes_dead, "draining": s.nodes_draining},
+        "capacity_bytes": s.capacity_bytes, "used_bytes": s.used_bytes, "free_bytes": s.free_bytes,
+        "files": s.files, "directories": s.directories, "logical_bytes": s.logical_bytes, "chunks": s.chunks,
+        "under_replicated": s.under_replicated, "unrecoverable": s.unrecoverable, "over_replicated": s.over_replicated,
+        "repair": {"queue": s.repair_queue, "running": s.repairs_running, "done": s.repairs_done,
+                   "bytes_done": s.repair_bytes_done, "rate_bytes_per_sec": s.repair_rate_bytes},
+        "gc": {"backlog_chunks": s.gc_backlog_chunks, "backlog_bytes": s.gc_backlog_bytes, "freed_bytes": s.gc_freed_bytes},
+        "scrub": {"checked": s.scrub_checked, "total": s.scrub_total, "errors": s.scrub_errors},
+        "safe_mode": s.safe_mode,
+    })
+}
+
 pub async fn status(client: &Client, json: bool) -> anyhow::Result<()> {
     let s = client.status().await?;
     let mut out = std::io::stdout().lock();
     if json {
-        let v = serde_json::json!({
-            "nodes": {"alive": s.nodes_alive, "suspect": s.nodes_suspect, "dead": s.nodes_dead, "draining": s.nodes_draining},
-            "capacity_bytes": s.capacity_bytes, "used_bytes": s.used_bytes, "free_bytes": s.free_bytes,
-            "files": s.files, "directories": s.directories, "logical_bytes": s.logical_bytes, "chunks": s.chunks,
-            "under_replicated": s.under_replicated, "unrecoverable": s.unrecoverable, "over_replicated": s.over_replicated,
-            "repair": {"queue": s.repair_queue, "running": s.repairs_running, "done": s.repairs_done,
-                       "bytes_done": s.repair_bytes_done, "rate_bytes_per_sec": s.repair_rate_bytes},
-            "gc": {"backlog_chunks": s.gc_backlog_chunks, "backlog_bytes": s.gc_backlog_bytes, "freed_bytes": s.gc_freed_bytes},
-            "scrub": {"checked": s.scrub_checked, "total": s.scrub_total, "errors": s.scrub_errors},
-            "safe_mode": s.safe_mode,
-        });
+        let v = status_json(&s);
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
