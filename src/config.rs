@@ -403,6 +403,14 @@ pub enum ConfigError {
 impl Config {
     /// Merges defaults, the optional TOML file and the `DFSD_*` environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_with(file, Serialized::defaults(figment::value::Dict::new()))
+    }
+
+    /// [`Config::load`] with `flags` merged last: the command line's (`cli::flags`).
+    pub fn load_with(
+        file: Option<&Path>,
+        flags: impl figment::Provider,
+    ) -> Result<Config, ConfigError> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(f) = file {
             if !f.exists() {
@@ -439,7 +447,7 @@ impl Config {
                 })
                 .lowercase(true),
         );
-        let cfg: Config = fig.extract().map_err(Box::new)?;
+        let cfg: Config = fig.merge(flags).extract().map_err(Box::new)?;
         Ok(cfg)
     }
 

@@ -4,15 +4,16 @@
 //!
 //! | module | what it does |
 //! |---|---|
-//! | [`cli`] | command-line definitions (clap) |
+//! | [`cli`] | the command line: definitions (clap), flags as the last config layer, every client command's output |
 //! | [`config`] | defaults < TOML < `DFSD_*` env < flags, validated |
 //! | [`coordinator`] | the metadata server: namespace, placement, commits, node health |
 //! | [`meta`] | the SQLite store: every SQL statement lives here |
 //! | [`datanode`] | chunk storage on disk, pipelined writes, reads, verification |
-//! | [`client`] | the SDK (uploads, downloads, namespace calls) and the CLI commands |
+//! | [`client`] | the SDK: uploads, downloads (with progress events), namespace calls |
 //! | [`dev`] | an all-in-one local cluster |
 //! | [`gateway`] | the S3-compatible HTTP gateway (s3s) over the client SDK |
 //! | [`chunk`], [`path`] | validated domain types: chunk ids (SHA-256) and namespace paths |
+//! | [`units`] | sizes, durations and RFC 3339 times, parsed and printed |
 //! | [`proto`] | generated gRPC code; [`status`] maps domain errors to gRPC codes |
 //! | [`metrics`], [`grpc_layer`], [`admin_http`], [`logging`] | observability: Prometheus metrics, per-call gRPC metrics and spans, the admin HTTP endpoint, log output |
 //! | [`conn_limit`] | bounded public ports: connection limits, `TCP_NODELAY`, stalled peers cut |
@@ -54,7 +55,6 @@ pub mod path;
 pub mod proto;
 pub mod security;
 pub mod status;
-pub mod timefmt;
 pub mod units;
 
 /// Short git revision dfsd was built from ("unknown" outside a git checkout).

@@ -2,17 +2,16 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
-use dfsd::cli::{rewrite_role_args, Cli, Command};
-use dfsd::client::{commands, Client};
+use dfsd::cli::flags::Flags;
+use dfsd::cli::{Cli, Command};
 use dfsd::config::Config;
 use dfsd::security::Tls;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(rewrite_role_args(std::env::args().collect()));
-    match run(cli) {
+    match run(dfsd::cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of our output went away (`dfsd get /f - | head`): exit quietly with
         // the status a shell gives a process killed by SIGPIPE, as Unix tools do.
@@ -32,97 +31,37 @@ fn broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-fn is_server(cmd: &Command) -> bool {
-    matches!(
-        cmd,
-        Command::Coordinator(_) | Command::Datanode(_) | Command::Dev(_) | Command::Gateway(_)
-    )
-}
-
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let flags = Flags::of(&cli);
     let Some(command) = cli.command else {
         anyhow::bail!(
             "no command given; try `dfsd --help` (or `dfsd dev` to start a local cluster)"
         );
     };
-    let mut cfg = Config::load(cli.config.as_deref())?;
-    if let Some(c) = cli.coordinator {
-        cfg.client.coordinator = c;
-    }
-    if let Some(l) = cli.log_level {
-        cfg.log_level = l;
-    }
-    if let Some(v) = cli.tls_ca {
-        cfg.tls.ca = v;
-    }
-    if let Some(v) = cli.tls_cert {
-        cfg.tls.cert = v;
-    }
-    if let Some(v) = cli.tls_key {
-        cfg.tls.key = v;
-    }
-    if cli.plaintext {
-        cfg.tls.plaintext = true;
-    }
-    if let Some(f) = cli.log_format {
-        cfg.log_format = f;
-    }
-    match &command {
-        Command::Coordinator(a) => {
-            if let Some(v) = &a.listen {
-                cfg.coordinator.listen = v.clone();
-            }
-            if let Some(v) = &a.data_dir {
-                cfg.coordinator.data_dir = v.clone();
-            }
-            if let Some(v) = &a.admin_listen {
-                cfg.coordinator.admin_listen = v.clone();
-            }
-        }
-        Command::Datanode(a) => {
-            if let Some(v) = &a.join {
-                cfg.datanode.join = v.clone();
-            }
-            if let Some(v) = &a.listen {
-                cfg.datanode.listen = v.clone();
-            }
-            if let Some(v) = &a.advertise {
-                cfg.datanode.advertise = v.clone();
-            }
-            if let Some(v) = &a.data_dir {
-                cfg.datanode.data_dir = v.clone();
-            }
-            if let Some(v) = a.capacity {
-                cfg.datanode.capacity = v;
-            }
-            if let Some(v) = &a.admin_listen {
-                cfg.datanode.admin_listen = v.clone();
-            }
-            if let Some(v) = &a.join_secret {
-                cfg.datanode.join_secret = v.clone();
-            }
-        }
-        Command::Gateway(a) => {
-            if let Some(v) = &a.listen {
-                cfg.gateway.listen = v.clone();
-            }
-            if let Some(v) = &a.s3_tls_cert {
-                cfg.gateway.tls_cert = v.clone();
-            }
-            if let Some(v) = &a.s3_tls_key {
-                cfg.gateway.tls_key = v.clone();
-            }
-            if a.plaintext_s3 {
-                cfg.gateway.plaintext_s3 = true;
-            }
-        }
-        _ => {}
-    }
+    let cfg = Config::load_with(cli.config.as_deref(), flags.provider())?;
     cfg.validate()?;
+    init_logging(&command, &cfg);
+    if command.is_server() {
+        // Whatever a server creates is its own (files that dfsd creates get explicit
+        // modes too); client commands keep the user's umask for the files they write.
+        dfsd::security::files::private_umask();
+        dfsd::security::files::check_key_files(&[&cfg.tls.key, &cfg.gateway.tls_key]);
+    }
 
-    // Servers log at the configured level; client commands only warnings and errors, so
-    // their output stays clean.
-    let level = if is_server(&command) || std::env::var_os("DFSD_LOG_LEVEL").is_some() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    if command.is_server() {
+        rt.block_on(serve(command, cfg))
+    } else {
+        rt.block_on(dfsd::cli::run(command, cfg))
+    }
+}
+
+/// Servers log at the configured level; client commands only warnings and errors, so
+/// their output stays clean.
+fn init_logging(command: &Command, cfg: &Config) {
+    let level = if command.is_server() || std::env::var_os("DFSD_LOG_LEVEL").is_some() {
         cfg.log_level.clone()
     } else {
         "warn".into()
@@ -136,54 +75,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     dfsd::logging::init(filter, &cfg.log_format);
-    if is_server(&command) {
-        // Whatever a server creates is its own (files that dfsd creates get explicit
-        // modes too); client commands keep the user's umask for the files they write.
-        dfsd::security::files::private_umask();
-        dfsd::security::files::check_key_files(&[&cfg.tls.key, &cfg.gateway.tls_key]);
-    }
-
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(dispatch(command, cfg))
-}
-
-/// Loopback address of a server listening on `listen` (a wildcard becomes 127.0.0.1).
-fn local_addr(listen: &str) -> String {
-    match listen.rsplit_once(':') {
-        Some((host, port)) if host.is_empty() || host == "0.0.0.0" || host == "[::]" => {
-            format!("127.0.0.1:{port}")
-        }
-        _ => listen.to_string(),
-    }
-}
-
-/// `dfsd health`: one line, exit 0 when the server answers, 1 otherwise.
-async fn health(mut cfg: Config, a: &dfsd::cli::HealthArgs) -> anyhow::Result<()> {
-    let mut datanode = a.datanode.clone();
-    if a.local {
-        match std::env::var("DFSD_ROLE").unwrap_or_default().as_str() {
-            "datanode" => datanode = Some(local_addr(&cfg.datanode.listen)),
-            "coordinator" => cfg.client.coordinator = local_addr(&cfg.coordinator.listen),
-            other => {
-                anyhow::bail!("health --local: DFSD_ROLE is {other:?}, not coordinator or datanode")
-            }
-        }
-    }
-    cfg.client.connect_timeout = cfg.client.connect_timeout.min(a.timeout);
-    let client = Client::connect(&cfg.client, Tls::load(&cfg.tls)?.as_ref())?;
-    match datanode {
-        Some(addr) => {
-            client.ping_datanode(&addr, a.timeout).await?;
-            println!("datanode {addr}: ok");
-        }
-        None => {
-            client.ping_coordinator(a.timeout).await?;
-            println!("coordinator {}: ok", cfg.client.coordinator);
-        }
-    }
-    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -215,66 +106,32 @@ fn server_tls(cfg: &Config) -> anyhow::Result<Option<Tls>> {
     }
 }
 
-async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
-    use anyhow::Context;
+/// Runs a server role until SIGTERM or Ctrl-C.
+async fn serve(command: Command, cfg: Config) -> anyhow::Result<()> {
+    let bind = |addr: String| async move {
+        tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("bind {addr}"))
+    };
     match command {
         Command::Coordinator(_) => {
             let tls = server_tls(&cfg)?;
-            let l = tokio::net::TcpListener::bind(&cfg.coordinator.listen)
-                .await
-                .with_context(|| format!("bind {}", cfg.coordinator.listen))?;
+            let l = bind(cfg.coordinator.listen.clone()).await?;
             dfsd::coordinator::run(l, cfg.coordinator, tls, shutdown_signal()).await
         }
         Command::Datanode(_) => {
             let tls = server_tls(&cfg)?;
-            let l = tokio::net::TcpListener::bind(&cfg.datanode.listen)
-                .await
-                .with_context(|| format!("bind {}", cfg.datanode.listen))?;
+            let l = bind(cfg.datanode.listen.clone()).await?;
             dfsd::datanode::run(l, cfg.datanode, tls, shutdown_signal()).await
         }
-        Command::Cert(c) if c.is_local() => commands::cert(c),
         Command::Dev(a) => dfsd::dev::run(cfg, &a, shutdown_signal()).await,
-        Command::Config => {
-            // Secrets are shown as "<redacted>": this output ends up in tickets and chats.
-            print!("{}", cfg.redacted().to_toml());
-            Ok(())
-        }
-        Command::Health(a) => health(cfg, &a).await,
-        Command::Completions { shell } => {
-            use clap::CommandFactory;
-            let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "dfsd", &mut std::io::stdout());
-            Ok(())
-        }
         Command::Gateway(_) => {
             // A gateway authenticates to the cluster with its certificate: TLS, unless
             // plaintext is chosen as for the servers of the cluster.
             let tls = server_tls(&cfg)?;
-            let l = tokio::net::TcpListener::bind(&cfg.gateway.listen)
-                .await
-                .with_context(|| format!("bind {}", cfg.gateway.listen))?;
+            let l = bind(cfg.gateway.listen.clone()).await?;
             dfsd::gateway::run(l, &cfg, tls.as_ref(), shutdown_signal()).await
         }
-        other => {
-            let client = Client::connect(&cfg.client, Tls::load(&cfg.tls)?.as_ref())?;
-            match other {
-                Command::Put(a) => commands::put(&client, &a).await,
-                Command::Get(a) => commands::get(&client, &a).await,
-                Command::Ls(a) => commands::ls(&client, &a).await,
-                Command::Stat(a) => commands::stat(&client, &a.path, a.json).await,
-                Command::Rm(a) => commands::rm(&client, &a).await,
-                Command::Mv(a) => commands::mv(&client, &a).await,
-                Command::Mkdir(a) => commands::mkdir(&client, &a).await,
-                Command::Nodes(a) => commands::nodes(&client, a.json).await,
-                Command::Status(a) => commands::status(&client, a.json).await,
-                Command::Fsck(a) => commands::fsck(&client, &a).await,
-                Command::Node(n) => commands::node(&client, n).await,
-                Command::Key(k) => commands::key(&client, k).await,
-                Command::Events(a) => dfsd::client::events::command(&client, &a).await,
-                Command::Cert(c) => dfsd::client::certs::command(&client, c).await,
-                Command::Bucket(b) => dfsd::client::buckets::command(&client, b).await,
-                _ => unreachable!("server roles handled above"),
-            }
-        }
+        other => anyhow::bail!("{other:?} is not a server role"),
     }
 }

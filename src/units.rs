@@ -1,7 +1,13 @@
 //! Human-friendly sizes ("8MiB", "1.5G", "4096") and durations ("2s", "500ms", "1h"),
-//! for the command line and the config file.
+//! for the command line and the config file, and wall-clock times: RFC 3339 in UTC for
+//! people and JSON, times given on the command line (dates, "10m" ago).
 
 use std::time::Duration;
+
+use time::format_description::well_known::Rfc3339;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::{Date, OffsetDateTime, UtcOffset};
 
 /// Parses a byte size. Binary (KiB, MiB, GiB, TiB) and decimal (K/KB, M/MB, ...) units.
 pub fn parse_size(s: &str) -> Result<u64, String> {
@@ -133,6 +139,62 @@ pub mod serde_duration {
     }
 }
 
+/// Milliseconds since the epoch as RFC 3339 UTC with milliseconds:
+/// `2026-11-28T07:50:00.123Z` (JSON output, events, the status page).
+pub fn rfc3339_ms(ms: i64) -> String {
+    format_utc(
+        ms,
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"),
+    )
+}
+
+/// Milliseconds since the epoch as UTC to the second, for tables: `2026-11-28 07:50:00Z`.
+pub fn format_time(ms: i64) -> String {
+    format_utc(
+        ms,
+        format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z"),
+    )
+}
+
+/// `ms` in `format`; a time no calendar date can hold (beyond the year 9999) is shown as
+/// its number of milliseconds rather than as a made-up date.
+fn format_utc(ms: i64, format: &[BorrowedFormatItem<'_>]) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(format).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// A point in time given on the command line, as ms since the epoch: RFC 3339 in UTC
+/// (`2026-11-28T07:50:00Z`, fractions allowed), a date (`2026-11-28`), or a duration
+/// meaning that long ago (`10m`, `2h`).
+pub fn parse_time(s: &str, now_ms: i64) -> Result<i64, String> {
+    let s = s.trim();
+    if let Ok(d) = parse_duration(s) {
+        return Ok(now_ms - d.as_millis() as i64);
+    }
+    let ms = |t: OffsetDateTime| t.unix_timestamp_nanos().div_euclid(1_000_000) as i64;
+    let not_utc = || format!("{s:?}: give the time in UTC, ending in Z");
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return if t.offset() == UtcOffset::UTC {
+            Ok(ms(t))
+        } else {
+            Err(not_utc())
+        };
+    }
+    let date = format_description!("[year]-[month padding:none]-[day padding:none]");
+    if let Ok(d) = Date::parse(s, date) {
+        return Ok(ms(d.midnight().assume_utc()));
+    }
+    // A time of day without a zone: say what is missing rather than that it is malformed.
+    if OffsetDateTime::parse(&format!("{s}Z"), &Rfc3339).is_ok() {
+        return Err(not_utc());
+    }
+    Err(format!(
+        "{s:?}: expected a time like 2026-11-28T07:50:00Z, a date, or a duration such as 10m"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,5 +221,47 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(30)), "30s");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
         assert_eq!(format_duration(Duration::from_secs(3600)), "1h");
+    }
+
+    #[test]
+    fn times_format_as_before_and_parse_round_trip() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00Z");
+        assert_eq!(format_time(1_700_000_000_000), "2023-11-14 22:13:20Z");
+        assert_eq!(format_time(951_782_400_000), "2000-02-29 00:00:00Z");
+        assert_eq!(format_time(-1), "1969-12-31 23:59:59Z");
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(1_795_939_800_123), "2026-11-29T08:10:00.123Z");
+        assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339_ms(i64::MAX), i64::MAX.to_string());
+
+        let ms = 1_795_939_800_123;
+        assert_eq!(parse_time(&rfc3339_ms(ms), 0).unwrap(), ms);
+        assert_eq!(parse_time("1970-01-02", 0).unwrap(), 86_400_000);
+        assert_eq!(parse_time("1970-1-2", 0).unwrap(), 86_400_000);
+        assert_eq!(
+            parse_time("2000-03-01T00:00:00Z", 0).unwrap(),
+            951_868_800_000
+        );
+        assert_eq!(
+            parse_time("2000-03-01 00:00:00.5+00:00", 0).unwrap(),
+            951_868_800_500
+        );
+        assert_eq!(parse_time("10m", 1_000_000).unwrap(), 400_000);
+    }
+
+    #[test]
+    fn a_bad_time_is_refused_in_one_line_that_says_why() {
+        let utc = "give the time in UTC, ending in Z";
+        let bad = "expected a time like 2026-11-28T07:50:00Z, a date, or a duration such as 10m";
+        for (input, why) in [
+            ("2026-11-28T07:50:00+02:00", utc),
+            ("2026-11-28T07:50:00", utc),
+            ("yesterday", bad),
+            ("2026-13-01", bad),
+            ("2026-11-28T25:00:00Z", bad),
+        ] {
+            let e = parse_time(input, 0).unwrap_err();
+            assert_eq!(e, format!("{input:?}: {why}"));
+        }
     }
 }

@@ -258,7 +258,7 @@ fn cert_issue_prints_the_fingerprint_and_gives_edge_certificates_90_days() {
             .next()
             .unwrap();
         let now = dfsd::meta::now_ms();
-        (dfsd::timefmt::parse_time(until, now).unwrap() - now) / 86_400_000
+        (dfsd::units::parse_time(until, now).unwrap() - now) / 86_400_000
     };
     let fingerprint = |text: &str| {
         text.split("fingerprint:")

@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use futures::TryStreamExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use super::progress::{OnProgress, Progress};
 use super::{Client, ClientError, Result};
 use crate::chunk::ChunkId;
 use crate::path::DfsPath;
@@ -65,6 +66,17 @@ impl Client {
         out: &mut W,
         range: ReadRange,
     ) -> Result<GetReport> {
+        self.get_with_progress(path, out, range, &|_| {}).await
+    }
+
+    /// [`Client::get`], reporting the range's length, then the bytes written.
+    pub async fn get_with_progress<W: AsyncWrite + Unpin>(
+        &self,
+        path: &str,
+        out: &mut W,
+        range: ReadRange,
+        on_progress: OnProgress<'_>,
+    ) -> Result<GetReport> {
         let path = DfsPath::parse_lenient(path)?;
         let first = self.file_page(&path, 0).await?;
         let entry = first
@@ -82,6 +94,7 @@ impl Client {
             None => entry.size,
         };
         let (start, version) = (range.offset, entry.version);
+        on_progress(Progress::Total(end - start));
 
         // Chunk locations, page by page, keeping only the chunks the range needs.
         // The stream's futures own clones of the client (cheap), so they are 'static and the
@@ -143,6 +156,7 @@ impl Client {
                     what: "write output".into(),
                     source: e,
                 })?;
+            on_progress(Progress::Advanced((to - from) as u64));
             report.bytes += (to - from) as u64;
             report.chunks_fetched += 1;
             report.replicas_skipped += fetched.skipped;
@@ -162,16 +176,17 @@ impl Client {
         local: &Path,
         range: ReadRange,
     ) -> Result<(PathBuf, GetReport)> {
-        self.get_to_file_progress(path, local, range, None).await
+        self.get_to_file_with_progress(path, local, range, &|_| {})
+            .await
     }
 
-    /// [`Client::get_to_file`], advancing `progress` by the bytes written.
-    pub async fn get_to_file_progress(
+    /// [`Client::get_to_file`], reporting progress as [`Client::get_with_progress`] does.
+    pub async fn get_to_file_with_progress(
         &self,
         path: &str,
         local: &Path,
         range: ReadRange,
-        progress: Option<indicatif::ProgressBar>,
+        on_progress: OnProgress<'_>,
     ) -> Result<(PathBuf, GetReport)> {
         let remote = DfsPath::parse_lenient(path)?;
         let dest = if local.is_dir() {
@@ -190,13 +205,9 @@ impl Client {
             .map_err(io(format!("create temporary file in {}", dir.display())))?;
         let mut file =
             tokio::fs::File::from_std(tmp.reopen().map_err(io("open temporary file".into()))?);
-        let report = match progress {
-            Some(pb) => {
-                self.get(path, &mut pb.wrap_async_write(&mut file), range)
-                    .await?
-            }
-            None => self.get(path, &mut file, range).await?,
-        };
+        let report = self
+            .get_with_progress(path, &mut file, range, on_progress)
+            .await?;
         file.sync_all().await.map_err(io("fsync download".into()))?;
         drop(file);
         tmp.persist(&dest).map_err(|e| ClientError::Io {

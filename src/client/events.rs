@@ -1,12 +1,9 @@
-//! The event stream on the client side: the SDK call and `dfsd events`.
-
-use std::io::Write;
+//! The event stream, the SDK call (`dfsd events` prints it: `cli::events`).
 
 use futures::StreamExt;
 
 use super::{Client, Result};
 use crate::proto::pb;
-use crate::timefmt::rfc3339_ms;
 
 impl Client {
     /// Cluster events from `since_ms` (0 = all kept), oldest first; with `follow`, the
@@ -42,85 +39,4 @@ impl Client {
         }
         Ok(())
     }
-}
-
-/// One event as a JSON object (the `--json` output, one object per line).
-pub fn event_json(e: &pb::ClusterEvent) -> serde_json::Value {
-    serde_json::json!({
-        "id": e.id,
-        "time": rfc3339_ms(e.time_ms),
-        "time_ms": e.time_ms,
-        "kind": e.kind,
-        "node_id": e.node_id,
-        "path": e.path,
-        "chunk_id": e.chunk_id,
-        "bytes": e.bytes,
-        "count": e.count,
-        "detail": e.detail,
-    })
-}
-
-/// One event as a line for humans: time, kind, then the fields that apply.
-pub fn event_line(e: &pb::ClusterEvent) -> String {
-    let mut line = format!("{}  {:<16}", rfc3339_ms(e.time_ms), e.kind);
-    for (k, v) in [
-        ("node", &e.node_id),
-        ("path", &e.path),
-        ("chunk", &e.chunk_id),
-    ] {
-        if !v.is_empty() {
-            line.push_str(&format!(" {k}={v}"));
-        }
-    }
-    if e.count > 0 {
-        line.push_str(&format!(" count={}", e.count));
-    }
-    if e.bytes > 0 {
-        line.push_str(&format!(" bytes={}", crate::units::format_size(e.bytes)));
-    }
-    if !e.detail.is_empty() {
-        line.push_str(&format!(" ({})", e.detail));
-    }
-    line
-}
-
-/// `dfsd events [--follow] [--since TIME] [--json]`.
-pub async fn command(client: &Client, args: &crate::cli::EventsArgs) -> anyhow::Result<()> {
-    let since = match &args.since {
-        Some(s) => crate::timefmt::parse_time(s, crate::meta::now_ms())
-            .map_err(|e| anyhow::anyhow!("--since {e}"))?,
-        None => 0,
-    };
-    let mut failed = None;
-    let mut reader_stopped = false;
-    client
-        .events(since, args.follow, |e| {
-            let mut out = std::io::stdout().lock();
-            let written = if args.json {
-                writeln!(out, "{}", event_json(&e))
-            } else {
-                writeln!(out, "{}", event_line(&e))
-            };
-            // A closed pipe (`dfsd events --follow | head`) ends the stream quietly.
-            match written.and_then(|_| out.flush()) {
-                Ok(()) => true,
-                Err(e) => {
-                    if e.kind() != std::io::ErrorKind::BrokenPipe {
-                        failed = Some(e);
-                    }
-                    reader_stopped = true;
-                    false
-                }
-            }
-        })
-        .await?;
-    if let Some(e) = failed {
-        return Err(e.into());
-    }
-    if args.follow && !reader_stopped {
-        // A follow stream ends only when the coordinator stops: say so, and fail, so a
-        // script watching events notices.
-        anyhow::bail!("the coordinator ended the event stream (it is shutting down?)");
-    }
-    Ok(())
 }

@@ -1,9 +1,8 @@
 //! The client SDK: namespace operations, uploads (`upload.rs`) and downloads
-//! (`download.rs`) against a dfsd cluster. The CLI commands (`commands.rs`) sit on top.
+//! (`download.rs`) against a dfsd cluster, with their progress as events (`progress.rs`).
+//! The CLI (`crate::cli`) and the S3 gateway sit on top.
 
-pub mod buckets;
 pub mod certs;
-pub mod commands;
 mod download;
 pub mod events;
 mod progress;
@@ -17,6 +16,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 pub use download::{GetReport, ReadRange};
+pub use progress::{OnProgress, Progress};
 pub use upload::{PutOptions, PutReport};
 
 use crate::config::{endpoint_uri, ClientConfig};

@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
+use super::progress::{Counted, OnProgress, Progress};
 use super::session::Session;
 use super::{Client, ClientError, Result};
 use crate::chunk::{ChunkId, FRAME_SIZE};
@@ -163,6 +164,21 @@ impl Client {
         })
     }
 
+    /// [`Client::put`], reporting the bytes read from `input` as they are read.
+    pub async fn put_with_progress<R: AsyncRead + Unpin + Send>(
+        &self,
+        input: R,
+        path: &str,
+        opts: &PutOptions,
+        on_progress: OnProgress<'_>,
+    ) -> Result<PutReport> {
+        let input = Counted {
+            inner: input,
+            on_progress,
+        };
+        self.put(input, path, opts).await
+    }
+
     /// Stores a local file at `path`.
     pub async fn put_file(
         &self,
@@ -170,13 +186,29 @@ impl Client {
         path: &str,
         opts: &PutOptions,
     ) -> Result<PutReport> {
+        self.put_file_with_progress(local, path, opts, &|_| {})
+            .await
+    }
+
+    /// [`Client::put_file`], reporting the file's size, then the bytes read.
+    pub async fn put_file_with_progress(
+        &self,
+        local: &std::path::Path,
+        path: &str,
+        opts: &PutOptions,
+        on_progress: OnProgress<'_>,
+    ) -> Result<PutReport> {
         let f = tokio::fs::File::open(local)
             .await
             .map_err(|e| ClientError::Io {
                 what: format!("open {}", local.display()),
                 source: e,
             })?;
-        self.put(f, path, opts).await
+        match f.metadata().await {
+            Ok(m) if m.is_file() => on_progress(Progress::Total(m.len())),
+            _ => {}
+        }
+        self.put_with_progress(f, path, opts, on_progress).await
     }
 
     async fn commit(

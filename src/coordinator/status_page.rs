@@ -14,8 +14,7 @@ use super::observe::{self, Viewer};
 use super::{admin, events, State};
 use crate::meta::now_ms;
 use crate::proto::pb;
-use crate::timefmt::rfc3339_ms;
-use crate::units::format_size;
+use crate::units::{format_size, rfc3339_ms};
 
 /// Seconds between reloads.
 const REFRESH_SECS: u32 = 2;

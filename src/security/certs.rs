@@ -76,7 +76,7 @@ fn written(cert: PathBuf, key: PathBuf, der: &[u8], not_after: time::OffsetDateT
         cert,
         key,
         fingerprint: hex::encode(super::revoke::fingerprint(der)),
-        not_after: crate::timefmt::rfc3339_ms(not_after.unix_timestamp().saturating_mul(1000)),
+        not_after: crate::units::rfc3339_ms(not_after.unix_timestamp().saturating_mul(1000)),
     }
 }
 

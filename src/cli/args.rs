@@ -1,10 +1,15 @@
-//! The command line: one binary, roles and client commands as subcommands.
+//! The command line's definitions (clap): the global options, every subcommand and its
+//! arguments. Global options carry their own help heading, so a command's `--help` lists
+//! its own flags first.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::units::parse_size;
+
+/// The help heading of the options every command takes.
+pub const GLOBAL_OPTIONS: &str = "Global options";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -15,36 +20,39 @@ use crate::units::parse_size;
 )]
 pub struct Cli {
     /// TOML config file (flags > DFSD_* environment > file > defaults).
-    #[arg(long, global = true, env = "DFSD_CONFIG")]
+    #[arg(long, global = true, env = "DFSD_CONFIG", help_heading = GLOBAL_OPTIONS)]
     pub config: Option<PathBuf>,
     /// Coordinator address for client commands [env: DFSD_COORDINATOR] [default: 127.0.0.1:7070].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL_OPTIONS)]
     pub coordinator: Option<String>,
     /// Log filter, e.g. "info" or "dfsd=debug" [env: DFSD_LOG_LEVEL].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL_OPTIONS)]
     pub log_level: Option<String>,
     /// Cluster CA certificate (PEM); enables TLS [env: DFSD_TLS__CA].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL_OPTIONS)]
     pub tls_ca: Option<String>,
     /// This process's certificate (PEM) [env: DFSD_TLS__CERT].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL_OPTIONS)]
     pub tls_cert: Option<String>,
     /// This process's private key (PEM) [env: DFSD_TLS__KEY].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL_OPTIONS)]
     pub tls_key: Option<String>,
-    /// Serve without TLS (no encryption, members not authenticated); for trusted test
-    /// networks only [env: DFSD_TLS__PLAINTEXT].
-    #[arg(long, global = true)]
+    /// No TLS: servers serve and clients connect unencrypted, and cluster members are not
+    /// authenticated; for trusted test networks only [env: DFSD_TLS__PLAINTEXT].
+    #[arg(long, global = true, help_heading = GLOBAL_OPTIONS)]
     pub plaintext: bool,
+    /// Log output: "text" or "json" (one object per line) [env: DFSD_LOG_FORMAT].
+    #[arg(long, global = true, value_parser = ["text", "json"], help_heading = GLOBAL_OPTIONS)]
+    pub log_format: Option<String>,
     /// Run a server role (same as the subcommand of that name) [env: DFSD_ROLE].
-    #[arg(long, value_parser = ["coordinator", "datanode", "dev", "gateway"])]
+    #[arg(long, value_parser = SERVER_ROLES)]
     pub role: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// Log output: "text" or "json" (one object per line) [env: DFSD_LOG_FORMAT].
-    #[arg(long, global = true, value_parser = ["text", "json"])]
-    pub log_format: Option<String>,
 }
+
+/// The subcommands that run a server rather than call one.
+pub const SERVER_ROLES: [&str; 4] = ["coordinator", "datanode", "dev", "gateway"];
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -403,6 +411,16 @@ pub enum CertCommand {
     },
 }
 
+impl Command {
+    /// True for the subcommands that run a server (see [`SERVER_ROLES`]).
+    pub fn is_server(&self) -> bool {
+        matches!(
+            self,
+            Command::Coordinator(_) | Command::Datanode(_) | Command::Dev(_) | Command::Gateway(_)
+        )
+    }
+}
+
 impl CertCommand {
     /// `init` and `issue` work on local files; `revoke` and `revoked` ask the coordinator.
     pub fn is_local(&self) -> bool {
@@ -422,74 +440,6 @@ pub struct MkdirArgs {
     #[arg(short = 'p', long)]
     pub parents: bool,
     pub path: String,
-}
-
-/// `dfsd --role X ...` is `dfsd X ...`: moves the role to the subcommand position. With no
-/// subcommand at all, `DFSD_ROLE` picks one (handy in containers).
-pub fn rewrite_role_args(mut args: Vec<String>) -> Vec<String> {
-    use clap::CommandFactory;
-    let subcommands: Vec<String> = Cli::command()
-        .get_subcommands()
-        .map(|c| c.get_name().to_string())
-        .collect();
-    let mut role = None;
-    let mut i = 1;
-    while i < args.len() {
-        // A subcommand's own --role (e.g. `key create --role readonly`) is not ours.
-        if subcommands.contains(&args[i]) {
-            break;
-        }
-        if args[i] == "--role" && i + 1 < args.len() {
-            role = Some(args[i + 1].clone());
-            args.drain(i..i + 2);
-            break;
-        } else if let Some(r) = args[i].strip_prefix("--role=") {
-            role = Some(r.to_string());
-            args.remove(i);
-            break;
-        }
-        i += 1;
-    }
-    if role.is_none() && args.len() <= 1 {
-        role = std::env::var("DFSD_ROLE").ok().filter(|r| !r.is_empty());
-    }
-    if let Some(r) = role {
-        args.insert(1.min(args.len()), r);
-    }
-    args
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn v(s: &[&str]) -> Vec<String> {
-        s.iter().map(|x| x.to_string()).collect()
-    }
-
-    #[test]
-    fn role_flag_becomes_the_subcommand() {
-        assert_eq!(
-            rewrite_role_args(v(&["dfsd", "--role", "datanode", "--join", "a:1"])),
-            v(&["dfsd", "datanode", "--join", "a:1"])
-        );
-        assert_eq!(
-            rewrite_role_args(v(&["dfsd", "--role=coordinator"])),
-            v(&["dfsd", "coordinator"])
-        );
-        assert_eq!(
-            rewrite_role_args(v(&["dfsd", "ls", "/"])),
-            v(&["dfsd", "ls", "/"])
-        );
-        let key = v(&["dfsd", "key", "create", "--name", "n", "--role", "readonly"]);
-        assert_eq!(rewrite_role_args(key.clone()), key);
-    }
-
-    #[test]
-    fn cli_definition_is_consistent() {
-        use clap::CommandFactory;
-        Cli::command().debug_assert();
-    }
 }
 
 #[derive(Debug, Args)]

@@ -3,8 +3,8 @@
 
 use std::io::Write;
 
-use super::Client;
-use crate::cli::BucketCommand;
+use super::args::BucketCommand;
+use crate::client::Client;
 use crate::path::DfsPath;
 use crate::proto::pb;
 
