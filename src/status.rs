@@ -14,7 +14,7 @@ use tonic::{Code, Status};
 
 use crate::chunk::InvalidChunkId;
 use crate::datanode::store::StoreError;
-use crate::datanode::{CallError, PeerError, PipelineError, ReplicateError};
+use crate::datanode::{CallError, DeleteError, PeerError, PipelineError, ReplicateError};
 use crate::meta::MetaError;
 use crate::path::PathError;
 use crate::proto::pb;
@@ -233,6 +233,12 @@ impl From<StoreError> for Status {
                 Status::internal(e.to_string())
             }
         }
+    }
+}
+
+impl From<DeleteError> for Status {
+    fn from(e: DeleteError) -> Status {
+        Status::internal(e.to_string())
     }
 }
 

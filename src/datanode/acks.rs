@@ -17,8 +17,8 @@
 //! file's mtime, which survives a restart. A re-ack of an existing chunk made just before a
 //! restart is not remembered; the coordinator's own grace period covers that window.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::store::{ChunkStore, StoreError};
@@ -104,6 +104,48 @@ pub struct DeleteOutcome {
     /// Chunks that could not be removed (I/O errors); in neither list, so the coordinator
     /// keeps its record and the next inventory settles it.
     pub failed: Vec<(ChunkId, StoreError)>,
+}
+
+/// Why a `DeleteChunks` order failed as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteError {
+    #[error("delete task failed: {0}")]
+    Task(String),
+    /// Every chunk of the order failed (I/O errors); the first failure says why.
+    #[error("no chunk could be deleted ({count} failed): {first}")]
+    NothingDeleted { count: usize, first: StoreError },
+}
+
+/// Carries out a `DeleteChunks` order: each chunk once, on the blocking pool (see
+/// [`delete_unprotected`]). Fails only when nothing could be deleted or kept.
+pub async fn delete_ordered(
+    store: Arc<dyn ChunkStore>,
+    acks: Arc<RecentAcks>,
+    ids: Vec<ChunkId>,
+    protect: Duration,
+) -> Result<DeleteOutcome, DeleteError> {
+    let mut seen = HashSet::with_capacity(ids.len());
+    let ids: Vec<ChunkId> = ids.into_iter().filter(|id| seen.insert(*id)).collect();
+    let mut out =
+        tokio::task::spawn_blocking(move || delete_unprotected(&*store, &acks, &ids, protect))
+            .await
+            .map_err(|e| DeleteError::Task(e.to_string()))?;
+    for (id, e) in &out.failed {
+        tracing::error!(chunk = %id, error = %e, "deleting chunk failed");
+    }
+    if !out.failed.is_empty() && out.deleted.is_empty() && out.kept.is_empty() {
+        let count = out.failed.len();
+        let (_, first) = out.failed.swap_remove(0);
+        return Err(DeleteError::NothingDeleted { count, first });
+    }
+    tracing::info!(
+        deleted = out.deleted.len(),
+        kept = out.kept.len(),
+        failed = out.failed.len(),
+        freed = out.freed_bytes,
+        "deleted chunks on order"
+    );
+    Ok(out)
 }
 
 /// Deletes `ids` except those written or acknowledged within `protect` (blocking I/O: call

@@ -36,6 +36,7 @@ mod service;
 pub mod store;
 mod throttle;
 
+pub use acks::DeleteError;
 pub use cluster::CallError;
 pub use peer::PeerError;
 pub use pipeline::PipelineError;

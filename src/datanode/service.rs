@@ -3,7 +3,6 @@
 //! the [`WritePipeline`], repair orders to the [`Replicator`], deletion orders to
 //! `acks.rs`, reads and verifications to the [`ChunkStore`].
 
-use std::collections::HashSet;
 use std::io::Read;
 use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
 use std::sync::Arc;
@@ -14,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::acks::{delete_unprotected, RecentAcks};
+use super::acks::{delete_ordered, RecentAcks};
 use super::pipeline::{PipelineWrite, WriteOrder, WritePipeline};
 use super::replicate::{Replicator, Source};
 use super::store::{ChunkStore, Verdict};
@@ -294,39 +293,8 @@ impl pb::datanode_server::Datanode for DatanodeService {
             .map(|s| s.parse::<ChunkId>())
             .collect::<Result<Vec<_>, _>>()?;
         self.check_token(&req.get_ref().token, Op::Delete, &parsed)?;
-        let req = req.into_inner();
-        let mut seen = HashSet::with_capacity(parsed.len());
-        let mut ids = Vec::with_capacity(parsed.len());
-        for id in parsed {
-            if seen.insert(id) {
-                ids.push(id);
-            }
-        }
-        let protect = Duration::from_secs(req.protect_secs);
-        let (store, recent) = (self.store.clone(), self.recent.clone());
-        let out = tokio::task::spawn_blocking(move || {
-            delete_unprotected(&*store, &recent, &ids, protect)
-        })
-        .await
-        .map_err(|e| Status::internal(format!("delete task failed: {e}")))?;
-        for (id, e) in &out.failed {
-            tracing::error!(chunk = %id, error = %e, "deleting chunk failed");
-        }
-        if let Some((_, e)) = out.failed.first() {
-            if out.deleted.is_empty() && out.kept.is_empty() {
-                return Err(Status::internal(format!(
-                    "no chunk could be deleted ({} failed): {e}",
-                    out.failed.len()
-                )));
-            }
-        }
-        tracing::info!(
-            deleted = out.deleted.len(),
-            kept = out.kept.len(),
-            failed = out.failed.len(),
-            freed = out.freed_bytes,
-            "deleted chunks on order"
-        );
+        let protect = Duration::from_secs(req.get_ref().protect_secs);
+        let out = delete_ordered(self.store.clone(), self.recent.clone(), parsed, protect).await?;
         Ok(Response::new(pb::DeleteChunksResponse {
             deleted: hex_ids(&out.deleted),
             kept: hex_ids(&out.kept),
