@@ -13,8 +13,12 @@ use prost::Message;
 use tonic::{Code, Status};
 
 use crate::chunk::InvalidChunkId;
+use crate::datanode::acks::DeleteError;
+use crate::datanode::cluster::CallError;
+use crate::datanode::peer::PeerError;
+use crate::datanode::pipeline::PipelineError;
+use crate::datanode::replicate::ReplicateError;
 use crate::datanode::store::StoreError;
-use crate::datanode::{CallError, DeleteError, PeerError, PipelineError, ReplicateError};
 use crate::meta::MetaError;
 use crate::path::PathError;
 use crate::proto::pb;

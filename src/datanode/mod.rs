@@ -20,27 +20,21 @@
 //! Background loops (heartbeat, inventory, scrub) run until the server stops; they share
 //! one pattern: a timer, a wake-up [`tokio::sync::Notify`] and a shutdown `watch`.
 
-mod acks;
-mod cluster;
+pub(crate) mod acks;
+pub(crate) mod cluster;
 #[cfg(test)]
 mod e2e_tests;
 mod heartbeat;
 mod inventory;
 mod local;
-mod peer;
-mod pipeline;
-mod replicate;
+pub(crate) mod peer;
+pub(crate) mod pipeline;
+pub(crate) mod replicate;
 mod reporter;
 pub mod scrub;
 mod service;
 pub mod store;
 mod throttle;
-
-pub use acks::DeleteError;
-pub use cluster::CallError;
-pub use peer::PeerError;
-pub use pipeline::PipelineError;
-pub use replicate::ReplicateError;
 
 use std::future::Future;
 use std::io::Write;
