@@ -17,6 +17,7 @@
 //! | [`proto`] | generated gRPC code; [`status`] maps domain errors to gRPC codes |
 //! | [`metrics`], [`grpc_layer`], [`admin_http`], [`logging`] | observability: Prometheus metrics, per-call gRPC metrics and spans, the admin HTTP endpoint, log output |
 //! | [`conn_limit`] | bounded public ports: connection limits, `TCP_NODELAY`, stalled peers cut |
+//! | [`retry`] | calling again with exponential backoff while a peer is briefly away |
 //!
 //! # Data flow
 //!
@@ -53,6 +54,7 @@ pub mod metrics;
 pub mod net;
 pub mod path;
 pub mod proto;
+pub mod retry;
 pub mod security;
 pub mod status;
 pub mod units;

@@ -13,6 +13,12 @@ use prost::Message;
 use tonic::{Code, Status};
 
 use crate::chunk::InvalidChunkId;
+use crate::datanode::acks::DeleteError;
+use crate::datanode::cluster::CallError;
+use crate::datanode::peer::PeerError;
+use crate::datanode::pipeline::PipelineError;
+use crate::datanode::replicate::ReplicateError;
+use crate::datanode::store::StoreError;
 use crate::meta::MetaError;
 use crate::path::PathError;
 use crate::proto::pb;
@@ -213,6 +219,96 @@ impl From<crate::security::Denied> for Status {
         match d {
             Denied::Unauthenticated(m) => status(Reason::NotAuthenticated, m),
             Denied::Forbidden(m) => status(Reason::PermissionDenied, m),
+        }
+    }
+}
+
+impl From<StoreError> for Status {
+    fn from(e: StoreError) -> Status {
+        match &e {
+            StoreError::TooLong { .. }
+            | StoreError::SizeMismatch { .. }
+            | StoreError::HashMismatch { .. }
+            | StoreError::ChunkTooLarge { .. } => Status::invalid_argument(e.to_string()),
+            StoreError::NoSpace { .. } => Status::resource_exhausted(e.to_string()),
+            StoreError::NotFound(_) => Status::not_found(e.to_string()),
+            StoreError::Io { .. } => {
+                tracing::error!(error = %e, "chunk store I/O failed");
+                Status::internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<DeleteError> for Status {
+    fn from(e: DeleteError) -> Status {
+        Status::internal(e.to_string())
+    }
+}
+
+impl From<Status> for PeerError {
+    fn from(s: Status) -> PeerError {
+        let message = s.message().to_string();
+        match s.code() {
+            Code::NotFound => PeerError::NotFound(message),
+            Code::Unavailable => PeerError::Unreachable(message),
+            Code::InvalidArgument => PeerError::Invalid(message),
+            _ => PeerError::Failed(message),
+        }
+    }
+}
+
+impl From<PeerError> for Status {
+    fn from(e: PeerError) -> Status {
+        match e {
+            PeerError::NotFound(m) => Status::not_found(m),
+            PeerError::Unreachable(m) => Status::unavailable(m),
+            PeerError::Invalid(m) => Status::invalid_argument(m),
+            PeerError::Failed(m) => Status::internal(m),
+        }
+    }
+}
+
+impl From<PipelineError> for Status {
+    fn from(e: PipelineError) -> Status {
+        match e {
+            PipelineError::FrameTooLarge { .. } => Status::invalid_argument(e.to_string()),
+            PipelineError::Store(e) => e.into(),
+            PipelineError::Downstream(e) => e.into(),
+        }
+    }
+}
+
+impl From<ReplicateError> for Status {
+    fn from(e: ReplicateError) -> Status {
+        match e {
+            ReplicateError::Store(e) => e.into(),
+            ReplicateError::SourceCount { .. } | ReplicateError::SizeConflict { .. } => {
+                Status::invalid_argument(e.to_string())
+            }
+            ReplicateError::NoSource {
+                all_not_found: true,
+                ..
+            } => Status::not_found(e.to_string()),
+            ReplicateError::NoSource { .. }
+            | ReplicateError::NotAcknowledged { .. }
+            | ReplicateError::ShuttingDown => Status::unavailable(e.to_string()),
+            ReplicateError::WriterStopped { .. } => Status::internal(e.to_string()),
+        }
+    }
+}
+
+/// The coordinator's answers to a datanode's background calls worth calling again for: it
+/// is unreachable, or not ready for this node (restarting, or not yet knowing it).
+impl From<Status> for CallError {
+    fn from(s: Status) -> CallError {
+        let message = s.message().to_string();
+        match s.code() {
+            Code::Unavailable
+            | Code::NotFound
+            | Code::FailedPrecondition
+            | Code::Unauthenticated => CallError::NotReady(message),
+            _ => CallError::Refused(message),
         }
     }
 }

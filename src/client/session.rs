@@ -82,23 +82,18 @@ impl Retry {
 
 /// Runs `call` until it fails other than as `retry` allows, or [`COORDINATOR_WAIT`] has
 /// passed (then its last answer).
-async fn while_down<T, F, Fut>(retry: Retry, mut call: F) -> std::result::Result<T, tonic::Status>
+async fn while_down<T, F, Fut>(retry: Retry, call: F) -> std::result::Result<T, tonic::Status>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>>,
 {
-    let deadline = tokio::time::Instant::now() + COORDINATOR_WAIT;
-    let mut pause = std::time::Duration::from_millis(50);
-    loop {
-        match call().await {
-            Err(s) if retry.applies(&s) && tokio::time::Instant::now() + pause < deadline => {
-                tracing::warn!("the coordinator is unreachable; retrying in {pause:?}");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(std::time::Duration::from_secs(2));
-            }
-            other => return other,
-        }
-    }
+    crate::retry::Backoff::patient(COORDINATOR_WAIT)
+        .retry(
+            call,
+            |s| retry.applies(s),
+            |_, pause| tracing::warn!("the coordinator is unreachable; retrying in {pause:?}"),
+        )
+        .await
 }
 
 /// True for the coordinator's "unknown upload" answer.

@@ -17,12 +17,11 @@
 //! file's mtime, which survives a restart. A re-ack of an existing chunk made just before a
 //! restart is not remembered; the coordinator's own grace period covers that window.
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::store::{DiskStore, StoreError};
+use super::store::{ChunkStore, StoreError};
 use crate::chunk::ChunkId;
 
 /// How long an ack is remembered in memory. Orders protecting longer than this still
@@ -107,50 +106,87 @@ pub struct DeleteOutcome {
     pub failed: Vec<(ChunkId, StoreError)>,
 }
 
+/// Why a `DeleteChunks` order failed as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteError {
+    #[error("delete task failed: {0}")]
+    Task(String),
+    /// Every chunk of the order failed (I/O errors); the first failure says why.
+    #[error("no chunk could be deleted ({count} failed): {first}")]
+    NothingDeleted { count: usize, first: StoreError },
+}
+
+/// Carries out a `DeleteChunks` order: each chunk once, on the blocking pool (see
+/// [`delete_unprotected`]). Fails only when nothing could be deleted or kept.
+pub async fn delete_ordered(
+    store: Arc<dyn ChunkStore>,
+    acks: Arc<RecentAcks>,
+    ids: Vec<ChunkId>,
+    protect: Duration,
+) -> Result<DeleteOutcome, DeleteError> {
+    let mut seen = HashSet::with_capacity(ids.len());
+    let ids: Vec<ChunkId> = ids.into_iter().filter(|id| seen.insert(*id)).collect();
+    let mut out =
+        tokio::task::spawn_blocking(move || delete_unprotected(&*store, &acks, &ids, protect))
+            .await
+            .map_err(|e| DeleteError::Task(e.to_string()))?;
+    for (id, e) in &out.failed {
+        tracing::error!(chunk = %id, error = %e, "deleting chunk failed");
+    }
+    if !out.failed.is_empty() && out.deleted.is_empty() && out.kept.is_empty() {
+        let count = out.failed.len();
+        let (_, first) = out.failed.swap_remove(0);
+        return Err(DeleteError::NothingDeleted { count, first });
+    }
+    tracing::info!(
+        deleted = out.deleted.len(),
+        kept = out.kept.len(),
+        failed = out.failed.len(),
+        freed = out.freed_bytes,
+        "deleted chunks on order"
+    );
+    Ok(out)
+}
+
 /// Deletes `ids` except those written or acknowledged within `protect` (blocking I/O: call
-/// it on the blocking pool). Removals are made durable with one fsync per directory at the
-/// end.
+/// it on the blocking pool). Removals are made durable together at the end.
 pub fn delete_unprotected(
-    store: &DiskStore,
+    store: &dyn ChunkStore,
     acks: &RecentAcks,
     ids: &[ChunkId],
     protect: Duration,
 ) -> DeleteOutcome {
     let mut out = DeleteOutcome::default();
-    let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut removed = Vec::new();
     for &id in ids {
         let guard = acks.lock();
         if guard.is_recent(&id, Instant::now(), protect) || written_within(store, &id, protect) {
             out.kept.push(id);
             continue;
         }
-        let result = store.unlink(&id);
+        let result = store.remove(&id);
         drop(guard);
         match result {
             Ok(Some(size)) => {
                 out.freed_bytes += size;
-                if let Some(dir) = store.chunk_path(&id).parent() {
-                    dirs.insert(dir.to_path_buf());
-                }
+                removed.push(id);
                 out.deleted.push(id);
             }
             Ok(None) => out.deleted.push(id),
             Err(e) => out.failed.push((id, e)),
         }
     }
-    for dir in dirs {
-        if let Err(e) = store.sync_dir(&dir) {
-            // The unlinks happened; a crash could only bring a chunk back, which the next
-            // inventory reports. Not worth failing the order for.
-            tracing::warn!(dir = %dir.display(), error = %e, "fsync after deleting chunks failed");
-        }
+    if let Err(e) = store.sync_removals(&removed) {
+        // The unlinks happened; a crash could only bring a chunk back, which the next
+        // inventory reports. Not worth failing the order for.
+        tracing::warn!(error = %e, "fsync after deleting chunks failed");
     }
     out
 }
 
 /// True if the chunk file was written less than `protect` ago (a future mtime, from a clock
 /// step, counts as recent).
-fn written_within(store: &DiskStore, id: &ChunkId, protect: Duration) -> bool {
+fn written_within(store: &dyn ChunkStore, id: &ChunkId, protect: Duration) -> bool {
     if protect.is_zero() {
         return false;
     }
@@ -166,9 +202,9 @@ fn written_within(store: &DiskStore, id: &ChunkId, protect: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use crate::datanode::store::disk::DiskStore;
 
-    fn put(store: &Arc<DiskStore>, data: &[u8]) -> ChunkId {
+    fn put(store: &DiskStore, data: &[u8]) -> ChunkId {
         let id = ChunkId::of(data);
         let mut w = store.begin_write(id, data.len() as u64).unwrap();
         w.write(data).unwrap();
@@ -232,7 +268,7 @@ mod tests {
         assert!(acks.ack_if_present(reused, Instant::now(), || store.contains(&reused)));
 
         let out = delete_unprotected(
-            &store,
+            &*store,
             &acks,
             &[old, reused, fresh, absent],
             Duration::from_secs(600),
@@ -245,7 +281,7 @@ mod tests {
         assert!(store.contains(&reused) && store.contains(&fresh));
 
         // With no protection window everything goes.
-        let out = delete_unprotected(&store, &acks, &[reused, fresh], Duration::ZERO);
+        let out = delete_unprotected(&*store, &acks, &[reused, fresh], Duration::ZERO);
         assert_eq!(out.deleted, vec![reused, fresh]);
         assert_eq!(store.stats().chunk_count, 0);
         assert_eq!(store.stats().used_bytes, 0);
@@ -258,7 +294,7 @@ mod tests {
         let acks = RecentAcks::default();
         let id = put(&store, b"collected");
         age(&store, &id, Duration::from_secs(86_400));
-        let out = delete_unprotected(&store, &acks, &[id], Duration::from_secs(60));
+        let out = delete_unprotected(&*store, &acks, &[id], Duration::from_secs(60));
         assert_eq!(out.deleted, vec![id]);
         // A dedup write that raced with the deletion must not be acknowledged.
         assert!(!acks.ack_if_present(id, Instant::now(), || store.contains(&id)));

@@ -9,10 +9,8 @@
 //! The end of the stream means "complete". A walk that fails halfway must therefore never
 //! end the stream cleanly, or the coordinator would take every chunk not yet listed for
 //! lost. The request stream ends only after the walker has marked the inventory complete;
-//! otherwise its last item is [`Outgoing::Abort`], which the codec refuses to encode, so
-//! the HTTP/2 stream is reset with INTERNAL_ERROR and the coordinator's handler sees an
-//! error. (Merely dropping the call would not do: the client then resets with CANCEL, and
-//! a tonic server reads a cancelled request stream as a clean end.)
+//! otherwise its last item is [`Outgoing::Abort`], which breaks the call off (how, in
+//! `cluster.rs`).
 //!
 //! Requests from anywhere (registration, heartbeat, scrubber, timer) go to one worker
 //! through a [`Notify`], so inventories never overlap and a burst of requests during a
@@ -25,21 +23,26 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tonic::codec::{Codec, EncodeBuf, Encoder};
-use tonic::Status;
 
-use super::store::{DiskStore, StoreError};
-use crate::net::MAX_MESSAGE_BYTES;
+use super::cluster::{CallError, Cluster, Outgoing};
+use super::store::{ChunkStore, StoreError};
 use crate::proto::pb;
-use crate::security::join::ClusterChannel;
 
 /// Chunks per stream message (about 1 MB encoded).
 pub const BATCH: usize = 10_000;
 /// A first retry after a failed send; doubled up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// Bound on one inventory call, however large: a hung coordinator must not stall the worker.
-const CALL_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Why an inventory was not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    /// Listing the store failed (the call was broken off, never ended).
+    #[error("inventory walk failed: {0}")]
+    Walk(String),
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
 
 /// Asks the inventory worker for an inventory.
 #[derive(Clone)]
@@ -59,8 +62,8 @@ impl Inventory {
 /// request), retrying failed sends with backoff, until `stop` turns true.
 pub fn spawn(
     node_id: String,
-    store: Arc<DiskStore>,
-    coordinator: ClusterChannel,
+    store: Arc<dyn ChunkStore>,
+    coordinator: Cluster,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> (Inventory, JoinHandle<()>) {
@@ -96,8 +99,8 @@ pub fn spawn(
                     retry_at = None;
                     backoff = FIRST_BACKOFF;
                 }
-                Err(status) => {
-                    tracing::warn!(node = %node_id, error = %status.message(),
+                Err(e) => {
+                    tracing::warn!(node = %node_id, error = %e,
                         retry_in_s = backoff.as_secs(), "inventory failed");
                     retry_at = Some(Instant::now() + backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -119,56 +122,56 @@ async fn sleep_until(at: Option<Instant>) {
 /// Turning `stop` true breaks the inventory off (never ends it cleanly).
 pub async fn send(
     node_id: &str,
-    store: &Arc<DiskStore>,
-    coordinator: ClusterChannel,
+    store: &Arc<dyn ChunkStore>,
+    coordinator: Cluster,
     stop: watch::Receiver<bool>,
-) -> Result<(pb::InventoryResponse, u64), Status> {
+) -> Result<(pb::InventoryResponse, u64), InventoryError> {
     let (store, node_id) = (store.clone(), node_id.to_string());
-    stream_inventory(coordinator, stop, move |tx, complete| {
-        walk(&store, &node_id, BATCH, tx, complete)
+    report(coordinator, stop, move |tx, complete| {
+        walk(&*store, &node_id, BATCH, tx, complete)
     })
     .await
 }
 
-/// The sending half of [`send`], with the walk as a parameter so tests can make it fail
-/// halfway: `walker` runs on the blocking pool, sends batches and sets the flag when done.
+/// [`report`] over a bare channel, for the tests that make a walk fail halfway.
+#[cfg(test)]
 pub(super) async fn stream_inventory(
-    coordinator: ClusterChannel,
+    coordinator: crate::security::join::ClusterChannel,
     stop: watch::Receiver<bool>,
     walker: impl FnOnce(&mpsc::Sender<pb::InventoryBatch>, &AtomicBool) -> Result<u64, StoreError>
         + Send
         + 'static,
-) -> Result<(pb::InventoryResponse, u64), Status> {
+) -> Result<(pb::InventoryResponse, u64), InventoryError> {
+    report(Cluster::new(coordinator), stop, walker).await
+}
+
+/// The sending half of [`send`], with the walk as a parameter so tests can make it fail
+/// halfway: `walker` runs on the blocking pool, sends batches and sets the flag when done.
+async fn report(
+    coordinator: Cluster,
+    stop: watch::Receiver<bool>,
+    walker: impl FnOnce(&mpsc::Sender<pb::InventoryBatch>, &AtomicBool) -> Result<u64, StoreError>
+        + Send
+        + 'static,
+) -> Result<(pb::InventoryResponse, u64), InventoryError> {
     let (tx, rx) = mpsc::channel::<pb::InventoryBatch>(2);
     let complete = Arc::new(AtomicBool::new(false));
     let walk_complete = complete.clone();
     let walker = tokio::task::spawn_blocking(move || walker(&tx, &walk_complete));
-
-    // What `ClusterClient::report_inventory` does, with our own codec (see the module doc).
-    let mut grpc =
-        tonic::client::Grpc::new(coordinator).max_encoding_message_size(MAX_MESSAGE_BYTES);
-    grpc.ready()
-        .await
-        .map_err(|e| Status::unavailable(format!("coordinator not ready: {e}")))?;
-    let mut request = tonic::Request::new(until_complete(rx, complete, stop));
-    request.set_timeout(CALL_TIMEOUT);
-    request
-        .extensions_mut()
-        .insert(tonic::GrpcMethod::new("dfs.v1.Cluster", "ReportInventory"));
-    let path = http::uri::PathAndQuery::from_static("/dfs.v1.Cluster/ReportInventory");
-    let result = grpc.client_streaming(request, path, InventoryCodec).await;
+    let result = coordinator
+        .report_inventory(until_complete(rx, complete, stop))
+        .await;
 
     // A walk error explains a failed call better than the reset it caused. A walker still
     // running here (the coordinator refused early) stops at its next send.
-    let walk_failed = |e: String| Status::internal(format!("inventory walk failed: {e}"));
     let response = match result {
-        Ok(r) => r.into_inner(),
-        Err(status) => {
+        Ok(r) => r,
+        Err(e) => {
             return Err(
                 match tokio::time::timeout(Duration::from_secs(1), walker).await {
-                    Ok(Ok(Err(e))) => walk_failed(e.to_string()),
-                    Ok(Err(e)) => walk_failed(e.to_string()),
-                    _ => status,
+                    Ok(Ok(Err(e))) => InventoryError::Walk(e.to_string()),
+                    Ok(Err(e)) => InventoryError::Walk(e.to_string()),
+                    _ => e.into(),
                 },
             )
         }
@@ -176,16 +179,9 @@ pub(super) async fn stream_inventory(
     // The stream ended, which it does only once the walk completed.
     match walker.await {
         Ok(Ok(n)) => Ok((response, n)),
-        Ok(Err(e)) => Err(walk_failed(e.to_string())),
-        Err(e) => Err(walk_failed(e.to_string())),
+        Ok(Err(e)) => Err(InventoryError::Walk(e.to_string())),
+        Err(e) => Err(InventoryError::Walk(e.to_string())),
     }
-}
-
-/// What the request stream carries.
-enum Outgoing {
-    Batch(pb::InventoryBatch),
-    /// The walk failed: break the stream off instead of ending it.
-    Abort,
 }
 
 /// The batches from `rx`, ending only once the walk has marked the inventory complete;
@@ -216,46 +212,11 @@ fn until_complete(
     })
 }
 
-/// Protobuf for the batches and the response, and an encoding error for
-/// [`Outgoing::Abort`], which makes the HTTP/2 layer reset the stream with INTERNAL_ERROR.
-#[derive(Clone, Copy)]
-struct InventoryCodec;
-
-impl Codec for InventoryCodec {
-    type Encode = Outgoing;
-    type Decode = pb::InventoryResponse;
-    type Encoder = InventoryEncoder;
-    type Decoder = tonic_prost::ProstDecoder<pb::InventoryResponse>;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        InventoryEncoder
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        tonic_prost::ProstDecoder::default()
-    }
-}
-
-struct InventoryEncoder;
-
-impl Encoder for InventoryEncoder {
-    type Item = Outgoing;
-    type Error = Status;
-
-    fn encode(&mut self, item: Outgoing, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        match item {
-            Outgoing::Batch(b) => prost::Message::encode(&b, dst)
-                .map_err(|e| Status::internal(format!("encode inventory batch: {e}"))),
-            Outgoing::Abort => Err(Status::aborted("inventory walk failed")),
-        }
-    }
-}
-
 /// Walks the store, sending batches of `batch` chunks, and marks the inventory `complete`
 /// when every chunk is in the channel. Always sends at least one batch, so even an empty
 /// node's inventory names the node. Stops quietly if the call went away.
 fn walk(
-    store: &DiskStore,
+    store: &dyn ChunkStore,
     node_id: &str,
     batch: usize,
     tx: &mpsc::Sender<pb::InventoryBatch>,
@@ -265,7 +226,7 @@ fn walk(
     let mut chunks = Vec::with_capacity(batch);
     let mut count = 0u64;
     let mut receiver_gone = false;
-    store.walk_chunks(|e| {
+    store.walk_chunks(&mut |e| {
         chunks.push(pb::InventoryChunk {
             chunk_id: e.id.to_hex(),
             size: e.size,
@@ -306,6 +267,7 @@ fn walk(
 mod tests {
     use super::*;
     use crate::chunk::ChunkId;
+    use crate::datanode::store::disk::DiskStore;
 
     fn drain(rx: &mut mpsc::Receiver<pb::InventoryBatch>) -> Vec<pb::InventoryBatch> {
         std::iter::from_fn(|| rx.try_recv().ok()).collect()
@@ -317,7 +279,7 @@ mod tests {
         let store = DiskStore::open(dir.path(), 0, 0).unwrap();
         let done = AtomicBool::new(false);
         let (tx, mut rx) = mpsc::channel(64);
-        assert_eq!(walk(&store, "dn-a", 3, &tx, &done).unwrap(), 0);
+        assert_eq!(walk(&*store, "dn-a", 3, &tx, &done).unwrap(), 0);
         assert!(done.load(Ordering::Acquire));
         let batches = drain(&mut rx);
         assert_eq!(batches.len(), 1);
@@ -335,7 +297,7 @@ mod tests {
             ids.push(ChunkId::of(&data).to_hex());
         }
         let done = AtomicBool::new(false);
-        assert_eq!(walk(&store, "dn-a", 3, &tx, &done).unwrap(), 7);
+        assert_eq!(walk(&*store, "dn-a", 3, &tx, &done).unwrap(), 7);
         assert!(done.load(Ordering::Acquire));
         let batches = drain(&mut rx);
         let sizes: Vec<usize> = batches.iter().map(|b| b.chunks.len()).collect();
@@ -356,7 +318,7 @@ mod tests {
 
         // Exactly a multiple of the batch: an empty trailing batch carries the marker.
         let (tx, mut rx) = mpsc::channel(64);
-        walk(&store, "dn-a", 7, &tx, &AtomicBool::new(false)).unwrap();
+        walk(&*store, "dn-a", 7, &tx, &AtomicBool::new(false)).unwrap();
         let batches = drain(&mut rx);
         assert_eq!(
             batches
@@ -376,7 +338,7 @@ mod tests {
         std::fs::write(dir.path().join("chunks"), b"").unwrap();
         let (tx, _rx) = mpsc::channel(64);
         let done = AtomicBool::new(false);
-        assert!(walk(&store, "dn-a", 3, &tx, &done).is_err());
+        assert!(walk(&*store, "dn-a", 3, &tx, &done).is_err());
         assert!(!done.load(Ordering::Acquire));
     }
 

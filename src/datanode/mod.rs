@@ -2,12 +2,17 @@
 //! pipelines, and keeps the coordinator informed (registration, heartbeats, replica
 //! reports).
 //!
-//! - `store.rs`: the content-addressed chunk store on disk.
-//! - `service.rs`: the gRPC service (pipelined writes, reads, verification, coordinator
-//!   orders).
+//! - `store/`: the [`store::ChunkStore`] trait and its implementation on a local disk.
+//! - `service.rs`: the gRPC service: decodes requests, calls the parts below, encodes
+//!   answers.
+//! - `pipeline.rs`: the pipelined write (store here, forward to the next node, ack).
+//! - `local.rs`: storing a chunk on this node and acknowledging it (writes and repairs).
+//! - `peer.rs`: the gRPC calls to other datanodes (forwarding writes, reading chunks).
 //! - `replicate.rs`: pulling a chunk from a peer on the coordinator's order (repair).
 //! - `acks.rs`: protection of recently acknowledged chunks against deletion orders.
 //! - `throttle.rs`: the token bucket that rate-limits background traffic.
+//! - `heartbeat.rs`: registration and heartbeats.
+//! - `cluster.rs`: the coordinator calls of the background work below.
 //! - `reporter.rs`: batched replica reports to the coordinator.
 //! - `inventory.rs`: full chunk inventories streamed to the coordinator.
 //! - `scrub.rs`: the background re-hashing of every chunk.
@@ -15,11 +20,16 @@
 //! Background loops (heartbeat, inventory, scrub) run until the server stops; they share
 //! one pattern: a timer, a wake-up [`tokio::sync::Notify`] and a shutdown `watch`.
 
-mod acks;
+pub(crate) mod acks;
+pub(crate) mod cluster;
 #[cfg(test)]
 mod e2e_tests;
+mod heartbeat;
 mod inventory;
-mod replicate;
+mod local;
+pub(crate) mod peer;
+pub(crate) mod pipeline;
+pub(crate) mod replicate;
 mod reporter;
 pub mod scrub;
 mod service;
@@ -30,6 +40,7 @@ use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -44,14 +55,16 @@ use crate::conn_limit;
 use crate::net::{channel, ChannelCache, MAX_MESSAGE_BYTES};
 use crate::proto::pb;
 use crate::security::files::{self, Privacy};
-use crate::security::join::{self, ClusterChannel, JoinProof};
-use crate::security::revoke::{self, Revoked};
+use crate::security::join::{self, JoinProof};
+use crate::security::revoke::Revoked;
 use crate::security::token::TokenKey;
 use crate::security::{Role, Tls};
-use inventory::Inventory;
+use heartbeat::{heartbeat_loop, Heartbeats};
+use local::LocalStore;
 use reporter::Reporter;
 use scrub::ScrubProgress;
-use store::DiskStore;
+use store::disk::DiskStore;
+use store::ChunkStore;
 
 /// Deadline the server puts on every call: a chunk transfer at a crawl still fits, a
 /// stalled one does not hold its resources for ever.
@@ -162,217 +175,14 @@ fn advertise_addr(cfg: &DatanodeConfig, local: SocketAddr) -> String {
     format!("http://{local}")
 }
 
-fn stats_pb(store: &DiskStore, active: u32, scrub: &ScrubProgress) -> pb::NodeStats {
-    let s = store.stats();
-    pb::NodeStats {
-        capacity_bytes: s.capacity_bytes,
-        used_bytes: s.used_bytes,
-        free_bytes: s.free_bytes,
-        chunk_count: s.chunk_count,
-        active_transfers: active,
-        scrub: Some(scrub.to_pb()),
-    }
-}
-
-/// What the heartbeat loop reports from and hands out to.
-struct Heartbeats {
-    node_id: String,
-    addr: String,
-    store: Arc<DiskStore>,
-    coordinator: ClusterChannel,
-    inventory: Inventory,
-    scrub: Arc<ScrubProgress>,
-    active: Arc<std::sync::atomic::AtomicU32>,
-    /// Filled with the token key at each registration.
-    tokens: TokenSlot,
-    /// The certificate deny-list, from registration and heartbeats.
-    revoked: Revoked,
-    /// The join secret, which opens a token key sealed by a plaintext coordinator.
-    proof: JoinProof,
-    /// Whether the coordinator channel is TLS (then the token key comes in clear).
-    tls_on: bool,
-}
-
-/// The token key of a RegisterResponse: in clear (TLS, or no authentication) or sealed
-/// under the join secret (plaintext with access keys).
-///
-/// A node with a join secret and no TLS takes only the sealed form. The coordinator of
-/// its cluster always seals the key for it, so a key in clear comes from something else
-/// answering at the `--join` address (a wrong address, a spoofed DNS name): taking it
-/// would let that impostor sign orders (DeleteChunks) this node obeys.
-fn token_key_of(
-    r: &pb::RegisterResponse,
-    node_id: &str,
-    proof: &JoinProof,
-    tls_on: bool,
-) -> Result<TokenKey, String> {
-    if r.token_key_sealed.is_empty() {
-        if proof.secret().is_some() && !tls_on {
-            return Err(
-                "the coordinator sent the token key in clear, which the coordinator \
-                of a cluster without TLS and with access keys never does: refused. Either \
-                --join does not name this cluster's coordinator, or that coordinator runs \
-                without authentication (then remove datanode.join_secret)"
-                    .to_string(),
-            );
-        }
-        return TokenKey::from_bytes(&r.token_key)
-            .ok_or_else(|| "the coordinator sent no valid token key".to_string());
-    }
-    let secret = proof.secret().ok_or(
-        "the coordinator sealed the token key under its join secret: set datanode.join_secret",
-    )?;
-    secret
-        .open_token_key(node_id, &r.token_key_sealed)
-        .ok()
-        .and_then(|k| TokenKey::from_bytes(&k))
-        .ok_or_else(|| "the sealed token key does not open with this join secret".to_string())
-}
-
-/// Installs the deny-list the coordinator sent, if any.
-fn apply_revoked(revoked: &Revoked, list: Option<pb::RevokedCertificates>, node_id: &str) {
-    let Some(list) = list else { return };
-    let set: Option<std::collections::HashSet<_>> = list
-        .fingerprints
-        .iter()
-        .map(|f| revoke::parse_fingerprint(f).ok())
-        .collect();
-    match set {
-        Some(set) => {
-            if !set.is_empty() {
-                tracing::info!(node = %node_id, revoked = set.len(), "certificate deny-list updated");
-            }
-            revoked.replace(set);
-        }
-        None => tracing::error!(node = %node_id, "the coordinator sent a malformed deny-list"),
-    }
-}
-
-/// Registers with the coordinator and heartbeats until the process ends. Failures are
-/// retried: a coordinator that restarts finds its nodes again within one interval. Every
-/// registration is followed by an inventory, which is how a restarted coordinator (or
-/// one that forgot this node) learns what the node holds.
-async fn heartbeat_loop(hb: Heartbeats) {
-    let Heartbeats {
-        node_id,
-        addr,
-        store,
-        coordinator,
-        inventory,
-        scrub,
-        active,
-        tokens,
-        revoked,
-        proof,
-        tls_on,
-    } = hb;
-    let mut client = pb::cluster_client::ClusterClient::new(coordinator);
-    let mut interval = Duration::from_secs(2);
-    let mut registered = false;
-    let mut warned = false;
-    loop {
-        let result = if registered {
-            let mut req = tonic::Request::new(pb::HeartbeatRequest {
-                node_id: node_id.clone(),
-                stats: Some(stats_pb(
-                    &store,
-                    active.load(std::sync::atomic::Ordering::Relaxed),
-                    &scrub,
-                )),
-                revoked_digest: revoked.digest().into(),
-                token_key_digest: tokens
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .as_ref()
-                    .map(|k| k.digest().to_vec())
-                    .unwrap_or_default()
-                    .into(),
-            });
-            req.set_timeout(Duration::from_secs(10));
-            let sent = client.heartbeat(req).await;
-            crate::metrics::datanode()
-                .heartbeats
-                .get_or_create(&crate::metrics::result(sent.is_ok()))
-                .inc();
-            sent.map(|r| {
-                let r = r.into_inner();
-                apply_revoked(&revoked, r.revoked, &node_id);
-                if r.reregister {
-                    tracing::info!(node = %node_id, "coordinator asks this node to register again");
-                    registered = false;
-                } else if r.send_inventory {
-                    inventory.request();
-                }
-            })
-        } else {
-            let mut req = tonic::Request::new(pb::RegisterRequest {
-                node_id: node_id.clone(),
-                addr: addr.clone(),
-                stats: Some(stats_pb(&store, 0, &scrub)),
-            });
-            req.set_timeout(Duration::from_secs(10));
-            client.register(req).await.map(|r| {
-                let r = r.into_inner();
-                let ms = r.heartbeat_interval_ms;
-                if ms > 0 {
-                    interval = Duration::from_millis(ms);
-                }
-                match token_key_of(&r, &node_id, &proof, tls_on) {
-                    Ok(k) => *tokens.write().unwrap_or_else(|p| p.into_inner()) = Some(k),
-                    // A key held from an earlier registration stays in use.
-                    Err(e) => tracing::error!(node = %node_id, error = %e,
-                        "token key refused: chunk requests are not served with it"),
-                }
-                apply_revoked(&revoked, r.revoked, &node_id);
-                registered = true;
-                inventory.request();
-                tracing::info!(node = %node_id, "registered with the coordinator");
-            })
-        };
-        let again_now = match result {
-            Ok(()) => {
-                warned = false;
-                // Asked to register again: do it now rather than after a pause.
-                !registered
-            }
-            // A restarted coordinator refuses proofs dated before the second after it
-            // started, and says which second that is: date the next proofs from it and
-            // call again at once (the floor only rises, so this repeats at most a few
-            // times), rather than wait a heartbeat or until our clock catches up.
-            Err(status) if proof.learn(&status) => {
-                tracing::info!(node = %node_id, "dating join proofs from the coordinator's start");
-                true
-            }
-            Err(status) => {
-                if !warned {
-                    tracing::warn!(node = %node_id, error = %status.message(), "coordinator unreachable; retrying");
-                    warned = true;
-                }
-                if status.code() == tonic::Code::FailedPrecondition
-                    || status.code() == tonic::Code::NotFound
-                {
-                    registered = false;
-                }
-                false
-            }
-        };
-        if again_now {
-            continue;
-        }
-        tokio::time::sleep(if registered {
-            interval
-        } else {
-            interval.min(Duration::from_millis(500))
-        })
-        .await;
-    }
-}
-
 /// The token key, once the coordinator has handed it over at registration.
 pub type TokenSlot = Arc<RwLock<Option<TokenKey>>>;
 
 /// Sets the gauges that mirror the store and the scrubber before a scrape.
-fn refresh_gauges(store: Arc<DiskStore>, scrub: Arc<ScrubProgress>) -> crate::admin_http::Refresh {
+fn refresh_gauges(
+    store: Arc<dyn ChunkStore>,
+    scrub: Arc<ScrubProgress>,
+) -> crate::admin_http::Refresh {
     Arc::new(move || {
         let m = crate::metrics::datanode();
         let s = store.stats();
@@ -401,21 +211,16 @@ pub async fn run(
     run_with(listener, cfg, tuning, tls, shutdown).await
 }
 
-/// Serves a datanode on `listener` until `shutdown` resolves, then stops its background
-/// workers.
-pub async fn run_with(
-    listener: TcpListener,
-    cfg: DatanodeConfig,
-    tuning: DatanodeTuning,
-    tls: Option<Tls>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let server_tls = tls.as_ref().map(Tls::server).transpose()?;
+/// Takes the data dir (created if needed, locked for the life of the node, checked for
+/// privacy) and opens the node id and the chunk store in it.
+fn open_data_dir(
+    cfg: &DatanodeConfig,
+) -> anyhow::Result<(std::fs::File, String, Arc<dyn ChunkStore>)> {
     files::create_private_dir_all(&cfg.data_dir)
         .with_context(|| format!("create data dir {}", cfg.data_dir.display()))?;
     let mut privacy = Privacy::default();
     privacy.check(&cfg.data_dir);
-    let _lock = lock_data_dir(&cfg.data_dir)?;
+    let lock = lock_data_dir(&cfg.data_dir)?;
     let node_id = load_or_create_node_id(&cfg.data_dir)?;
     for name in [
         "LOCK",
@@ -427,86 +232,27 @@ pub async fn run_with(
     ] {
         privacy.check(&cfg.data_dir.join(name));
     }
-    let store =
+    let disk =
         DiskStore::open(&cfg.data_dir, cfg.capacity, cfg.reserve).context("open chunk store")?;
-    if store.made_private() > 0 {
+    if disk.made_private() > 0 {
         privacy.note(format!(
             "{} chunk files and fan-out directories",
-            store.made_private()
+            disk.made_private()
         ));
     }
     privacy.report("datanode");
-    let local = listener.local_addr()?;
-    let addr = advertise_addr(&cfg, local);
-    let coordinator = channel(
-        &cfg.join,
-        Duration::from_secs(3),
-        tls.as_ref().map(|t| t.client(Role::Coordinator)),
-    )
-    .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
-    // Every cluster call proves the join secret, when one is set (plaintext clusters).
-    let proof = JoinProof::new(&cfg.join_secret);
-    let coordinator = join::cluster_channel(coordinator, proof.clone());
+    Ok((lock, node_id, disk))
+}
 
-    let stats = store.stats();
-    tracing::info!(node = %node_id, listen = %local, advertise = %addr, chunks = stats.chunk_count,
-        used = stats.used_bytes, "datanode listening");
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let reporter = Reporter::spawn(node_id.clone(), coordinator.clone());
-    let (inventory, inventory_task) = inventory::spawn(
-        node_id.clone(),
-        store.clone(),
-        coordinator.clone(),
-        tuning.inventory_interval,
-        stop_rx.clone(),
-    );
-    let (scrubber, scrub_task) = scrub::spawn(
-        node_id.clone(),
-        store.clone(),
-        coordinator.clone(),
-        inventory.clone(),
-        &tuning,
-        stop_rx,
-    );
-    crate::metrics::datanode();
-    let admin = crate::admin_http::bind(&cfg.admin_listen).await?.map(|l| {
-        crate::admin_http::spawn(
-            l,
-            axum::Router::new(),
-            refresh_gauges(store.clone(), scrubber.progress().clone()),
-        )
-    });
-    let active = Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let tokens = TokenSlot::default();
-    let revoked = Revoked::default();
-    let hb = tokio::spawn(heartbeat_loop(Heartbeats {
-        node_id: node_id.clone(),
-        addr,
-        store: store.clone(),
-        coordinator,
-        inventory,
-        scrub: scrubber.progress().clone(),
-        active: active.clone(),
-        tokens: tokens.clone(),
-        revoked: revoked.clone(),
-        proof,
-        tls_on: tls.is_some(),
-    }));
-    let svc = service::DatanodeService {
-        node_id,
-        store,
-        reporter,
-        peers: ChannelCache::new(Duration::from_secs(3), tls.as_ref()),
-        tokens,
-        tls_on: server_tls.is_some(),
-        recent: Default::default(),
-        active,
-        replication: Arc::new(replicate::Replication::new(
-            tuning.replication_rate,
-            tuning.replication_concurrency,
-        )),
-    };
+/// Serves `svc` on `listener` until `shutdown` resolves, with the datanode's limits.
+async fn serve(
+    listener: TcpListener,
+    cfg: &DatanodeConfig,
+    server_tls: Option<tonic::transport::ServerTlsConfig>,
+    svc: service::DatanodeService,
+    revoked: Revoked,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let layer = crate::grpc_layer::GrpcMetricsLayer::for_node(&svc.node_id);
     let server = pb::datanode_server::DatanodeServer::new(svc)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -531,7 +277,7 @@ pub async fn run_with(
         },
     );
     let keepalive = conn_limit::grpc_keepalive(cfg.idle_timeout);
-    let result = builder
+    builder
         .timeout(CALL_TIMEOUT)
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .http2_max_header_list_size(crate::coordinator::MAX_HEADER_LIST_BYTES)
@@ -546,15 +292,92 @@ pub async fn run_with(
             shutdown,
         )
         .await
-        .context("datanode server");
+        .context("datanode server")
+}
+
+/// Serves a datanode on `listener` until `shutdown` resolves, then stops its background
+/// workers.
+pub async fn run_with(
+    listener: TcpListener,
+    cfg: DatanodeConfig,
+    tuning: DatanodeTuning,
+    tls: Option<Tls>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let server_tls = tls.as_ref().map(Tls::server).transpose()?;
+    let (_lock, node_id, store) = open_data_dir(&cfg)?;
+    let local = listener.local_addr()?;
+    let addr = advertise_addr(&cfg, local);
+    let (coordinator, proof) = coordinator_channel(&cfg, tls.as_ref())?;
+    let stats = store.stats();
+    tracing::info!(node = %node_id, listen = %local, advertise = %addr, chunks = stats.chunk_count,
+        used = stats.used_bytes, "datanode listening");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let cluster = cluster::Cluster::new(coordinator.clone());
+    let reporter = Reporter::spawn(node_id.clone(), cluster.clone());
+    let (inventory, inventory_task) = inventory::spawn(
+        node_id.clone(),
+        store.clone(),
+        cluster.clone(),
+        tuning.inventory_interval,
+        stop_rx.clone(),
+    );
+    let (scrubber, scrub_task) = scrub::spawn(
+        node_id.clone(),
+        store.clone(),
+        &cfg.data_dir,
+        cluster,
+        inventory.clone(),
+        &tuning,
+        stop_rx,
+    );
+    crate::metrics::datanode();
+    let admin = crate::admin_http::bind(&cfg.admin_listen).await?.map(|l| {
+        crate::admin_http::spawn(
+            l,
+            axum::Router::new(),
+            refresh_gauges(store.clone(), scrubber.progress().clone()),
+        )
+    });
+    let active = Arc::new(AtomicU32::new(0));
+    let tokens = TokenSlot::default();
+    let revoked = Revoked::default();
+    let hb = tokio::spawn(heartbeat_loop(Heartbeats {
+        node_id: node_id.clone(),
+        addr,
+        store: store.clone(),
+        coordinator,
+        inventory,
+        scrub: scrubber.progress().clone(),
+        active: active.clone(),
+        tokens: tokens.clone(),
+        revoked: revoked.clone(),
+        proof,
+        tls_on: tls.is_some(),
+    }));
+    let local = LocalStore {
+        node_id,
+        store,
+        recent: Default::default(),
+        reporter,
+    };
+    let svc = datanode_service(local, tls.as_ref(), &tuning, tokens, active);
+    let result = serve(listener, &cfg, server_tls, svc, revoked, shutdown).await;
     hb.abort();
     if let Some(a) = admin {
         a.abort();
     }
-    // Workers stop between chunks; one still hashing a chunk gets a moment to finish
-    // before it is abandoned.
-    let _ = stop_tx.send(true);
-    for task in [inventory_task, scrub_task] {
+    stop_workers(stop_tx, [inventory_task, scrub_task]).await;
+    tracing::info!("datanode stopped");
+    result
+}
+
+/// Tells the background workers to stop. They stop between chunks; one still hashing a
+/// chunk gets a moment to finish before it is abandoned.
+async fn stop_workers(stop: watch::Sender<bool>, tasks: [tokio::task::JoinHandle<()>; 2]) {
+    let _ = stop.send(true);
+    for task in tasks {
         let abort = task.abort_handle();
         if tokio::time::timeout(Duration::from_secs(5), task)
             .await
@@ -563,6 +386,44 @@ pub async fn run_with(
             abort.abort();
         }
     }
-    tracing::info!("datanode stopped");
-    result
+}
+
+/// The channel to the coordinator. Every cluster call on it proves the join secret, when
+/// one is set (plaintext clusters).
+fn coordinator_channel(
+    cfg: &DatanodeConfig,
+    tls: Option<&Tls>,
+) -> anyhow::Result<(join::ClusterChannel, JoinProof)> {
+    let coordinator = channel(
+        &cfg.join,
+        Duration::from_secs(3),
+        tls.map(|t| t.client(Role::Coordinator)),
+    )
+    .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+    let proof = JoinProof::new(&cfg.join_secret);
+    Ok((join::cluster_channel(coordinator, proof.clone()), proof))
+}
+
+/// The gRPC service over this node's chunks: writes through the pipeline, repairs through
+/// the replicator, both storing through `local`.
+fn datanode_service(
+    local: LocalStore,
+    tls: Option<&Tls>,
+    tuning: &DatanodeTuning,
+    tokens: TokenSlot,
+    active: Arc<AtomicU32>,
+) -> service::DatanodeService {
+    let peers = ChannelCache::new(Duration::from_secs(3), tls);
+    let limits =
+        replicate::Replication::new(tuning.replication_rate, tuning.replication_concurrency);
+    service::DatanodeService {
+        node_id: local.node_id.clone(),
+        store: local.store.clone(),
+        recent: local.recent.clone(),
+        pipeline: pipeline::WritePipeline::new(local.clone(), peers.clone()),
+        replicator: replicate::Replicator::new(local, peers, limits),
+        tokens,
+        tls_on: tls.is_some(),
+        active,
+    }
 }

@@ -5,20 +5,35 @@
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use tonic::{Code, Status};
 
+use super::cluster::{CallError, Cluster};
 use crate::chunk::ChunkId;
-use crate::proto::pb;
-use crate::security::join::ClusterChannel;
+use crate::retry::Backoff;
 
 /// Most chunks per report.
 const MAX_BATCH: usize = 1024;
 /// How long a report is retried while the coordinator cannot take it.
 const REPORT_WAIT: Duration = Duration::from_secs(20);
 
+/// Why a replica was not recorded by the coordinator.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    /// The reporter task is gone (the node is shutting down).
+    #[error("reporter stopped")]
+    Stopped,
+    /// The coordinator refused the report, or stayed unreachable for [`REPORT_WAIT`].
+    #[error(transparent)]
+    NotRecorded(#[from] CallError),
+}
+
 /// One chunk to report: id, size, the access key whose write stored it (empty for a
 /// repair copy), and who waits for the answer.
-type Job = (ChunkId, u64, String, oneshot::Sender<Result<(), String>>);
+type Job = (
+    ChunkId,
+    u64,
+    String,
+    oneshot::Sender<Result<(), ReportError>>,
+);
 
 #[derive(Clone)]
 pub struct Reporter {
@@ -26,10 +41,9 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    pub fn spawn(node_id: String, coordinator: ClusterChannel) -> Reporter {
+    pub fn spawn(node_id: String, coordinator: Cluster) -> Reporter {
         let (tx, mut rx) = mpsc::channel::<Job>(4096);
         tokio::spawn(async move {
-            let mut client = pb::cluster_client::ClusterClient::new(coordinator);
             // A job for another key than the batch's waits for the next batch.
             let mut held: Option<Job> = None;
             while let Some(first) = match held.take() {
@@ -48,19 +62,9 @@ impl Reporter {
                         Err(_) => break,
                     }
                 }
-                let req = pb::ReportReplicasRequest {
-                    node_id: node_id.clone(),
-                    chunks: batch
-                        .iter()
-                        .map(|(id, size, _, _)| pb::ChunkRef {
-                            receipt: None,
-                            chunk_id: id.to_hex(),
-                            size: *size,
-                        })
-                        .collect(),
-                    owner,
-                };
-                let result = send(&mut client, req).await;
+                let chunks: Vec<(ChunkId, u64)> =
+                    batch.iter().map(|(id, size, _, _)| (*id, *size)).collect();
+                let result = send(&coordinator, &node_id, &owner, &chunks).await;
                 if let Err(e) = &result {
                     tracing::warn!(chunks = batch.len(), error = %e, "replica report failed");
                 }
@@ -74,13 +78,13 @@ impl Reporter {
 
     /// Reports one durable chunk, stored by a write of access key `owner` (empty for a
     /// repair copy), and waits until the coordinator has recorded it.
-    pub async fn report(&self, id: ChunkId, size: u64, owner: &str) -> Result<(), String> {
+    pub async fn report(&self, id: ChunkId, size: u64, owner: &str) -> Result<(), ReportError> {
         let (done, wait) = oneshot::channel();
         self.tx
             .send((id, size, owner.to_string(), done))
             .await
-            .map_err(|_| "reporter stopped".to_string())?;
-        wait.await.map_err(|_| "reporter stopped".to_string())?
+            .map_err(|_| ReportError::Stopped)?;
+        wait.await.map_err(|_| ReportError::Stopped)?
     }
 }
 
@@ -90,30 +94,17 @@ impl Reporter {
 /// briefly away would make the client give up on this node. A refusal of the report
 /// itself (bad chunk, size conflict) is final.
 async fn send(
-    client: &mut pb::cluster_client::ClusterClient<ClusterChannel>,
-    req: pb::ReportReplicasRequest,
-) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + REPORT_WAIT;
-    let mut pause = Duration::from_millis(50);
-    loop {
-        let mut request = tonic::Request::new(req.clone());
-        request.set_timeout(Duration::from_secs(30));
-        match client.report_replicas(request).await {
-            Ok(_) => return Ok(()),
-            Err(s) if retryable(&s) && tokio::time::Instant::now() + pause < deadline => {
-                tracing::debug!(error = %s.message(), "replica report not taken; retrying in {pause:?}");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
-            }
-            Err(s) => return Err(s.message().to_string()),
-        }
-    }
-}
-
-/// Answers worth sending a report again for: the coordinator unreachable or not ready.
-fn retryable(s: &Status) -> bool {
-    matches!(
-        s.code(),
-        Code::Unavailable | Code::NotFound | Code::FailedPrecondition | Code::Unauthenticated
-    )
+    coordinator: &Cluster,
+    node_id: &str,
+    owner: &str,
+    chunks: &[(ChunkId, u64)],
+) -> Result<(), ReportError> {
+    Backoff::patient(REPORT_WAIT)
+        .retry(
+            || coordinator.report_replicas(node_id, owner, chunks),
+            |e| matches!(e, CallError::NotReady(_)),
+            |e, pause| tracing::debug!(error = %e, "replica report not taken; retrying in {pause:?}"),
+        )
+        .await
+        .map_err(ReportError::from)
 }

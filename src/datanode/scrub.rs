@@ -4,7 +4,7 @@
 //!
 //! A pass walks the store one 256th at a time (all chunks under `chunks/ab/`, so memory
 //! stays small with millions of chunks) and verifies each chunk with
-//! [`DiskStore::verify`], which quarantines a corrupt one. Reading is throttled by a token
+//! [`ChunkStore::verify`], which quarantines a corrupt one. Reading is throttled by a token
 //! bucket at the configured byte rate: a pass never skips chunks to keep time, it takes as
 //! long as the data needs. Corrupt chunks are reported to the coordinator at once (batched
 //! while a report is in flight) and, after the pass, an inventory is sent so the
@@ -23,14 +23,14 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
+use super::cluster::Cluster;
 use super::inventory::Inventory;
-use super::store::{DiskStore, StoreError, Verdict};
+use super::store::{ChunkStore, StoreError, Verdict};
 use super::throttle::TokenBucket;
 use super::DatanodeTuning;
 use crate::chunk::ChunkId;
 use crate::meta::now_ms;
 use crate::proto::pb;
-use crate::security::join::ClusterChannel;
 
 /// Where the position of the current pass is kept, under the data dir.
 pub(super) const STATE_FILE: &str = "scrub_state";
@@ -141,7 +141,7 @@ impl PassState {
 
 /// What a pass needs; separate from the schedule so a pass can be tested on its own.
 struct Pass {
-    store: Arc<DiskStore>,
+    store: Arc<dyn ChunkStore>,
     bucket: TokenBucket,
     progress: Arc<ScrubProgress>,
     corrupt: mpsc::Sender<ChunkId>,
@@ -151,14 +151,15 @@ struct Pass {
 /// Starts the scrubber and its corruption reporter; both stop when `stop` turns true.
 pub fn spawn(
     node_id: String,
-    store: Arc<DiskStore>,
-    coordinator: ClusterChannel,
+    store: Arc<dyn ChunkStore>,
+    data_dir: &Path,
+    coordinator: Cluster,
     inventory: Inventory,
     tuning: &DatanodeTuning,
     stop: watch::Receiver<bool>,
 ) -> (Scrubber, JoinHandle<()>) {
     let progress = Arc::new(ScrubProgress::default());
-    let state_path = store.root().join(STATE_FILE);
+    let state_path = data_dir.join(STATE_FILE);
     // Loaded now, so the first registration already shows when the last pass ended.
     let state = PassState::load(&state_path);
     progress
@@ -329,12 +330,11 @@ fn join_error(e: tokio::task::JoinError) -> StoreError {
 /// backlog ids are dropped, since the next inventory reconciles those chunks anyway.
 async fn report_corruption(
     node_id: String,
-    coordinator: ClusterChannel,
+    coordinator: Cluster,
     mut rx: mpsc::Receiver<ChunkId>,
     mut stop: watch::Receiver<bool>,
 ) {
     const MAX_BACKLOG: usize = 100_000;
-    let mut client = pb::cluster_client::ClusterClient::new(coordinator);
     let mut pending: Vec<ChunkId> = Vec::new();
     loop {
         if pending.is_empty() {
@@ -352,18 +352,13 @@ async fn report_corruption(
             }
         }
         let n = pending.len().min(MAX_REPORT);
-        let mut req = tonic::Request::new(pb::ReportCorruptionRequest {
-            node_id: node_id.clone(),
-            chunk_ids: pending[..n].iter().map(ChunkId::to_hex).collect(),
-        });
-        req.set_timeout(Duration::from_secs(30));
-        match client.report_corruption(req).await {
+        match coordinator.report_corruption(&node_id, &pending[..n]).await {
             Ok(_) => {
                 tracing::info!(chunks = n, "corrupt chunks reported to the coordinator");
                 pending.drain(..n);
             }
-            Err(status) => {
-                tracing::warn!(chunks = pending.len(), error = %status.message(),
+            Err(e) => {
+                tracing::warn!(chunks = pending.len(), error = %e,
                     "corruption report failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(REPORT_RETRY) => {}
@@ -377,8 +372,9 @@ async fn report_corruption(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::datanode::store::disk::DiskStore;
 
-    fn put(store: &Arc<DiskStore>, data: &[u8]) -> ChunkId {
+    fn put(store: &DiskStore, data: &[u8]) -> ChunkId {
         let id = ChunkId::of(data);
         let mut w = store.begin_write(id, data.len() as u64).unwrap();
         w.write(data).unwrap();

@@ -1,90 +1,29 @@
-//! Chunks on local disk, content addressed: `chunks/ab/cd/<id>` under the node's data dir.
+//! [`DiskStore`]: the [`ChunkStore`] on a local disk, content addressed under the node's
+//! data dir (paths in `layout.rs`, receiving in `writer.rs`).
 //!
-//! A chunk becomes visible under its name only once complete, verified and durable: bytes go
-//! to a temporary file in `tmp/`, which is hashed while written, fsynced, renamed into place,
-//! and the directory fsynced (invariant 2). A writer dropped before it finishes deletes its
-//! temporary file. Every chunk path is built by [`DiskStore::chunk_path`] from a validated
-//! [`ChunkId`], so nothing is ever written outside the data directory (invariant 7).
-//! Directories are created 0700 and chunk files 0600; walks correct older ones they pass.
+//! Opening the store removes leftover temporary files (partial chunks from a crash are never
+//! visible) and counts the chunks. Directories are created 0700 and chunk files 0600; walks
+//! correct older ones they pass.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use super::layout::{fs_available, fsync_dir, list_dir, Layout};
+use super::writer::{ChunkWriter, Usage};
+use super::{io_err, ChunkEntry, ChunkStore, ChunkWrite, StoreError, StoreStats, Verdict};
 use crate::chunk::{ChunkHasher, ChunkId, MAX_CHUNK_SIZE};
-use crate::security::files::{self, create_private_dir_all, FILE_MODE};
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("chunk {id}: stream is longer than the announced {announced} bytes")]
-    TooLong { id: ChunkId, announced: u64 },
-    #[error("chunk {id}: received {got} bytes, announced {announced}")]
-    SizeMismatch {
-        id: ChunkId,
-        announced: u64,
-        got: u64,
-    },
-    #[error("chunk {id}: received bytes hash to {actual}")]
-    HashMismatch { id: ChunkId, actual: ChunkId },
-    #[error("chunk {id}: size {size} exceeds the maximum chunk size {MAX_CHUNK_SIZE}")]
-    ChunkTooLarge { id: ChunkId, size: u64 },
-    #[error("not enough space: {needed} bytes needed, {free} free above the reserve")]
-    NoSpace { needed: u64, free: u64 },
-    #[error("chunk {0}: not stored on this node")]
-    NotFound(ChunkId),
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: io::Error,
-    },
-}
-
-fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
-    let what = what.into();
-    move |source| StoreError::Io { what, source }
-}
-
-/// Figures a datanode reports about itself.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StoreStats {
-    pub capacity_bytes: u64,
-    pub used_bytes: u64,
-    pub free_bytes: u64,
-    pub chunk_count: u64,
-}
-
-/// One stored chunk as a directory walk sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChunkEntry {
-    pub id: ChunkId,
-    pub size: u64,
-    /// When the chunk was written (its file's mtime), if the file system says.
-    pub modified: Option<SystemTime>,
-}
-
-/// What re-hashing a stored chunk found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Intact,
-    Missing,
-    /// Corrupt or truncated; moved to `quarantine/`.
-    Quarantined,
-}
+use crate::security::files::{self, create_private_dir_all};
 
 pub struct DiskStore {
-    root: PathBuf,
-    chunks: PathBuf,
-    tmp: PathBuf,
-    quarantine: PathBuf,
+    layout: Arc<Layout>,
     capacity: u64,
     reserve: u64,
-    used: AtomicU64,
-    count: AtomicU64,
+    usage: Arc<Usage>,
     /// Chunk files and fan-out directories walks found readable by others and corrected.
     made_private: AtomicU64,
 }
@@ -92,37 +31,30 @@ pub struct DiskStore {
 impl DiskStore {
     /// Opens the store under `root`, removing leftover temporary files and counting chunks.
     pub fn open(root: &Path, capacity: u64, reserve: u64) -> Result<Arc<DiskStore>, StoreError> {
-        let store = DiskStore {
-            root: root.to_path_buf(),
-            chunks: root.join("chunks"),
-            tmp: root.join("tmp"),
-            quarantine: root.join("quarantine"),
-            capacity,
-            reserve,
-            used: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-            made_private: AtomicU64::new(0),
-        };
-        for d in [&store.chunks, &store.tmp, &store.quarantine] {
+        let layout = Layout::new(root);
+        for d in [&layout.chunks, &layout.tmp, &layout.quarantine] {
             create_private_dir_all(d).map_err(io_err(format!("create {}", d.display())))?;
         }
         // Partial chunks from a crash are never visible; clear them out.
-        for entry in fs::read_dir(&store.tmp).map_err(io_err("read tmp dir"))? {
+        for entry in fs::read_dir(&layout.tmp).map_err(io_err("read tmp dir"))? {
             let entry = entry.map_err(io_err("read tmp dir"))?;
             let _ = fs::remove_file(entry.path());
         }
+        let mut store = DiskStore {
+            layout: Arc::new(layout),
+            capacity,
+            reserve,
+            usage: Arc::default(),
+            made_private: AtomicU64::new(0),
+        };
         let (mut used, mut count) = (0, 0);
-        store.for_each_chunk(|_, size| {
-            used += size;
+        store.walk_chunks(&mut |e| {
+            used += e.size;
             count += 1;
+            true
         })?;
-        store.used.store(used, Ordering::Relaxed);
-        store.count.store(count, Ordering::Relaxed);
+        store.usage = Arc::new(Usage::new(used, count));
         Ok(Arc::new(store))
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     /// Chunk files and fan-out directories made private by walks so far (the walk at
@@ -139,58 +71,25 @@ impl DiskStore {
         self.made_private.fetch_add(fixed as u64, Ordering::Relaxed);
     }
 
-    /// The one place a chunk's path is built.
-    pub fn chunk_path(&self, id: &ChunkId) -> PathBuf {
-        let hex = id.to_hex();
-        self.chunks.join(&hex[0..2]).join(&hex[2..4]).join(hex)
+    /// Where a chunk's file is (see [`Layout::chunk_path`]).
+    pub fn chunk_path(&self, id: &ChunkId) -> std::path::PathBuf {
+        self.layout.chunk_path(id)
     }
 
-    pub fn contains(&self, id: &ChunkId) -> bool {
-        self.chunk_path(id).is_file()
-    }
-
-    /// Calls `f(id, size)` for every stored chunk. Files whose names are not chunk ids are
-    /// ignored.
-    pub fn for_each_chunk(&self, mut f: impl FnMut(ChunkId, u64)) -> Result<(), StoreError> {
-        self.walk_chunks(|e| {
-            f(e.id, e.size);
-            true
-        })
-        .map(|_| ())
-    }
-
-    /// Calls `f` for every stored chunk until it returns false. Returns whether the walk
-    /// went through to the end. An error listing a directory aborts the walk: a caller
-    /// building an inventory must never take a partial walk for a complete one.
-    pub fn walk_chunks(&self, mut f: impl FnMut(ChunkEntry) -> bool) -> Result<bool, StoreError> {
-        for a in list_dir(&self.chunks)? {
-            if !self.walk_fan_out(&a, &mut f)? {
-                return Ok(false);
+    /// Deletes a chunk durably. Returns the bytes freed; a chunk that is not there frees
+    /// 0 and is not an error, so a repeated order is harmless.
+    pub fn delete(&self, id: &ChunkId) -> Result<u64, StoreError> {
+        match self.remove(id)? {
+            Some(size) => {
+                self.sync_removals(&[*id])?;
+                Ok(size)
             }
+            None => Ok(0),
         }
-        Ok(true)
-    }
-
-    /// The chunks whose ids start with the byte `top` (one 256th of the store), so a long
-    /// job can work through the store in slices with bounded memory.
-    pub fn chunks_with_prefix(&self, top: u8) -> Result<Vec<ChunkEntry>, StoreError> {
-        let dir = self.chunks.join(format!("{top:02x}"));
-        let mut out = Vec::new();
-        match fs::metadata(&dir) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return Ok(out),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(io_err(format!("list {}", dir.display()))(e)),
-        }
-        self.walk_fan_out(&dir, &mut |e| {
-            out.push(e);
-            true
-        })?;
-        Ok(out)
     }
 
     /// Walks `chunks/ab/` (two levels). Only files at their proper fan-out place count, the
-    /// same place [`DiskStore::chunk_path`] reads from.
+    /// same place [`Layout::chunk_path`] reads from.
     fn walk_fan_out(
         &self,
         a: &Path,
@@ -242,77 +141,8 @@ impl DiskStore {
         Ok(true)
     }
 
-    pub fn stats(&self) -> StoreStats {
-        let used = self.used.load(Ordering::Relaxed);
-        let fs_free = fs_available(&self.root)
-            .unwrap_or(0)
-            .saturating_sub(self.reserve);
-        let (capacity, free) = if self.capacity > 0 {
-            (
-                self.capacity,
-                self.capacity.saturating_sub(used).min(fs_free),
-            )
-        } else {
-            (used + fs_free, fs_free)
-        };
-        StoreStats {
-            capacity_bytes: capacity,
-            used_bytes: used,
-            free_bytes: free,
-            chunk_count: self.count.load(Ordering::Relaxed),
-        }
-    }
-
-    /// Starts receiving a chunk of `size` bytes.
-    pub fn begin_write(
-        self: &Arc<Self>,
-        id: ChunkId,
-        size: u64,
-    ) -> Result<ChunkWriter, StoreError> {
-        if size > MAX_CHUNK_SIZE {
-            return Err(StoreError::ChunkTooLarge { id, size });
-        }
-        // Checked whether or not the chunk is here already, so that a full node's answer
-        // does not tell which chunks it holds.
-        let free = self.stats().free_bytes;
-        if size > free {
-            return Err(StoreError::NoSpace { needed: size, free });
-        }
-        if self.contains(&id) {
-            // The bytes are still received and verified, then nothing is written.
-            return Ok(ChunkWriter {
-                store: self.clone(),
-                id,
-                size,
-                hasher: ChunkHasher::new(),
-                written: 0,
-                target: None,
-            });
-        }
-        let tmp_path = self
-            .tmp
-            .join(format!("{}.{:016x}", id.to_hex(), rand::random::<u64>()));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&tmp_path)
-            .map_err(io_err(format!("create {}", tmp_path.display())))?;
-        Ok(ChunkWriter {
-            store: self.clone(),
-            id,
-            size,
-            hasher: ChunkHasher::new(),
-            written: 0,
-            target: Some(TempFile {
-                file,
-                path: tmp_path,
-            }),
-        })
-    }
-
-    pub fn open_read(&self, id: &ChunkId) -> Result<File, StoreError> {
-        File::open(self.chunk_path(id)).map_err(|e| match e.kind() {
+    fn open_file(&self, id: &ChunkId) -> Result<File, StoreError> {
+        File::open(self.layout.chunk_path(id)).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => StoreError::NotFound(*id),
             _ => StoreError::Io {
                 what: format!("open chunk {id}"),
@@ -320,10 +150,51 @@ impl DiskStore {
             },
         })
     }
+}
 
-    /// Re-hashes a stored chunk; a corrupt one is moved aside to `quarantine/`.
-    pub fn verify(&self, id: &ChunkId) -> Result<Verdict, StoreError> {
-        let mut file = match self.open_read(id) {
+impl ChunkStore for DiskStore {
+    fn begin_write(&self, id: ChunkId, size: u64) -> Result<Box<dyn ChunkWrite>, StoreError> {
+        if size > MAX_CHUNK_SIZE {
+            return Err(StoreError::ChunkTooLarge { id, size });
+        }
+        // Checked whether or not the chunk is here already (see the trait).
+        let free = self.stats().free_bytes;
+        if size > free {
+            return Err(StoreError::NoSpace { needed: size, free });
+        }
+        let (layout, usage) = (self.layout.clone(), self.usage.clone());
+        if self.contains(&id) {
+            return Ok(Box::new(ChunkWriter::verify_only(layout, usage, id, size)));
+        }
+        Ok(Box::new(ChunkWriter::create(layout, usage, id, size)?))
+    }
+
+    fn open_read(&self, id: &ChunkId) -> Result<Box<dyn Read + Send>, StoreError> {
+        Ok(Box::new(self.open_file(id)?))
+    }
+
+    fn contains(&self, id: &ChunkId) -> bool {
+        self.layout.chunk_path(id).is_file()
+    }
+
+    fn stored_size(&self, id: &ChunkId) -> Result<Option<u64>, StoreError> {
+        match fs::metadata(self.layout.chunk_path(id)) {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(format!("stat chunk {id}"))(e)),
+        }
+    }
+
+    /// The chunk file's mtime.
+    fn modified(&self, id: &ChunkId) -> Option<SystemTime> {
+        fs::metadata(self.layout.chunk_path(id))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
+    fn verify(&self, id: &ChunkId) -> Result<Verdict, StoreError> {
+        let mut file = match self.open_file(id) {
             Ok(f) => f,
             Err(StoreError::NotFound(_)) => return Ok(Verdict::Missing),
             Err(e) => return Err(e),
@@ -346,55 +217,20 @@ impl DiskStore {
         Ok(Verdict::Quarantined)
     }
 
-    /// Moves a chunk out of the way (kept for a human to inspect).
-    pub fn quarantine(&self, id: &ChunkId) -> Result<(), StoreError> {
-        let from = self.chunk_path(id);
+    /// Moves the chunk's file to `quarantine/`.
+    fn quarantine(&self, id: &ChunkId) -> Result<(), StoreError> {
+        let from = self.layout.chunk_path(id);
         let size = fs::metadata(&from).map(|m| m.len()).unwrap_or(0);
-        let to = self
-            .quarantine
-            .join(format!("{}.{}", id.to_hex(), crate::meta::now_ms()));
+        let to = self.layout.quarantine_path(id);
         fs::rename(&from, &to).map_err(io_err(format!("quarantine chunk {id}")))?;
-        self.forget(size);
+        self.usage.forget(size);
         tracing::warn!(chunk = %id, to = %to.display(), "corrupt chunk moved aside");
         Ok(())
     }
 
-    /// Size of a stored chunk's file, None if it is not stored.
-    pub fn stored_size(&self, id: &ChunkId) -> Result<Option<u64>, StoreError> {
-        match fs::metadata(self.chunk_path(id)) {
-            Ok(m) if m.is_file() => Ok(Some(m.len())),
-            Ok(_) => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err(format!("stat chunk {id}"))(e)),
-        }
-    }
-
-    /// When a stored chunk was written (its mtime), None if not stored or unknown.
-    pub fn modified(&self, id: &ChunkId) -> Option<SystemTime> {
-        fs::metadata(self.chunk_path(id))
-            .and_then(|m| m.modified())
-            .ok()
-    }
-
-    /// Deletes a chunk durably (garbage collection, trimming of surplus replicas). Returns
-    /// the bytes freed; a chunk that is not there frees 0 and is not an error, so a
-    /// repeated order is harmless.
-    pub fn delete(&self, id: &ChunkId) -> Result<u64, StoreError> {
-        match self.unlink(id)? {
-            Some(size) => {
-                let dir = self.chunk_path(id);
-                self.sync_dir(dir.parent().expect("chunk path has a parent"))?;
-                Ok(size)
-            }
-            None => Ok(0),
-        }
-    }
-
-    /// Removes a chunk's file without the directory fsync, for callers that delete many
-    /// and fsync each directory once ([`DiskStore::sync_dir`]). Returns the size removed,
-    /// None if it was not there.
-    pub fn unlink(&self, id: &ChunkId) -> Result<Option<u64>, StoreError> {
-        let path = self.chunk_path(id);
+    /// Unlinks the chunk's file, without the directory fsync.
+    fn remove(&self, id: &ChunkId) -> Result<Option<u64>, StoreError> {
+        let path = self.layout.chunk_path(id);
         let size = match fs::symlink_metadata(&path) {
             Ok(m) => m.len(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -406,153 +242,77 @@ impl DiskStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err(format!("delete chunk {id}"))(e)),
         }
-        self.forget(size);
+        self.usage.forget(size);
         tracing::debug!(chunk = %id, size, "chunk deleted");
         Ok(Some(size))
     }
 
-    /// Makes renames and removals in `dir` durable.
-    pub fn sync_dir(&self, dir: &Path) -> Result<(), StoreError> {
-        fsync_dir(dir)
+    /// One fsync per directory the chunks were in.
+    fn sync_removals(&self, ids: &[ChunkId]) -> Result<(), StoreError> {
+        let dirs: std::collections::BTreeSet<_> = ids
+            .iter()
+            .filter_map(|id| self.layout.chunk_path(id).parent().map(Path::to_path_buf))
+            .collect();
+        let mut first = None;
+        for dir in dirs {
+            if let Err(e) = fsync_dir(&dir) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
-    /// Takes a removed chunk out of the used and count figures (never below zero).
-    fn forget(&self, size: u64) {
-        let sub = |n: u64| move |v: u64| Some(v.saturating_sub(n));
-        let _ = self
-            .used
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, sub(size));
-        let _ = self
-            .count
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, sub(1));
-    }
-}
-
-struct TempFile {
-    file: File,
-    path: PathBuf,
-}
-
-/// Receives one chunk. Dropped without [`ChunkWriter::finish`], it leaves nothing behind.
-pub struct ChunkWriter {
-    store: Arc<DiskStore>,
-    id: ChunkId,
-    size: u64,
-    hasher: ChunkHasher,
-    written: u64,
-    /// None when the chunk is already stored: the bytes are then only counted and hashed.
-    target: Option<TempFile>,
-}
-
-impl ChunkWriter {
-    pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
-        if self.written + data.len() as u64 > self.size {
-            return Err(StoreError::TooLong {
-                id: self.id,
-                announced: self.size,
-            });
+    fn walk_chunks(&self, f: &mut dyn FnMut(ChunkEntry) -> bool) -> Result<bool, StoreError> {
+        for a in list_dir(&self.layout.chunks)? {
+            if !self.walk_fan_out(&a, f)? {
+                return Ok(false);
+            }
         }
-        self.hasher.update(data);
-        if let Some(t) = &mut self.target {
-            t.file
-                .write_all(data)
-                .map_err(io_err(format!("write chunk {}", self.id)))?;
-        }
-        self.written += data.len() as u64;
-        Ok(())
+        Ok(true)
     }
 
-    /// Verifies size and hash, then makes the chunk durable and visible.
-    pub fn finish(mut self) -> Result<(), StoreError> {
-        let id = self.id;
-        if self.written != self.size {
-            return Err(StoreError::SizeMismatch {
-                id,
-                announced: self.size,
-                got: self.written,
-            });
+    fn chunks_with_prefix(&self, top: u8) -> Result<Vec<ChunkEntry>, StoreError> {
+        let dir = self.layout.chunks.join(format!("{top:02x}"));
+        let mut out = Vec::new();
+        match fs::metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Ok(out),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io_err(format!("list {}", dir.display()))(e)),
         }
-        let actual = std::mem::take(&mut self.hasher).finish();
-        if actual != id {
-            return Err(StoreError::HashMismatch { id, actual });
-        }
-        let Some(tmp) = self.target.take() else {
-            return Ok(());
+        self.walk_fan_out(&dir, &mut |e| {
+            out.push(e);
+            true
+        })?;
+        Ok(out)
+    }
+
+    fn stats(&self) -> StoreStats {
+        let used = self.usage.used();
+        let fs_free = fs_available(&self.layout.root)
+            .unwrap_or(0)
+            .saturating_sub(self.reserve);
+        let (capacity, free) = if self.capacity > 0 {
+            (
+                self.capacity,
+                self.capacity.saturating_sub(used).min(fs_free),
+            )
+        } else {
+            (used + fs_free, fs_free)
         };
-        let result = self.install(&tmp);
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp.path);
-        }
-        result
-    }
-
-    fn install(&self, tmp: &TempFile) -> Result<(), StoreError> {
-        let id = self.id;
-        // fdatasync: the bytes and the size, without the timestamps a full fsync adds.
-        tmp.file
-            .sync_data()
-            .map_err(io_err(format!("fsync chunk {id}")))?;
-        let dest = self.store.chunk_path(&id);
-        let leaf = dest.parent().expect("chunk path has a parent");
-        let mid = leaf.parent().expect("fan-out dir has a parent");
-        let (mid_created, leaf_created) = (!mid.is_dir(), !leaf.is_dir());
-        if leaf_created {
-            create_private_dir_all(leaf).map_err(io_err(format!("create {}", leaf.display())))?;
-        }
-        fs::rename(&tmp.path, &dest).map_err(io_err(format!("install chunk {id}")))?;
-        fsync_dir(leaf)?;
-        // A new fan-out directory must itself survive a crash: fsync the directory holding
-        // its entry, and no more than that (each fsync costs a disk flush).
-        if leaf_created {
-            fsync_dir(mid)?;
-        }
-        if mid_created {
-            fsync_dir(&self.store.chunks)?;
-        }
-        self.store.used.fetch_add(self.size, Ordering::Relaxed);
-        self.store.count.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-}
-
-impl Drop for ChunkWriter {
-    fn drop(&mut self) {
-        if let Some(t) = self.target.take() {
-            let _ = fs::remove_file(&t.path);
+        StoreStats {
+            capacity_bytes: capacity,
+            used_bytes: used,
+            free_bytes: free,
+            chunk_count: self.usage.count(),
         }
     }
-}
-
-fn list_dir(p: &Path) -> Result<Vec<PathBuf>, StoreError> {
-    let what = || format!("list {}", p.display());
-    fs::read_dir(p)
-        .map_err(io_err(what()))?
-        .map(|e| e.map(|e| e.path()).map_err(io_err(what())))
-        .collect()
-}
-
-fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(format!("fsync directory {}", dir.display())))
-}
-
-/// Bytes available to unprivileged users on the file system holding `path`.
-fn fs_available(path: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    if rc != 0 {
-        return None;
-    }
-    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn store() -> (tempfile::TempDir, Arc<DiskStore>) {
         let dir = tempfile::tempdir().unwrap();
@@ -700,7 +460,7 @@ mod tests {
 
         let mut walked = Vec::new();
         assert!(s
-            .walk_chunks(|e| {
+            .walk_chunks(&mut |e| {
                 assert_eq!(e.size, 4);
                 assert!(e.modified.is_some());
                 walked.push(e.id);
@@ -720,7 +480,7 @@ mod tests {
 
         let mut n = 0;
         assert!(!s
-            .walk_chunks(|_| {
+            .walk_chunks(&mut |_| {
                 n += 1;
                 n < 10
             })
