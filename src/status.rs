@@ -18,7 +18,7 @@ impl From<MetaError> for Status {
             MetaError::QuorumNotMet { .. } => Code::FailedPrecondition,
             MetaError::UnknownNode(_) => Code::FailedPrecondition,
             MetaError::Invalid(_) => Code::InvalidArgument,
-            MetaError::Sqlite(_) => Code::Internal,
+            MetaError::Backend(_) => Code::Internal,
         };
         if code == Code::Internal {
             tracing::error!(error = %e, "metadata store failed");

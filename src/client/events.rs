@@ -87,7 +87,7 @@ pub fn event_line(e: &pb::ClusterEvent) -> String {
 /// `dfsd events [--follow] [--since TIME] [--json]`.
 pub async fn command(client: &Client, args: &crate::cli::EventsArgs) -> anyhow::Result<()> {
     let since = match &args.since {
-        Some(s) => crate::timefmt::parse_time(s, crate::meta::now_ms())
+        Some(s) => crate::timefmt::parse_time(s, crate::model::now_ms())
             .map_err(|e| anyhow::anyhow!("--since {e}"))?,
         None => 0,
     };

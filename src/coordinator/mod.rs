@@ -46,7 +46,7 @@ pub use repair::Maintenance;
 
 use crate::config::CoordinatorConfig;
 use crate::conn_limit;
-use crate::meta::{self, Store};
+use crate::meta::{MetaError, MetaStore, SqliteStore};
 use crate::net::{ChannelCache, MAX_MESSAGE_BYTES};
 use crate::proto::pb;
 use crate::security::keys::{AccessKey, KeyRole};
@@ -65,7 +65,8 @@ pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 /// Everything the coordinator's services share.
 pub struct State {
     pub cfg: CoordinatorConfig,
-    pub store: Store,
+    /// The metadata store, behind the seam (see `meta`).
+    pub store: Arc<dyn MetaStore>,
     pub nodes: NodeTable,
     /// Uploads in flight (memory only; see `uploads.rs`).
     pub uploads: uploads::Uploads,
@@ -102,29 +103,27 @@ pub struct State {
 }
 
 impl State {
-    pub fn open(cfg: CoordinatorConfig, tls: Option<Tls>) -> anyhow::Result<Arc<State>> {
+    pub async fn open(cfg: CoordinatorConfig, tls: Option<Tls>) -> anyhow::Result<Arc<State>> {
         secrets::prepare_data_dir(&cfg)?;
-        let db = cfg.data_dir.join(secrets::DB_NAME);
-        let store = Store::open_with_readers(&db, &cfg.sqlite_synchronous, cfg.reader_connections)
-            .with_context(|| format!("open {}", db.display()))?;
-        let known = store
-            .with_writer(|c| meta::list_nodes(c))
-            .context("load datanodes")?;
+        let store = open_store(&cfg)?;
+        let known = store.list_nodes().await.context("load datanodes")?;
         let nodes = NodeTable::new(cfg.suspect_after, cfg.dead_after, known);
-        let secrets = secrets::load(&store, &cfg, tls.is_none() && cfg.auth)?;
+        let secrets = secrets::load(&*store, &cfg, tls.is_none() && cfg.auth).await?;
         let trust = trust::Trust::new(
-            &store,
+            &*store,
             tls.as_ref(),
             cfg.auth,
             secrets.join_secret.as_deref(),
         )
+        .await
         .context("load the certificate deny-list")?;
         let (token_key, s3_seal) = (secrets.token_key, secrets.s3_seal);
-        let keys = access::bootstrap_keys(&store, &cfg, &s3_seal)?;
+        let keys = access::bootstrap_keys(&*store, &cfg, &s3_seal).await?;
         let public = buckets::PublicBuckets::default();
         public.replace(
             store
-                .with_writer(|c| meta::public_buckets(c))
+                .public_buckets()
+                .await
                 .context("load public buckets")?,
         );
         let uploads = uploads::Uploads::new(uploads::Limits {
@@ -182,11 +181,11 @@ impl State {
 
     /// True until datanodes holding `safe_mode_share` of the known replicas have sent their
     /// inventories (or `safe_mode_timeout` passed). No repair or deletion happens before.
-    pub async fn in_safe_mode(&self) -> Result<bool, meta::MetaError> {
+    pub async fn in_safe_mode(&self) -> Result<bool, MetaError> {
         if !self.safe_mode.load(Ordering::Relaxed) {
             return Ok(false);
         }
-        let counts = self.store.read(|c| meta::replica_counts(c)).await?;
+        let counts = self.store.replica_counts().await?;
         let total: u64 = counts.values().sum();
         let reported: u64 = {
             let done = self.inventoried.lock().unwrap_or_else(|p| p.into_inner());
@@ -225,6 +224,16 @@ impl State {
     }
 }
 
+/// Opens the metadata store the configuration names. The one place that picks a backend:
+/// SQLite in the data directory, the only one today.
+fn open_store(cfg: &CoordinatorConfig) -> anyhow::Result<Arc<dyn MetaStore>> {
+    let db = cfg.data_dir.join(secrets::DB_NAME);
+    let store =
+        SqliteStore::open_with_readers(&db, &cfg.sqlite_synchronous, cfg.reader_connections)
+            .with_context(|| format!("open {}", db.display()))?;
+    Ok(Arc::new(store))
+}
+
 /// Serves the coordinator on `listener` until `shutdown` resolves. `tls` is `None` only
 /// when plaintext was chosen (the caller has warned).
 pub async fn run(
@@ -234,7 +243,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let server_tls = tls.as_ref().map(Tls::server).transpose()?;
-    let state = State::open(cfg, tls)?;
+    let state = State::open(cfg, tls).await?;
     if !state.cfg.auth {
         tracing::warn!("authentication is off: any client may do anything");
     }

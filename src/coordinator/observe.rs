@@ -17,11 +17,12 @@ use axum::Router;
 use base64::Engine;
 use tokio::sync::watch;
 
-use super::admin::{self, Counted};
+use super::admin;
 use super::State;
 use crate::admin_http::Refresh;
-use crate::meta::{self, now_ms};
+use crate::meta::MetaError;
 use crate::metrics::{self, set};
+use crate::model::{now_ms, StoreCounts};
 use crate::proto::pb;
 use crate::security::keys::{KeyRole, KEY_ID_HEADER, SECRET_HEADER};
 
@@ -30,7 +31,7 @@ use crate::security::keys::{KeyRole, KEY_ID_HEADER, SECRET_HEADER};
 pub struct Scanned {
     /// When it was taken (ms since the epoch).
     pub at_ms: i64,
-    pub counted: Counted,
+    pub counted: StoreCounts,
     /// Replica records per node.
     pub replicas: HashMap<String, u64>,
 }
@@ -65,16 +66,14 @@ pub async fn run_refresher(state: Arc<State>, mut shutdown: watch::Receiver<bool
 }
 
 async fn refresh_cache(state: &Arc<State>) {
-    let scanned = state
-        .store
-        .read(|c| {
-            Ok(Scanned {
-                at_ms: now_ms(),
-                counted: admin::count(c)?,
-                replicas: meta::replica_counts(c)?,
-            })
+    let scanned = async {
+        Ok::<_, MetaError>(Scanned {
+            at_ms: now_ms(),
+            counted: state.store.counts().await?,
+            replicas: state.store.replica_counts().await?,
         })
-        .await;
+    }
+    .await;
     metrics::coordinator().gauge_refreshes.inc();
     match scanned {
         Ok(s) => state.gauges.put(s),

@@ -13,7 +13,10 @@ use tonic::{Request, Response, Status, Streaming};
 use super::uploads::{ChunkClaim, UploadInfo};
 use super::{admin, events, repair, trust, NodeState, NodeView, ScrubInfo, State};
 use crate::chunk::ChunkId;
-use crate::meta::{self, now_ms, CommitRequest, NodeStatsRecord};
+use crate::model::{
+    now_ms, Attrs, CommitRequest, ComposeRequest, InventoryItem, Kind, MkdirOptions,
+    NodeStatsRecord,
+};
 use crate::path::DfsPath;
 use crate::proto::pb;
 use crate::security::keys::{self, AccessKey, KeyRole, Principal};
@@ -103,7 +106,7 @@ const ATTRS_MAX_BYTES: usize = 8 * 1024;
 
 /// Checks attributes from the wire: bounded in count and size, names non-empty and free
 /// of control characters.
-fn parse_attrs(wire: std::collections::HashMap<String, String>) -> Result<meta::Attrs, Status> {
+fn parse_attrs(wire: std::collections::HashMap<String, String>) -> Result<Attrs, Status> {
     if wire.len() > ATTRS_MAX_ENTRIES {
         return Err(Status::invalid_argument(format!(
             "attrs: {} entries, at most {ATTRS_MAX_ENTRIES}",
@@ -147,7 +150,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let who = who(&req)?;
         let path = parse_path(&req.into_inner().path)?;
         who.require_visible(&path)?;
-        let info = self.state.store.read(move |c| meta::stat(c, &path)).await?;
+        let info = self.state.store.stat(&path).await?;
         Ok(Response::new(pb::StatResponse {
             entry: Some((&info).into()),
         }))
@@ -164,11 +167,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             // A directory above the key's prefix: it sees only the way down to it.
             let child = path.join(next)?;
             let visible = if req.start_after.as_str() < next {
-                self.state
-                    .store
-                    .read(move |c| meta::stat(c, &child))
-                    .await
-                    .ok()
+                self.state.store.stat(&child).await.ok()
             } else {
                 None
             };
@@ -183,11 +182,10 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         } else {
             (req.limit as usize).min(LIST_PAGE_MAX)
         };
-        let after = req.start_after;
         let (entries, truncated) = self
             .state
             .store
-            .read(move |c| meta::list(c, &path, &after, limit))
+            .list(&path, &req.start_after, limit)
             .await?;
         Ok(Response::new(pb::ListResponse {
             entries: entries.iter().map(Into::into).collect(),
@@ -203,7 +201,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let req = req.into_inner();
         let path = parse_path(&req.path)?;
         who.require_write(&path)?;
-        let opts = meta::MkdirOptions {
+        let opts = MkdirOptions {
             parents: req.parents,
             attrs: if req.set_attrs {
                 Some(parse_attrs(req.attrs)?)
@@ -212,11 +210,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             },
             owner: who.key_id.clone(),
         };
-        let info = self
-            .state
-            .store
-            .write(move |c| meta::mkdir(c, &path, &opts, now_ms()))
-            .await?;
+        let info = self.state.store.mkdir(&path, opts, now_ms()).await?;
         tracing::info!(path = %info.path, "directory created");
         Ok(Response::new(pb::MkdirResponse {
             entry: Some((&info).into()),
@@ -231,11 +225,8 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let req = req.into_inner();
         let path = parse_path(&req.path)?;
         who.require_write(&path)?;
-        let p = path.clone();
-        let (files, dirs) = self
-            .state
-            .store
-            .write(move |c| meta::delete(c, &p, req.recursive, req.expected_version))
+        let (files, dirs) = (self.state.store)
+            .delete(&path, req.recursive, req.expected_version)
             .await?;
         tracing::info!(%path, files, dirs, "deleted");
         self.state.after_namespace_change(&path).await;
@@ -256,12 +247,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let dst = parse_path(&req.dst)?;
         who.require_write(&src)?;
         who.require_write(&dst)?;
-        let s = src.clone();
-        let info = self
-            .state
-            .store
-            .write(move |c| meta::rename(c, &s, &dst, now_ms()))
-            .await?;
+        let info = self.state.store.rename(&src, &dst, now_ms()).await?;
         tracing::info!(%src, dst = %info.path, "moved");
         self.state.after_namespace_change(&src).await;
         self.state.after_namespace_change(&info.path).await;
@@ -297,10 +283,9 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         .min(replication);
 
         // Fail fast on what would fail at commit; the commit checks again atomically.
-        let p = path.clone();
-        let existing = self.state.store.read(move |c| meta::resolve(c, &p)).await?;
+        let existing = self.state.store.resolve(&path).await?;
         if let Some(inode) = existing {
-            if inode.kind == meta::Kind::Dir {
+            if inode.kind == Kind::Dir {
                 return Err(Status::failed_precondition(format!(
                     "{path}: is a directory"
                 )));
@@ -393,11 +378,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             live_nodes: self.state.nodes.live_set(now_ms()),
             attrs,
         };
-        let info = self
-            .state
-            .store
-            .write(move |c| meta::commit_file(c, &commit, now_ms()))
-            .await?;
+        let info = self.state.store.commit(commit, now_ms()).await?;
         self.state.uploads.end(&req.upload_id);
         (self.state.uploads).committed(&upload.owner, claims.iter().map(|c| c.id));
         tracing::info!(path = %info.path, size = info.inode.size, version = info.inode.version, "file committed");
@@ -445,7 +426,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             who.require_write(&p)?;
             delete_after.push(p);
         }
-        let compose = meta::ComposeRequest {
+        let compose = ComposeRequest {
             sources,
             dst,
             replication: replication_or_default(req.replication, self.state.cfg.replication)?,
@@ -455,11 +436,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             delete_after,
         };
         let n = compose.sources.len();
-        let info = self
-            .state
-            .store
-            .write(move |c| meta::compose(c, &compose, now_ms()))
-            .await?;
+        let info = self.state.store.compose(compose, now_ms()).await?;
         tracing::info!(path = %info.path, size = info.inode.size, version = info.inode.version, sources = n, "file composed");
         let (path, size, v) = (info.path.as_str(), info.inode.size, info.inode.version);
         let detail = format!("version {v}, composed of {n} file(s)");
@@ -477,11 +454,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let req = req.into_inner();
         let path = parse_path(&req.path)?;
         who.require_read(&path)?;
-        let (entry, all) = self
-            .state
-            .store
-            .read(move |c| meta::file_chunks(c, &path))
-            .await?;
+        let (entry, all) = self.state.store.file_chunks(&path).await?;
         let start = (req.start_chunk as usize).min(all.len());
         let max = if req.max_chunks == 0 {
             GETFILE_PAGE_MAX
@@ -491,11 +464,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let end = (start + max).min(all.len());
         let page = all[start..end].to_vec();
         let ids: Vec<ChunkId> = page.iter().map(|c| c.chunk_id).collect();
-        let on_record = self
-            .state
-            .store
-            .read(move |c| meta::replicas_of(c, &ids))
-            .await?;
+        let on_record = self.state.store.replicas_of(ids).await?;
 
         let now = now_ms();
         let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
@@ -632,11 +601,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             created_ms: now_ms(),
             revoked_ms: None,
         };
-        let k = key.clone();
-        self.state
-            .store
-            .write(move |c| meta::insert_key(c, &k))
-            .await?;
+        self.state.store.insert_key(&key).await?;
         tracing::info!(key = %key.id, name = %key.name, role = key.role.as_str(), prefix = %key.prefix, "access key created");
         let info = key_info(&key);
         self.state.cache_key(key);
@@ -651,7 +616,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         req: Request<pb::ListKeysRequest>,
     ) -> Result<Response<pb::ListKeysResponse>, Status> {
         who(&req)?.require_admin("listing access keys")?;
-        let keys = self.state.store.read(|c| meta::list_keys(c)).await?;
+        let keys = self.state.store.list_keys().await?;
         Ok(Response::new(pb::ListKeysResponse {
             keys: keys.iter().map(key_info).collect(),
         }))
@@ -669,11 +634,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 "{id} is the last valid admin key: create another admin key first"
             )));
         }
-        let key = self
-            .state
-            .store
-            .write(move |c| meta::revoke_key(c, &id, now_ms()))
-            .await?;
+        let key = self.state.store.revoke_key(&id, now_ms()).await?;
         tracing::info!(key = %key.id, "access key revoked");
         let info = key_info(&key);
         self.state.cache_key(key);
@@ -835,10 +796,8 @@ impl pb::cluster_server::Cluster for ClusterService {
         let addr = effective_addr(&req.addr, peer)?;
         let stats: NodeStatsRecord = req.stats.into();
         let now = now_ms();
-        let (id, a) = (req.node_id.clone(), addr.clone());
-        self.state
-            .store
-            .write(move |c| meta::upsert_node(c, &id, &a, stats, now))
+        (self.state.store)
+            .upsert_node(&req.node_id, &addr, stats, now)
             .await?;
         let previous = self.state.nodes.get(&req.node_id);
         self.state.nodes.upsert(NodeView {
@@ -892,10 +851,8 @@ impl pb::cluster_server::Cluster for ClusterService {
                 tracing::info!(node = %req.node_id, was = was.as_str(), "datanode is back");
             }
         }
-        let id = req.node_id.clone();
-        self.state
-            .store
-            .write(move |c| meta::update_node_stats(c, &id, stats, now))
+        (self.state.store)
+            .update_node_stats(&req.node_id, stats, now)
             .await?;
         // A node holding another token key (this coordinator rotated it at start-up, see
         // secrets.rs) refuses every token we sign: it gets the current key by registering.
@@ -937,10 +894,8 @@ impl pb::cluster_server::Cluster for ClusterService {
         }
         let node = req.node_id;
         let n = chunks.len();
-        let id = node.clone();
-        self.state
-            .store
-            .write(move |c| meta::record_replicas(c, &id, &chunks, now_ms()))
+        (self.state.store)
+            .record_replicas(&node, chunks, now_ms())
             .await?;
         tracing::debug!(%node, chunks = n, "replicas recorded");
         Ok(Response::new(pb::ReportReplicasResponse {}))
@@ -953,7 +908,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         let started = now_ms();
         let mut stream = req.into_inner();
         let mut node: Option<String> = None;
-        let mut inventory: HashMap<ChunkId, meta::InventoryItem> = HashMap::new();
+        let mut inventory: HashMap<ChunkId, InventoryItem> = HashMap::new();
         let mut complete = false;
         while let Some(batch) = stream.message().await? {
             if complete {
@@ -974,7 +929,7 @@ impl pb::cluster_server::Cluster for ClusterService {
                 let id: ChunkId = c.chunk_id.parse()?;
                 inventory.insert(
                     id,
-                    meta::InventoryItem {
+                    InventoryItem {
                         size: c.size,
                         age_secs: c.age_secs,
                     },
@@ -992,11 +947,9 @@ impl pb::cluster_server::Cluster for ClusterService {
             )));
         }
         let grace = self.state.cfg.gc_grace.as_secs();
-        let (n, total) = (node.clone(), inventory.len());
-        let r = self
-            .state
-            .store
-            .write(move |c| meta::reconcile_inventory(c, &n, &inventory, started, grace, now_ms()))
+        let total = inventory.len();
+        let r = (self.state.store)
+            .reconcile_inventory(&node, inventory, started, grace, now_ms())
             .await?;
         tracing::info!(%node, chunks = total, lost = r.lost.len(), added = r.added, orphans = r.orphans.len(), "inventory reconciled");
         self.state
@@ -1032,15 +985,8 @@ impl pb::cluster_server::Cluster for ClusterService {
         let node = req.node_id.clone();
         let n = ids.len();
         (self.state.events).corrupt(&node, &ids, "found by the datanode");
-        self.state
-            .store
-            .write(move |c| {
-                for id in &ids {
-                    meta::remove_replica(c, id, &node)?;
-                }
-                Ok(())
-            })
-            .await?;
+        let forget = ids.into_iter().map(|id| (id, node.clone())).collect();
+        self.state.store.remove_replicas(forget).await?;
         tracing::warn!(node = %req.node_id, chunks = n, "datanode found corrupt or missing chunks; re-replicating");
         self.state.maint.wake.notify_one();
         Ok(Response::new(pb::ReportCorruptionResponse {}))

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::observe::{self, Viewer};
 use super::{admin, events, State};
-use crate::meta::now_ms;
+use crate::model::now_ms;
 use crate::proto::pb;
 use crate::timefmt::rfc3339_ms;
 use crate::units::format_size;

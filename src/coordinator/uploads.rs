@@ -30,9 +30,10 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use tonic::Status;
 
-use super::{choose, Candidate, NodeState, NodeView, State};
+use super::placement::{choose, eligible, Candidate};
+use super::{NodeState, State};
 use crate::chunk::ChunkId;
-use crate::meta::{self, now_ms};
+use crate::model::now_ms;
 use crate::path::DfsPath;
 use crate::security::keys::Principal;
 use crate::security::token::{unix_now, Op, Receipt, WriteScope};
@@ -376,10 +377,7 @@ impl State {
             .map(|c| c.id)
             .filter(|id| proof.proven(id))
             .collect();
-        let on_record = self
-            .store
-            .read(move |c| meta::replicas_of(c, &lookup))
-            .await?;
+        let on_record = self.store.replicas_of(lookup).await?;
         let now = now_ms();
         let snapshot = self.nodes.snapshot(now);
         let alive: HashMap<&str, &str> = snapshot
@@ -403,8 +401,9 @@ impl State {
             } else {
                 Vec::new()
             };
-            let skip: HashSet<&str> = holders.iter().map(|(n, _)| n.as_str()).collect();
-            let candidates = eligible(&snapshot, exclude, &skip, c.size);
+            let candidates = eligible(&snapshot, c.size, |n| {
+                exclude.contains(n) || holders.iter().any(|(h, _)| h == n)
+            });
             let need = (upload.replication as usize).saturating_sub(holders.len());
             let targets = choose(&mut rng, &candidates, need);
             if holders.len() + targets.len() < upload.write_quorum as usize {
@@ -427,13 +426,10 @@ impl State {
         if !reused.is_empty() {
             // Restart the garbage-collection grace of proven chunks this upload reuses. A
             // chunk collected in the meantime is placed afresh on new targets.
-            let gone = self
-                .store
-                .write(move |c| meta::touch_chunks_checked(c, &reused, now))
-                .await?;
+            let gone = self.store.touch_chunks(reused, now).await?;
             for (p, c) in out.iter_mut().zip(&claims) {
                 if gone.contains(&c.id) {
-                    let candidates = eligible(&snapshot, exclude, &HashSet::new(), c.size);
+                    let candidates = eligible(&snapshot, c.size, |n| exclude.contains(n));
                     let targets = choose(&mut rng, &candidates, upload.replication as usize);
                     *p = self.placement(c.id, &upload.owner, Vec::new(), targets, None);
                 }
@@ -461,10 +457,7 @@ impl State {
             .filter(|id| !by_receipt.contains(id))
             .collect();
         let scope = who.read_scope().cloned();
-        let by_reading = self
-            .store
-            .read(move |c| meta::readable_chunks(c, &unproven, scope.as_ref()))
-            .await?;
+        let by_reading = self.store.readable_chunks(unproven, scope).await?;
         Ok(Proof {
             by_receipt,
             by_reading,
@@ -501,30 +494,6 @@ impl State {
             grant,
         }
     }
-}
-
-/// Alive nodes with room for `size` bytes, apart from `exclude` and `skip`: the one rule for
-/// where a new replica of an upload's chunk may go.
-fn eligible(
-    snapshot: &[(NodeView, NodeState)],
-    exclude: &HashSet<String>,
-    skip: &HashSet<&str>,
-    size: u64,
-) -> Vec<Candidate> {
-    snapshot
-        .iter()
-        .filter(|(v, s)| {
-            *s == NodeState::Alive
-                && !exclude.contains(&v.id)
-                && !skip.contains(v.id.as_str())
-                && v.stats.free_bytes >= size
-        })
-        .map(|(v, _)| Candidate {
-            id: v.id.clone(),
-            addr: v.addr.clone(),
-            free_bytes: v.stats.free_bytes,
-        })
-        .collect()
 }
 
 #[cfg(test)]

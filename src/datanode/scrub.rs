@@ -28,7 +28,7 @@ use super::store::{DiskStore, StoreError, Verdict};
 use super::throttle::TokenBucket;
 use super::DatanodeTuning;
 use crate::chunk::ChunkId;
-use crate::meta::now_ms;
+use crate::model::now_ms;
 use crate::proto::pb;
 use crate::security::join::ClusterChannel;
 

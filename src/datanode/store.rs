@@ -352,7 +352,7 @@ impl DiskStore {
         let size = fs::metadata(&from).map(|m| m.len()).unwrap_or(0);
         let to = self
             .quarantine
-            .join(format!("{}.{}", id.to_hex(), crate::meta::now_ms()));
+            .join(format!("{}.{}", id.to_hex(), crate::model::now_ms()));
         fs::rename(&from, &to).map_err(io_err(format!("quarantine chunk {id}")))?;
         self.forget(size);
         tracing::warn!(chunk = %id, to = %to.display(), "corrupt chunk moved aside");

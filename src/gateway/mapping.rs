@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use tonic::Code;
 
 use crate::client::ClientError;
-use crate::meta::Attrs;
+use crate::model::Attrs;
 use crate::path::{DfsPath, MAX_NAME_BYTES, MAX_PATH_BYTES};
 use crate::proto::pb;
 
