@@ -3,6 +3,8 @@
 use tonic::{Code, Status};
 
 use crate::chunk::InvalidChunkId;
+use crate::coordinator::keys::KeyError;
+use crate::coordinator::uploads::UploadError;
 use crate::meta::MetaError;
 use crate::path::PathError;
 
@@ -53,5 +55,36 @@ pub fn check_node_id(id: &str) -> Result<(), Status> {
             "invalid node id {:?}: expected 1 to 64 of [A-Za-z0-9_-]",
             id.chars().take(80).collect::<String>()
         )))
+    }
+}
+
+impl From<UploadError> for Status {
+    fn from(e: UploadError) -> Status {
+        let code = match &e {
+            UploadError::Meta(_) => Code::Internal,
+            UploadError::TooManyUploads { .. } | UploadError::TooManyChunks { .. } => {
+                Code::ResourceExhausted
+            }
+            UploadError::Unknown(_) => Code::NotFound,
+            UploadError::NotOwner(_) => Code::PermissionDenied,
+            UploadError::NoReceipt(_) | UploadError::IsADirectory(_) => Code::FailedPrecondition,
+            UploadError::StoredWithoutReceipt(_) => Code::InvalidArgument,
+            UploadError::NoRoom { .. } => Code::Unavailable,
+            UploadError::AlreadyExists(_) => Code::AlreadyExists,
+        };
+        match e {
+            UploadError::Meta(m) => m.into(),
+            e => Status::new(code, e.to_string()),
+        }
+    }
+}
+
+impl From<KeyError> for Status {
+    fn from(e: KeyError) -> Status {
+        match e {
+            KeyError::Meta(m) => m.into(),
+            KeyError::BadName => Status::invalid_argument(e.to_string()),
+            KeyError::LastAdmin(_) => Status::failed_precondition(e.to_string()),
+        }
     }
 }

@@ -1,14 +1,18 @@
 //! The coordinator role: owns the namespace and all metadata (in SQLite), places chunks,
 //! commits files, tracks datanode health. It never stores file bytes.
 //!
-//! - `service.rs`: the gRPC services (client API and cluster API), translation only.
+//! - `service.rs`, `cluster_service.rs`: the gRPC services (client API, cluster API),
+//!   translation only, with `wire.rs` (decoding requests, encoding answers).
+//! - `namespace.rs`: namespace changes with their events, and the read path's chunk
+//!   locations. `keys.rs`: access-key creation and revocation. `nodes.rs`: what the
+//!   cluster API does with a datanode's word (registration, heartbeats, reports).
 //! - `access.rs`: who is calling (access keys, gateways acting for S3 callers), S3 secrets.
 //! - `health.rs`: node states from heartbeats.
-//! - `placement.rs`: choosing target datanodes.
+//! - `placement.rs`: the one rule for which datanodes may take a replica, and the ranking.
 //! - `repair.rs`: the maintenance worker (re-replication, trimming, garbage collection).
 //! - `bad_replicas.rs`: clients' reports of bad replicas, verified by the holder, bounded.
-//! - `uploads.rs`: uploads in flight (bounded per key) and chunk placement, with dedup
-//!   only for chunks the caller proves it may use.
+//! - `uploads/`: uploads in flight from begin to commit (bounded per key) and chunk
+//!   placement, with dedup only for chunks the caller proves it may use.
 //! - `secrets.rs`: the private data directory and the secrets file (token, seal and join
 //!   keys, kept out of the database).
 //! - `trust.rs`: who may use the cluster API (node certificate or join secret) and the
@@ -18,8 +22,13 @@ mod access;
 mod admin;
 mod bad_replicas;
 mod buckets;
+mod cluster_service;
 pub mod events;
+mod gauges;
 mod health;
+pub(crate) mod keys;
+mod namespace;
+mod nodes;
 mod observe;
 mod placement;
 mod repair;
@@ -27,7 +36,8 @@ pub mod secrets;
 mod service;
 mod status_page;
 mod trust;
-mod uploads;
+pub(crate) mod uploads;
+mod wire;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -38,7 +48,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Server;
+use tonic::transport::{Server, ServerTlsConfig};
 
 pub use health::{NodeState, NodeTable, NodeView, ScrubInfo};
 pub use placement::{choose, Candidate};
@@ -68,7 +78,7 @@ pub struct State {
     /// The metadata store, behind the seam (see `meta`).
     pub store: Arc<dyn MetaStore>,
     pub nodes: NodeTable,
-    /// Uploads in flight (memory only; see `uploads.rs`).
+    /// Uploads in flight (memory only; see `uploads/`).
     pub uploads: uploads::Uploads,
     /// Clients' bad-replica reports being verified, and those verified lately.
     bad_replicas: bad_replicas::BadReplicas,
@@ -97,7 +107,7 @@ pub struct State {
     /// Node-state transitions, turned into events.
     pub node_watch: events::NodeWatch,
     /// Counts for the admin endpoint, refreshed in the background.
-    pub gauges: observe::GaugeCache,
+    pub gauges: gauges::GaugeCache,
     /// Buckets anonymous S3 callers may read (see `buckets.rs`).
     public: buckets::PublicBuckets,
 }
@@ -213,7 +223,7 @@ impl State {
         Ok(true)
     }
 
-    /// Chunks proven by uploads in flight (see `uploads.rs`): garbage collection leaves
+    /// Chunks proven by uploads in flight (see `uploads/`): garbage collection leaves
     /// them alone.
     pub fn chunks_in_flight(&self) -> HashSet<crate::chunk::ChunkId> {
         self.uploads.protected()
@@ -263,15 +273,38 @@ pub async fn run(
     let admin = crate::admin_http::bind(&state.cfg.admin_listen)
         .await?
         .map(|l| {
-            let refresher = tokio::spawn(observe::run_refresher(state.clone(), stop_rx));
+            let refresher = tokio::spawn(gauges::run_refresher(state.clone(), stop_rx));
             let server = crate::admin_http::spawn(
                 l,
                 observe::routes(state.clone()),
-                observe::refresh(state.clone()),
+                gauges::refresh(state.clone()),
             );
             (server, refresher)
         });
     tracing::info!(%addr, data_dir = %state.cfg.data_dir.display(), "coordinator listening");
+    serve(listener, &state, server_tls, shutdown).await?;
+    let _ = stop_tx.send(true);
+    let _ = worker.await;
+    let _ = watch.await;
+    let _ = sweeper.await;
+    event_writer.abort();
+    if let Some((server, refresher)) = admin {
+        server.abort();
+        refresher.abort();
+    }
+    tracing::info!("coordinator stopped");
+    Ok(())
+}
+
+/// Serves the Coordinator and Cluster services on `listener` until `shutdown` resolves:
+/// every client call authenticated, cluster calls only from datanodes, connections
+/// admitted within the configured limits.
+async fn serve(
+    listener: TcpListener,
+    state: &Arc<State>,
+    server_tls: Option<ServerTlsConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let coord = pb::coordinator_server::CoordinatorServer::new(service::CoordinatorService::new(
         state.clone(),
     ))
@@ -288,7 +321,7 @@ pub async fn run(
         Ok(req)
     });
     let cluster =
-        pb::cluster_server::ClusterServer::new(service::ClusterService::new(state.clone()))
+        pb::cluster_server::ClusterServer::new(cluster_service::ClusterService::new(state.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
     // The cluster API is for datanodes only: a node certificate with TLS, the join
@@ -329,16 +362,6 @@ pub async fn run(
         )
         .await
         .context("coordinator server")?;
-    let _ = stop_tx.send(true);
-    let _ = worker.await;
-    let _ = watch.await;
-    let _ = sweeper.await;
-    event_writer.abort();
-    if let Some((server, refresher)) = admin {
-        server.abort();
-        refresher.abort();
-    }
-    tracing::info!("coordinator stopped");
     Ok(())
 }
 

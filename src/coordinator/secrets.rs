@@ -236,39 +236,7 @@ pub async fn load(
         .await
         .context("read the fingerprints of the cluster secrets")?;
     let on_disk = SecretsFile::read(&path)?;
-    if on_disk.is_none() && !prints.is_empty() && !legacy.present {
-        bail!(
-            "{}: the secrets file is missing, but the database {} was set up with one (its S3 \
-             secrets are sealed under a key in it): restore the file from a backup, or set \
-             coordinator.secrets_file to where it is; new keys would make every S3 secret \
-             unreadable",
-            at.file,
-            at.db
-        );
-    }
-    let mut file = on_disk.clone().unwrap_or_default();
-    if legacy.present {
-        begin_rotation(&mut file, &legacy, &at)?;
-    } else if prints.is_empty() {
-        if file.previous_s3_seal_key.is_some() {
-            bail!(
-                "{}: it records a rotation of the cluster keys (previous_s3_seal_key) that the \
-                 database {} knows nothing of: restore the secrets file that belongs with \
-                 this database",
-                at.file,
-                at.db
-            );
-        }
-        // A new cluster, or a database from before fingerprints: keys are made once.
-        if file.token_key.is_empty() {
-            file.token_key = hex::encode(TokenKey::generate().as_bytes());
-        }
-        if file.s3_seal_key.is_empty() {
-            file.s3_seal_key = hex::encode(SealKey::generate());
-        }
-    } else {
-        check_fingerprints(&file, &prints, &at)?;
-    }
+    let mut file = settle_keys(on_disk.as_ref(), &legacy, &prints, &at)?;
     let generated_join = need_join && cfg.join_secret.is_empty() && file.join_secret.is_empty();
     if generated_join {
         file.join_secret = JoinSecret::generate();
@@ -325,6 +293,51 @@ pub async fn load(
         s3_seal,
         join_secret,
     })
+}
+
+/// The keys the file is to hold, before anything is written: the file as it is (checked
+/// against the database's fingerprints), a rotation begun (legacy keys in the database),
+/// or new keys for a new cluster. A missing file the database was set up with is refused.
+fn settle_keys(
+    on_disk: Option<&SecretsFile>,
+    legacy: &Legacy,
+    prints: &[(String, Vec<u8>)],
+    at: &Places,
+) -> anyhow::Result<SecretsFile> {
+    if on_disk.is_none() && !prints.is_empty() && !legacy.present {
+        bail!(
+            "{}: the secrets file is missing, but the database {} was set up with one (its S3 \
+             secrets are sealed under a key in it): restore the file from a backup, or set \
+             coordinator.secrets_file to where it is; new keys would make every S3 secret \
+             unreadable",
+            at.file,
+            at.db
+        );
+    }
+    let mut file = on_disk.cloned().unwrap_or_default();
+    if legacy.present {
+        begin_rotation(&mut file, legacy, at)?;
+    } else if prints.is_empty() {
+        if file.previous_s3_seal_key.is_some() {
+            bail!(
+                "{}: it records a rotation of the cluster keys (previous_s3_seal_key) that the \
+                 database {} knows nothing of: restore the secrets file that belongs with \
+                 this database",
+                at.file,
+                at.db
+            );
+        }
+        // A new cluster, or a database from before fingerprints: keys are made once.
+        if file.token_key.is_empty() {
+            file.token_key = hex::encode(TokenKey::generate().as_bytes());
+        }
+        if file.s3_seal_key.is_empty() {
+            file.s3_seal_key = hex::encode(SealKey::generate());
+        }
+    } else {
+        check_fingerprints(&file, prints, at)?;
+    }
+    Ok(file)
 }
 
 /// Refuses a file whose keys are not the ones the database was used with.
