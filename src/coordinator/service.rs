@@ -8,15 +8,14 @@ use std::sync::Arc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::namespace::ChunkLocation;
-use super::uploads::{Commit, NewUpload, Placement};
+use super::uploads::{Commit, NewUpload};
 use super::wire::{
-    key_info, parse_attrs, parse_claims, parse_path, replication_or_default, who, BATCH_MAX,
-    COMPOSE_MAX_SOURCES, GETFILE_PAGE_MAX, LIST_PAGE_MAX,
+    compose_request, key_info, location_pb, parse_attrs, parse_claims, parse_path, placement_pb,
+    replication_or_default, who, BATCH_MAX, GETFILE_PAGE_MAX, LIST_PAGE_MAX,
 };
 use super::{admin, events, trust, State};
 use crate::chunk::ChunkId;
-use crate::model::{ComposeRequest, MkdirOptions};
+use crate::model::MkdirOptions;
 use crate::path::DfsPath;
 use crate::proto::pb;
 use crate::security::keys::{self, KeyRole, Principal};
@@ -29,74 +28,6 @@ pub struct CoordinatorService {
 impl CoordinatorService {
     pub fn new(state: Arc<State>) -> Self {
         CoordinatorService { state }
-    }
-}
-
-/// A Compose call as a request of the caller's: it must read every source and write the
-/// destination and whatever it deletes.
-fn compose_request(
-    who: &Principal,
-    req: pb::ComposeRequest,
-    default_replication: u32,
-) -> Result<ComposeRequest, Status> {
-    if req.sources.is_empty() || req.sources.len() > COMPOSE_MAX_SOURCES {
-        return Err(Status::invalid_argument(format!(
-            "compose: {} sources, expected 1 to {COMPOSE_MAX_SOURCES}",
-            req.sources.len()
-        )));
-    }
-    let dst = parse_path(&req.dst)?;
-    who.require_write(&dst)?;
-    let mut sources = Vec::with_capacity(req.sources.len());
-    for s in &req.sources {
-        let p = parse_path(&s.path)?;
-        who.require_read(&p)?;
-        sources.push((p, s.expected_version));
-    }
-    let mut delete_after = Vec::with_capacity(req.delete_after.len());
-    for d in &req.delete_after {
-        let p = parse_path(d)?;
-        who.require_write(&p)?;
-        delete_after.push(p);
-    }
-    Ok(ComposeRequest {
-        sources,
-        dst,
-        replication: replication_or_default(req.replication, default_replication)?,
-        no_clobber: req.no_clobber,
-        expected_version: req.expected_version,
-        attrs: parse_attrs(req.attrs)?,
-        delete_after,
-    })
-}
-
-fn node_addr((node_id, addr): (String, String)) -> pb::NodeAddr {
-    pb::NodeAddr { node_id, addr }
-}
-
-fn placement_pb(p: Placement) -> pb::ChunkPlacement {
-    pb::ChunkPlacement {
-        chunk_id: p.id.to_hex(),
-        existing: p.existing.iter().map(|(n, _)| n.clone()).collect(),
-        existing_replicas: p.existing.into_iter().map(node_addr).collect(),
-        targets: p
-            .targets
-            .into_iter()
-            .map(|c| node_addr((c.id, c.addr)))
-            .collect(),
-        token: p.write_token,
-        read_token: p.read_token,
-        receipt: p.grant.map(Into::into),
-    }
-}
-
-fn location_pb(l: ChunkLocation) -> pb::ChunkLocation {
-    pb::ChunkLocation {
-        chunk_id: l.chunk.chunk_id.to_hex(),
-        size: l.chunk.size,
-        offset: l.chunk.offset,
-        replicas: l.replicas.into_iter().map(node_addr).collect(),
-        token: l.read_token,
     }
 }
 

@@ -4,9 +4,10 @@
 
 use tonic::{Request, Status};
 
-use super::uploads::ChunkClaim;
+use super::namespace::ChunkLocation;
+use super::uploads::{ChunkClaim, Placement};
 use crate::chunk::ChunkId;
-use crate::model::Attrs;
+use crate::model::{Attrs, ComposeRequest};
 use crate::path::DfsPath;
 use crate::proto::pb;
 use crate::security::keys::{AccessKey, Principal};
@@ -114,4 +115,72 @@ pub fn replication_or_default(requested: u32, default: u32) -> Result<u32, Statu
         )));
     }
     Ok(r)
+}
+
+/// A Compose call as a request of the caller's: it must read every source and write the
+/// destination and whatever it deletes.
+pub fn compose_request(
+    who: &Principal,
+    req: pb::ComposeRequest,
+    default_replication: u32,
+) -> Result<ComposeRequest, Status> {
+    if req.sources.is_empty() || req.sources.len() > COMPOSE_MAX_SOURCES {
+        return Err(Status::invalid_argument(format!(
+            "compose: {} sources, expected 1 to {COMPOSE_MAX_SOURCES}",
+            req.sources.len()
+        )));
+    }
+    let dst = parse_path(&req.dst)?;
+    who.require_write(&dst)?;
+    let mut sources = Vec::with_capacity(req.sources.len());
+    for s in &req.sources {
+        let p = parse_path(&s.path)?;
+        who.require_read(&p)?;
+        sources.push((p, s.expected_version));
+    }
+    let mut delete_after = Vec::with_capacity(req.delete_after.len());
+    for d in &req.delete_after {
+        let p = parse_path(d)?;
+        who.require_write(&p)?;
+        delete_after.push(p);
+    }
+    Ok(ComposeRequest {
+        sources,
+        dst,
+        replication: replication_or_default(req.replication, default_replication)?,
+        no_clobber: req.no_clobber,
+        expected_version: req.expected_version,
+        attrs: parse_attrs(req.attrs)?,
+        delete_after,
+    })
+}
+
+pub fn node_addr((node_id, addr): (String, String)) -> pb::NodeAddr {
+    pb::NodeAddr { node_id, addr }
+}
+
+pub fn placement_pb(p: Placement) -> pb::ChunkPlacement {
+    pb::ChunkPlacement {
+        chunk_id: p.id.to_hex(),
+        existing: p.existing.iter().map(|(n, _)| n.clone()).collect(),
+        existing_replicas: p.existing.into_iter().map(node_addr).collect(),
+        targets: p
+            .targets
+            .into_iter()
+            .map(|c| node_addr((c.id, c.addr)))
+            .collect(),
+        token: p.write_token,
+        read_token: p.read_token,
+        receipt: p.grant.map(Into::into),
+    }
+}
+
+pub fn location_pb(l: ChunkLocation) -> pb::ChunkLocation {
+    pb::ChunkLocation {
+        chunk_id: l.chunk.chunk_id.to_hex(),
+        size: l.chunk.size,
+        offset: l.chunk.offset,
+        replicas: l.replicas.into_iter().map(node_addr).collect(),
+        token: l.read_token,
+    }
 }
