@@ -7,7 +7,8 @@
 //! | [`cli`] | the command line: definitions (clap), flags as the last config layer, every client command's output |
 //! | [`config`] | defaults < TOML < `DFSD_*` env < flags, validated |
 //! | [`coordinator`] | the metadata server: namespace, placement, commits, node health |
-//! | [`meta`] | the SQLite store: every SQL statement lives here |
+//! | [`meta`] | the metadata seam (`MetaStore`) and its SQLite backend: every SQL statement lives here |
+//! | [`model`] | plain domain types: entries, node records, events, the requests that change the namespace |
 //! | [`datanode`] | chunk storage on disk, pipelined writes, reads, verification |
 //! | [`client`] | the SDK: uploads, downloads (with progress events), namespace calls |
 //! | [`dev`] | an all-in-one local cluster |
@@ -51,6 +52,7 @@ pub mod grpc_layer;
 pub mod logging;
 pub mod meta;
 pub mod metrics;
+pub mod model;
 pub mod net;
 pub mod path;
 pub mod proto;

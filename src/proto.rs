@@ -11,7 +11,7 @@ pub mod methods {
     include!(concat!(env!("OUT_DIR"), "/rpc_methods.rs"));
 }
 
-use crate::meta::{EntryInfo, Kind, NodeStatsRecord};
+use crate::model::{EntryInfo, Kind, NodeStatsRecord};
 
 impl From<&EntryInfo> for pb::Entry {
     fn from(e: &EntryInfo) -> Self {

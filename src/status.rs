@@ -13,6 +13,8 @@ use prost::Message;
 use tonic::{Code, Status};
 
 use crate::chunk::InvalidChunkId;
+use crate::coordinator::keys::KeyError;
+use crate::coordinator::uploads::UploadError;
 use crate::datanode::acks::DeleteError;
 use crate::datanode::cluster::CallError;
 use crate::datanode::peer::PeerError;
@@ -172,7 +174,7 @@ impl From<MetaError> for Status {
             MetaError::QuorumNotMet { .. } => Reason::QuorumNotMet,
             MetaError::UnknownNode(_) => Reason::Precondition,
             MetaError::Invalid(_) => Reason::InvalidArgument,
-            MetaError::Sqlite(_) => Reason::Internal,
+            MetaError::Backend(_) => Reason::Internal,
         };
         if reason == Reason::Internal {
             tracing::error!(error = %e, "metadata store failed");
@@ -309,6 +311,38 @@ impl From<Status> for CallError {
             | Code::FailedPrecondition
             | Code::Unauthenticated => CallError::NotReady(message),
             _ => CallError::Refused(message),
+        }
+    }
+}
+
+impl From<UploadError> for Status {
+    fn from(e: UploadError) -> Status {
+        let reason = match &e {
+            UploadError::Meta(_) => Reason::Internal,
+            UploadError::TooManyUploads { .. } | UploadError::TooManyChunks { .. } => {
+                Reason::LimitExceeded
+            }
+            UploadError::Unknown(_) => Reason::UploadUnknown,
+            UploadError::NotOwner(_) => Reason::PermissionDenied,
+            UploadError::NoReceipt(_) => Reason::Precondition,
+            UploadError::IsADirectory(_) => Reason::IsADirectory,
+            UploadError::StoredWithoutReceipt(_) => Reason::InvalidArgument,
+            UploadError::NoRoom { .. } => Reason::Unavailable,
+            UploadError::AlreadyExists(_) => Reason::AlreadyExists,
+        };
+        match e {
+            UploadError::Meta(m) => m.into(),
+            e => status(reason, e.to_string()),
+        }
+    }
+}
+
+impl From<KeyError> for Status {
+    fn from(e: KeyError) -> Status {
+        match e {
+            KeyError::Meta(m) => m.into(),
+            KeyError::BadName => status(Reason::InvalidArgument, e.to_string()),
+            KeyError::LastAdmin(_) => status(Reason::Precondition, e.to_string()),
         }
     }
 }

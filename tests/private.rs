@@ -430,8 +430,10 @@ async fn a_lost_secrets_file_stops_the_coordinator_until_it_is_restored() {
         ..Default::default()
     };
     dfsd::coordinator::secrets::prepare_data_dir(&oc).unwrap();
-    let store = dfsd::meta::Store::open(&other.path().join("meta.db"), "normal").unwrap();
-    dfsd::coordinator::secrets::load(&store, &oc, false).unwrap();
+    let store = dfsd::meta::SqliteStore::open(&other.path().join("meta.db"), "normal").unwrap();
+    dfsd::coordinator::secrets::load(&store, &oc, false)
+        .await
+        .unwrap();
     std::fs::copy(other.path().join("secrets.toml"), &file).unwrap();
     let out = coordinator(&c);
     assert!(!out.status.success());

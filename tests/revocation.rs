@@ -257,7 +257,7 @@ fn cert_issue_prints_the_fingerprint_and_gives_edge_certificates_90_days() {
             .lines()
             .next()
             .unwrap();
-        let now = dfsd::meta::now_ms();
+        let now = dfsd::model::now_ms();
         (dfsd::units::parse_time(until, now).unwrap() - now) / 86_400_000
     };
     let fingerprint = |text: &str| {

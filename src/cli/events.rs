@@ -51,7 +51,7 @@ pub fn event_line(e: &pb::ClusterEvent) -> String {
 pub async fn command(client: &Client, args: &EventsArgs) -> anyhow::Result<()> {
     let since = match &args.since {
         Some(s) => {
-            parse_time(s, crate::meta::now_ms()).map_err(|e| anyhow::anyhow!("--since {e}"))?
+            parse_time(s, crate::model::now_ms()).map_err(|e| anyhow::anyhow!("--since {e}"))?
         }
         None => 0,
     };

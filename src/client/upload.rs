@@ -38,7 +38,7 @@ pub struct PutOptions {
     /// Chunk size; None = the client config's.
     pub chunk_size: Option<u64>,
     /// Attributes committed with the file (see `pb::Entry::attrs`).
-    pub attrs: crate::meta::Attrs,
+    pub attrs: crate::model::Attrs,
 }
 
 #[derive(Debug, Clone)]
@@ -106,7 +106,7 @@ impl Client {
     ) -> Result<PutReport>
     where
         R: AsyncRead + Unpin + Send,
-        F: FnOnce(&mut crate::meta::Attrs) -> std::result::Result<(), String> + Send,
+        F: FnOnce(&mut crate::model::Attrs) -> std::result::Result<(), String> + Send,
     {
         let path = DfsPath::parse_lenient(path)?;
         let chunk_size = opts.chunk_size.unwrap_or(self.cfg.chunk_size);
@@ -217,7 +217,7 @@ impl Client {
         refs: &[pb::ChunkRef],
         size: u64,
         opts: &PutOptions,
-        attrs: &crate::meta::Attrs,
+        attrs: &crate::model::Attrs,
     ) -> Result<pb::Entry> {
         let commit = || pb::CommitUploadRequest {
             upload_id: String::new(),

@@ -24,7 +24,8 @@ use tonic::{Request, Status};
 
 use super::State;
 use crate::config::CoordinatorConfig;
-use crate::meta::{self, Store};
+use crate::meta::MetaStore;
+use crate::model::now_ms;
 use crate::path::DfsPath;
 use crate::security::keys::{
     self, AccessKey, KeyRole, Principal, KEY_ID_HEADER, ON_BEHALF_HEADER, SECRET_HEADER,
@@ -167,14 +168,12 @@ impl State {
 /// Loads the access keys, creating the first admin key when there is none yet: the one
 /// configured, or a new one printed once on standard output. Its secret is sealed for S3
 /// like any key's.
-pub(super) fn bootstrap_keys(
-    store: &Store,
+pub(super) async fn bootstrap_keys(
+    store: &dyn MetaStore,
     cfg: &CoordinatorConfig,
     seal: &SealKey,
 ) -> anyhow::Result<Vec<AccessKey>> {
-    let existing = store
-        .with_writer(|c| meta::list_keys(c))
-        .context("load access keys")?;
+    let existing = store.list_keys().await.context("load access keys")?;
     if !existing.is_empty() || !cfg.auth {
         return Ok(existing);
     }
@@ -199,12 +198,13 @@ pub(super) fn bootstrap_keys(
         prefix: DfsPath::root(),
         salt,
         secret_hash: hash,
-        created_ms: meta::now_ms(),
+        created_ms: now_ms(),
         revoked_ms: None,
         s3_secret_sealed: Some(seal.seal(&id, &secret)),
     };
     store
-        .with_writer(|c| meta::insert_key(c, &key))
+        .insert_key(&key)
+        .await
         .context("store the first admin key")?;
     if generated {
         // Shown once: only a hash and the sealed copy are kept.
@@ -226,14 +226,14 @@ mod tests {
     const ADMIN: (&str, &str) = ("DKADMIN0000000000000", "admin-secret-0123456789");
 
     /// A plaintext coordinator state with authentication on and the admin key above.
-    fn state(dir: &std::path::Path) -> Arc<State> {
+    async fn state(dir: &std::path::Path) -> Arc<State> {
         let cfg = CoordinatorConfig {
             data_dir: dir.to_path_buf(),
             admin_key_id: ADMIN.0.into(),
             admin_secret: ADMIN.1.into(),
             ..CoordinatorConfig::default()
         };
-        State::open(cfg, None).unwrap()
+        State::open(cfg, None).await.unwrap()
     }
 
     /// Adds a key (with a sealed S3 secret unless `sealed` is false, as for keys made
@@ -262,10 +262,10 @@ mod tests {
         r
     }
 
-    #[test]
-    fn without_tls_only_an_admin_key_may_act_for_another_key() {
+    #[tokio::test]
+    async fn without_tls_only_an_admin_key_may_act_for_another_key() {
         let dir = tempfile::tempdir().unwrap();
-        let st = state(dir.path());
+        let st = state(dir.path()).await;
         add_key(
             &st,
             "DKREADER000000000000",
@@ -307,10 +307,10 @@ mod tests {
         assert_eq!(e.code(), Code::Unauthenticated);
     }
 
-    #[test]
-    fn s3_credentials_name_the_key_and_why_not() {
+    #[tokio::test]
+    async fn s3_credentials_name_the_key_and_why_not() {
         let dir = tempfile::tempdir().unwrap();
-        let st = state(dir.path());
+        let st = state(dir.path()).await;
         // The configured first admin key is sealed at bootstrap.
         let c = st.s3_credential(ADMIN.0).unwrap();
         assert_eq!((c.secret.as_str(), c.role), (ADMIN.1, KeyRole::Admin));
@@ -326,7 +326,7 @@ mod tests {
         assert!(e.message().contains("DKOLDKEY000000000000"));
         // The seal key survives a restart: the admin key still opens.
         drop(st);
-        let st = state(dir.path());
+        let st = state(dir.path()).await;
         assert_eq!(st.s3_credential(ADMIN.0).unwrap().secret, ADMIN.1);
     }
 }

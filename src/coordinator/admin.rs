@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tonic::Status;
 
 use super::{NodeState, NodeView, State};
-use crate::meta::{self, now_ms};
+use crate::model::{now_ms, StoreCounts};
 use crate::path::DfsPath;
 use crate::proto::pb;
 use crate::status::check_node_id;
@@ -35,7 +35,7 @@ fn scrub_pb(v: &NodeView) -> pb::ScrubProgress {
 }
 
 pub async fn list_nodes(state: &Arc<State>) -> Result<Vec<pb::NodeInfo>, Status> {
-    let records = state.store.read(|c| meta::list_nodes(c)).await?;
+    let records = state.store.list_nodes().await?;
     let now = now_ms();
     Ok(records
         .into_iter()
@@ -88,41 +88,15 @@ fn node_info(state: &State, v: &NodeView, replicas: u64, now: i64) -> pb::NodeIn
     }
 }
 
-/// The figures of `dfsd status` that need scans of the metadata tables.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counted {
-    pub files: u64,
-    pub directories: u64,
-    pub logical_bytes: u64,
-    pub chunks: u64,
-    pub gc_backlog_chunks: u64,
-    pub gc_backlog_bytes: u64,
-}
-
-/// Counts files, chunks and the garbage backlog: full scans of the namespace and chunk
-/// tables (issue 16 makes them incremental).
-pub fn count(c: &rusqlite::Connection) -> Result<Counted, meta::MetaError> {
-    let (files, directories, logical_bytes, chunks) = meta::namespace_counts(c)?;
-    let (gc_backlog_chunks, gc_backlog_bytes) = meta::gc_backlog(c)?;
-    Ok(Counted {
-        files,
-        directories,
-        logical_bytes,
-        chunks,
-        gc_backlog_chunks,
-        gc_backlog_bytes,
-    })
-}
-
 /// `dfsd status`: counted live (an admin call; on a reader of the pool, so client calls
 /// go on meanwhile).
 pub async fn status(state: &Arc<State>) -> Result<pb::StatusResponse, Status> {
-    let counted = state.store.read(|c| count(c)).await?;
+    let counted = state.store.counts().await?;
     Ok(status_with(state, &counted))
 }
 
 /// The cluster status from `counted` and the coordinator's memory.
-pub fn status_with(state: &Arc<State>, counted: &Counted) -> pb::StatusResponse {
+pub fn status_with(state: &Arc<State>, counted: &StoreCounts) -> pb::StatusResponse {
     let now = now_ms();
     let mut out = pb::StatusResponse {
         files: counted.files,
@@ -169,10 +143,7 @@ pub fn status_with(state: &Arc<State>, counted: &Counted) -> pb::StatusResponse 
 
 pub async fn fsck(state: &Arc<State>, req: pb::FsckRequest) -> Result<pb::FsckResponse, Status> {
     let path = DfsPath::parse(if req.path.is_empty() { "/" } else { &req.path })?;
-    let (files, truncated) = state
-        .store
-        .read(move |c| meta::files_under(c, &path, FSCK_MAX_FILES))
-        .await?;
+    let (files, truncated) = state.store.files_under(&path, FSCK_MAX_FILES).await?;
     let now = now_ms();
     let live: HashMap<String, NodeState> = state
         .nodes
@@ -237,11 +208,7 @@ pub async fn drain(
 ) -> Result<pb::DrainNodeResponse, Status> {
     check_node_id(&req.node_id)?;
     let draining = !req.cancel;
-    let id = req.node_id.clone();
-    let found = state
-        .store
-        .write(move |c| meta::set_draining(c, &id, draining))
-        .await?;
+    let found = state.store.set_draining(&req.node_id, draining).await?;
     if !found || !state.nodes.set_draining(&req.node_id, draining) {
         return Err(Status::not_found(format!(
             "unknown datanode {:?}",
@@ -279,29 +246,20 @@ pub async fn remove(
     }
     // Refuse while the node holds the only copy of anything a live node does not have.
     let live = state.nodes.live_set(now);
-    let id = req.node_id.clone();
-    let sole = state
-        .store
-        .read(move |c| {
-            let chunks = meta::chunks_on_node(c, &id)?;
-            let holders = meta::replicas_of(c, &chunks)?;
-            Ok(holders
-                .values()
-                .filter(|nodes| !nodes.iter().any(|n| n != &id && live.contains(n)))
-                .count())
-        })
-        .await?;
+    let id = &req.node_id;
+    let chunks = state.store.chunks_on_node(id).await?;
+    let holders = state.store.replicas_of(chunks).await?;
+    let sole = holders
+        .values()
+        .filter(|nodes| !nodes.iter().any(|n| n != id && live.contains(n)))
+        .count();
     if sole > 0 {
         return Err(Status::failed_precondition(format!(
             "datanode {} holds the only replica of {sole} chunk(s); wait for repair or drain it",
             req.node_id
         )));
     }
-    let id = req.node_id.clone();
-    state
-        .store
-        .write(move |c| meta::delete_node(c, &id))
-        .await?;
+    state.store.delete_node(&req.node_id).await?;
     state.nodes.remove(&req.node_id);
     tracing::info!(node = %req.node_id, "datanode removed");
     state.maint.wake.notify_one();

@@ -13,7 +13,6 @@ use tonic::{Request, Status};
 
 use super::{NodeView, State};
 use crate::chunk::ChunkId;
-use crate::meta;
 use crate::proto::pb;
 use crate::security::keys::Principal;
 use crate::security::token::Op;
@@ -119,10 +118,7 @@ impl State {
     ) -> Result<(), Status> {
         check_node_id(node)?;
         let scope = who.read_scope().cloned();
-        let readable = self
-            .store
-            .read(move |c| meta::readable_chunks(c, &[chunk], scope.as_ref()))
-            .await?;
+        let readable = self.store.readable_chunks(vec![chunk], scope).await?;
         let refused = |what: &str| {
             crate::metrics::coordinator()
                 .bad_replica_reports
@@ -137,10 +133,7 @@ impl State {
         let Some(view) = self.nodes.get(node) else {
             return Err(Status::not_found(format!("unknown datanode {node:?}")));
         };
-        let on_record = self
-            .store
-            .read(move |c| meta::replicas_of(c, &[chunk]))
-            .await?;
+        let on_record = self.store.replicas_of(vec![chunk]).await?;
         if !on_record
             .get(&chunk)
             .is_some_and(|n| n.iter().any(|n| n == node))
@@ -185,11 +178,7 @@ async fn verify_replica(state: &Arc<State>, chunk: ChunkId, node: NodeView) {
         }
         Ok(_) => {
             let id = node.id.clone();
-            match state
-                .store
-                .write(move |c| meta::remove_replica(c, &chunk, &id))
-                .await
-            {
+            match state.store.remove_replicas(vec![(chunk, id)]).await {
                 Ok(_) => {
                     tracing::warn!(%chunk, node = %node.id, "bad replica confirmed and forgotten");
                     (state.events).corrupt(&node.id, &[chunk], "reported by a client, confirmed");

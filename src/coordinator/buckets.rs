@@ -17,7 +17,7 @@ use tonic::Status;
 
 use super::events::{event, EventKind};
 use super::State;
-use crate::meta::{self, BucketRecord};
+use crate::model::{BucketRecord, EventRecord};
 use crate::path::DfsPath;
 use crate::proto::pb;
 use crate::security::keys::{KeyRole, Principal};
@@ -67,7 +67,7 @@ fn bucket_path(path: &str) -> Result<DfsPath, Status> {
 impl State {
     /// Reloads the public-read set from the store (after a change that may alter it).
     pub async fn reload_public_buckets(&self) -> Result<(), Status> {
-        let names = self.store.read(|c| meta::public_buckets(c)).await?;
+        let names = self.store.public_buckets().await?;
         self.public.replace(names);
         Ok(())
     }
@@ -108,7 +108,7 @@ impl State {
         if let Some(w) = who {
             w.require_read(&path)?;
         }
-        let b = self.store.read(move |c| meta::get_bucket(c, &path)).await?;
+        let b = self.store.bucket(&path).await?;
         Ok(pb::GetBucketResponse {
             bucket: Some(info(b)),
         })
@@ -129,17 +129,13 @@ impl State {
             )));
         }
         let cors = req.cors.map(|c| (!c.is_empty()).then_some(c));
-        let p = path.clone();
         let public = req.public_read;
-        let b = self
-            .store
-            .write(move |c| meta::set_bucket(c, &p, public, cors))
-            .await?;
+        let b = self.store.set_bucket(&path, public, cors).await?;
         self.reload_public_buckets().await?;
         if let Some(public) = public {
             let acl = if public { "public-read" } else { "private" };
             tracing::info!(bucket = %path, acl, by = %who.key_id, "bucket access changed");
-            self.events.emit(meta::EventRecord {
+            self.events.emit(EventRecord {
                 path: path.to_string(),
                 detail: format!("{acl} (by {})", display_key(&who.key_id)),
                 ..event(EventKind::BucketAcl)

@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tonic::Status;
 
 use super::{NodeState, NodeView, State};
-use crate::meta::{self, now_ms, EventRecord};
+use crate::model::{now_ms, EventRecord};
 use crate::proto::pb;
 
 /// Events written to SQLite in one transaction at most.
@@ -135,21 +135,16 @@ pub async fn run_writer(state: Arc<State>) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let events = std::mem::take(&mut batch);
-        let st = state.clone();
-        let stored = state
-            .store
-            .write(move |c| {
-                let ids = meta::insert_events(c, &events, keep)?;
-                // Broadcast under the writer lock: followers see ids in order.
+        // This task is the only writer of events, so ids are broadcast in order; a
+        // follower that read them from the store already skips them by id.
+        match state.store.insert_events(events.clone(), keep).await {
+            Ok(ids) => {
                 for (mut ev, id) in events.into_iter().zip(ids) {
                     ev.id = id;
-                    let _ = st.events.broadcast.send(ev);
+                    let _ = state.events.broadcast.send(ev);
                 }
-                Ok(())
-            })
-            .await;
-        if let Err(e) = stored {
-            tracing::warn!(error = %e, "storing cluster events failed");
+            }
+            Err(e) => tracing::warn!(error = %e, "storing cluster events failed"),
         }
     }
 }
@@ -266,7 +261,7 @@ impl NodeWatch {
             }
             *checked = Some(Instant::now());
         }
-        let Ok(counts) = state.store.read(|c| meta::replica_counts(c)).await else {
+        let Ok(counts) = state.store.replica_counts().await else {
             return;
         };
         let mut drained = self.drained.lock().unwrap_or_else(|p| p.into_inner());
@@ -318,10 +313,7 @@ async fn send_stored(
     since_ms: i64,
 ) -> Result<Option<u64>, Status> {
     loop {
-        let page = state
-            .store
-            .read(move |c| meta::list_events(c, last, since_ms, PAGE))
-            .await?;
+        let page = state.store.events_after(last, since_ms, PAGE).await?;
         let n = page.len();
         for e in page {
             last = e.id;
@@ -390,11 +382,7 @@ pub fn stream(
 
 /// The latest `n` stored events, oldest first.
 pub async fn recent(state: &Arc<State>, n: usize) -> Vec<EventRecord> {
-    state
-        .store
-        .read(move |c| meta::recent_events(c, n))
-        .await
-        .unwrap_or_default()
+    state.store.recent_events(n).await.unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 use std::time::Duration;
 
-use crate::meta::{NodeRecord, NodeStatsRecord};
+use crate::model::{NodeRecord, NodeStatsRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NodeState {

@@ -1,14 +1,18 @@
 //! The coordinator role: owns the namespace and all metadata (in SQLite), places chunks,
 //! commits files, tracks datanode health. It never stores file bytes.
 //!
-//! - `service.rs`: the gRPC services (client API and cluster API), translation only.
+//! - `service.rs`, `cluster_service.rs`: the gRPC services (client API, cluster API),
+//!   translation only, with `wire.rs` (decoding requests, encoding answers).
+//! - `namespace.rs`: namespace changes with their events, and the read path's chunk
+//!   locations. `keys.rs`: access-key creation and revocation. `nodes.rs`: what the
+//!   cluster API does with a datanode's word (registration, heartbeats, reports).
 //! - `access.rs`: who is calling (access keys, gateways acting for S3 callers), S3 secrets.
 //! - `health.rs`: node states from heartbeats.
-//! - `placement.rs`: choosing target datanodes.
+//! - `placement.rs`: the one rule for which datanodes may take a replica, and the ranking.
 //! - `repair.rs`: the maintenance worker (re-replication, trimming, garbage collection).
 //! - `bad_replicas.rs`: clients' reports of bad replicas, verified by the holder, bounded.
-//! - `uploads.rs`: uploads in flight (bounded per key) and chunk placement, with dedup
-//!   only for chunks the caller proves it may use.
+//! - `uploads/`: uploads in flight from begin to commit (bounded per key) and chunk
+//!   placement, with dedup only for chunks the caller proves it may use.
 //! - `secrets.rs`: the private data directory and the secrets file (token, seal and join
 //!   keys, kept out of the database).
 //! - `trust.rs`: who may use the cluster API (node certificate or join secret) and the
@@ -18,8 +22,13 @@ mod access;
 mod admin;
 mod bad_replicas;
 mod buckets;
+mod cluster_service;
 pub mod events;
+mod gauges;
 mod health;
+pub(crate) mod keys;
+mod namespace;
+mod nodes;
 mod observe;
 mod placement;
 mod repair;
@@ -27,7 +36,8 @@ pub mod secrets;
 mod service;
 mod status_page;
 mod trust;
-mod uploads;
+pub(crate) mod uploads;
+mod wire;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -38,7 +48,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Server;
+use tonic::transport::{Server, ServerTlsConfig};
 
 pub use health::{NodeState, NodeTable, NodeView, ScrubInfo};
 pub use placement::{choose, Candidate};
@@ -46,7 +56,7 @@ pub use repair::Maintenance;
 
 use crate::config::CoordinatorConfig;
 use crate::conn_limit;
-use crate::meta::{self, Store};
+use crate::meta::{MetaError, MetaStore, SqliteStore};
 use crate::net::{ChannelCache, MAX_MESSAGE_BYTES};
 use crate::proto::pb;
 use crate::security::keys::{AccessKey, KeyRole};
@@ -65,9 +75,10 @@ pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 /// Everything the coordinator's services share.
 pub struct State {
     pub cfg: CoordinatorConfig,
-    pub store: Store,
+    /// The metadata store, behind the seam (see `meta`).
+    pub store: Arc<dyn MetaStore>,
     pub nodes: NodeTable,
-    /// Uploads in flight (memory only; see `uploads.rs`).
+    /// Uploads in flight (memory only; see `uploads/`).
     pub uploads: uploads::Uploads,
     /// Clients' bad-replica reports being verified, and those verified lately.
     bad_replicas: bad_replicas::BadReplicas,
@@ -96,35 +107,33 @@ pub struct State {
     /// Node-state transitions, turned into events.
     pub node_watch: events::NodeWatch,
     /// Counts for the admin endpoint, refreshed in the background.
-    pub gauges: observe::GaugeCache,
+    pub gauges: gauges::GaugeCache,
     /// Buckets anonymous S3 callers may read (see `buckets.rs`).
     public: buckets::PublicBuckets,
 }
 
 impl State {
-    pub fn open(cfg: CoordinatorConfig, tls: Option<Tls>) -> anyhow::Result<Arc<State>> {
+    pub async fn open(cfg: CoordinatorConfig, tls: Option<Tls>) -> anyhow::Result<Arc<State>> {
         secrets::prepare_data_dir(&cfg)?;
-        let db = cfg.data_dir.join(secrets::DB_NAME);
-        let store = Store::open_with_readers(&db, &cfg.sqlite_synchronous, cfg.reader_connections)
-            .with_context(|| format!("open {}", db.display()))?;
-        let known = store
-            .with_writer(|c| meta::list_nodes(c))
-            .context("load datanodes")?;
+        let store = open_store(&cfg)?;
+        let known = store.list_nodes().await.context("load datanodes")?;
         let nodes = NodeTable::new(cfg.suspect_after, cfg.dead_after, known);
-        let secrets = secrets::load(&store, &cfg, tls.is_none() && cfg.auth)?;
+        let secrets = secrets::load(&*store, &cfg, tls.is_none() && cfg.auth).await?;
         let trust = trust::Trust::new(
-            &store,
+            &*store,
             tls.as_ref(),
             cfg.auth,
             secrets.join_secret.as_deref(),
         )
+        .await
         .context("load the certificate deny-list")?;
         let (token_key, s3_seal) = (secrets.token_key, secrets.s3_seal);
-        let keys = access::bootstrap_keys(&store, &cfg, &s3_seal)?;
+        let keys = access::bootstrap_keys(&*store, &cfg, &s3_seal).await?;
         let public = buckets::PublicBuckets::default();
         public.replace(
             store
-                .with_writer(|c| meta::public_buckets(c))
+                .public_buckets()
+                .await
                 .context("load public buckets")?,
         );
         let uploads = uploads::Uploads::new(uploads::Limits {
@@ -182,11 +191,11 @@ impl State {
 
     /// True until datanodes holding `safe_mode_share` of the known replicas have sent their
     /// inventories (or `safe_mode_timeout` passed). No repair or deletion happens before.
-    pub async fn in_safe_mode(&self) -> Result<bool, meta::MetaError> {
+    pub async fn in_safe_mode(&self) -> Result<bool, MetaError> {
         if !self.safe_mode.load(Ordering::Relaxed) {
             return Ok(false);
         }
-        let counts = self.store.read(|c| meta::replica_counts(c)).await?;
+        let counts = self.store.replica_counts().await?;
         let total: u64 = counts.values().sum();
         let reported: u64 = {
             let done = self.inventoried.lock().unwrap_or_else(|p| p.into_inner());
@@ -214,7 +223,7 @@ impl State {
         Ok(true)
     }
 
-    /// Chunks proven by uploads in flight (see `uploads.rs`): garbage collection leaves
+    /// Chunks proven by uploads in flight (see `uploads/`): garbage collection leaves
     /// them alone.
     pub fn chunks_in_flight(&self) -> HashSet<crate::chunk::ChunkId> {
         self.uploads.protected()
@@ -223,6 +232,16 @@ impl State {
     pub fn safe_mode_now(&self) -> bool {
         self.safe_mode.load(Ordering::Relaxed)
     }
+}
+
+/// Opens the metadata store the configuration names. The one place that picks a backend:
+/// SQLite in the data directory, the only one today.
+fn open_store(cfg: &CoordinatorConfig) -> anyhow::Result<Arc<dyn MetaStore>> {
+    let db = cfg.data_dir.join(secrets::DB_NAME);
+    let store =
+        SqliteStore::open_with_readers(&db, &cfg.sqlite_synchronous, cfg.reader_connections)
+            .with_context(|| format!("open {}", db.display()))?;
+    Ok(Arc::new(store))
 }
 
 /// Serves the coordinator on `listener` until `shutdown` resolves. `tls` is `None` only
@@ -234,7 +253,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let server_tls = tls.as_ref().map(Tls::server).transpose()?;
-    let state = State::open(cfg, tls)?;
+    let state = State::open(cfg, tls).await?;
     if !state.cfg.auth {
         tracing::warn!("authentication is off: any client may do anything");
     }
@@ -254,15 +273,38 @@ pub async fn run(
     let admin = crate::admin_http::bind(&state.cfg.admin_listen)
         .await?
         .map(|l| {
-            let refresher = tokio::spawn(observe::run_refresher(state.clone(), stop_rx));
+            let refresher = tokio::spawn(gauges::run_refresher(state.clone(), stop_rx));
             let server = crate::admin_http::spawn(
                 l,
                 observe::routes(state.clone()),
-                observe::refresh(state.clone()),
+                gauges::refresh(state.clone()),
             );
             (server, refresher)
         });
     tracing::info!(%addr, data_dir = %state.cfg.data_dir.display(), "coordinator listening");
+    serve(listener, &state, server_tls, shutdown).await?;
+    let _ = stop_tx.send(true);
+    let _ = worker.await;
+    let _ = watch.await;
+    let _ = sweeper.await;
+    event_writer.abort();
+    if let Some((server, refresher)) = admin {
+        server.abort();
+        refresher.abort();
+    }
+    tracing::info!("coordinator stopped");
+    Ok(())
+}
+
+/// Serves the Coordinator and Cluster services on `listener` until `shutdown` resolves:
+/// every client call authenticated, cluster calls only from datanodes, connections
+/// admitted within the configured limits.
+async fn serve(
+    listener: TcpListener,
+    state: &Arc<State>,
+    server_tls: Option<ServerTlsConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let coord = pb::coordinator_server::CoordinatorServer::new(service::CoordinatorService::new(
         state.clone(),
     ))
@@ -279,7 +321,7 @@ pub async fn run(
         Ok(req)
     });
     let cluster =
-        pb::cluster_server::ClusterServer::new(service::ClusterService::new(state.clone()))
+        pb::cluster_server::ClusterServer::new(cluster_service::ClusterService::new(state.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
     // The cluster API is for datanodes only: a node certificate with TLS, the join
@@ -320,16 +362,6 @@ pub async fn run(
         )
         .await
         .context("coordinator server")?;
-    let _ = stop_tx.send(true);
-    let _ = worker.await;
-    let _ = watch.await;
-    let _ = sweeper.await;
-    event_writer.abort();
-    if let Some((server, refresher)) = admin {
-        server.abort();
-        refresher.abort();
-    }
-    tracing::info!("coordinator stopped");
     Ok(())
 }
 

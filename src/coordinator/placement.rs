@@ -1,14 +1,37 @@
-//! Choosing datanodes for new replicas: distinct nodes, picked at random with a weight
-//! proportional to free space, so fuller nodes fill more slowly without any node being
-//! starved.
+//! Choosing datanodes for new replicas, the one rule for uploads, repair and drain:
+//! [`eligible`] says which nodes may take a replica (alive, with room, not already
+//! holding or refused by the caller), [`choose`] ranks them: distinct nodes, picked at
+//! random with a weight proportional to free space, so fuller nodes fill more slowly
+//! without any node being starved.
 
 use rand::Rng;
+
+use super::{NodeState, NodeView};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     pub id: String,
     pub addr: String,
     pub free_bytes: u64,
+}
+
+/// The nodes that may take a new replica of `size` bytes: alive (never suspect, dead or
+/// draining), with at least `size` bytes free, and not `skip`ped by the caller (nodes
+/// that hold the chunk already, that failed in a pipeline, or that are busy).
+pub fn eligible<'a>(
+    nodes: impl IntoIterator<Item = &'a (NodeView, NodeState)>,
+    size: u64,
+    skip: impl Fn(&str) -> bool,
+) -> Vec<Candidate> {
+    nodes
+        .into_iter()
+        .filter(|(v, s)| *s == NodeState::Alive && v.stats.free_bytes >= size && !skip(&v.id))
+        .map(|(v, _)| Candidate {
+            id: v.id.clone(),
+            addr: v.addr.clone(),
+            free_bytes: v.stats.free_bytes,
+        })
+        .collect()
 }
 
 /// Picks up to `count` distinct candidates, weighted by free bytes.

@@ -16,9 +16,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tonic::Request;
 
-use super::{choose, Candidate, NodeState, NodeView, State};
+use super::placement::{choose, eligible, Candidate};
+use super::{NodeState, NodeView, State};
 use crate::chunk::ChunkId;
-use crate::meta::{self, now_ms, MetaError};
+use crate::meta::MetaError;
+use crate::model::{now_ms, EventRecord};
 use crate::proto::pb;
 use crate::security::token::Op;
 
@@ -152,7 +154,7 @@ async fn heal(state: &Arc<State>) -> Result<(), MetaError> {
         .into_iter()
         .map(|(v, s)| (v.id.clone(), (v, s)))
         .collect();
-    let health = state.store.read(|c| meta::chunk_health(c)).await?;
+    let health = state.store.chunk_health().await?;
 
     let mut summary = Summary::default();
     let mut repairs = Vec::new();
@@ -238,7 +240,7 @@ fn repair_events(state: &State, summary: &Summary) {
     if summary.under_replicated > 0 && !m.repairing.swap(true, Ordering::Relaxed) {
         *m.repair_base.lock().unwrap_or_else(|p| p.into_inner()) = done;
         tracing::info!(chunks = summary.under_replicated, "repair started");
-        state.events.emit(meta::EventRecord {
+        state.events.emit(EventRecord {
             count: summary.under_replicated,
             ..event(EventKind::RepairStarted)
         });
@@ -249,7 +251,7 @@ fn repair_events(state: &State, summary: &Summary) {
         let base = *m.repair_base.lock().unwrap_or_else(|p| p.into_inner());
         let (copies, bytes) = (done.0 - base.0, done.1 - base.1);
         tracing::info!(copies, bytes, "repair finished: every chunk at its target");
-        state.events.emit(meta::EventRecord {
+        state.events.emit(EventRecord {
             count: copies,
             bytes,
             ..event(EventKind::RepairFinished)
@@ -281,20 +283,11 @@ fn schedule_repairs(
             .per_node
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let candidates: Vec<Candidate> = views
-            .values()
-            .filter(|(v, s)| {
-                *s == NodeState::Alive
-                    && !r.holders.contains(&v.id)
-                    && v.stats.free_bytes >= r.size
-                    && per_node.get(&v.id).copied().unwrap_or(0) < cfg.repair_per_node
-            })
-            .map(|(v, _)| Candidate {
-                id: v.id.clone(),
-                addr: v.addr.clone(),
-                free_bytes: v.stats.free_bytes,
-            })
-            .collect();
+        // Nodes busy with their share of copies wait for the next round.
+        let candidates = eligible(views.values(), r.size, |n| {
+            r.holders.iter().any(|h| h == n)
+                || per_node.get(n).copied().unwrap_or(0) >= cfg.repair_per_node
+        });
         let Some(dest) = choose(&mut rng, &candidates, 1).pop() else {
             continue;
         };
@@ -344,16 +337,7 @@ async fn replicate(state: &State, dest: &Candidate, r: &Repair) -> Result<String
 
 /// Forgets the replicas first (so no reader is sent there), then orders the deletions.
 async fn trim(state: &Arc<State>, trims: Vec<(ChunkId, String)>) -> Result<(), MetaError> {
-    let forget = trims.clone();
-    state
-        .store
-        .write(move |c| {
-            for (id, node) in &forget {
-                meta::remove_replica(c, id, node)?;
-            }
-            Ok(())
-        })
-        .await?;
+    state.store.remove_replicas(trims.clone()).await?;
     let mut by_node: HashMap<String, Vec<ChunkId>> = HashMap::new();
     for (id, node) in trims {
         by_node.entry(node).or_default().push(id);
@@ -395,7 +379,7 @@ pub fn order_delete(state: Arc<State>, node: String, ids: Vec<ChunkId>, protect_
                 }
                 tracing::info!(%node, deleted = r.deleted.len(), kept = r.kept.len(), freed = r.freed_bytes, "chunks deleted");
                 if protect_secs > 0 && r.freed_bytes > 0 {
-                    state.events.emit(meta::EventRecord {
+                    state.events.emit(EventRecord {
                         node_id: node.clone(),
                         bytes: r.freed_bytes,
                         count: r.deleted.len() as u64,
@@ -422,11 +406,7 @@ fn retry_kept(state: Arc<State>, node: String, kept: Vec<String>, protect_secs: 
         tokio::time::sleep(Duration::from_secs(protect_secs) + Duration::from_millis(500)).await;
         let ids: Vec<ChunkId> = kept.iter().filter_map(|k| k.parse().ok()).collect();
         let lookup = ids.clone();
-        let Ok(known) = state
-            .store
-            .read(move |c| meta::chunk_sizes(c, &lookup))
-            .await
-        else {
+        let Ok(known) = state.store.chunk_sizes(lookup).await else {
             return;
         };
         let in_flight = state.chunks_in_flight();
@@ -447,10 +427,7 @@ async fn collect_garbage(state: &Arc<State>) -> Result<(), MetaError> {
     // claim: skipped, or found gone and placed afresh) or was just stored (its replica
     // record bumped `last_used_ms`), so the claim cannot take it either way.
     let in_flight = state.chunks_in_flight();
-    let doomed = state
-        .store
-        .write(move |c| meta::gc_claim(c, cutoff, GC_BATCH, &in_flight))
-        .await?;
+    let doomed = state.store.gc_claim(cutoff, GC_BATCH, in_flight).await?;
     if doomed.is_empty() {
         return Ok(());
     }

@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::config::CoordinatorConfig;
-use crate::meta::{self, Store};
+use crate::meta::MetaStore;
 use crate::security::files::{self, Privacy};
 use crate::security::join::JoinSecret;
 use crate::security::seal::SealKey;
@@ -187,9 +187,10 @@ struct Legacy {
 }
 
 impl Legacy {
-    fn read(store: &Store) -> anyhow::Result<Legacy> {
+    async fn read(store: &dyn MetaStore) -> anyhow::Result<Legacy> {
         let rows = store
-            .with_writer(|c| meta::legacy_cluster_secrets(c))
+            .legacy_cluster_secrets()
+            .await
             .context("read the cluster secrets of the database")?;
         let mut l = Legacy {
             present: !rows.is_empty(),
@@ -219,50 +220,23 @@ struct Places {
 /// replaces the keys an older version kept in the database (see the module docs);
 /// generates what a new cluster lacks (a join secret only when `need_join`: no TLS and
 /// access keys on). A generated join secret is printed once on standard output.
-pub fn load(store: &Store, cfg: &CoordinatorConfig, need_join: bool) -> anyhow::Result<Secrets> {
+pub async fn load(
+    store: &dyn MetaStore,
+    cfg: &CoordinatorConfig,
+    need_join: bool,
+) -> anyhow::Result<Secrets> {
     let path = path(cfg);
     let at = Places {
         file: path.display().to_string(),
         db: cfg.data_dir.join(DB_NAME).display().to_string(),
     };
-    let legacy = Legacy::read(store)?;
+    let legacy = Legacy::read(store).await?;
     let prints = store
-        .with_writer(|c| meta::secret_fingerprints(c))
+        .secret_fingerprints()
+        .await
         .context("read the fingerprints of the cluster secrets")?;
     let on_disk = SecretsFile::read(&path)?;
-    if on_disk.is_none() && !prints.is_empty() && !legacy.present {
-        bail!(
-            "{}: the secrets file is missing, but the database {} was set up with one (its S3 \
-             secrets are sealed under a key in it): restore the file from a backup, or set \
-             coordinator.secrets_file to where it is; new keys would make every S3 secret \
-             unreadable",
-            at.file,
-            at.db
-        );
-    }
-    let mut file = on_disk.clone().unwrap_or_default();
-    if legacy.present {
-        begin_rotation(&mut file, &legacy, &at)?;
-    } else if prints.is_empty() {
-        if file.previous_s3_seal_key.is_some() {
-            bail!(
-                "{}: it records a rotation of the cluster keys (previous_s3_seal_key) that the \
-                 database {} knows nothing of: restore the secrets file that belongs with \
-                 this database",
-                at.file,
-                at.db
-            );
-        }
-        // A new cluster, or a database from before fingerprints: keys are made once.
-        if file.token_key.is_empty() {
-            file.token_key = hex::encode(TokenKey::generate().as_bytes());
-        }
-        if file.s3_seal_key.is_empty() {
-            file.s3_seal_key = hex::encode(SealKey::generate());
-        }
-    } else {
-        check_fingerprints(&file, &prints, &at)?;
-    }
+    let mut file = settle_keys(on_disk.as_ref(), &legacy, &prints, &at)?;
     let generated_join = need_join && cfg.join_secret.is_empty() && file.join_secret.is_empty();
     if generated_join {
         file.join_secret = JoinSecret::generate();
@@ -278,10 +252,11 @@ pub fn load(store: &Store, cfg: &CoordinatorConfig, need_join: bool) -> anyhow::
         .context("S3 seal key")?;
     let new_prints = file.fingerprints().with_context(|| at.file.clone())?;
     if legacy.present {
-        commit_rotation(store, &file, &s3_seal, &new_prints)?;
+        commit_rotation(store, &file, &s3_seal, &new_prints).await?;
     } else if prints.is_empty() {
         store
-            .with_writer(|c| meta::record_secret_fingerprints(c, &new_prints))
+            .record_secret_fingerprints(&new_prints)
+            .await
             .context("record the fingerprints of the cluster secrets")?;
     }
     if file.previous_s3_seal_key.is_some() {
@@ -289,7 +264,8 @@ pub fn load(store: &Store, cfg: &CoordinatorConfig, need_join: bool) -> anyhow::
         // old seal key is needed no more. The checkpoint again, in case the crash came
         // before it.
         store
-            .with_writer(|c| meta::checkpoint_truncate(c))
+            .checkpoint_truncate()
+            .await
             .context("checkpoint the database")?;
         file.previous_s3_seal_key = None;
         file.write(&path)?;
@@ -317,6 +293,51 @@ pub fn load(store: &Store, cfg: &CoordinatorConfig, need_join: bool) -> anyhow::
         s3_seal,
         join_secret,
     })
+}
+
+/// The keys the file is to hold, before anything is written: the file as it is (checked
+/// against the database's fingerprints), a rotation begun (legacy keys in the database),
+/// or new keys for a new cluster. A missing file the database was set up with is refused.
+fn settle_keys(
+    on_disk: Option<&SecretsFile>,
+    legacy: &Legacy,
+    prints: &[(String, Vec<u8>)],
+    at: &Places,
+) -> anyhow::Result<SecretsFile> {
+    if on_disk.is_none() && !prints.is_empty() && !legacy.present {
+        bail!(
+            "{}: the secrets file is missing, but the database {} was set up with one (its S3 \
+             secrets are sealed under a key in it): restore the file from a backup, or set \
+             coordinator.secrets_file to where it is; new keys would make every S3 secret \
+             unreadable",
+            at.file,
+            at.db
+        );
+    }
+    let mut file = on_disk.cloned().unwrap_or_default();
+    if legacy.present {
+        begin_rotation(&mut file, legacy, at)?;
+    } else if prints.is_empty() {
+        if file.previous_s3_seal_key.is_some() {
+            bail!(
+                "{}: it records a rotation of the cluster keys (previous_s3_seal_key) that the \
+                 database {} knows nothing of: restore the secrets file that belongs with \
+                 this database",
+                at.file,
+                at.db
+            );
+        }
+        // A new cluster, or a database from before fingerprints: keys are made once.
+        if file.token_key.is_empty() {
+            file.token_key = hex::encode(TokenKey::generate().as_bytes());
+        }
+        if file.s3_seal_key.is_empty() {
+            file.s3_seal_key = hex::encode(SealKey::generate());
+        }
+    } else {
+        check_fingerprints(&file, prints, at)?;
+    }
+    Ok(file)
 }
 
 /// Refuses a file whose keys are not the ones the database was used with.
@@ -381,8 +402,8 @@ fn begin_rotation(file: &mut SecretsFile, legacy: &Legacy, at: &Places) -> anyho
 }
 
 /// Step 2: the database onto the new keys, in one transaction.
-fn commit_rotation(
-    store: &Store,
+async fn commit_rotation(
+    store: &dyn MetaStore,
     file: &SecretsFile,
     new_seal: &SealKey,
     prints: &[(&str, Vec<u8>)],
@@ -401,7 +422,8 @@ fn commit_rotation(
         secret.map(|s| new_seal.seal(id, &s))
     };
     let done = store
-        .with_writer(|c| meta::rotate_cluster_secrets(c, &mut reseal, prints))
+        .rotate_cluster_secrets(&mut reseal, prints)
+        .await
         .context("re-seal the S3 secrets under the new seal key")?;
     for id in &unopened {
         // It did not open before either: the key never had a usable S3 secret here.
@@ -418,6 +440,7 @@ fn commit_rotation(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::meta::SqliteStore as Store;
     use crate::path::DfsPath;
     use crate::security::keys::{AccessKey, KeyRole};
     use std::os::unix::fs::PermissionsExt;
@@ -438,12 +461,12 @@ mod tests {
         std::fs::metadata(p).unwrap().permissions().mode() & 0o777
     }
 
-    fn refusal(store: &Store, c: &CoordinatorConfig) -> String {
-        format!("{:#}", load(store, c, false).err().expect("refused"))
+    async fn refusal(store: &Store, c: &CoordinatorConfig) -> String {
+        format!("{:#}", load(store, c, false).await.err().expect("refused"))
     }
 
     /// An access key with an S3 secret sealed under `seal`: (id, secret).
-    fn add_key(store: &Store, seal: &[u8]) -> (String, String) {
+    async fn add_key(store: &Store, seal: &[u8]) -> (String, String) {
         let (id, secret, salt, hash) = crate::security::keys::generate();
         let key = AccessKey {
             id: id.clone(),
@@ -456,30 +479,22 @@ mod tests {
             revoked_ms: None,
             s3_secret_sealed: Some(SealKey::from_bytes(seal).unwrap().seal(&id, &secret)),
         };
-        store.with_writer(|c| meta::insert_key(c, &key)).unwrap();
+        store.insert_key(&key).await.unwrap();
         (id, secret)
     }
 
-    fn sealed_of(store: &Store, id: &str) -> Vec<u8> {
-        let keys = store.with_writer(|c| meta::list_keys(c)).unwrap();
+    async fn sealed_of(store: &Store, id: &str) -> Vec<u8> {
+        let keys = store.list_keys().await.unwrap();
         let k = keys.into_iter().find(|k| k.id == id).unwrap();
         k.s3_secret_sealed.unwrap()
     }
 
     /// What a database of a version before issue 12 held.
     fn put_legacy(store: &Store, token: &[u8], seal: &[u8]) {
-        store
-            .with_writer(|conn| {
-                for (n, v) in [(TOKEN_KEY, token), (SEAL_KEY, seal)] {
-                    conn.execute(
-                        "INSERT INTO cluster_secrets (name, value) VALUES (?1, ?2)",
-                        rusqlite::params![n, v],
-                    )?;
-                }
-                conn.execute("DELETE FROM secret_fingerprints", [])?;
-                Ok(())
-            })
-            .unwrap();
+        for (n, v) in [(TOKEN_KEY, token), (SEAL_KEY, seal)] {
+            store.insert_legacy_secret(n, v);
+        }
+        store.forget_secret_fingerprints();
     }
 
     fn db_bytes(c: &CoordinatorConfig) -> Vec<u8> {
@@ -488,20 +503,23 @@ mod tests {
         bytes
     }
 
-    #[test]
-    fn secrets_are_made_once_kept_in_a_private_file_and_stable() {
+    #[tokio::test]
+    async fn secrets_are_made_once_kept_in_a_private_file_and_stable() {
         let dir = tempfile::tempdir().unwrap();
         let c = cfg(&dir.path().join("coord"));
         let store = open(&c);
-        let first = load(&store, &c, false).unwrap();
+        let first = load(&store, &c, false).await.unwrap();
         assert!(first.join_secret.is_none());
         let p = path(&c);
         assert_eq!((mode(&c.data_dir), mode(&p)), (0o700, 0o600));
         assert_eq!(mode(&c.data_dir.join(DB_NAME)), 0o600);
-        let again = load(&store, &c, true).unwrap();
+        let again = load(&store, &c, true).await.unwrap();
         assert_eq!(first.token_key.as_bytes(), again.token_key.as_bytes());
         let join = again.join_secret.clone().unwrap();
-        assert_eq!(load(&store, &c, true).unwrap().join_secret, Some(join));
+        assert_eq!(
+            load(&store, &c, true).await.unwrap().join_secret,
+            Some(join)
+        );
         // A configured join secret wins.
         let configured = CoordinatorConfig {
             join_secret: "configured-join-secret-0123".into(),
@@ -509,6 +527,7 @@ mod tests {
         };
         assert_eq!(
             load(&store, &configured, true)
+                .await
                 .unwrap()
                 .join_secret
                 .as_deref(),
@@ -516,7 +535,7 @@ mod tests {
         );
         // The database names both keys, without holding them.
         let file = SecretsFile::read(&p).unwrap().unwrap();
-        let prints = store.with_writer(|c| meta::secret_fingerprints(c)).unwrap();
+        let prints = store.secret_fingerprints().await.unwrap();
         let names: Vec<&str> = prints.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, [SEAL_KEY, TOKEN_KEY]);
         let bytes = db_bytes(&c);
@@ -528,18 +547,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_missing_or_foreign_secrets_file_is_refused_and_the_right_one_accepted() {
+    #[tokio::test]
+    async fn a_missing_or_foreign_secrets_file_is_refused_and_the_right_one_accepted() {
         let dir = tempfile::tempdir().unwrap();
         let c = cfg(&dir.path().join("coord"));
         let store = open(&c);
-        load(&store, &c, true).unwrap();
+        load(&store, &c, true).await.unwrap();
         let p = path(&c);
         let good = SecretsFile::read(&p).unwrap().unwrap();
-        let (id, secret) = add_key(&store, &good.s3_seal_key().unwrap());
+        let (id, secret) = add_key(&store, &good.s3_seal_key().unwrap()).await;
 
         std::fs::remove_file(&p).unwrap();
-        let e = refusal(&store, &c);
+        let e = refusal(&store, &c).await;
         assert!(
             e.contains("secrets file is missing")
                 && e.contains("restore")
@@ -552,56 +571,53 @@ mod tests {
         // Another cluster's file, or one key replaced: refused, naming the key.
         let other = dir.path().join("other");
         let oc = cfg(&other);
-        load(&open(&oc), &oc, false).unwrap();
+        load(&open(&oc), &oc, false).await.unwrap();
         std::fs::copy(path(&oc), &p).unwrap();
-        let e = refusal(&store, &c);
+        let e = refusal(&store, &c).await;
         assert!(e.contains("is not the one the database"), "{e}");
         let mut edited = good.clone();
         edited.s3_seal_key = hex::encode(SealKey::generate());
         edited.write(&p).unwrap();
-        assert!(refusal(&store, &c).contains("its s3_seal_key is not"));
+        assert!(refusal(&store, &c).await.contains("its s3_seal_key is not"));
         let mut edited = good.clone();
         edited.token_key.clear();
         edited.write(&p).unwrap();
-        assert!(refusal(&store, &c).contains("its token_key is not"));
+        assert!(refusal(&store, &c).await.contains("its token_key is not"));
 
         // The right one back: it starts, and the S3 secret opens.
         good.write(&p).unwrap();
-        let s = load(&store, &c, true).unwrap();
+        let s = load(&store, &c, true).await.unwrap();
         assert_eq!(
-            s.s3_seal.open(&id, &sealed_of(&store, &id)).unwrap(),
+            s.s3_seal.open(&id, &sealed_of(&store, &id).await).unwrap(),
             secret
         );
         // The join secret is not a key the database depends on: it may change.
         let mut joined = good.clone();
         joined.join_secret = "another-join-secret-0123456789".into();
         joined.write(&p).unwrap();
-        load(&store, &c, true).unwrap();
+        load(&store, &c, true).await.unwrap();
     }
 
-    #[test]
-    fn keys_in_an_old_database_are_replaced_and_leave_no_trace() {
+    #[tokio::test]
+    async fn keys_in_an_old_database_are_replaced_and_leave_no_trace() {
         let dir = tempfile::tempdir().unwrap();
         let c = cfg(&dir.path().join("coord"));
         let store = open(&c);
         let (token, seal) = ([0xA5u8; 32], [0x5Au8; 32]);
-        let (id, secret) = add_key(&store, &seal);
-        let before = sealed_of(&store, &id);
+        let (id, secret) = add_key(&store, &seal).await;
+        let before = sealed_of(&store, &id).await;
         put_legacy(&store, &token, &seal);
-        let s = load(&store, &c, false).unwrap();
+        let s = load(&store, &c, false).await.unwrap();
         // New keys; the S3 secret re-sealed under the new seal key only.
         assert_ne!(s.token_key.as_bytes(), &token);
         let file = SecretsFile::read(&path(&c)).unwrap().unwrap();
         assert_ne!(file.s3_seal_key().unwrap(), seal);
         assert_eq!(file.previous_s3_seal_key, None);
-        let after = sealed_of(&store, &id);
+        let after = sealed_of(&store, &id).await;
         assert_eq!(s.s3_seal.open(&id, &after).unwrap(), secret);
         let old = SealKey::from_bytes(&seal).unwrap();
         assert!(old.open(&id, &after).is_err());
-        assert!(store
-            .with_writer(|conn| meta::legacy_cluster_secrets(conn))
-            .unwrap()
-            .is_empty());
+        assert!(store.legacy_cluster_secrets().await.unwrap().is_empty());
         let bytes = db_bytes(&c);
         for gone in [&token[..], &seal[..], &before[..]] {
             assert!(
@@ -610,32 +626,24 @@ mod tests {
             );
         }
         // The next start keeps the new keys.
-        let again = load(&store, &c, false).unwrap();
+        let again = load(&store, &c, false).await.unwrap();
         assert_eq!(again.token_key.as_bytes(), s.token_key.as_bytes());
 
         // Both places holding different values, with no rotation under way: refused.
-        store
-            .with_writer(|conn| {
-                conn.execute(
-                    "INSERT INTO cluster_secrets (name, value) VALUES ('token_key', ?1)",
-                    [&[1u8; 32][..]],
-                )?;
-                Ok(())
-            })
-            .unwrap();
-        let e = refusal(&store, &c);
+        store.insert_legacy_secret(TOKEN_KEY, &[1u8; 32]);
+        let e = refusal(&store, &c).await;
         assert!(e.contains("differs"), "{e}");
     }
 
-    #[test]
-    fn a_copy_left_by_an_interrupted_move_is_rotated_too() {
+    #[tokio::test]
+    async fn a_copy_left_by_an_interrupted_move_is_rotated_too() {
         // The file already holds the database's keys (an earlier version copied them and
         // stopped before erasing the rows): they are as exposed as the rows.
         let dir = tempfile::tempdir().unwrap();
         let c = cfg(&dir.path().join("coord"));
         let store = open(&c);
         let (token, seal) = ([3u8; 32], [4u8; 32]);
-        let (id, secret) = add_key(&store, &seal);
+        let (id, secret) = add_key(&store, &seal).await;
         put_legacy(&store, &token, &seal);
         SecretsFile {
             token_key: hex::encode(token),
@@ -645,18 +653,18 @@ mod tests {
         }
         .write(&path(&c))
         .unwrap();
-        let s = load(&store, &c, false).unwrap();
+        let s = load(&store, &c, false).await.unwrap();
         assert_ne!(s.token_key.as_bytes(), &token);
         assert_eq!(
-            s.s3_seal.open(&id, &sealed_of(&store, &id)).unwrap(),
+            s.s3_seal.open(&id, &sealed_of(&store, &id).await).unwrap(),
             secret
         );
         let file = SecretsFile::read(&path(&c)).unwrap().unwrap();
         assert_eq!(file.join_secret, "kept-join-secret-0123456789");
     }
 
-    #[test]
-    fn a_rotation_resumes_after_a_crash_at_each_step() {
+    #[tokio::test]
+    async fn a_rotation_resumes_after_a_crash_at_each_step() {
         let dir = tempfile::tempdir().unwrap();
         let (token, seal) = ([7u8; 32], [8u8; 32]);
 
@@ -664,7 +672,7 @@ mod tests {
         // database is untouched. The restart keeps those new keys and finishes.
         let c = cfg(&dir.path().join("after-1"));
         let store = open(&c);
-        let (id, secret) = add_key(&store, &seal);
+        let (id, secret) = add_key(&store, &seal).await;
         put_legacy(&store, &token, &seal);
         let (new_token, new_seal) = (TokenKey::generate(), SealKey::generate());
         let step1 = SecretsFile {
@@ -674,10 +682,10 @@ mod tests {
             previous_s3_seal_key: Some(hex::encode(seal)),
         };
         step1.write(&path(&c)).unwrap();
-        let s = load(&store, &c, false).unwrap();
+        let s = load(&store, &c, false).await.unwrap();
         assert_eq!(s.token_key.as_bytes(), new_token.as_bytes());
         assert_eq!(
-            s.s3_seal.open(&id, &sealed_of(&store, &id)).unwrap(),
+            s.s3_seal.open(&id, &sealed_of(&store, &id).await).unwrap(),
             secret
         );
         let file = SecretsFile::read(&path(&c)).unwrap().unwrap();
@@ -688,25 +696,23 @@ mod tests {
         // the old seal key. The restart drops it and changes nothing else.
         let c = cfg(&dir.path().join("after-2"));
         let store = open(&c);
-        let (id, secret) = add_key(&store, &seal);
+        let (id, secret) = add_key(&store, &seal).await;
         put_legacy(&store, &token, &seal);
         step1.write(&path(&c)).unwrap();
         let new = SealKey::from_bytes(&new_seal).unwrap();
         let old = SealKey::from_bytes(&seal).unwrap();
         let prints = step1.fingerprints().unwrap();
         store
-            .with_writer(|conn| {
-                meta::rotate_cluster_secrets(
-                    conn,
-                    &mut |id, blob| old.open(id, blob).ok().map(|s| new.seal(id, &s)),
-                    &prints,
-                )
-            })
+            .rotate_cluster_secrets(
+                &mut |id, blob| old.open(id, blob).ok().map(|s| new.seal(id, &s)),
+                &prints,
+            )
+            .await
             .unwrap();
-        let s = load(&store, &c, false).unwrap();
+        let s = load(&store, &c, false).await.unwrap();
         assert_eq!(s.token_key.as_bytes(), new_token.as_bytes());
         assert_eq!(
-            s.s3_seal.open(&id, &sealed_of(&store, &id)).unwrap(),
+            s.s3_seal.open(&id, &sealed_of(&store, &id).await).unwrap(),
             secret
         );
         assert_eq!(
@@ -727,6 +733,6 @@ mod tests {
         }
         .write(&path(&c))
         .unwrap();
-        assert!(refusal(&store, &c).contains("differs"));
+        assert!(refusal(&store, &c).await.contains("differs"));
     }
 }

@@ -1,34 +1,25 @@
-//! gRPC services of the coordinator. They translate requests into metadata operations and
-//! back; the decisions live in `meta`, `health` and `placement`.
+//! The Coordinator gRPC service (clients and gateways): each call decoded into domain
+//! types (`wire.rs`), the caller's permission checked, one domain call (`namespace.rs`,
+//! `uploads/`, `keys.rs`, `admin.rs`, ...), the answer encoded. No decision is made here.
 
-use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Instant;
 
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use tonic::{Request, Response, Status, Streaming};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
 
-use super::uploads::{ChunkClaim, UploadInfo};
-use super::{admin, events, repair, trust, NodeState, NodeView, ScrubInfo, State};
+use super::uploads::{Commit, NewUpload};
+use super::wire::{
+    compose_request, key_info, location_pb, parse_attrs, parse_claims, parse_path, placement_pb,
+    replication_or_default, who, BATCH_MAX, GETFILE_PAGE_MAX, LIST_PAGE_MAX,
+};
+use super::{admin, events, trust, State};
 use crate::chunk::ChunkId;
-use crate::meta::{self, now_ms, CommitRequest, MetaError, NodeStatsRecord};
+use crate::model::MkdirOptions;
 use crate::path::DfsPath;
 use crate::proto::pb;
-use crate::security::keys::{self, AccessKey, KeyRole, Principal};
-use crate::security::token::Op;
+use crate::security::keys::{self, KeyRole, Principal};
 use crate::security::{peer_role, Role};
-use crate::status::check_node_id;
-use events::EventKind::{FileCommitted, FileDeleted, FileMoved};
-use tokio_stream::wrappers::ReceiverStream;
-
-/// Most entries one List call returns.
-const LIST_PAGE_MAX: usize = 1000;
-/// Most chunks one GetFile call returns.
-const GETFILE_PAGE_MAX: usize = 4096;
-/// Most chunks one PlaceChunks or ReportReplicas call may name.
-const BATCH_MAX: usize = 4096;
 
 pub struct CoordinatorService {
     state: Arc<State>,
@@ -40,104 +31,6 @@ impl CoordinatorService {
     }
 }
 
-/// The caller, as the authentication interceptor found it. There is none when a gateway
-/// certificate came without a key, which only GetS3Credential accepts.
-fn who<T>(req: &Request<T>) -> Result<Principal, Status> {
-    req.extensions().get::<Principal>().cloned().ok_or_else(|| {
-        Status::unauthenticated(
-            "no access key: a gateway certificate alone allows only GetS3Credential",
-        )
-    })
-}
-
-fn key_info(k: &AccessKey) -> pb::AccessKeyInfo {
-    pb::AccessKeyInfo {
-        key_id: k.id.clone(),
-        name: k.name.clone(),
-        role: k.role.as_str().into(),
-        prefix: k.prefix.to_string(),
-        created_ms: k.created_ms,
-        revoked_ms: k.revoked_ms.unwrap_or(0),
-    }
-}
-
-fn parse_path(s: &str) -> Result<DfsPath, Status> {
-    crate::grpc_layer::record_path(s);
-    Ok(DfsPath::parse(s)?)
-}
-
-fn parse_chunks(refs: &[pb::ChunkRef], max_size: u64) -> Result<Vec<(ChunkId, u64)>, Status> {
-    refs.iter()
-        .map(|c| {
-            let id: ChunkId = c.chunk_id.parse()?;
-            if c.size > max_size {
-                return Err(Status::invalid_argument(format!(
-                    "chunk {id}: size {} exceeds the maximum chunk size {max_size}",
-                    c.size
-                )));
-            }
-            Ok((id, c.size))
-        })
-        .collect()
-}
-
-/// Chunk references with the receipts they carry.
-fn parse_claims(refs: Vec<pb::ChunkRef>, max_size: u64) -> Result<Vec<ChunkClaim>, Status> {
-    let ids = parse_chunks(&refs, max_size)?;
-    Ok(ids
-        .into_iter()
-        .zip(refs)
-        .map(|((id, size), r)| ChunkClaim {
-            id,
-            size,
-            receipt: r.receipt.map(Into::into),
-        })
-        .collect())
-}
-
-/// Most sources one Compose joins (S3 allows 10,000 parts per upload).
-const COMPOSE_MAX_SOURCES: usize = 10_000;
-/// Limits on a file version's attributes: S3 allows 2 KiB of user metadata.
-const ATTRS_MAX_ENTRIES: usize = 64;
-const ATTRS_MAX_BYTES: usize = 8 * 1024;
-
-/// Checks attributes from the wire: bounded in count and size, names non-empty and free
-/// of control characters.
-fn parse_attrs(wire: std::collections::HashMap<String, String>) -> Result<meta::Attrs, Status> {
-    if wire.len() > ATTRS_MAX_ENTRIES {
-        return Err(Status::invalid_argument(format!(
-            "attrs: {} entries, at most {ATTRS_MAX_ENTRIES}",
-            wire.len()
-        )));
-    }
-    let bytes: usize = wire.iter().map(|(k, v)| k.len() + v.len()).sum();
-    if bytes > ATTRS_MAX_BYTES {
-        return Err(Status::invalid_argument(format!(
-            "attrs: {bytes} bytes, at most {ATTRS_MAX_BYTES}"
-        )));
-    }
-    if let Some(k) = wire
-        .keys()
-        .find(|k| k.is_empty() || k.chars().any(char::is_control))
-    {
-        return Err(Status::invalid_argument(format!(
-            "attrs: invalid name {k:?} (empty or with control characters)"
-        )));
-    }
-    Ok(wire.into_iter().collect())
-}
-
-/// A requested replication factor, 0 meaning the cluster default.
-fn replication_or_default(requested: u32, default: u32) -> Result<u32, Status> {
-    let r = if requested == 0 { default } else { requested };
-    if r > 16 {
-        return Err(Status::invalid_argument(format!(
-            "replication {r}: at most 16"
-        )));
-    }
-    Ok(r)
-}
-
 #[tonic::async_trait]
 impl pb::coordinator_server::Coordinator for CoordinatorService {
     async fn stat(
@@ -147,7 +40,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let who = who(&req)?;
         let path = parse_path(&req.into_inner().path)?;
         who.require_visible(&path)?;
-        let info = self.state.store.read(move |c| meta::stat(c, &path)).await?;
+        let info = self.state.store.stat(&path).await?;
         Ok(Response::new(pb::StatResponse {
             entry: Some((&info).into()),
         }))
@@ -164,11 +57,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             // A directory above the key's prefix: it sees only the way down to it.
             let child = path.join(next)?;
             let visible = if req.start_after.as_str() < next {
-                self.state
-                    .store
-                    .read(move |c| meta::stat(c, &child))
-                    .await
-                    .ok()
+                self.state.store.stat(&child).await.ok()
             } else {
                 None
             };
@@ -183,11 +72,10 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         } else {
             (req.limit as usize).min(LIST_PAGE_MAX)
         };
-        let after = req.start_after;
         let (entries, truncated) = self
             .state
             .store
-            .read(move |c| meta::list(c, &path, &after, limit))
+            .list(&path, &req.start_after, limit)
             .await?;
         Ok(Response::new(pb::ListResponse {
             entries: entries.iter().map(Into::into).collect(),
@@ -203,7 +91,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let req = req.into_inner();
         let path = parse_path(&req.path)?;
         who.require_write(&path)?;
-        let opts = meta::MkdirOptions {
+        let opts = MkdirOptions {
             parents: req.parents,
             attrs: if req.set_attrs {
                 Some(parse_attrs(req.attrs)?)
@@ -212,12 +100,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             },
             owner: who.key_id.clone(),
         };
-        let info = self
-            .state
-            .store
-            .write(move |c| meta::mkdir(c, &path, &opts, now_ms()))
-            .await?;
-        tracing::info!(path = %info.path, "directory created");
+        let info = self.state.mkdir(&path, opts).await?;
         Ok(Response::new(pb::MkdirResponse {
             entry: Some((&info).into()),
         }))
@@ -231,15 +114,9 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let req = req.into_inner();
         let path = parse_path(&req.path)?;
         who.require_write(&path)?;
-        let p = path.clone();
-        let (files, dirs) = self
-            .state
-            .store
-            .write(move |c| meta::delete(c, &p, req.recursive, req.expected_version))
+        let (files, dirs) = (self.state)
+            .delete(&path, req.recursive, req.expected_version)
             .await?;
-        tracing::info!(%path, files, dirs, "deleted");
-        self.state.after_namespace_change(&path).await;
-        (self.state.events).file(FileDeleted, path.as_str(), 0, files, format!("{dirs} dirs"));
         Ok(Response::new(pb::DeleteResponse {
             files_deleted: files,
             dirs_deleted: dirs,
@@ -256,16 +133,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let dst = parse_path(&req.dst)?;
         who.require_write(&src)?;
         who.require_write(&dst)?;
-        let s = src.clone();
-        let info = self
-            .state
-            .store
-            .write(move |c| meta::rename(c, &s, &dst, now_ms()))
-            .await?;
-        tracing::info!(%src, dst = %info.path, "moved");
-        self.state.after_namespace_change(&src).await;
-        self.state.after_namespace_change(&info.path).await;
-        (self.state.events).file(FileMoved, src.as_str(), 0, 1, info.path.to_string());
+        let info = self.state.rename(&src, &dst).await?;
         Ok(Response::new(pb::RenameResponse {
             entry: Some((&info).into()),
         }))
@@ -279,52 +147,20 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let req = req.into_inner();
         let path = parse_path(&req.path)?;
         who.require_write(&path)?;
-        if path.is_root() {
-            return Err(MetaError::IsADirectory(path).into());
-        }
         let cfg = &self.state.cfg;
-        let replication = replication_or_default(req.replication, cfg.replication)?;
-        let default_quorum = if cfg.write_quorum == 0 {
-            replication
-        } else {
-            cfg.write_quorum
-        };
-        let write_quorum = if req.write_quorum == 0 {
-            default_quorum
-        } else {
-            req.write_quorum
-        }
-        .min(replication);
-
-        // Fail fast on what would fail at commit; the commit checks again atomically.
-        let p = path.clone();
-        let existing = self.state.store.read(move |c| meta::resolve(c, &p)).await?;
-        if let Some(inode) = existing {
-            if inode.kind == meta::Kind::Dir {
-                return Err(MetaError::IsADirectory(path).into());
-            }
-            if req.no_clobber {
-                return Err(MetaError::AlreadyExists(path).into());
-            }
-        }
-
-        let owner = who.key_id.clone();
-        let id = self.state.uploads.begin(UploadInfo {
+        let new = NewUpload {
             path,
-            replication,
-            write_quorum,
+            replication: replication_or_default(req.replication, cfg.replication)?,
+            write_quorum: req.write_quorum,
             no_clobber: req.no_clobber,
-            owner: owner.clone(),
-        })?;
-        crate::metrics::coordinator()
-            .uploads_open
-            .set(self.state.uploads.open() as i64);
+        };
+        let (upload_id, info) = self.state.begin_upload(&who, new).await?;
         Ok(Response::new(pb::BeginUploadResponse {
-            upload_id: id,
-            replication,
-            write_quorum,
+            upload_id,
+            replication: info.replication,
+            write_quorum: info.write_quorum,
             max_chunk_size: cfg.max_chunk_size,
-            owner,
+            owner: info.owner,
         }))
     }
 
@@ -347,24 +183,9 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             .state
             .place(&req.upload_id, &who, claims, stored, &exclude)
             .await?;
-        let addr = |(node_id, addr): (String, String)| pb::NodeAddr { node_id, addr };
-        let placements = placements
-            .into_iter()
-            .map(|p| pb::ChunkPlacement {
-                chunk_id: p.id.to_hex(),
-                existing: p.existing.iter().map(|(n, _)| n.clone()).collect(),
-                existing_replicas: p.existing.into_iter().map(addr).collect(),
-                targets: p
-                    .targets
-                    .into_iter()
-                    .map(|c| addr((c.id, c.addr)))
-                    .collect(),
-                token: p.write_token,
-                read_token: p.read_token,
-                receipt: p.grant.map(Into::into),
-            })
-            .collect();
-        Ok(Response::new(pb::PlaceChunksResponse { placements }))
+        Ok(Response::new(pb::PlaceChunksResponse {
+            placements: placements.into_iter().map(placement_pb).collect(),
+        }))
     }
 
     async fn commit_upload(
@@ -373,34 +194,15 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
     ) -> Result<Response<pb::CommitUploadResponse>, Status> {
         let who = who(&req)?;
         let req = req.into_inner();
-        let upload = self.state.uploads.get(&req.upload_id, &who)?;
-        let claims = parse_claims(req.chunks, self.state.cfg.max_chunk_size)?;
-        // Before anything else: the chunks must be this key's to use (invariant 9). The
-        // records are not consulted, so the refusal tells nothing about them.
-        self.state.check_receipts(&claims, &upload.owner)?;
-        let chunks = claims.iter().map(|c| (c.id, c.size)).collect();
-        let attrs = parse_attrs(req.attrs)?;
-        let commit = CommitRequest {
-            path: upload.path.clone(),
-            chunks,
+        let commit = Commit {
+            chunks: parse_claims(req.chunks, self.state.cfg.max_chunk_size)?,
+            attrs: parse_attrs(req.attrs)?,
+            upload_id: req.upload_id,
             size: req.size,
-            replication: upload.replication,
-            write_quorum: upload.write_quorum,
-            no_clobber: upload.no_clobber || req.no_clobber,
+            no_clobber: req.no_clobber,
             expected_version: req.expected_version,
-            live_nodes: self.state.nodes.live_set(now_ms()),
-            attrs,
         };
-        let info = self
-            .state
-            .store
-            .write(move |c| meta::commit_file(c, &commit, now_ms()))
-            .await?;
-        self.state.uploads.end(&req.upload_id);
-        (self.state.uploads).committed(&upload.owner, claims.iter().map(|c| c.id));
-        tracing::info!(path = %info.path, size = info.inode.size, version = info.inode.version, "file committed");
-        let (path, size, v) = (info.path.as_str(), info.inode.size, info.inode.version);
-        (self.state.events).file(FileCommitted, path, size, 1, format!("version {v}"));
+        let info = self.state.commit_upload(&who, commit).await?;
         Ok(Response::new(pb::CommitUploadResponse {
             entry: Some((&info).into()),
         }))
@@ -411,9 +213,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         req: Request<pb::AbortUploadRequest>,
     ) -> Result<Response<pb::AbortUploadResponse>, Status> {
         let who = who(&req)?;
-        let id = req.into_inner().upload_id;
-        self.state.uploads.get(&id, &who)?;
-        self.state.uploads.end(&id);
+        self.state.abort_upload(&who, &req.into_inner().upload_id)?;
         Ok(Response::new(pb::AbortUploadResponse {}))
     }
 
@@ -422,46 +222,8 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         req: Request<pb::ComposeRequest>,
     ) -> Result<Response<pb::ComposeResponse>, Status> {
         let who = who(&req)?;
-        let req = req.into_inner();
-        if req.sources.is_empty() || req.sources.len() > COMPOSE_MAX_SOURCES {
-            return Err(Status::invalid_argument(format!(
-                "compose: {} sources, expected 1 to {COMPOSE_MAX_SOURCES}",
-                req.sources.len()
-            )));
-        }
-        let dst = parse_path(&req.dst)?;
-        who.require_write(&dst)?;
-        let mut sources = Vec::with_capacity(req.sources.len());
-        for s in &req.sources {
-            let p = parse_path(&s.path)?;
-            who.require_read(&p)?;
-            sources.push((p, s.expected_version));
-        }
-        let mut delete_after = Vec::with_capacity(req.delete_after.len());
-        for d in &req.delete_after {
-            let p = parse_path(d)?;
-            who.require_write(&p)?;
-            delete_after.push(p);
-        }
-        let compose = meta::ComposeRequest {
-            sources,
-            dst,
-            replication: replication_or_default(req.replication, self.state.cfg.replication)?,
-            no_clobber: req.no_clobber,
-            expected_version: req.expected_version,
-            attrs: parse_attrs(req.attrs)?,
-            delete_after,
-        };
-        let n = compose.sources.len();
-        let info = self
-            .state
-            .store
-            .write(move |c| meta::compose(c, &compose, now_ms()))
-            .await?;
-        tracing::info!(path = %info.path, size = info.inode.size, version = info.inode.version, sources = n, "file composed");
-        let (path, size, v) = (info.path.as_str(), info.inode.size, info.inode.version);
-        let detail = format!("version {v}, composed of {n} file(s)");
-        (self.state.events).file(FileCommitted, path, size, 1, detail);
+        let compose = compose_request(&who, req.into_inner(), self.state.cfg.replication)?;
+        let info = self.state.compose(compose).await?;
         Ok(Response::new(pb::ComposeResponse {
             entry: Some((&info).into()),
         }))
@@ -475,67 +237,17 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let req = req.into_inner();
         let path = parse_path(&req.path)?;
         who.require_read(&path)?;
-        let (entry, all) = self
-            .state
-            .store
-            .read(move |c| meta::file_chunks(c, &path))
-            .await?;
-        let start = (req.start_chunk as usize).min(all.len());
-        let max = if req.max_chunks == 0 {
-            GETFILE_PAGE_MAX
-        } else {
-            (req.max_chunks as usize).min(GETFILE_PAGE_MAX)
+        let max = match req.max_chunks {
+            0 => GETFILE_PAGE_MAX,
+            n => (n as usize).min(GETFILE_PAGE_MAX),
         };
-        let end = (start + max).min(all.len());
-        let page = all[start..end].to_vec();
-        let ids: Vec<ChunkId> = page.iter().map(|c| c.chunk_id).collect();
-        let on_record = self
-            .state
-            .store
-            .read(move |c| meta::replicas_of(c, &ids))
+        let page = (self.state)
+            .file_page(&path, req.start_chunk as usize, max)
             .await?;
-
-        let now = now_ms();
-        let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
-        let chunks = page
-            .iter()
-            .map(|c| {
-                let mut alive = Vec::new();
-                let mut suspect = Vec::new();
-                for node in on_record.get(&c.chunk_id).into_iter().flatten() {
-                    let Some(view) = self.state.nodes.get(node) else {
-                        continue;
-                    };
-                    match self.state.nodes.state_of(&view, now) {
-                        NodeState::Alive | NodeState::Draining => alive.push(view),
-                        NodeState::Suspect => suspect.push(view),
-                        NodeState::Dead => {}
-                    }
-                }
-                // Spread reads over replicas; try the doubtful ones last.
-                alive.shuffle(&mut rng);
-                suspect.shuffle(&mut rng);
-                let replicas = alive
-                    .into_iter()
-                    .chain(suspect)
-                    .map(|v: NodeView| pb::NodeAddr {
-                        node_id: v.id,
-                        addr: v.addr,
-                    })
-                    .collect();
-                pb::ChunkLocation {
-                    chunk_id: c.chunk_id.to_hex(),
-                    size: c.size,
-                    offset: c.offset,
-                    replicas,
-                    token: self.state.token(Op::Read, &[c.chunk_id]),
-                }
-            })
-            .collect();
         Ok(Response::new(pb::GetFileResponse {
-            entry: Some((&entry).into()),
-            chunks,
-            truncated: end < all.len(),
+            entry: Some((&page.entry).into()),
+            chunks: page.chunks.into_iter().map(location_pb).collect(),
+            truncated: page.truncated,
         }))
     }
 
@@ -606,40 +318,15 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
     ) -> Result<Response<pb::CreateKeyResponse>, Status> {
         who(&req)?.require_admin("creating access keys")?;
         let req = req.into_inner();
-        let name = req.name.trim().to_string();
-        if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
-            return Err(Status::invalid_argument(
-                "key name: 1 to 64 characters, no control characters",
-            ));
-        }
         let role = KeyRole::parse(&req.role).map_err(Status::invalid_argument)?;
         let prefix = if req.prefix.is_empty() {
             DfsPath::root()
         } else {
             parse_path(&req.prefix)?
         };
-        let (id, secret, salt, secret_hash) = keys::generate();
-        let key = AccessKey {
-            s3_secret_sealed: Some(self.state.s3_seal.seal(&id, &secret)),
-            id,
-            name,
-            role,
-            prefix,
-            salt,
-            secret_hash,
-            created_ms: now_ms(),
-            revoked_ms: None,
-        };
-        let k = key.clone();
-        self.state
-            .store
-            .write(move |c| meta::insert_key(c, &k))
-            .await?;
-        tracing::info!(key = %key.id, name = %key.name, role = key.role.as_str(), prefix = %key.prefix, "access key created");
-        let info = key_info(&key);
-        self.state.cache_key(key);
+        let (key, secret) = self.state.create_key(&req.name, role, prefix).await?;
         Ok(Response::new(pb::CreateKeyResponse {
-            key: Some(info),
+            key: Some(key_info(&key)),
             secret,
         }))
     }
@@ -649,7 +336,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         req: Request<pb::ListKeysRequest>,
     ) -> Result<Response<pb::ListKeysResponse>, Status> {
         who(&req)?.require_admin("listing access keys")?;
-        let keys = self.state.store.read(|c| meta::list_keys(c)).await?;
+        let keys = self.state.store.list_keys().await?;
         Ok(Response::new(pb::ListKeysResponse {
             keys: keys.iter().map(key_info).collect(),
         }))
@@ -664,20 +351,10 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         keys::check_key_id(&id).map_err(|d| {
             crate::status::status(crate::status::Reason::InvalidArgument, d.to_string())
         })?;
-        if self.state.cfg.auth && self.state.other_admin_keys(&id) == 0 {
-            return Err(Status::failed_precondition(format!(
-                "{id} is the last valid admin key: create another admin key first"
-            )));
-        }
-        let key = self
-            .state
-            .store
-            .write(move |c| meta::revoke_key(c, &id, now_ms()))
-            .await?;
-        tracing::info!(key = %key.id, "access key revoked");
-        let info = key_info(&key);
-        self.state.cache_key(key);
-        Ok(Response::new(pb::RevokeKeyResponse { key: Some(info) }))
+        let key = self.state.revoke_key(&id).await?;
+        Ok(Response::new(pb::RevokeKeyResponse {
+            key: Some(key_info(&key)),
+        }))
     }
 
     type EventsStream = ReceiverStream<Result<pb::ClusterEvent, Status>>;
@@ -759,309 +436,5 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let who = who(&req)?;
         let r = self.state.set_bucket(&who, req.into_inner()).await?;
         Ok(Response::new(r))
-    }
-}
-
-pub struct ClusterService {
-    state: Arc<State>,
-}
-
-impl ClusterService {
-    pub fn new(state: Arc<State>) -> Self {
-        ClusterService { state }
-    }
-
-    /// A node that has not sent an inventory since this coordinator started is asked for
-    /// one (again every 30 s until it arrives).
-    fn wants_inventory(&self, node: &str) -> bool {
-        if self
-            .state
-            .inventoried
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(node)
-        {
-            return false;
-        }
-        let mut asked = self
-            .state
-            .inventory_asked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let due = asked
-            .get(node)
-            .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(30));
-        if due {
-            asked.insert(node.to_string(), Instant::now());
-        }
-        due
-    }
-}
-
-/// A datanode listening on a wildcard address is reached at the address we see it from.
-fn effective_addr(advertised: &str, peer: Option<SocketAddr>) -> Result<String, Status> {
-    let uri = crate::config::endpoint_uri(advertised);
-    let parsed: http::Uri = uri
-        .parse()
-        .map_err(|e| Status::invalid_argument(format!("invalid address {advertised:?}: {e}")))?;
-    let host = parsed.host().unwrap_or("");
-    let port = parsed
-        .port_u16()
-        .ok_or_else(|| Status::invalid_argument(format!("address {advertised:?} has no port")))?;
-    let wildcard = host.is_empty() || host == "0.0.0.0" || host == "[::]" || host == "::";
-    if !wildcard {
-        return Ok(uri);
-    }
-    let ip = peer.map(|p| p.ip()).ok_or_else(|| {
-        Status::invalid_argument(format!(
-            "address {advertised:?} is a wildcard; set --advertise"
-        ))
-    })?;
-    Ok(match ip {
-        std::net::IpAddr::V4(v4) => format!("http://{v4}:{port}"),
-        std::net::IpAddr::V6(v6) => format!("http://[{v6}]:{port}"),
-    })
-}
-
-#[tonic::async_trait]
-impl pb::cluster_server::Cluster for ClusterService {
-    async fn register(
-        &self,
-        req: Request<pb::RegisterRequest>,
-    ) -> Result<Response<pb::RegisterResponse>, Status> {
-        let peer = req.remote_addr();
-        let req = req.into_inner();
-        check_node_id(&req.node_id)?;
-        let addr = effective_addr(&req.addr, peer)?;
-        let stats: NodeStatsRecord = req.stats.into();
-        let now = now_ms();
-        let (id, a) = (req.node_id.clone(), addr.clone());
-        self.state
-            .store
-            .write(move |c| meta::upsert_node(c, &id, &a, stats, now))
-            .await?;
-        let previous = self.state.nodes.get(&req.node_id);
-        self.state.nodes.upsert(NodeView {
-            id: req.node_id.clone(),
-            addr: addr.clone(),
-            stats,
-            last_seen_ms: now,
-            draining: previous.as_ref().is_some_and(|v| v.draining),
-            scrub: previous.map(|v| v.scrub).unwrap_or_default(),
-        });
-        tracing::info!(node = %req.node_id, %addr, "datanode registered");
-        let trust = &self.state.trust;
-        let (token_key, token_key_sealed) =
-            trust.token_key_for(&req.node_id, &self.state.token_key);
-        Ok(Response::new(pb::RegisterResponse {
-            heartbeat_interval_ms: self.state.cfg.heartbeat_interval.as_millis() as u64,
-            token_key,
-            token_key_sealed,
-            revoked: Some(trust.revoked_pb()),
-        }))
-    }
-
-    async fn heartbeat(
-        &self,
-        req: Request<pb::HeartbeatRequest>,
-    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let req = req.into_inner();
-        check_node_id(&req.node_id)?;
-        let scrub = req.stats.as_ref().and_then(|s| s.scrub).map(|s| ScrubInfo {
-            checked: s.checked,
-            total: s.total,
-            last_pass_ms: s.last_pass_ms,
-            errors: s.errors,
-        });
-        let stats: NodeStatsRecord = req.stats.into();
-        let now = now_ms();
-        let before = self.state.nodes.get(&req.node_id);
-        if !self
-            .state
-            .nodes
-            .heartbeat(&req.node_id, stats, scrub.unwrap_or_default(), now)
-        {
-            return Ok(Response::new(pb::HeartbeatResponse {
-                reregister: true,
-                ..Default::default()
-            }));
-        }
-        if let Some(prev) = before {
-            let was = self.state.nodes.state_of(&prev, now);
-            if matches!(was, NodeState::Suspect | NodeState::Dead) {
-                tracing::info!(node = %req.node_id, was = was.as_str(), "datanode is back");
-            }
-        }
-        let id = req.node_id.clone();
-        self.state
-            .store
-            .write(move |c| meta::update_node_stats(c, &id, stats, now))
-            .await?;
-        // A node holding another token key (this coordinator rotated it at start-up, see
-        // secrets.rs) refuses every token we sign: it gets the current key by registering.
-        // An empty digest is an older datanode's, which does not say.
-        let stale_key = !req.token_key_digest.is_empty()
-            && req.token_key_digest[..] != self.state.token_key.digest()[..];
-        if stale_key {
-            tracing::info!(node = %req.node_id, "datanode holds another token key; asked to register again");
-            return Ok(Response::new(pb::HeartbeatResponse {
-                reregister: true,
-                ..Default::default()
-            }));
-        }
-        let send_inventory = self.wants_inventory(&req.node_id);
-        Ok(Response::new(pb::HeartbeatResponse {
-            reregister: false,
-            send_inventory,
-            revoked: self.state.trust.revoked_update(&req.revoked_digest),
-        }))
-    }
-
-    async fn report_replicas(
-        &self,
-        req: Request<pb::ReportReplicasRequest>,
-    ) -> Result<Response<pb::ReportReplicasResponse>, Status> {
-        let req = req.into_inner();
-        check_node_id(&req.node_id)?;
-        if req.chunks.len() > BATCH_MAX {
-            return Err(Status::invalid_argument(format!(
-                "at most {BATCH_MAX} chunks per report"
-            )));
-        }
-        let chunks = parse_chunks(&req.chunks, self.state.cfg.max_chunk_size)?;
-        if !req.owner.is_empty() {
-            // Before the record, so a collection racing it either sees the chunks
-            // protected or finds them touched by the record (see `uploads.rs`).
-            let ids: Vec<ChunkId> = chunks.iter().map(|(id, _)| *id).collect();
-            self.state.uploads.stored(&req.owner, &ids);
-        }
-        let node = req.node_id;
-        let n = chunks.len();
-        let id = node.clone();
-        self.state
-            .store
-            .write(move |c| meta::record_replicas(c, &id, &chunks, now_ms()))
-            .await?;
-        tracing::debug!(%node, chunks = n, "replicas recorded");
-        Ok(Response::new(pb::ReportReplicasResponse {}))
-    }
-
-    async fn report_inventory(
-        &self,
-        req: Request<Streaming<pb::InventoryBatch>>,
-    ) -> Result<Response<pb::InventoryResponse>, Status> {
-        let started = now_ms();
-        let mut stream = req.into_inner();
-        let mut node: Option<String> = None;
-        let mut inventory: HashMap<ChunkId, meta::InventoryItem> = HashMap::new();
-        let mut complete = false;
-        while let Some(batch) = stream.message().await? {
-            if complete {
-                return Err(Status::invalid_argument(
-                    "inventory batch after the last one",
-                ));
-            }
-            complete = batch.last;
-            check_node_id(&batch.node_id)?;
-            match &node {
-                None => node = Some(batch.node_id.clone()),
-                Some(n) if *n != batch.node_id => {
-                    return Err(Status::invalid_argument("inventory names two nodes"))
-                }
-                Some(_) => {}
-            }
-            for c in batch.chunks {
-                let id: ChunkId = c.chunk_id.parse()?;
-                inventory.insert(
-                    id,
-                    meta::InventoryItem {
-                        size: c.size,
-                        age_secs: c.age_secs,
-                    },
-                );
-            }
-        }
-        let Some(node) = node else {
-            return Err(Status::invalid_argument("empty inventory stream"));
-        };
-        // A cancelled stream also ends cleanly on the server: only the marker proves the
-        // list is whole, and a partial list would make replicas look lost.
-        if !complete {
-            return Err(Status::aborted(format!(
-                "inventory from {node} ended before its last batch"
-            )));
-        }
-        let grace = self.state.cfg.gc_grace.as_secs();
-        let (n, total) = (node.clone(), inventory.len());
-        let r = self
-            .state
-            .store
-            .write(move |c| meta::reconcile_inventory(c, &n, &inventory, started, grace, now_ms()))
-            .await?;
-        tracing::info!(%node, chunks = total, lost = r.lost.len(), added = r.added, orphans = r.orphans.len(), "inventory reconciled");
-        self.state
-            .inventoried
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(node.clone());
-        let resp = pb::InventoryResponse {
-            lost: r.lost.len() as u64,
-            added: r.added,
-            orphans: r.orphans.len() as u64,
-        };
-        // Orphans are deleted only once the coordinator trusts its own knowledge.
-        if !r.orphans.is_empty() && !self.state.safe_mode_now() {
-            let protect = repair::protect_secs(&self.state);
-            repair::order_delete(self.state.clone(), node, r.orphans, protect);
-        }
-        self.state.maint.wake.notify_one();
-        Ok(Response::new(resp))
-    }
-
-    async fn report_corruption(
-        &self,
-        req: Request<pb::ReportCorruptionRequest>,
-    ) -> Result<Response<pb::ReportCorruptionResponse>, Status> {
-        let req = req.into_inner();
-        check_node_id(&req.node_id)?;
-        let ids: Vec<ChunkId> = req
-            .chunk_ids
-            .iter()
-            .map(|s| s.parse())
-            .collect::<Result<_, _>>()?;
-        let node = req.node_id.clone();
-        let n = ids.len();
-        (self.state.events).corrupt(&node, &ids, "found by the datanode");
-        self.state
-            .store
-            .write(move |c| {
-                for id in &ids {
-                    meta::remove_replica(c, id, &node)?;
-                }
-                Ok(())
-            })
-            .await?;
-        tracing::warn!(node = %req.node_id, chunks = n, "datanode found corrupt or missing chunks; re-replicating");
-        self.state.maint.wake.notify_one();
-        Ok(Response::new(pb::ReportCorruptionResponse {}))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wildcard_addresses_take_the_peer_ip() {
-        let peer: SocketAddr = "10.1.2.3:5555".parse().unwrap();
-        assert_eq!(
-            effective_addr("0.0.0.0:7071", Some(peer)).unwrap(),
-            "http://10.1.2.3:7071"
-        );
-        assert_eq!(
-            effective_addr("http://node4:7071", Some(peer)).unwrap(),
-            "http://node4:7071"
-        );
-        assert!(effective_addr("0.0.0.0", Some(peer)).is_err());
     }
 }

@@ -4,15 +4,14 @@
 //! under-replicated chunks and repair progress; the latest cluster events.
 //!
 //! The page runs no scan of the metadata tables: the counts come from the gauge cache
-//! (`observe.rs`), the rest from memory. Events carry paths from every prefix, so paths,
+//! (`gauges.rs`), the rest from memory. Events carry paths from every prefix, so paths,
 //! chunk ids and the details of file events are shown only to an admin viewer.
 
 use std::fmt::Write;
 use std::sync::Arc;
 
-use super::observe::{self, Viewer};
-use super::{admin, events, State};
-use crate::meta::now_ms;
+use super::{admin, events, gauges, State};
+use crate::model::now_ms;
 use crate::proto::pb;
 use crate::units::{format_size, rfc3339_ms};
 
@@ -78,10 +77,19 @@ table{border-collapse:collapse}td,th{padding:.25em .7em;text-align:left;border-b
 .fill{height:100%;background:#0969da}.bad{color:#cf222e;font-weight:bold}\
 dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{color:#555}dd{margin:0}";
 
+/// Who looks at the status page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewer {
+    /// Anyone who reaches the port: no paths, no per-file details.
+    Anonymous,
+    /// An admin key was presented (or the configuration shows paths to all).
+    Admin,
+}
+
 /// Renders the page from the same numbers `dfsd status`, `dfsd nodes` and `dfsd events`
 /// show (the counts as of the last gauge refresh).
 pub async fn render(state: &Arc<State>, viewer: Viewer) -> String {
-    let cached = observe::cached_status(state);
+    let cached = gauges::cached_status(state);
     let recent = events::recent(state, EVENTS_SHOWN).await;
     let admin_view = viewer == Viewer::Admin;
     let now = now_ms();

@@ -16,7 +16,8 @@ use tonic::{Request, Status};
 
 use super::events::{event, EventKind};
 use super::State;
-use crate::meta::{self, now_ms, RevokedCert, Store};
+use crate::meta::MetaStore;
+use crate::model::{now_ms, EventRecord, RevokedCert};
 use crate::proto::pb;
 use crate::security::join::JoinGuard;
 use crate::security::revoke::{self, Fingerprint, Revoked};
@@ -38,13 +39,13 @@ pub struct Trust {
 }
 
 impl Trust {
-    pub fn new(
-        store: &Store,
+    pub async fn new(
+        store: &dyn MetaStore,
         tls: Option<&Tls>,
         auth: bool,
         join_secret: Option<&str>,
     ) -> anyhow::Result<Trust> {
-        let list = store.with_writer(|c| meta::list_revoked_certs(c))?;
+        let list = store.list_revoked_certs().await?;
         let mut set = Vec::with_capacity(list.len());
         for r in &list {
             set.push(revoke::parse_fingerprint(&r.fingerprint).map_err(anyhow::Error::msg)?);
@@ -166,10 +167,7 @@ pub async fn revoke(
         note,
         revoked_ms: now_ms(),
     };
-    let (stored, already) = state
-        .store
-        .write(move |c| meta::revoke_cert(c, &rec))
-        .await?;
+    let (stored, already) = state.store.revoke_cert(&rec).await?;
     state.trust.revoked.insert(f);
     if !already {
         tracing::info!(fingerprint = %hex, role = %stored.role, note = %stored.note,
@@ -179,7 +177,7 @@ pub async fn revoke(
             .filter(|s| !s.is_empty())
             .collect::<Vec<_>>()
             .join(" ");
-        state.events.emit(meta::EventRecord {
+        state.events.emit(EventRecord {
             detail,
             ..event(EventKind::CertRevoked)
         });
@@ -192,7 +190,7 @@ pub async fn revoke(
 
 /// ListRevokedCertificates (the caller is an admin).
 pub async fn list(state: &State) -> Result<pb::ListRevokedCertificatesResponse, Status> {
-    let list = state.store.read(|c| meta::list_revoked_certs(c)).await?;
+    let list = state.store.list_revoked_certs().await?;
     Ok(pb::ListRevokedCertificatesResponse {
         certs: list.into_iter().map(to_pb).collect(),
     })

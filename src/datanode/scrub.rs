@@ -29,7 +29,7 @@ use super::store::{ChunkStore, StoreError, Verdict};
 use super::throttle::TokenBucket;
 use super::DatanodeTuning;
 use crate::chunk::ChunkId;
-use crate::meta::now_ms;
+use crate::model::now_ms;
 use crate::proto::pb;
 
 /// Where the position of the current pass is kept, under the data dir.

@@ -130,7 +130,7 @@ impl DfsS3 {
         let algo = body.checksum.as_ref().map(|c| c.algo);
         let (mut hashed, md5) = Md5Reader::with_checksum(&mut *reader, algo);
         let (declared, counted) = (body.content_length, md5.clone());
-        let finish = move |attrs: &mut crate::meta::Attrs| {
+        let finish = move |attrs: &mut crate::model::Attrs| {
             // A body shorter or longer than declared (after aws-chunked decoding, the
             // decoded length) is not what the caller sent: never store it.
             let got = md5.bytes();

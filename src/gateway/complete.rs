@@ -12,7 +12,7 @@ use super::mapping::{etag, object_path, s3_err, Subject, ATTR_ETAG};
 use super::multipart::ATTR_UPLOAD_KEY;
 use super::state::DfsS3;
 use crate::client::{Client, ClientError, PutOptions};
-use crate::meta::Attrs;
+use crate::model::Attrs;
 use crate::proto::pb;
 
 /// The completed object's attribute naming the upload it came from (a repeated

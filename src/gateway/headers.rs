@@ -6,7 +6,7 @@
 
 use s3s::dto::{Timestamp, TimestampFormat};
 
-use crate::meta::Attrs;
+use crate::model::Attrs;
 use crate::proto::pb;
 
 pub const ATTR_CACHE_CONTROL: &str = "cache-control";

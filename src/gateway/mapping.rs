@@ -20,7 +20,7 @@ use s3s::{s3_error, S3Error};
 use sha2::{Digest, Sha256};
 
 use crate::client::ClientError;
-use crate::meta::Attrs;
+use crate::model::Attrs;
 use crate::path::{DfsPath, MAX_NAME_BYTES, MAX_PATH_BYTES};
 use crate::proto::pb;
 

@@ -16,7 +16,7 @@ use s3s::{s3_error, S3Result};
 use super::digest::EMPTY_MD5_HEX;
 use super::mapping::{bucket_path, check_key, is_dir, s3_err, Subject, ATTR_ETAG};
 use crate::client::{Client, ClientError};
-use crate::meta::Attrs;
+use crate::model::Attrs;
 use crate::path::DfsPath;
 use crate::proto::pb;
 

@@ -1,85 +1,30 @@
-//! The metadata store: every SQL statement of dfsd lives in this module.
+//! The metadata seam: [`MetaStore`], every operation the coordinator asks of its
+//! metadata store, in domain terms, and [`MetaError`], how they fail. The types that cross
+//! it are plain ones from `model` (and `AccessKey`, `ChunkId`, `DfsPath`); no backend type
+//! (a connection, a transaction, a driver's error) does.
 //!
-//! One SQLite file in WAL mode with foreign keys on and `synchronous=FULL` by default. A
-//! single writer connection serialises mutations (each one SQLite transaction); a pool of
-//! reader connections serves reads concurrently with it and with each other, which WAL
-//! allows, so one slow reader (a big fsck, a long listing) does not hold up the others.
-//! All functions are blocking: async callers go through [`Store::write`] /
-//! [`Store::read`] on the blocking pool.
+//! - `sqlite/`: the SQLite backend ([`SqliteStore`]), the only one today. A second
+//!   backend (PostgreSQL, issue 17) is one more module beside it that implements
+//!   [`MetaStore`], plus the choice of backend where the coordinator opens its store.
+//!
+//! Each operation is one transaction of the backend (one consistent snapshot for reads),
+//! so every decision that must be atomic (a commit's quorum check and swap, a GC claim, an
+//! inventory reconciliation) is one method here, never a sequence of calls.
 
-mod access;
-mod buckets;
-mod cluster;
-mod events;
-mod maintenance;
-mod migrate;
-mod namespace;
-mod security;
+mod sqlite;
 
-use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use rusqlite::Connection;
+use std::collections::{HashMap, HashSet};
 
 use crate::chunk::ChunkId;
+use crate::model::{
+    BucketRecord, ChunkHealth, CommitRequest, ComposeRequest, Doomed, EntryInfo, EventRecord,
+    FileChunk, FileReport, Inode, InventoryItem, MkdirOptions, NodeRecord, NodeStatsRecord,
+    Reconciled, Resealed, RevokedCert, StoreCounts,
+};
 use crate::path::DfsPath;
+use crate::security::keys::AccessKey;
 
-pub use cluster::{NodeRecord, NodeStatsRecord};
-pub use events::{insert_events, list_events, recent_events, EventRecord};
-pub use migrate::MIGRATIONS;
-pub use namespace::{CommitRequest, ComposeRequest, FileChunk};
-
-/// Per-file attributes set with each committed version (S3 keeps its ETag, Content-Type
-/// and user metadata here). Stored as a JSON object; small, checked by the coordinator.
-pub type Attrs = std::collections::BTreeMap<String, String>;
-
-/// Id of the root directory's row.
-pub const ROOT_INODE: i64 = 1;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Dir,
-    File,
-}
-
-impl Kind {
-    fn to_sql(self) -> i64 {
-        match self {
-            Kind::Dir => 1,
-            Kind::File => 2,
-        }
-    }
-
-    fn from_sql(v: i64) -> Kind {
-        if v == 1 {
-            Kind::Dir
-        } else {
-            Kind::File
-        }
-    }
-}
-
-/// One namespace entry as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Inode {
-    pub id: i64,
-    pub kind: Kind,
-    pub size: u64,
-    pub mtime_ms: i64,
-    pub version: u64,
-    pub replication: u32,
-    /// Empty for directories and for files committed without attributes.
-    pub attrs: Attrs,
-}
-
-/// An entry with its path and chunk count, as returned to callers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EntryInfo {
-    pub path: DfsPath,
-    pub inode: Inode,
-    pub chunk_count: u64,
-}
+pub use sqlite::{SqliteStore, DEFAULT_READERS, MIGRATIONS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -113,224 +58,180 @@ pub enum MetaError {
     KeyExists(String),
     #[error("{0}")]
     Invalid(String),
+    /// The backend itself failed (I/O, a corrupt file, a lost connection): nothing the
+    /// caller asked for is wrong.
     #[error("metadata store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// Re-seals one S3 secret: (key id, sealed blob) -> the new blob, or `None` to leave it.
+pub type Reseal<'a> = dyn FnMut(&str, &[u8]) -> Option<Vec<u8>> + Send + 'a;
 
-/// Reader connections of [`Store::open`].
-pub const DEFAULT_READERS: usize = 4;
+/// Everything the coordinator stores, as domain operations. Implementations are shared
+/// (`Arc<dyn MetaStore>`) and called concurrently; each method is atomic.
+#[async_trait::async_trait]
+pub trait MetaStore: Send + Sync {
+    // The namespace.
 
-#[derive(Clone)]
-pub struct Store {
-    writer: Arc<Mutex<Connection>>,
-    readers: Arc<ReaderPool>,
-}
+    /// Walks `path` from the root. `Ok(None)` when the last segment (or an ancestor) is
+    /// missing; `NotADirectory` when an ancestor is a file.
+    async fn resolve(&self, path: &DfsPath) -> Result<Option<Inode>>;
+    /// The entry at `path`, or `NotFound`.
+    async fn stat(&self, path: &DfsPath) -> Result<EntryInfo>;
+    /// Up to `limit` entries of directory `dir` after `start_after` in name order, and
+    /// whether more follow.
+    async fn list(
+        &self,
+        dir: &DfsPath,
+        start_after: &str,
+        limit: usize,
+    ) -> Result<(Vec<EntryInfo>, bool)>;
+    async fn mkdir(&self, path: &DfsPath, opts: MkdirOptions, now_ms: i64) -> Result<EntryInfo>;
+    /// Deletes a file, an empty directory, or with `recursive` a whole tree, if its
+    /// version is `expected_version` (when given): (files, directories) removed.
+    async fn delete(
+        &self,
+        path: &DfsPath,
+        recursive: bool,
+        expected_version: Option<u64>,
+    ) -> Result<(u64, u64)>;
+    async fn rename(&self, src: &DfsPath, dst: &DfsPath, now_ms: i64) -> Result<EntryInfo>;
+    /// Commits a file version: every chunk's durable replicas on record checked against
+    /// the write quorum, missing parents created, the chunk list swapped.
+    async fn commit(&self, req: CommitRequest, now_ms: i64) -> Result<EntryInfo>;
+    /// A file made of other files' chunk lists (see [`ComposeRequest`]).
+    async fn compose(&self, req: ComposeRequest, now_ms: i64) -> Result<EntryInfo>;
+    /// A file's entry and its ordered chunk list with offsets, from one snapshot.
+    async fn file_chunks(&self, path: &DfsPath) -> Result<(EntryInfo, Vec<FileChunk>)>;
+    /// The chunks of `ids` that some committed file inside `scope` holds (`None`:
+    /// anywhere): what a caller may use without sending the bytes (invariant 9).
+    async fn readable_chunks(
+        &self,
+        ids: Vec<ChunkId>,
+        scope: Option<DfsPath>,
+    ) -> Result<HashSet<ChunkId>>;
 
-/// Idle reader connections; a read takes one (waiting while all are busy) and puts it back.
-struct ReaderPool {
-    idle: Mutex<Vec<Connection>>,
-    returned: Condvar,
-}
+    // Datanodes and replicas.
 
-impl ReaderPool {
-    /// Runs `f` on an idle connection, waiting for one if every reader is busy.
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
-        let conn = {
-            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            loop {
-                if let Some(c) = idle.pop() {
-                    break c;
-                }
-                idle = self.returned.wait(idle).unwrap_or_else(|p| p.into_inner());
-            }
-        };
-        // Put back even if `f` panics, or the pool would shrink for good.
-        struct Return<'a>(&'a ReaderPool, Option<Connection>);
-        impl Drop for Return<'_> {
-            fn drop(&mut self) {
-                if let Some(c) = self.1.take() {
-                    self.0
-                        .idle
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(c);
-                    self.0.returned.notify_one();
-                }
-            }
-        }
-        let mut guard = Return(self, Some(conn));
-        f(guard.1.as_mut().expect("taken only on drop"))
-    }
-}
+    async fn list_nodes(&self) -> Result<Vec<NodeRecord>>;
+    async fn upsert_node(
+        &self,
+        id: &str,
+        addr: &str,
+        stats: NodeStatsRecord,
+        now_ms: i64,
+    ) -> Result<()>;
+    /// False when the node is not on record.
+    async fn update_node_stats(
+        &self,
+        id: &str,
+        stats: NodeStatsRecord,
+        now_ms: i64,
+    ) -> Result<bool>;
+    /// False when the node is not on record.
+    async fn set_draining(&self, id: &str, draining: bool) -> Result<bool>;
+    /// Forgets a node and its replica records; false when it was not on record.
+    async fn delete_node(&self, id: &str) -> Result<bool>;
+    /// Records replicas on the word of the node that holds them (invariant 4).
+    async fn record_replicas(
+        &self,
+        node: &str,
+        chunks: Vec<(ChunkId, u64)>,
+        now_ms: i64,
+    ) -> Result<()>;
+    /// Forgets replicas: (chunk, node) pairs.
+    async fn remove_replicas(&self, replicas: Vec<(ChunkId, String)>) -> Result<()>;
+    /// The nodes on record for each of `ids` (chunks without replicas are absent).
+    async fn replicas_of(&self, ids: Vec<ChunkId>) -> Result<HashMap<ChunkId, Vec<String>>>;
+    /// The sizes of those of `ids` that are on record.
+    async fn chunk_sizes(&self, ids: Vec<ChunkId>) -> Result<HashMap<ChunkId, u64>>;
+    async fn chunks_on_node(&self, node: &str) -> Result<Vec<ChunkId>>;
+    /// Replicas on record per node.
+    async fn replica_counts(&self) -> Result<HashMap<String, u64>>;
 
-impl Store {
-    /// Opens (creating if needed) the database at `path` with [`DEFAULT_READERS`] reader
-    /// connections and applies pending migrations.
-    pub fn open(path: &Path, synchronous: &str) -> Result<Store> {
-        Store::open_with_readers(path, synchronous, DEFAULT_READERS)
-    }
+    // Maintenance.
 
-    /// As [`Store::open`], with `readers` reader connections (at least one).
-    pub fn open_with_readers(path: &Path, synchronous: &str, readers: usize) -> Result<Store> {
-        let sync = match synchronous {
-            "full" => "FULL",
-            "normal" => "NORMAL",
-            "extra" => "EXTRA",
-            other => {
-                return Err(MetaError::Invalid(format!(
-                    "unknown sqlite synchronous mode {other:?}"
-                )))
-            }
-        };
-        let open = || -> Result<Connection> {
-            let conn = Connection::open(path)?;
-            conn.busy_timeout(std::time::Duration::from_secs(10))?;
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-            conn.pragma_update(None, "synchronous", sync)?;
-            conn.pragma_update(None, "foreign_keys", "ON")?;
-            Ok(conn)
-        };
-        let mut writer = open()?;
-        migrate::apply(&mut writer)?;
-        let readers = (0..readers.max(1))
-            .map(|_| open())
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Store {
-            writer: Arc::new(Mutex::new(writer)),
-            readers: Arc::new(ReaderPool {
-                idle: Mutex::new(readers),
-                returned: Condvar::new(),
-            }),
-        })
-    }
+    /// Every referenced chunk with its target and replica records.
+    async fn chunk_health(&self) -> Result<Vec<ChunkHealth>>;
+    /// Claims up to `limit` unreferenced chunks unused since `cutoff_ms` (and not in
+    /// `protected`) for deletion, removing their records in the same transaction.
+    async fn gc_claim(
+        &self,
+        cutoff_ms: i64,
+        limit: usize,
+        protected: HashSet<ChunkId>,
+    ) -> Result<Vec<Doomed>>;
+    /// Marks chunks as just used by an upload; returns those no longer on record.
+    async fn touch_chunks(&self, ids: Vec<ChunkId>, now_ms: i64) -> Result<HashSet<ChunkId>>;
+    /// Reconciles a node's full inventory with the replica records, both ways; records
+    /// made after `started_ms` are left alone.
+    async fn reconcile_inventory(
+        &self,
+        node: &str,
+        inventory: HashMap<ChunkId, InventoryItem>,
+        started_ms: i64,
+        grace_secs: u64,
+        now_ms: i64,
+    ) -> Result<Reconciled>;
+    /// Files, directories, bytes, chunks and the garbage backlog (full scans today).
+    async fn counts(&self) -> Result<StoreCounts>;
+    /// Every file at or below `path` (up to `limit`, and whether more exist), with each
+    /// chunk's replica records, for fsck.
+    async fn files_under(&self, path: &DfsPath, limit: usize) -> Result<(Vec<FileReport>, bool)>;
 
-    /// Runs `f` on the writer connection on the blocking pool.
-    pub async fn write<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
-    {
-        let conn = self.writer.clone();
-        run_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            timed("write", || f(&mut conn))
-        })
-        .await
-    }
+    // Events.
 
-    /// Runs `f` on one of the reader connections on the blocking pool.
-    pub async fn read<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
-    {
-        let pool = self.readers.clone();
-        run_blocking(move || pool.with(|conn| timed("read", || f(conn)))).await
-    }
+    /// Appends `events` in order (their ids are ignored) and prunes all but the latest
+    /// `keep`, atomically. Returns the new ids, increasing.
+    async fn insert_events(&self, events: Vec<EventRecord>, keep: u32) -> Result<Vec<u64>>;
+    /// Up to `limit` events after id `after_id` and at or after `since_ms`, oldest first.
+    async fn events_after(
+        &self,
+        after_id: u64,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>>;
+    /// The latest `n` events, oldest first.
+    async fn recent_events(&self, n: usize) -> Result<Vec<EventRecord>>;
 
-    /// Synchronous access for tests and start-up code.
-    pub fn with_writer<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        f(&mut self.writer.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-}
+    // Access keys, revoked certificates, buckets.
 
-/// Counts one query that scans a whole table (or index) in
-/// `dfsd_metadata_scans_total{kind}`, so a test can tell who runs them and how often.
-fn scanned(kind: &str) {
-    crate::metrics::coordinator()
-        .metadata_scans
-        .get_or_create(&crate::metrics::kind(kind))
-        .inc();
-}
+    async fn insert_key(&self, key: &AccessKey) -> Result<()>;
+    /// Every key, revoked ones included.
+    async fn list_keys(&self) -> Result<Vec<AccessKey>>;
+    async fn revoke_key(&self, id: &str, now_ms: i64) -> Result<AccessKey>;
+    /// Records a revocation: the record on file, and whether it was there already.
+    async fn revoke_cert(&self, rec: &RevokedCert) -> Result<(RevokedCert, bool)>;
+    async fn list_revoked_certs(&self) -> Result<Vec<RevokedCert>>;
+    /// The settings of bucket `path` (a top-level directory).
+    async fn bucket(&self, path: &DfsPath) -> Result<BucketRecord>;
+    /// Changes what is given (`cors: Some(None)` removes the rules).
+    async fn set_bucket(
+        &self,
+        path: &DfsPath,
+        public_read: Option<bool>,
+        cors: Option<Option<String>>,
+    ) -> Result<BucketRecord>;
+    /// The names of the buckets anonymous S3 callers may read.
+    async fn public_buckets(&self) -> Result<HashSet<String>>;
 
-/// Runs one metadata transaction, recording its time (lock wait excluded).
-fn timed<T>(kind: &str, f: impl FnOnce() -> T) -> T {
-    let started = std::time::Instant::now();
-    let out = f();
-    crate::metrics::coordinator()
-        .sqlite_duration
-        .get_or_create(&crate::metrics::kind(kind))
-        .observe(started.elapsed().as_secs_f64());
-    out
-}
+    // The secrets file's fingerprints and the legacy secrets (start-up only).
 
-async fn run_blocking<T, F>(f: F) -> Result<T>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T> + Send + 'static,
-{
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r,
-        Err(e) => Err(MetaError::Invalid(format!("metadata task failed: {e}"))),
-    }
-}
-
-// Re-export the operations so callers write `meta::stat(conn, ..)`.
-pub use access::readable_chunks;
-pub use buckets::{get_bucket, public_buckets, set_bucket, BucketRecord};
-pub use cluster::{
-    chunk_sizes, delete_node, get_node, list_nodes, record_replicas, remove_replica, replicas_of,
-    update_node_stats, upsert_node,
-};
-pub use maintenance::{
-    chunk_health, chunks_on_node, files_under, gc_backlog, gc_claim, namespace_counts,
-    reconcile_inventory, replica_counts, set_draining, touch_chunks_checked, ChunkHealth, Doomed,
-    FileReport, InventoryItem, Reconciled,
-};
-pub use namespace::{
-    commit_file, compose, delete, file_chunks, list, mkdir, rename, resolve, stat, MkdirOptions,
-};
-pub use security::{
-    checkpoint_truncate, insert_key, legacy_cluster_secrets, list_keys, list_revoked_certs,
-    record_secret_fingerprints, revoke_cert, revoke_key, rotate_cluster_secrets,
-    secret_fingerprints, Resealed, RevokedCert,
-};
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A reader held up (a big fsck, a long listing) leaves the other readers serving.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_slow_reader_does_not_stall_other_reads() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_with_readers(&dir.path().join("m.db"), "normal", 2).unwrap();
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        let (started_tx, started) = tokio::sync::oneshot::channel();
-        let slow = tokio::spawn({
-            let store = store.clone();
-            async move {
-                store
-                    .read(move |c| {
-                        let _ = started_tx.send(());
-                        held.recv().unwrap();
-                        Ok(c.query_row("SELECT count(*) FROM inodes", [], |r| r.get::<_, i64>(0))?)
-                    })
-                    .await
-            }
-        });
-        started.await.unwrap();
-        for _ in 0..10 {
-            let root = tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                store.read(|c| stat(c, &DfsPath::root())),
-            )
-            .await
-            .expect("a read waited for the slow one")
-            .unwrap();
-            assert_eq!(root.inode.id, ROOT_INODE);
-        }
-        release.send(()).unwrap();
-        assert_eq!(slow.await.unwrap().unwrap(), 1);
-    }
+    /// Cluster secrets kept in the database by versions before issue 12: (name, value).
+    async fn legacy_cluster_secrets(&self) -> Result<Vec<(String, Vec<u8>)>>;
+    /// Fingerprints of the secrets file's keys, by key name.
+    async fn secret_fingerprints(&self) -> Result<Vec<(String, Vec<u8>)>>;
+    async fn record_secret_fingerprints(&self, prints: &[(&str, Vec<u8>)]) -> Result<()>;
+    /// Moves the store onto new cluster keys atomically: each sealed S3 secret replaced by
+    /// what `reseal` makes of it, the legacy secrets deleted, `prints` recorded, and no
+    /// byte of the old values left in the store's files.
+    async fn rotate_cluster_secrets(
+        &self,
+        reseal: &mut Reseal<'_>,
+        prints: &[(&str, Vec<u8>)],
+    ) -> Result<Resealed>;
+    /// Makes sure no older copy of erased data stays in a log beside the store.
+    async fn checkpoint_truncate(&self) -> Result<()>;
 }

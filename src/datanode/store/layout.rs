@@ -44,7 +44,7 @@ impl Layout {
     /// Where a corrupt chunk is moved, stamped with the time.
     pub fn quarantine_path(&self, id: &ChunkId) -> PathBuf {
         self.quarantine
-            .join(format!("{}.{}", id.to_hex(), crate::meta::now_ms()))
+            .join(format!("{}.{}", id.to_hex(), crate::model::now_ms()))
     }
 }
 

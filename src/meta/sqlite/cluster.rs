@@ -5,29 +5,9 @@ use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{MetaError, Result};
 use crate::chunk::ChunkId;
-
-/// A datanode's self-reported figures.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct NodeStatsRecord {
-    pub capacity_bytes: u64,
-    pub used_bytes: u64,
-    pub free_bytes: u64,
-    pub chunk_count: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeRecord {
-    pub id: String,
-    pub addr: String,
-    pub stats: NodeStatsRecord,
-    pub registered_ms: i64,
-    pub last_seen_ms: i64,
-    pub draining: bool,
-    /// Replicas on record for this node.
-    pub replicas: u64,
-}
+use crate::meta::{MetaError, Result};
+use crate::model::{NodeRecord, NodeStatsRecord};
 
 const NODE_SELECT: &str =
     "SELECT n.id, n.addr, n.capacity_bytes, n.used_bytes, n.free_bytes, n.chunk_count,
@@ -100,14 +80,6 @@ pub fn update_node_stats(
     Ok(n == 1)
 }
 
-pub fn get_node(conn: &Connection, id: &str) -> Result<Option<NodeRecord>> {
-    let sql = format!("{NODE_SELECT} WHERE n.id = ?1");
-    Ok(conn
-        .prepare_cached(&sql)?
-        .query_row(params![id], node_from_row)
-        .optional()?)
-}
-
 pub fn list_nodes(conn: &Connection) -> Result<Vec<NodeRecord>> {
     // Counting each node's replicas walks the replica index.
     super::scanned("list_nodes");
@@ -161,7 +133,17 @@ pub fn record_replicas(
     Ok(())
 }
 
-pub fn remove_replica(conn: &Connection, chunk: &ChunkId, node: &str) -> Result<bool> {
+/// Forgets (chunk, node) replica records, in one transaction.
+pub fn remove_replicas(conn: &mut Connection, replicas: &[(ChunkId, String)]) -> Result<()> {
+    let tx = conn.transaction()?;
+    for (chunk, node) in replicas {
+        remove_replica(&tx, chunk, node)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn remove_replica(conn: &Connection, chunk: &ChunkId, node: &str) -> Result<bool> {
     let n = conn
         .prepare_cached("DELETE FROM replicas WHERE chunk_id = ?1 AND node_id = ?2")?
         .execute(params![chunk.to_hex(), node])?;

@@ -4,40 +4,41 @@
 
 use rusqlite::{params, Connection};
 
-use super::{now_ms, MetaError, Result};
+use crate::meta::{MetaError, Result};
+use crate::model::now_ms;
 
 /// (version, name, SQL). Never edit an entry once released: add a new one.
 pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (
         1,
         "001_initial",
-        include_str!("../../migrations/001_initial.sql"),
+        include_str!("../../../migrations/001_initial.sql"),
     ),
     (
         2,
         "002_security",
-        include_str!("../../migrations/002_security.sql"),
+        include_str!("../../../migrations/002_security.sql"),
     ),
     (
         3,
         "003_events",
-        include_str!("../../migrations/003_events.sql"),
+        include_str!("../../../migrations/003_events.sql"),
     ),
-    (4, "004_s3", include_str!("../../migrations/004_s3.sql")),
+    (4, "004_s3", include_str!("../../../migrations/004_s3.sql")),
     (
         5,
         "005_revoked_certs",
-        include_str!("../../migrations/005_revoked_certs.sql"),
+        include_str!("../../../migrations/005_revoked_certs.sql"),
     ),
     (
         6,
         "006_secret_fingerprints",
-        include_str!("../../migrations/006_secret_fingerprints.sql"),
+        include_str!("../../../migrations/006_secret_fingerprints.sql"),
     ),
     (
         7,
         "007_buckets",
-        include_str!("../../migrations/007_buckets.sql"),
+        include_str!("../../../migrations/007_buckets.sql"),
     ),
 ];
 

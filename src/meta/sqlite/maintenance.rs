@@ -5,23 +5,14 @@ use std::collections::{HashMap, HashSet};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{MetaError, Result};
 use crate::chunk::ChunkId;
+use crate::meta::{MetaError, Result};
+use crate::model::{ChunkHealth, Doomed, FileReport, InventoryItem, Reconciled, StoreCounts};
 use crate::path::DfsPath;
 
 fn parse_id(s: &str) -> Result<ChunkId> {
     s.parse()
         .map_err(|e: crate::chunk::InvalidChunkId| MetaError::Invalid(e.to_string()))
-}
-
-/// A chunk that committed files reference, with its target and the nodes on record.
-#[derive(Debug, Clone)]
-pub struct ChunkHealth {
-    pub id: ChunkId,
-    pub size: u64,
-    /// Highest replication factor among the files that use it.
-    pub target: u32,
-    pub nodes: Vec<String>,
 }
 
 /// Every referenced chunk with its target and replica records.
@@ -64,7 +55,7 @@ pub fn chunk_health(conn: &Connection) -> Result<Vec<ChunkHealth>> {
 }
 
 /// Unreferenced chunks: (count, bytes) and how many are past `cutoff_ms`.
-pub fn gc_backlog(conn: &Connection) -> Result<(u64, u64)> {
+fn gc_backlog(conn: &Connection) -> Result<(u64, u64)> {
     super::scanned("gc_backlog");
     let (n, bytes): (i64, i64) = conn.query_row(
         "SELECT count(*), coalesce(sum(size), 0) FROM chunks c
@@ -73,14 +64,6 @@ pub fn gc_backlog(conn: &Connection) -> Result<(u64, u64)> {
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     Ok((n as u64, bytes as u64))
-}
-
-/// A chunk claimed for deletion: its records are gone; its files are to be deleted.
-#[derive(Debug, Clone)]
-pub struct Doomed {
-    pub id: ChunkId,
-    pub size: u64,
-    pub nodes: Vec<String>,
 }
 
 /// Claims up to `limit` chunks that no committed file references and no upload has used
@@ -156,23 +139,6 @@ pub fn touch_chunks_checked(
     }
     tx.commit()?;
     Ok(gone)
-}
-
-/// One entry of a datanode's inventory.
-#[derive(Debug, Clone, Copy)]
-pub struct InventoryItem {
-    pub size: u64,
-    pub age_secs: u64,
-}
-
-#[derive(Debug, Default, Clone)]
-pub struct Reconciled {
-    /// Replica records the node did not confirm (removed).
-    pub lost: Vec<ChunkId>,
-    /// Replicas newly recorded from the inventory.
-    pub added: u64,
-    /// Chunks nobody knows, older than the grace period: to be deleted from the node.
-    pub orphans: Vec<ChunkId>,
 }
 
 /// Reconciles a node's full inventory with the replica records, both ways. Records made
@@ -267,8 +233,22 @@ pub fn set_draining(conn: &Connection, node: &str, draining: bool) -> Result<boo
     )? == 1)
 }
 
+/// The counted figures of `dfsd status`: the namespace and the garbage backlog.
+pub fn counts(conn: &Connection) -> Result<StoreCounts> {
+    let (files, directories, logical_bytes, chunks) = namespace_counts(conn)?;
+    let (gc_backlog_chunks, gc_backlog_bytes) = gc_backlog(conn)?;
+    Ok(StoreCounts {
+        files,
+        directories,
+        logical_bytes,
+        chunks,
+        gc_backlog_chunks,
+        gc_backlog_bytes,
+    })
+}
+
 /// Namespace figures: (files, directories, logical bytes, chunks on record).
-pub fn namespace_counts(conn: &Connection) -> Result<(u64, u64, u64, u64)> {
+fn namespace_counts(conn: &Connection) -> Result<(u64, u64, u64, u64)> {
     super::scanned("namespace_counts");
     let (files, dirs, bytes): (i64, i64, i64) = conn.query_row(
         "SELECT coalesce(sum(kind = 2), 0), coalesce(sum(kind = 1), 0) - 1, coalesce(sum(CASE WHEN kind = 2 THEN size END), 0) FROM inodes",
@@ -284,22 +264,14 @@ pub fn namespace_counts(conn: &Connection) -> Result<(u64, u64, u64, u64)> {
     ))
 }
 
-/// A file below a path, with its chunk list, for fsck.
-#[derive(Debug, Clone)]
-pub struct FileReport {
-    pub path: String,
-    pub size: u64,
-    pub replication: u32,
-    pub chunks: Vec<(ChunkId, Vec<String>)>,
-}
-
 /// Every file at or below `path` (up to `limit`), with each chunk's replica records.
 pub fn files_under(
     conn: &Connection,
     path: &DfsPath,
     limit: usize,
 ) -> Result<(Vec<FileReport>, bool)> {
-    let root = super::resolve(conn, path)?.ok_or_else(|| MetaError::NotFound(path.clone()))?;
+    let root =
+        super::namespace::resolve(conn, path)?.ok_or_else(|| MetaError::NotFound(path.clone()))?;
     let base = if path.is_root() {
         String::new()
     } else {

@@ -5,27 +5,12 @@
 
 use std::collections::HashSet;
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{Kind, MetaError, Result, ROOT_INODE};
+use super::ROOT_INODE;
+use crate::meta::{MetaError, Result};
+use crate::model::{BucketRecord, Kind};
 use crate::path::DfsPath;
-
-/// A bucket's settings as stored (defaults when the directory has no row).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BucketRecord {
-    pub path: DfsPath,
-    pub owner: String,
-    pub public_read: bool,
-    pub cors: Option<String>,
-}
-
-/// Records `owner` for the new top-level directory `inode` (inside the mkdir's
-/// transaction).
-pub(super) fn record_owner(tx: &Transaction<'_>, inode: i64, owner: &str) -> Result<()> {
-    tx.prepare_cached("INSERT OR REPLACE INTO buckets (inode, owner) VALUES (?1, ?2)")?
-        .execute(params![inode, owner])?;
-    Ok(())
-}
 
 /// The inode of bucket `path`: a directory directly below the root.
 fn bucket_inode(conn: &Connection, path: &DfsPath) -> Result<i64> {
@@ -104,7 +89,9 @@ pub fn public_buckets(conn: &Connection) -> Result<HashSet<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::{delete, mkdir, rename, MkdirOptions, Store};
+    use crate::meta::sqlite::namespace::{delete, mkdir, rename};
+    use crate::meta::SqliteStore as Store;
+    use crate::model::MkdirOptions;
 
     fn p(s: &str) -> DfsPath {
         DfsPath::parse(s).unwrap()

@@ -7,8 +7,9 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::namespace::resolve;
-use super::{Result, ROOT_INODE};
+use super::ROOT_INODE;
 use crate::chunk::ChunkId;
+use crate::meta::Result;
 use crate::path::DfsPath;
 
 /// Files looked at per chunk before giving up: a chunk held by many files outside the
@@ -34,7 +35,7 @@ pub fn readable_chunks(
         Some(p) => match resolve(conn, p) {
             Ok(Some(inode)) => Some(inode.id),
             // A prefix that does not exist (or crosses a file) holds nothing.
-            Ok(None) | Err(super::MetaError::NotADirectory(_)) => return Ok(out),
+            Ok(None) | Err(crate::meta::MetaError::NotADirectory(_)) => return Ok(out),
             Err(e) => return Err(e),
         },
     };
@@ -125,7 +126,9 @@ const MAX_DEPTH: usize = 257;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::{commit_file, CommitRequest, Store};
+    use crate::meta::sqlite::namespace::commit_file;
+    use crate::meta::SqliteStore as Store;
+    use crate::model::CommitRequest;
 
     fn p(s: &str) -> DfsPath {
         DfsPath::parse(s).unwrap()
@@ -139,7 +142,7 @@ mod tests {
         store
             .with_writer(|c| {
                 c.execute("INSERT INTO nodes (id, addr, registered_ms, last_seen_ms) VALUES ('n', 'x', 0, 0)", [])?;
-                crate::meta::record_replicas(c, "n", &[(a, 1), (b, 1), (shared, 1)], 0)?;
+                crate::meta::sqlite::cluster::record_replicas(c, "n", &[(a, 1), (b, 1), (shared, 1)], 0)?;
                 for (path, chunks) in [
                     ("/t1/deep/er/f", vec![(a, 1), (shared, 1)]),
                     ("/t2/g", vec![(b, 1), (shared, 1)]),

@@ -2,52 +2,32 @@
 //! list in `file_chunks`. A directory rename is one row update; a commit swaps a file's
 //! chunk list in one transaction, so readers see the old version or the new one.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-use super::{Attrs, EntryInfo, Inode, Kind, MetaError, Result, ROOT_INODE};
+use super::ROOT_INODE;
 use crate::chunk::ChunkId;
+use crate::meta::{MetaError, Result};
+use crate::model::{
+    Attrs, CommitRequest, ComposeRequest, EntryInfo, FileChunk, Inode, Kind, MkdirOptions,
+};
 use crate::path::DfsPath;
 
-/// One chunk of a committed file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileChunk {
-    pub chunk_id: ChunkId,
-    pub size: u64,
-    /// Offset of the chunk within the file.
-    pub offset: u64,
+/// A kind as stored in `inodes.kind`.
+fn kind_to_sql(k: Kind) -> i64 {
+    match k {
+        Kind::Dir => 1,
+        Kind::File => 2,
+    }
 }
 
-/// Everything a commit needs to decide, in one transaction.
-#[derive(Debug, Clone)]
-pub struct CommitRequest {
-    pub path: DfsPath,
-    pub chunks: Vec<(ChunkId, u64)>,
-    pub size: u64,
-    pub replication: u32,
-    pub write_quorum: u32,
-    pub no_clobber: bool,
-    pub expected_version: Option<u64>,
-    /// Nodes whose replicas count (not dead).
-    pub live_nodes: HashSet<String>,
-    pub attrs: Attrs,
-}
-
-/// A new file version made of other files' chunk lists, in order, in one transaction:
-/// no byte is read or written (S3 CopyObject and CompleteMultipartUpload). The chunks are
-/// already committed, so no quorum check: they are as durable as their sources.
-#[derive(Debug, Clone)]
-pub struct ComposeRequest {
-    /// Source files, each with the version it must still have (None: any).
-    pub sources: Vec<(DfsPath, Option<u64>)>,
-    pub dst: DfsPath,
-    pub replication: u32,
-    pub no_clobber: bool,
-    pub expected_version: Option<u64>,
-    pub attrs: Attrs,
-    /// Removed (recursively) in the same transaction, e.g. a multipart upload's parts.
-    pub delete_after: Vec<DfsPath>,
+fn kind_from_sql(v: i64) -> Kind {
+    if v == 1 {
+        Kind::Dir
+    } else {
+        Kind::File
+    }
 }
 
 const INODE_COLS: &str = "id, kind, size, mtime_ms, version, replication, attrs";
@@ -65,7 +45,7 @@ fn attrs_to_sql(a: &Attrs) -> Option<String> {
 fn inode_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Inode> {
     Ok(Inode {
         id: r.get(0)?,
-        kind: Kind::from_sql(r.get(1)?),
+        kind: kind_from_sql(r.get(1)?),
         size: r.get::<_, i64>(2)? as u64,
         mtime_ms: r.get(3)?,
         version: r.get::<_, i64>(4)? as u64,
@@ -180,7 +160,7 @@ pub fn list(
 
 fn insert_dir(tx: &Transaction<'_>, parent: i64, name: &str, now: i64) -> Result<Inode> {
     tx.prepare_cached("INSERT INTO inodes (parent, name, kind, mtime_ms) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![parent, name, Kind::Dir.to_sql(), now])?;
+        .execute(params![parent, name, kind_to_sql(Kind::Dir), now])?;
     inode_by_id(tx, tx.last_insert_rowid())
 }
 
@@ -203,18 +183,6 @@ fn ensure_parent(tx: &Transaction<'_>, path: &DfsPath, create: bool, now: i64) -
         };
     }
     Ok(cur)
-}
-
-/// What a mkdir sets besides the directory itself.
-#[derive(Debug, Clone, Default)]
-pub struct MkdirOptions {
-    /// An existing directory is fine (and missing parents are created).
-    pub parents: bool,
-    /// Replace the directory's attributes (new or existing).
-    pub attrs: Option<Attrs>,
-    /// The access key creating it: recorded as the owner of a new top-level directory
-    /// (a bucket).
-    pub owner: String,
 }
 
 pub fn mkdir(
@@ -241,7 +209,7 @@ pub fn mkdir(
         None => {
             let dir = insert_dir(&tx, parent.id, path.name(), now)?;
             if parent.id == ROOT_INODE {
-                super::buckets::record_owner(&tx, dir.id, &o.owner)?;
+                record_owner(&tx, dir.id, &o.owner)?;
             }
             dir
         }
@@ -257,6 +225,14 @@ pub fn mkdir(
         inode,
         chunk_count: 0,
     })
+}
+
+/// Records `owner` for the new top-level directory `inode` (a bucket; see `buckets.rs`),
+/// inside the mkdir's transaction.
+fn record_owner(tx: &Transaction<'_>, inode: i64, owner: &str) -> Result<()> {
+    tx.prepare_cached("INSERT OR REPLACE INTO buckets (inode, owner) VALUES (?1, ?2)")?
+        .execute(params![inode, owner])?;
+    Ok(())
 }
 
 /// Deletes a file, an empty directory, or with `recursive` a whole tree, if its version is
@@ -468,7 +444,7 @@ fn install(tx: &Transaction<'_>, v: &NewVersion<'_>, now: i64) -> Result<i64> {
             .execute(params![
                 parent.id,
                 v.path.name(),
-                Kind::File.to_sql(),
+                kind_to_sql(Kind::File),
                 v.size as i64,
                 now,
                 v.replication,
@@ -594,7 +570,7 @@ pub fn file_chunks(conn: &Connection, path: &DfsPath) -> Result<(EntryInfo, Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::Store;
+    use crate::meta::SqliteStore as Store;
 
     fn p(s: &str) -> DfsPath {
         DfsPath::parse(s).unwrap()

@@ -3,22 +3,8 @@
 
 use rusqlite::{params, Connection};
 
-use super::Result;
-
-/// One event as stored. Fields that do not apply are empty or 0.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EventRecord {
-    /// Assigned on insert; increasing, never reused.
-    pub id: u64,
-    pub time_ms: i64,
-    pub kind: String,
-    pub node_id: String,
-    pub path: String,
-    pub chunk_id: String,
-    pub bytes: u64,
-    pub count: u64,
-    pub detail: String,
-}
+use crate::meta::Result;
+use crate::model::EventRecord;
 
 /// Appends `events` in order (their `id`s are ignored) and prunes all but the latest
 /// `keep`, in one transaction. Returns the new ids.
@@ -95,7 +81,7 @@ mod tests {
     #[test]
     fn events_are_bounded_ordered_and_resumable() {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::meta::Store::open(&dir.path().join("m.db"), "normal").unwrap();
+        let store = crate::meta::SqliteStore::open(&dir.path().join("m.db"), "normal").unwrap();
         store
             .with_writer(|c| {
                 for i in 0..10 {

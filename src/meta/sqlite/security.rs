@@ -3,7 +3,8 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{MetaError, Result};
+use crate::meta::{MetaError, Reseal, Result};
+use crate::model::{Resealed, RevokedCert};
 use crate::path::DfsPath;
 use crate::security::keys::{AccessKey, KeyRole};
 
@@ -85,16 +86,6 @@ pub fn revoke_key(conn: &Connection, id: &str, now_ms: i64) -> Result<AccessKey>
     }
 }
 
-/// A certificate on the deny-list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RevokedCert {
-    /// SHA-256 of the DER, 64 lowercase hex characters.
-    pub fingerprint: String,
-    pub role: String,
-    pub note: String,
-    pub revoked_ms: i64,
-}
-
 fn revoked_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RevokedCert> {
     Ok(RevokedCert {
         fingerprint: r.get(0)?,
@@ -167,17 +158,6 @@ pub fn record_secret_fingerprints(conn: &mut Connection, prints: &[(&str, Vec<u8
     Ok(())
 }
 
-/// Re-seals one S3 secret: (key id, sealed blob) -> the new blob, or `None` to leave it.
-pub type Reseal<'a> = dyn FnMut(&str, &[u8]) -> Option<Vec<u8>> + 'a;
-
-/// What [`rotate_cluster_secrets`] did to the sealed S3 secrets.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Resealed {
-    pub resealed: usize,
-    /// Blobs `reseal` could not open, left as they were.
-    pub left: usize,
-}
-
 /// Moves the database onto new cluster keys in one transaction: every sealed S3 secret
 /// is replaced by what `reseal(key id, blob)` makes of it (`None`: left as it is), the
 /// legacy `cluster_secrets` rows are deleted and `prints` become the fingerprints on
@@ -237,4 +217,26 @@ pub fn checkpoint_truncate(conn: &Connection) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// What a database of a version before issue 12 held, for tests of the rotation.
+#[cfg(test)]
+impl super::SqliteStore {
+    /// Adds a row of the legacy `cluster_secrets` table.
+    pub(crate) fn insert_legacy_secret(&self, name: &str, value: &[u8]) {
+        self.with_writer(|c| {
+            c.execute(
+                "INSERT INTO cluster_secrets (name, value) VALUES (?1, ?2)",
+                params![name, value],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    /// Forgets the secrets file's fingerprints, as a database from before them.
+    pub(crate) fn forget_secret_fingerprints(&self) {
+        self.with_writer(|c| Ok(c.execute("DELETE FROM secret_fingerprints", [])?))
+            .unwrap();
+    }
 }
