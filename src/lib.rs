@@ -15,7 +15,7 @@
 //! | [`gateway`] | the S3-compatible HTTP gateway (s3s) over the client SDK |
 //! | [`chunk`], [`path`] | validated domain types: chunk ids (SHA-256) and namespace paths |
 //! | [`units`] | sizes, durations and RFC 3339 times, parsed and printed |
-//! | [`proto`] | generated gRPC code; [`status`] maps domain errors to gRPC codes |
+//! | [`proto`] | generated gRPC code; [`wire_error`] the error contract: domain errors <-> gRPC statuses with reasons |
 //! | [`metrics`], [`grpc_layer`], [`admin_http`], [`logging`] | observability: Prometheus metrics, per-call gRPC metrics and spans, the admin HTTP endpoint, log output |
 //! | [`conn_limit`] | bounded public ports: connection limits, `TCP_NODELAY`, stalled peers cut |
 //! | [`retry`] | calling again with exponential backoff while a peer is briefly away |
@@ -58,8 +58,8 @@ pub mod path;
 pub mod proto;
 pub mod retry;
 pub mod security;
-pub mod status;
 pub mod units;
+pub mod wire_error;
 
 /// Short git revision dfsd was built from ("unknown" outside a git checkout).
 pub const GIT_REVISION: &str = env!("DFSD_GIT_REVISION");

@@ -9,7 +9,7 @@ use common::{random_bytes, secure_mode, Opts, TestCluster};
 use dfsd::client::{Client, ClientError, PutOptions, ReadRange};
 use dfsd::config::ClientConfig;
 use dfsd::proto::pb;
-use dfsd::status::{reason, Reason};
+use dfsd::wire_error::{reason, Reason};
 
 async fn put(c: &Client, path: &str, data: &[u8]) -> Result<pb::Entry, ClientError> {
     put_with(c, path, data, PutOptions::default()).await

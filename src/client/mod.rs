@@ -25,10 +25,10 @@ use crate::path::{DfsPath, PathError};
 use crate::proto::pb;
 use crate::security::keys::{KEY_ID_HEADER, ON_BEHALF_HEADER, SECRET_HEADER};
 use crate::security::{Role, Tls};
-use crate::status::{failure, Failure, Reason, TransportCause};
+use crate::wire_error::{failure, Failure, Reason, TransportCause};
 
 /// Why an SDK call failed. Refusals a server sent are told apart by the machine-readable
-/// reason on the wire ([`crate::status::Reason`]), never by their message text; each
+/// reason on the wire ([`crate::wire_error::Reason`]), never by their message text; each
 /// message names the path, node or value that was wrong and reads as one line.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

@@ -19,7 +19,7 @@ use tonic::Code;
 use super::{Client, ClientError, Result};
 use crate::chunk::ChunkId;
 use crate::proto::pb;
-use crate::status::Reason;
+use crate::wire_error::Reason;
 
 /// Most chunks (and stored chunks) one placement may name; the coordinator's limit.
 const BATCH_MAX: usize = 4096;
@@ -98,7 +98,7 @@ where
 
 /// True for the coordinator's "unknown upload" answer.
 fn upload_gone(s: &tonic::Status) -> bool {
-    crate::status::reason(s) == Reason::UploadUnknown
+    crate::wire_error::reason(s) == Reason::UploadUnknown
 }
 
 impl Session {

@@ -20,7 +20,7 @@ use super::{Client, ClientError, Result};
 use crate::chunk::{ChunkId, FRAME_SIZE};
 use crate::path::DfsPath;
 use crate::proto::pb;
-use crate::status::Reason;
+use crate::wire_error::Reason;
 
 /// Attempts at completing one chunk's replicas after the first pipeline.
 const MAX_REPLACEMENTS: usize = 4;
@@ -233,7 +233,7 @@ impl Client {
         // replica, store them on other nodes, and commit again.
         for _ in 0..3 {
             match &result {
-                Err(s) if crate::status::reason(s) == Reason::QuorumNotMet => {
+                Err(s) if crate::wire_error::reason(s) == Reason::QuorumNotMet => {
                     tracing::warn!(error = %s.message(), "chunks fell below the write quorum before commit; re-replicating them");
                     self.top_up(session, refs).await?;
                     result = session.commit(commit()).await;

@@ -32,7 +32,7 @@ use crate::security::keys::{
 };
 use crate::security::seal::SealKey;
 use crate::security::{peer_role, Role};
-use crate::status::{status, Reason};
+use crate::wire_error::{status, Reason};
 
 fn header<'a>(md: &'a MetadataMap, k: &str) -> Option<&'a str> {
     md.get(k)

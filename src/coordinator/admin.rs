@@ -11,7 +11,7 @@ use super::{NodeState, NodeView, State};
 use crate::model::{now_ms, StoreCounts};
 use crate::path::DfsPath;
 use crate::proto::pb;
-use crate::status::check_node_id;
+use crate::wire_error::check_node_id;
 
 /// Most files one fsck response lists.
 const FSCK_MAX_FILES: usize = 10_000;

@@ -16,7 +16,7 @@ use crate::chunk::ChunkId;
 use crate::proto::pb;
 use crate::security::keys::Principal;
 use crate::security::token::Op;
-use crate::status::check_node_id;
+use crate::wire_error::check_node_id;
 
 /// A replica verified lately is not verified again on a client's word for this long.
 const COOLDOWN: Duration = Duration::from_secs(600);

@@ -13,7 +13,7 @@ use super::{ScrubInfo, State};
 use crate::chunk::ChunkId;
 use crate::model::{now_ms, InventoryItem, NodeStatsRecord};
 use crate::proto::pb;
-use crate::status::check_node_id;
+use crate::wire_error::check_node_id;
 
 pub struct ClusterService {
     state: Arc<State>,

@@ -349,7 +349,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         who(&req)?.require_admin("revoking access keys")?;
         let id = req.into_inner().key_id;
         keys::check_key_id(&id).map_err(|d| {
-            crate::status::status(crate::status::Reason::InvalidArgument, d.to_string())
+            crate::wire_error::status(crate::wire_error::Reason::InvalidArgument, d.to_string())
         })?;
         let key = self.state.revoke_key(&id).await?;
         Ok(Response::new(pb::RevokeKeyResponse {

@@ -125,7 +125,7 @@ pub fn load_or_create_node_id(data_dir: &Path) -> anyhow::Result<String> {
     match std::fs::read_to_string(&path) {
         Ok(s) => {
             let id = s.trim().to_string();
-            crate::status::check_node_id(&id)
+            crate::wire_error::check_node_id(&id)
                 .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
             Ok(id)
         }

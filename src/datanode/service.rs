@@ -21,7 +21,7 @@ use crate::chunk::{ChunkId, FRAME_SIZE};
 use crate::proto::pb;
 use crate::security::token::{Op, TokenKey, WriteScope};
 use crate::security::{require_role, Role};
-use crate::status::check_node_id;
+use crate::wire_error::check_node_id;
 
 /// Refuses a request without a token before anything else about it is considered.
 fn token_present(token: &str, what: &str) -> Result<(), Status> {

@@ -25,7 +25,7 @@ pub mod revoke;
 pub mod seal;
 pub mod token;
 
-/// Why the security layer turned a call away. [`crate::status`] maps it onto the wire.
+/// Why the security layer turned a call away. [`crate::wire_error`] maps it onto the wire.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denied {
     /// The caller could not be identified: no, malformed, unknown, expired or wrong
