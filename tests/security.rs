@@ -225,17 +225,20 @@ async fn every_rpc_refuses_callers_without_the_right_credentials() {
     let admin = Creds(Some((s.key_id.clone(), s.secret.clone())));
     let readwrite = c.create_key("rw", "readwrite", "/");
     // A client certificate of our CA, revoked; the datanode hears of it by heartbeat.
+    // The probe is a call a client certificate may make (a read with a valid token), so
+    // only the deny-list can refuse it: an order (VerifyChunk) is refused to any client
+    // certificate, revoked or not, and would not show that the list has arrived.
     let gone = certs::issue(&s.certs, Role::Client, "revoked", &[], 1).unwrap();
     let out = c.cli(&["cert", "revoke", &gone.cert.display().to_string()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let no_creds = Creds(None);
     let probe = || {
         let ch = c.raw_channel(&datanode, Role::Node, Some("revoked"));
-        let payload = payload("/dfs.v1.Datanode/VerifyChunk", chunk, &key, Tokens::Valid);
+        let payload = payload("/dfs.v1.Datanode/ReadChunk", chunk, &key, Tokens::Valid);
         call(
             ch,
-            "/dfs.v1.Datanode/VerifyChunk",
-            (false, false),
+            "/dfs.v1.Datanode/ReadChunk",
+            (false, true),
             payload,
             &no_creds,
             None,
