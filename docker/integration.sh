@@ -56,9 +56,26 @@ DFSD_ADMIN_SECRET="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export DFSD_ADMIN_SECRET
 
 echo "== cluster up (${compose[*]}, project $project)"
-# A free loopback port for the published coordinator port.
-export DFSD_PORT="${DFSD_PORT:-$(( 20000 + RANDOM % 20000 ))}"
-export DFSD_ADMIN_PORT="${DFSD_ADMIN_PORT:-$(( 40000 + RANDOM % 20000 ))}"
+# Free loopback ports for the published coordinator and admin ports, below the kernel's
+# ephemeral range (32768 and up here), where outgoing connections of the tests that ran
+# before take their local ports: a port chosen there can be busy for a moment (seen as
+# "bind: address already in use" from docker-proxy).
+free_port() {
+    local p
+    for _ in $(seq 1 50); do
+        p=$(( 20000 + RANDOM % 12000 ))
+        if ! ss -Htan "( sport = :$p )" 2>/dev/null | grep -q .; then
+            echo "$p"
+            return
+        fi
+    done
+    echo "$p"
+}
+export DFSD_PORT="${DFSD_PORT:-$(free_port)}"
+until [[ -n "${DFSD_ADMIN_PORT:-}" && "${DFSD_ADMIN_PORT}" != "$DFSD_PORT" ]]; do
+    DFSD_ADMIN_PORT=$(free_port)
+done
+export DFSD_ADMIN_PORT
 dc down -v --remove-orphans >/dev/null 2>&1 || true
 dc up -d
 
