@@ -279,10 +279,7 @@ impl Client {
             Err(s) => {
                 let e = ClientError::from_status(s, "datanode", &replica.addr);
                 let bad = matches!(e, ClientError::NotFound(_));
-                if matches!(
-                    e,
-                    ClientError::Unreachable { .. } | ClientError::Unavailable(_)
-                ) {
+                if e.peer_gone() {
                     self.peers.forget(&replica.addr);
                 }
                 return Err((e.to_string(), bad));

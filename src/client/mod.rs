@@ -109,32 +109,29 @@ impl ClientError {
     /// Turns a failed call's status into an error. Transport failures name the peer that
     /// could not be reached.
     fn from_status(status: Status, what: &'static str, addr: &str) -> ClientError {
-        match failure(&status) {
-            Failure::Transport { detail, .. } => ClientError::Unreachable {
-                what,
-                addr: addr.to_string(),
-                reason: detail,
-            },
-            Failure::Refused {
-                reason: Reason::VersionMismatch,
-                subject,
-                message,
-            } => ClientError::VersionMismatch {
-                path: subject,
-                message,
-            },
-            Failure::Refused {
-                reason, message, ..
-            } => ClientError::refused(reason, message),
-        }
+        ClientError::from_failure(failure(&status), what, addr)
     }
 
-    fn refused(reason: Reason, message: String) -> ClientError {
+    fn from_failure(f: Failure, what: &'static str, addr: &str) -> ClientError {
+        let (reason, subject, message) = match f {
+            Failure::Transport { detail, .. } => {
+                return ClientError::Unreachable {
+                    what,
+                    addr: addr.to_string(),
+                    reason: detail,
+                }
+            }
+            Failure::Refused {
+                reason,
+                subject,
+                message,
+            } => (reason, subject, message),
+        };
         match reason {
             Reason::NotFound => ClientError::NotFound(message),
             Reason::AlreadyExists => ClientError::AlreadyExists(message),
             Reason::VersionMismatch => ClientError::VersionMismatch {
-                path: String::new(),
+                path: subject,
                 message,
             },
             Reason::QuorumNotMet => ClientError::QuorumNotMet(message),
@@ -152,6 +149,15 @@ impl ClientError {
             Reason::Aborted => ClientError::Aborted(message),
             Reason::Internal | Reason::Unspecified => ClientError::Server(message),
         }
+    }
+
+    /// True when the peer could not be reached or said it cannot serve: its cached
+    /// connection is worth dropping.
+    fn peer_gone(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Unreachable { .. } | ClientError::Unavailable(_)
+        )
     }
 }
 
@@ -257,24 +263,25 @@ impl Client {
     }
 
     fn coord_err(&self, s: Status) -> ClientError {
+        let f = failure(&s);
         // A plaintext client talking to a TLS server sees only a broken HTTP/2 exchange
         // (neither a refused connection nor a timeout): say what it most likely means.
         let garbled = !self.tls
             && matches!(
-                failure(&s),
+                f,
                 Failure::Transport {
                     cause: TransportCause::Broken,
                     ..
                 }
             );
-        match ClientError::from_status(s, "coordinator", &self.coordinator_addr) {
+        match ClientError::from_failure(f, "coordinator", &self.coordinator_addr) {
             ClientError::Unreachable { what, addr, reason } if garbled => {
                 ClientError::Unreachable {
                     what,
                     addr,
                     reason: format!(
-                    "{reason} (does it use TLS? set DFSD_TLS__CA to the cluster CA certificate)"
-                ),
+                        "{reason} (does it use TLS? set DFSD_TLS__CA to the cluster CA certificate)"
+                    ),
                 }
             }
             e => e,

@@ -594,10 +594,7 @@ impl Client {
             Ok(r) => Ok(r.into_inner()),
             Err(s) => {
                 let e = ClientError::from_status(s, "datanode", &first.addr);
-                if matches!(
-                    e,
-                    ClientError::Unreachable { .. } | ClientError::Unavailable(_)
-                ) {
+                if e.peer_gone() {
                     self.peers.forget(&first.addr);
                 }
                 Err(e)
