@@ -143,11 +143,7 @@ async fn credential_refusals_are_typed() {
 async fn a_coordinator_nobody_serves_is_unreachable() {
     let c = TestCluster::start(1);
     // A port that was just free: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let cfg = ClientConfig {
         coordinator: format!("127.0.0.1:{port}"),
         ..c.client_config()
@@ -320,4 +316,23 @@ async fn an_unknown_upload_carries_its_reason_on_the_wire() {
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
     assert_eq!(reason(&e), Reason::NotFound, "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plaintext_client_of_a_tls_coordinator_is_told_why() {
+    if !secure_mode() {
+        eprintln!("skipped: the cluster is plaintext");
+        return;
+    }
+    let c = TestCluster::start(1);
+    // The right address and key, but no TLS: the server answers with a TLS alert.
+    let sdk = Client::new(&c.client_config()).unwrap();
+    let e = sdk.stat("/").await.unwrap_err();
+    match &e {
+        ClientError::Unreachable { what, reason, .. } => {
+            assert_eq!(*what, "coordinator");
+            assert!(reason.contains("does it use TLS?"), "{reason}");
+        }
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
 }
