@@ -16,6 +16,7 @@
 //!   what we write ([`Guarded::with_write_stall`]). It keeps tonic's [`Connected`] info, so
 //!   remote addresses and TLS peer certificates still reach the handlers.
 
+use crate::sync::Locked;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
@@ -100,7 +101,7 @@ impl Limiter {
 
     /// A permit for one more connection from `ip`, unless a limit is reached.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, Refused> {
-        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = self.counts.locked();
         if c.total >= self.limits.total {
             return Err(Refused::Total);
         }
@@ -124,11 +125,11 @@ impl Limiter {
 
     /// Open connections now.
     pub fn open(&self) -> usize {
-        self.counts.lock().unwrap_or_else(|p| p.into_inner()).total
+        self.counts.locked().total
     }
 
     fn release(&self, ip: IpAddr) {
-        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = self.counts.locked();
         c.total = c.total.saturating_sub(1);
         if let Some(n) = c.per_ip.get_mut(&ip) {
             *n -= 1;

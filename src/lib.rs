@@ -19,6 +19,7 @@
 //! | [`metrics`], [`grpc_layer`], [`admin_http`], [`logging`] | observability: Prometheus metrics, per-call gRPC metrics and spans, the admin HTTP endpoint, log output |
 //! | [`conn_limit`] | bounded public ports: connection limits, `TCP_NODELAY`, stalled peers cut |
 //! | [`retry`] | calling again with exponential backoff while a peer is briefly away |
+//! | [`sync`] | taking locks without caring about poisoning, in one place |
 //!
 //! # Data flow
 //!
@@ -58,6 +59,7 @@ pub mod path;
 pub mod proto;
 pub mod retry;
 pub mod security;
+pub mod sync;
 pub mod units;
 pub mod wire_error;
 

@@ -11,6 +11,7 @@
 //! scans (files, chunks, garbage backlog) are recomputed by a background task at a
 //! bounded rate, so a scrape never runs a query (coordinator/observe.rs).
 
+use crate::sync::Locked;
 use std::sync::{Mutex, OnceLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -29,7 +30,7 @@ fn registry() -> &'static Mutex<Registry> {
 }
 
 fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
-    f(&mut registry().lock().unwrap_or_else(|p| p.into_inner()))
+    f(&mut registry().locked())
 }
 
 /// The registry in the OpenMetrics text format.

@@ -1,5 +1,6 @@
 //! gRPC channels: one lazily connected channel per peer address, reused by every call.
 
+use crate::sync::Locked;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -80,7 +81,7 @@ impl ChannelCache {
     }
 
     pub fn get(&self, addr: &str) -> Result<Channel, Status> {
-        let mut cached = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cached = self.map.locked();
         cached.tick += 1;
         let tick = cached.tick;
         if let Some((c, used)) = cached.channels.get_mut(addr) {
@@ -104,20 +105,12 @@ impl ChannelCache {
 
     /// Forgets a peer's channel, e.g. after it failed, so the next call reconnects.
     pub fn forget(&self, addr: &str) {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .channels
-            .remove(addr);
+        self.map.locked().channels.remove(addr);
     }
 
     /// Channels cached now.
     pub fn len(&self) -> usize {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .channels
-            .len()
+        self.map.locked().channels.len()
     }
 
     pub fn is_empty(&self) -> bool {

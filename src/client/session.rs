@@ -11,6 +11,7 @@
 //! commit only after a refused connection, which carried no request (a commit cut off
 //! mid-call may have happened; the caller sees that error).
 
+use crate::sync::{Locked, ReadWriteLocked};
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
 
@@ -116,15 +117,11 @@ impl Session {
 
     /// The coordinator's answer to the (latest) BeginUpload.
     pub(super) fn info(&self) -> pb::BeginUploadResponse {
-        self.begin.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.begin.read_locked().clone()
     }
 
     pub(super) fn id(&self) -> String {
-        self.begin
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .upload_id
-            .clone()
+        self.begin.read_locked().upload_id.clone()
     }
 
     /// Records the receipt of a chunk stored (`report`: by a datanode, to be reported to
@@ -135,17 +132,14 @@ impl Session {
             size,
             receipt: Some(receipt),
         };
-        let mut receipts = self.receipts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut receipts = self.receipts.locked();
         if receipts.insert(id, r.clone()).is_none() && report {
-            self.unreported
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(r);
+            self.unreported.locked().push(r);
         }
     }
 
     pub(super) fn receipt(&self, id: &ChunkId) -> Option<pb::Receipt> {
-        let receipts = self.receipts.lock().unwrap_or_else(|p| p.into_inner());
+        let receipts = self.receipts.locked();
         receipts.get(id).and_then(|r| r.receipt.clone())
     }
 
@@ -158,30 +152,21 @@ impl Session {
         }
         let begin = self.client.begin_upload(&self.request).await?;
         tracing::warn!(old = %stale, new = %begin.upload_id, "the coordinator forgot the upload; continuing under a new one");
-        *self.begin.write().unwrap_or_else(|p| p.into_inner()) = begin;
-        let all: Vec<pb::ChunkRef> = self
-            .receipts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        *self.unreported.lock().unwrap_or_else(|p| p.into_inner()) = all;
+        *self.begin.write_locked() = begin;
+        let all: Vec<pb::ChunkRef> = self.receipts.locked().values().cloned().collect();
+        *self.unreported.locked() = all;
         Ok(())
     }
 
     fn take_unreported(&self) -> (Vec<pb::ChunkRef>, bool) {
-        let mut pending = self.unreported.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = self.unreported.locked();
         let n = pending.len().min(BATCH_MAX);
         let batch: Vec<pb::ChunkRef> = pending.drain(..n).collect();
         (batch, !pending.is_empty())
     }
 
     fn give_back(&self, batch: Vec<pb::ChunkRef>) {
-        self.unreported
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(batch);
+        self.unreported.locked().extend(batch);
     }
 
     /// Places `chunks`, reporting what was stored since the last placement; begins the
@@ -231,7 +216,7 @@ impl Session {
         mut request: pb::CommitUploadRequest,
     ) -> std::result::Result<pb::Entry, tonic::Status> {
         {
-            let receipts = self.receipts.lock().unwrap_or_else(|p| p.into_inner());
+            let receipts = self.receipts.locked();
             let mut seen = std::collections::HashSet::new();
             for r in &mut request.chunks {
                 r.receipt = None;

@@ -18,6 +18,7 @@
 //! GetS3Credential ([`State::s3_credential`]) opens a key's sealed secret for a gateway,
 //! which needs it to verify SigV4 signatures.
 
+use crate::sync::ReadWriteLocked;
 use anyhow::Context;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
@@ -93,7 +94,7 @@ impl State {
             ));
         };
         keys::check_key_id(id)?;
-        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        let keys = self.keys.read_locked();
         let Some(key) = keys.get(id) else {
             return Err(Status::unauthenticated(format!("unknown access key {id}")));
         };
@@ -117,7 +118,7 @@ impl State {
         }
         keys::check_key_id(id)
             .map_err(|d| status(Reason::NotAuthenticated, format!("{ON_BEHALF_HEADER}: {d}")))?;
-        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        let keys = self.keys.read_locked();
         match keys.get(id) {
             None => Err(Status::unauthenticated(format!(
                 "{ON_BEHALF_HEADER}: unknown access key {id}"
@@ -133,12 +134,7 @@ impl State {
     /// checked). Nothing secret is logged.
     pub fn s3_credential(&self, id: &str) -> Result<S3Credential, Status> {
         keys::check_key_id(id).map_err(|d| status(Reason::InvalidArgument, d.to_string()))?;
-        let key = self
-            .keys
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned();
+        let key = self.keys.read_locked().get(id).cloned();
         let Some(key) = key else {
             return Err(Status::not_found(format!("access key {id} does not exist")));
         };

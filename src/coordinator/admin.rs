@@ -1,6 +1,7 @@
 //! Cluster operations behind the admin RPCs: status, fsck, drain and removal of nodes,
 //! and the node list. Kept apart from `service.rs` so that file stays a thin translation.
 
+use crate::sync::Locked;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -129,11 +130,7 @@ pub fn status_with(state: &Arc<State>, counted: &StoreCounts) -> pb::StatusRespo
         }
         out.scrub_errors += v.scrub.errors;
     }
-    let summary = *state
-        .maint
-        .summary
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    let summary = *state.maint.summary.locked();
     out.under_replicated = summary.under_replicated;
     out.unrecoverable = summary.unrecoverable;
     out.over_replicated = summary.over_replicated;

@@ -5,6 +5,7 @@
 //! pending per replica, none again for a cooldown after one, and a few at once in all.
 //! The reason a client gives is logged cut short and escaped.
 
+use crate::sync::Locked;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -65,7 +66,7 @@ impl Admission {
 
 impl BadReplicas {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.locked()
     }
 
     fn admit(&self, r: &Replica, key: &str) -> Admission {

@@ -10,6 +10,7 @@
 //! authentication check is synchronous), reloaded from SQLite after every change that can
 //! alter it: SetBucket, and a delete or rename of a top-level directory.
 
+use crate::sync::ReadWriteLocked;
 use std::collections::HashSet;
 use std::sync::RwLock;
 
@@ -34,14 +35,11 @@ pub struct PublicBuckets(RwLock<HashSet<String>>);
 
 impl PublicBuckets {
     fn contains(&self, name: &str) -> bool {
-        self.0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(name)
+        self.0.read_locked().contains(name)
     }
 
     pub(super) fn replace(&self, names: HashSet<String>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = names;
+        *self.0.write_locked() = names;
     }
 }
 

@@ -13,6 +13,7 @@
 //! snapshot it repairs from, so a node's `node_dead` always comes before the repair it
 //! causes.
 
+use crate::sync::Locked;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -122,13 +123,7 @@ impl Events {
 
 /// Stores and broadcasts queued events until the queue closes.
 pub async fn run_writer(state: Arc<State>) {
-    let Some(mut rx) = state
-        .events
-        .queue_rx
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-    else {
+    let Some(mut rx) = state.events.queue_rx.locked().take() else {
         return;
     };
     let keep = state.cfg.events_kept;
@@ -192,7 +187,7 @@ impl NodeWatch {
         events: &Events,
         nodes: &super::NodeTable,
     ) -> Vec<(NodeView, NodeState)> {
-        let mut prev = self.prev.lock().unwrap_or_else(|p| p.into_inner());
+        let mut prev = self.prev.locked();
         let snapshot = nodes.snapshot(now_ms());
         Self::compare(&mut prev, events, &snapshot);
         snapshot
@@ -238,7 +233,7 @@ impl NodeWatch {
 
     #[cfg(test)]
     fn observe(&self, events: &Events, snapshot: &[(NodeView, NodeState)]) {
-        let mut prev = self.prev.lock().unwrap_or_else(|p| p.into_inner());
+        let mut prev = self.prev.locked();
         Self::compare(&mut prev, events, snapshot);
     }
 
@@ -250,12 +245,12 @@ impl NodeWatch {
             .map(|(v, _)| v.id.clone())
             .collect();
         {
-            let mut drained = self.drained.lock().unwrap_or_else(|p| p.into_inner());
+            let mut drained = self.drained.locked();
             drained.retain(|id| draining.contains(id));
             if draining.iter().all(|id| drained.contains(id)) {
                 return;
             }
-            let mut checked = self.drain_checked.lock().unwrap_or_else(|p| p.into_inner());
+            let mut checked = self.drain_checked.locked();
             if checked.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
                 return;
             }
@@ -264,7 +259,7 @@ impl NodeWatch {
         let Ok(counts) = state.store.replica_counts().await else {
             return;
         };
-        let mut drained = self.drained.lock().unwrap_or_else(|p| p.into_inner());
+        let mut drained = self.drained.locked();
         for id in draining {
             if counts.get(&id).copied().unwrap_or(0) == 0 && drained.insert(id.clone()) {
                 state.events.emit(EventRecord {

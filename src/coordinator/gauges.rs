@@ -8,6 +8,7 @@
 //! `gauge_refresh_interval`, one refresh at a time, and scrapes and the page read the last
 //! result. Everything else they show (node states, repair progress) is in memory.
 
+use crate::sync::ReadWriteLocked;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -37,11 +38,11 @@ pub struct GaugeCache(RwLock<Option<Arc<Scanned>>>);
 
 impl GaugeCache {
     pub fn get(&self) -> Option<Arc<Scanned>> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0.read_locked().clone()
     }
 
     fn put(&self, s: Scanned) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(s));
+        *self.0.write_locked() = Some(Arc::new(s));
     }
 }
 

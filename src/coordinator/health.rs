@@ -3,6 +3,7 @@
 //! Last-seen times are wall-clock and kept in SQLite, so a restarted coordinator judges
 //! nodes by when they were really last heard from.
 
+use crate::sync::ReadWriteLocked;
 use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 use std::time::Duration;
@@ -91,10 +92,7 @@ impl NodeTable {
     }
 
     pub fn upsert(&self, view: NodeView) {
-        self.nodes
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(view.id.clone(), view);
+        self.nodes.write_locked().insert(view.id.clone(), view);
     }
 
     /// Records a heartbeat; false when the node is unknown.
@@ -105,7 +103,7 @@ impl NodeTable {
         scrub: ScrubInfo,
         now_ms: i64,
     ) -> bool {
-        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        let mut nodes = self.nodes.write_locked();
         match nodes.get_mut(id) {
             Some(v) => {
                 crate::metrics::coordinator().heartbeats.inc();
@@ -119,28 +117,21 @@ impl NodeTable {
     }
 
     pub fn set_draining(&self, id: &str, draining: bool) -> bool {
-        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        let mut nodes = self.nodes.write_locked();
         nodes.get_mut(id).map(|v| v.draining = draining).is_some()
     }
 
     pub fn remove(&self, id: &str) {
-        self.nodes
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        self.nodes.write_locked().remove(id);
     }
 
     pub fn get(&self, id: &str) -> Option<NodeView> {
-        self.nodes
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
+        self.nodes.read_locked().get(id).cloned()
     }
 
     /// Every node with its state at `now_ms`.
     pub fn snapshot(&self, now_ms: i64) -> Vec<(NodeView, NodeState)> {
-        let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
+        let nodes = self.nodes.read_locked();
         let mut out: Vec<_> = nodes
             .values()
             .map(|v| (v.clone(), self.state_of(v, now_ms)))

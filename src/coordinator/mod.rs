@@ -39,6 +39,7 @@ mod trust;
 pub(crate) mod uploads;
 mod wire;
 
+use crate::sync::{Locked, ReadWriteLocked};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -168,17 +169,13 @@ impl State {
 
     /// Replaces the cached copy of one key after a change in the store.
     pub fn cache_key(&self, key: AccessKey) {
-        self.keys
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.id.clone(), key);
+        self.keys.write_locked().insert(key.id.clone(), key);
     }
 
     /// Valid admin keys other than `except`.
     pub fn other_admin_keys(&self, except: &str) -> usize {
         self.keys
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .read_locked()
             .values()
             .filter(|k| k.role == KeyRole::Admin && k.revoked_ms.is_none() && k.id != except)
             .count()
@@ -198,7 +195,7 @@ impl State {
         let counts = self.store.replica_counts().await?;
         let total: u64 = counts.values().sum();
         let reported: u64 = {
-            let done = self.inventoried.lock().unwrap_or_else(|p| p.into_inner());
+            let done = self.inventoried.locked();
             counts
                 .iter()
                 .filter(|(n, _)| done.contains(*n))

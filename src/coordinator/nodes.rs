@@ -2,6 +2,7 @@
 //! reports (invariant 4: replicas are recorded only on the holder's word), inventories
 //! and corruption reports.
 
+use crate::sync::Locked;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,15 +84,12 @@ impl State {
     /// A node that has not sent an inventory since this coordinator started is asked for
     /// one (again every 30 s until it arrives).
     fn wants_inventory(&self, node: &str) -> bool {
-        let done = self.inventoried.lock().unwrap_or_else(|p| p.into_inner());
+        let done = self.inventoried.locked();
         if done.contains(node) {
             return false;
         }
         drop(done);
-        let mut asked = self
-            .inventory_asked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut asked = self.inventory_asked.locked();
         let due = asked
             .get(node)
             .is_none_or(|t| t.elapsed() >= INVENTORY_ASK_EVERY);
@@ -136,10 +134,7 @@ impl State {
             .await?;
         tracing::info!(%node, chunks = total, lost = r.lost.len(), added = r.added,
             orphans = r.orphans.len(), "inventory reconciled");
-        self.inventoried
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(node.to_string());
+        self.inventoried.locked().insert(node.to_string());
         if !r.orphans.is_empty() && !self.safe_mode_now() {
             let protect = repair::protect_secs(self);
             repair::order_delete(self.clone(), node.to_string(), r.orphans.clone(), protect);

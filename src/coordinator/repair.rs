@@ -8,6 +8,7 @@
 //! datanodes' inventories, so incomplete knowledge never causes a repair storm or a
 //! wrong deletion (invariant 6).
 
+use crate::sync::Locked;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -59,15 +60,12 @@ pub struct Maintenance {
 
 impl Maintenance {
     pub fn running(&self) -> u64 {
-        self.inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len() as u64
+        self.inflight.locked().len() as u64
     }
 
     /// Repair throughput over the last minute, bytes/s.
     pub fn rate(&self) -> u64 {
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let mut recent = self.recent.locked();
         while recent
             .front()
             .is_some_and(|(t, _)| t.elapsed() > Duration::from_secs(60))
@@ -84,16 +82,8 @@ impl Maintenance {
     }
 
     fn finished(&self, id: &ChunkId, node: &str, bytes: Option<u64>) {
-        self.inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
-        if let Some(n) = self
-            .per_node
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(node)
-        {
+        self.inflight.locked().remove(id);
+        if let Some(n) = self.per_node.locked().get_mut(node) {
             *n = n.saturating_sub(1);
         }
         let m = crate::metrics::coordinator();
@@ -104,10 +94,7 @@ impl Maintenance {
             m.repair_bytes.inc_by(b);
             self.repairs_done.fetch_add(1, Ordering::Relaxed);
             self.repair_bytes.fetch_add(b, Ordering::Relaxed);
-            self.recent
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push_back((Instant::now(), b));
+            self.recent.locked().push_back((Instant::now(), b));
         }
         self.wake.notify_one();
     }
@@ -214,11 +201,7 @@ async fn heal(state: &Arc<State>) -> Result<(), MetaError> {
     }
     repairs.sort_by_key(|r| r.live);
     summary.queue = repairs.len() as u64;
-    *state
-        .maint
-        .summary
-        .lock()
-        .unwrap_or_else(|p| p.into_inner()) = summary;
+    *state.maint.summary.locked() = summary;
 
     repair_events(state, &summary);
     schedule_repairs(state, repairs, &views);
@@ -238,7 +221,7 @@ fn repair_events(state: &State, summary: &Summary) {
         m.repair_bytes.load(Ordering::Relaxed),
     );
     if summary.under_replicated > 0 && !m.repairing.swap(true, Ordering::Relaxed) {
-        *m.repair_base.lock().unwrap_or_else(|p| p.into_inner()) = done;
+        *m.repair_base.locked() = done;
         tracing::info!(chunks = summary.under_replicated, "repair started");
         state.events.emit(EventRecord {
             count: summary.under_replicated,
@@ -248,7 +231,7 @@ fn repair_events(state: &State, summary: &Summary) {
         && m.running() == 0
         && m.repairing.swap(false, Ordering::Relaxed)
     {
-        let base = *m.repair_base.lock().unwrap_or_else(|p| p.into_inner());
+        let base = *m.repair_base.locked();
         let (copies, bytes) = (done.0 - base.0, done.1 - base.1);
         tracing::info!(copies, bytes, "repair finished: every chunk at its target");
         state.events.emit(EventRecord {
@@ -267,22 +250,14 @@ fn schedule_repairs(
     let cfg = &state.cfg;
     let mut rng = rand::rng();
     for r in repairs {
-        let mut inflight = state
-            .maint
-            .inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut inflight = state.maint.inflight.locked();
         if inflight.len() >= cfg.repair_total {
             return;
         }
         if inflight.contains(&r.id) {
             continue;
         }
-        let mut per_node = state
-            .maint
-            .per_node
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut per_node = state.maint.per_node.locked();
         // Nodes busy with their share of copies wait for the next round.
         let candidates = eligible(views.values(), r.size, |n| {
             r.holders.iter().any(|h| h == n)

@@ -17,6 +17,7 @@
 //! file's mtime, which survives a restart. A re-ack of an existing chunk made just before a
 //! restart is not remembered; the coordinator's own grace period covers that window.
 
+use crate::sync::Locked;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -53,7 +54,7 @@ impl Default for RecentAcks {
 impl RecentAcks {
     /// The lock that makes check-and-delete and ack-and-check atomic (see the module doc).
     pub fn lock(&self) -> MutexGuard<'_, AckTable> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.locked()
     }
 
     /// Records an ack of `id` at `now` if `present()`, evaluated under the lock, says the

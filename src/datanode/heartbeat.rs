@@ -4,6 +4,7 @@
 //! coordinator no longer knows it. Every registration is followed by an inventory, which
 //! is how a restarted coordinator (or one that forgot this node) learns what it holds.
 
+use crate::sync::ReadWriteLocked;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -180,8 +181,7 @@ impl Heartbeats {
             revoked_digest: self.revoked.digest().into(),
             token_key_digest: self
                 .tokens
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
+                .read_locked()
                 .as_ref()
                 .map(|k| k.digest().to_vec())
                 .unwrap_or_default()
@@ -212,7 +212,7 @@ impl Heartbeats {
         let r = client.register(req).await?.into_inner();
         let ms = r.heartbeat_interval_ms;
         match token_key_of(&r, &self.node_id, &self.proof, self.tls_on) {
-            Ok(k) => *self.tokens.write().unwrap_or_else(|p| p.into_inner()) = Some(k),
+            Ok(k) => *self.tokens.write_locked() = Some(k),
             // A key held from an earlier registration stays in use.
             Err(e) => tracing::error!(node = %self.node_id, error = %e,
                 "token key refused: chunk requests are not served with it"),

@@ -3,6 +3,7 @@
 //! the [`WritePipeline`], repair orders to the [`Replicator`], deletion orders to
 //! `acks.rs`, reads and verifications to the [`ChunkStore`].
 
+use crate::sync::ReadWriteLocked;
 use std::io::Read;
 use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
 use std::sync::Arc;
@@ -73,11 +74,7 @@ impl Drop for Transfer {
 impl DatanodeService {
     /// The token key, once the coordinator has handed it over.
     fn token_key(&self) -> Result<TokenKey, Status> {
-        let key = self
-            .tokens
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let key = self.tokens.read_locked().clone();
         key.ok_or_else(|| {
             Status::unavailable(
                 "this datanode has not registered with the coordinator yet; try again",

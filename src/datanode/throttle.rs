@@ -9,6 +9,7 @@
 //! 64 MiB chunk under a 1 MiB/s limit simply waits 64 s), and a caller that is cancelled
 //! while sleeping has still paid, which errs on the side of less traffic.
 
+use crate::sync::Locked;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -63,7 +64,7 @@ impl TokenBucket {
             return Duration::ZERO;
         }
         let rate = self.rate as f64;
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.state.locked();
         if now > s.last {
             let refill = now.duration_since(s.last).as_secs_f64() * rate;
             s.tokens = (s.tokens + refill).min(self.burst);

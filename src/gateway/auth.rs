@@ -18,6 +18,7 @@
 //! An unreachable coordinator is a ServiceUnavailable (503), never a 403, and is not
 //! remembered.
 
+use crate::sync::Locked;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -106,7 +107,7 @@ impl S3Keys {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
-        self.inner.cache.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.cache.locked()
     }
 
     fn lifetime(&self, a: &Answer) -> Duration {

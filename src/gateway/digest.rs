@@ -3,6 +3,7 @@
 //! request declares (`x-amz-checksum-*`, header or trailer), and the ETag of a completed
 //! multipart upload.
 
+use crate::sync::Locked;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -186,7 +187,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Md5Reader<R> {
         if let Poll::Ready(Ok(())) = r {
             let fresh = &buf.filled()[before..];
             if !fresh.is_empty() {
-                let mut m = self.md5.lock().unwrap_or_else(|p| p.into_inner());
+                let mut m = self.md5.locked();
                 m.md5.update(fresh);
                 m.bytes += fresh.len() as u64;
                 if let Some((_, h)) = &mut m.extra {
@@ -201,24 +202,19 @@ impl<R: AsyncRead + Unpin> AsyncRead for Md5Reader<R> {
 impl Md5Handle {
     /// The MD5 so far.
     pub fn digest(&self) -> [u8; 16] {
-        let md5 = self.0.lock().unwrap_or_else(|p| p.into_inner()).md5.clone();
+        let md5 = self.0.locked().md5.clone();
         md5.finalize().into()
     }
 
     /// Bytes read so far.
     pub fn bytes(&self) -> u64 {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).bytes
+        self.0.locked().bytes
     }
 
     /// Checks the body's `x-amz-checksum-*` value (base64) against what was read; call
     /// once, at the end.
     pub fn check_checksum(&self, expected: &str) -> Result<(), String> {
-        let extra = self
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extra
-            .take();
+        let extra = self.0.locked().extra.take();
         let Some((algo, h)) = extra else {
             return Ok(());
         };

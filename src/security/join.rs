@@ -22,6 +22,7 @@
 //! encrypt anything else, or stop an attacker who can alter traffic in flight (one who
 //! relays a real node's calls can change their content); that takes TLS.
 
+use crate::sync::Locked;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -223,7 +224,7 @@ impl JoinGuard {
                 .insert(NOT_BEFORE_HEADER, MetadataValue::from(self.not_before));
             return Err(s);
         }
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = self.seen.locked();
         if seen.until.len() >= seen.sweep_at {
             seen.until.retain(|_, until| *until >= now);
             seen.sweep_at = (seen.until.len() * 2).max(1024);

@@ -7,6 +7,7 @@
 //! (gateway, node, client, coordinator) is refused at once by the coordinator and within
 //! a heartbeat by every datanode.
 
+use crate::sync::ReadWriteLocked;
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
@@ -69,12 +70,12 @@ impl Revoked {
     /// Installs a new list.
     pub fn replace(&self, set: HashSet<Fingerprint>) {
         let digest = digest(&set);
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Inner { set, digest };
+        *self.0.write_locked() = Inner { set, digest };
     }
 
     /// Adds one fingerprint; false if it was there already.
     pub fn insert(&self, f: Fingerprint) -> bool {
-        let mut inner = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.0.write_locked();
         let added = inner.set.insert(f);
         inner.digest = digest(&inner.set);
         added
@@ -82,33 +83,25 @@ impl Revoked {
 
     /// Digest of the current list; empty before any list was installed.
     pub fn digest(&self) -> Vec<u8> {
-        self.0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .digest
-            .clone()
+        self.0.read_locked().digest.clone()
     }
 
     /// The list, sorted, as hex.
     pub fn to_hex(&self) -> Vec<String> {
-        let inner = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let inner = self.0.read_locked();
         let mut v: Vec<String> = inner.set.iter().map(hex::encode).collect();
         v.sort();
         v
     }
 
     pub fn contains(&self, f: &Fingerprint) -> bool {
-        self.0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .set
-            .contains(f)
+        self.0.read_locked().set.contains(f)
     }
 
     /// Refuses a call whose peer presented a revoked certificate (PermissionDenied).
     /// Calls without a certificate pass: what they may do is checked elsewhere.
     pub fn check<T>(&self, req: &Request<T>) -> Result<(), Denied> {
-        let inner = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let inner = self.0.read_locked();
         if inner.set.is_empty() {
             return Ok(());
         }

@@ -1,6 +1,7 @@
 //! The registry of uploads in flight: who began each, what it proved, the per-key
 //! bounds, and the sweeping of abandoned ones (see `uploads/mod.rs`).
 
+use crate::sync::Locked;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -87,7 +88,7 @@ impl Uploads {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.locked()
     }
 
     /// Opens an upload for `info.owner`, within its limit of open uploads.

@@ -24,6 +24,7 @@ mod namespace;
 mod ops;
 mod security;
 
+use crate::sync::Locked;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -62,7 +63,7 @@ impl ReaderPool {
     /// Runs `f` on an idle connection, waiting for one if every reader is busy.
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
         let conn = {
-            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let mut idle = self.idle.locked();
             loop {
                 if let Some(c) = idle.pop() {
                     break c;
@@ -75,11 +76,7 @@ impl ReaderPool {
         impl Drop for Return<'_> {
             fn drop(&mut self) {
                 if let Some(c) = self.1.take() {
-                    self.0
-                        .idle
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(c);
+                    self.0.idle.locked().push(c);
                     self.0.returned.notify_one();
                 }
             }
@@ -142,7 +139,7 @@ impl SqliteStore {
     {
         let conn = self.writer.clone();
         run_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            let mut conn = conn.locked();
             timed("write", || f(&mut conn))
         })
         .await
@@ -161,7 +158,7 @@ impl SqliteStore {
     /// Runs `f` on the writer connection on the caller's thread: for tests of the SQL,
     /// and for an operation that borrows from its caller (the rotation of secrets).
     fn with_writer<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        f(&mut self.writer.lock().unwrap_or_else(|p| p.into_inner()))
+        f(&mut self.writer.locked())
     }
 }
 
