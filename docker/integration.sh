@@ -71,11 +71,18 @@ free_port() {
     done
     echo "$p"
 }
-export DFSD_PORT="${DFSD_PORT:-$(free_port)}"
-until [[ -n "${DFSD_ADMIN_PORT:-}" && "${DFSD_ADMIN_PORT}" != "$DFSD_PORT" ]]; do
-    DFSD_ADMIN_PORT=$(free_port)
+# The coordinator's port, its admin port and the six datanodes' ports, all distinct.
+taken=" "
+for var in DFSD_PORT DFSD_ADMIN_PORT DFSD_DN1_PORT DFSD_DN2_PORT DFSD_DN3_PORT \
+    DFSD_DN4_PORT DFSD_DN5_PORT DFSD_DN6_PORT; do
+    p="${!var:-}"
+    while [[ -z "$p" || "$taken" == *" $p "* ]]; do
+        p=$(free_port)
+    done
+    taken+="$p "
+    export "$var=$p"
 done
-export DFSD_ADMIN_PORT
+echo "   ports: coordinator $DFSD_PORT, admin $DFSD_ADMIN_PORT, datanodes $DFSD_DN1_PORT..."
 dc down -v --remove-orphans >/dev/null 2>&1 || true
 dc up -d
 

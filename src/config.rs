@@ -166,6 +166,10 @@ pub struct DatanodeConfig {
     /// Address other nodes and clients use to reach this node. Empty: the listen address,
     /// or, when that is a wildcard (0.0.0.0), the address the coordinator sees us at.
     pub advertise: String,
+    /// Address clients outside the cluster's network reach this node at, e.g. a container
+    /// port published on the host (`127.0.0.1:17071`). Empty: `advertise` serves everyone.
+    /// A client connects here when it can, else to `advertise`.
+    pub public_advertise: String,
     /// Where chunks, the node id and temporary files live.
     pub data_dir: PathBuf,
     /// Bytes this node offers; 0 = the whole file system.
@@ -290,6 +294,7 @@ impl Default for DatanodeConfig {
             join: DEFAULT_COORDINATOR_ADDR.into(),
             listen: "0.0.0.0:7071".into(),
             advertise: String::new(),
+            public_advertise: String::new(),
             data_dir: PathBuf::from("dfsd-data/datanode"),
             capacity: 0,
             reserve: 256 * 1024 * 1024,
@@ -613,6 +618,12 @@ impl Config {
         if d.idle_timeout < Duration::from_secs(1) {
             return bad("datanode.idle_timeout", "must be at least 1 second");
         }
+        if !d.public_advertise.is_empty() && !is_reachable_endpoint(&d.public_advertise) {
+            return bad(
+                "datanode.public_advertise",
+                "must be HOST:PORT with a real host (not 0.0.0.0), e.g. 127.0.0.1:17071",
+            );
+        }
         let cl = &self.client;
         if cl.chunk_size == 0 || cl.chunk_size > MAX_CHUNK_SIZE {
             return bad("client.chunk_size", "must be between 1 byte and 64 MiB");
@@ -701,6 +712,16 @@ fn check_limits(key: &'static str, total: usize, per_ip: usize) -> Result<(), Co
     Ok(())
 }
 
+/// True for an address a client can dial: a host that is not a wildcard, and a port.
+fn is_reachable_endpoint(addr: &str) -> bool {
+    let Ok(uri) = endpoint_uri(addr).parse::<http::Uri>() else {
+        return false;
+    };
+    let host = uri.host().unwrap_or("");
+    let wildcard = host.is_empty() || matches!(host, "0.0.0.0" | "[::]" | "::");
+    !wildcard && uri.port_u16().is_some()
+}
+
 /// Accepts "host:port" or "http://host:port" and returns a URI tonic can connect to.
 pub fn endpoint_uri(addr: &str) -> String {
     if addr.contains("://") {
@@ -776,6 +797,25 @@ mod tests {
         // Key ids are not secrets; an unset secret stays visibly unset.
         assert!(text.contains("DKCLIENT000000000000") && text.contains("DKADMIN0000000000000"));
         assert!(!Config::default().redacted().to_toml().contains(REDACTED));
+    }
+
+    #[test]
+    fn a_public_advertise_address_must_be_dialable() {
+        for (addr, ok) in [
+            ("127.0.0.1:17071", true),
+            ("http://dn1.example:7071", true),
+            ("0.0.0.0:17071", false),
+            ("127.0.0.1", false),
+            ("not a uri:x", false),
+        ] {
+            let mut cfg = Config::default();
+            cfg.datanode.public_advertise = addr.into();
+            let got = cfg.validate();
+            assert_eq!(got.is_ok(), ok, "{addr}: {got:?}");
+            if let Err(e) = got {
+                assert!(e.to_string().contains("datanode.public_advertise"), "{e}");
+            }
+        }
     }
 
     #[test]

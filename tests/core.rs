@@ -495,3 +495,89 @@ fn node_declared_dead_before_commit_does_not_fail_the_put() {
     assert!(status.success(), "put failed: {err}");
     assert!(get_bytes(&c, "/paced") == data, "file reads back intact");
 }
+
+/// A datanode started outside the harness with the given cluster and public addresses,
+/// listening on `listen`; SIGKILLed (by its PID) when dropped.
+struct OwnNode(std::process::Child);
+
+impl OwnNode {
+    fn start(c: &TestCluster, listen: u16, advertise: u16, public: u16) -> OwnNode {
+        let data = c.dir.path().join(format!("own-node-{listen}"));
+        let log =
+            std::fs::File::create(c.dir.path().join(format!("own-node-{listen}.log"))).unwrap();
+        let args: Vec<String> = [
+            "datanode",
+            "--join",
+            c.coordinator_addr.as_str(),
+            "--listen",
+            &format!("127.0.0.1:{listen}"),
+            "--advertise",
+            &format!("127.0.0.1:{advertise}"),
+            "--public-advertise",
+            &format!("127.0.0.1:{public}"),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let child = c
+            .server_command(&args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        OwnNode(child)
+    }
+}
+
+impl Drop for OwnNode {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// docker/compose.yml publishes each datanode on the host and names that port as its
+/// public address: a client dials a datanode's public address when a connection opens
+/// there, and its cluster address otherwise. Each case here leaves the client only one
+/// address that works (the other port has nothing listening), so a put and a get that
+/// read back the same bytes prove which one it took.
+#[test]
+fn clients_use_a_datanodes_public_address_only_when_it_answers() {
+    for public_works in [true, false] {
+        let c = TestCluster::start_with(Opts {
+            nodes: 0,
+            replication: 1,
+            ..Opts::default()
+        });
+        let (listen, closed) = (common::free_port(), common::free_port());
+        let (advertise, public) = match public_works {
+            true => (closed, listen),
+            false => (listen, closed),
+        };
+        let _node = OwnNode::start(&c, listen, advertise, public);
+        c.wait_alive(1);
+        let info = &c.node_infos()[0];
+        assert_eq!(info.addr, format!("http://127.0.0.1:{advertise}"));
+        assert_eq!(info.public_addr, format!("http://127.0.0.1:{public}"));
+
+        let data = random_bytes(CHUNK + 777, 31);
+        // The node takes chunk requests once its token key arrives, just after it is
+        // listed alive: the first put may be refused for that moment.
+        let mut last = String::new();
+        wait_until(
+            &format!("a put through the only working address (public works: {public_works})"),
+            Duration::from_secs(20),
+            || {
+                let out = put_bytes(&c, "/routed", &data, &[]);
+                last = stderr(&out);
+                out.status.success()
+            },
+        );
+        assert!(
+            get_bytes(&c, "/routed") == data,
+            "reads back intact: {last}"
+        );
+    }
+}

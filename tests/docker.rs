@@ -660,3 +660,69 @@ fn t6_rolling_restart_under_load_from_two_clients() {
     c.wait_redundant(Duration::from_secs(120));
     check_placement(&c, &acked);
 }
+
+/// A `dfsd` on the host, outside the Docker network, through the published ports only:
+/// the coordinator at 127.0.0.1:DFSD_PORT and each datanode at the public address it
+/// registered (127.0.0.1:DFSD_DNn_PORT). The host cannot resolve `dn1`..`dn6`, so a put
+/// and a get that succeed went through the public addresses.
+#[test]
+fn t7_a_client_on_the_host_puts_and_gets_through_published_ports() {
+    let Some(c) = enabled("t7_a_client_on_the_host_puts_and_gets_through_published_ports") else {
+        return;
+    };
+    c.ready();
+    let nodes = c.nodes().expect("dfsd nodes --json");
+    let public: Vec<&str> = nodes
+        .iter()
+        .map(|n| n["public_addr"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(public.len(), DATANODES);
+    assert!(
+        public.iter().all(|p| p.starts_with("http://127.0.0.1:")),
+        "every datanode registers its published loopback port: {public:?}"
+    );
+
+    let port = std::env::var("DFSD_PORT").expect("DFSD_PORT (docker/integration.sh)");
+    let host = |args: &[&str]| -> Output {
+        // Only what a user on the host would set: the suite's own DFSD_* variables
+        // (ports, compose project) are not client settings.
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dfsd"));
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("DFSD_")) {
+            cmd.env_remove(k);
+        }
+        cmd.env("DFSD_COORDINATOR", format!("127.0.0.1:{port}"))
+            .env("DFSD_TLS__CA", c.work.join("certs/ca.pem"))
+            .env("DFSD_ACCESS_KEY", &c.key_id)
+            .env("DFSD_SECRET_KEY", &c.secret)
+            .args(args);
+        run(&mut cmd)
+    };
+    let src = c.local("t7-src");
+    let (sha, chunks) = write_random(&src, 2 * CHUNK + 4321, 800);
+    let put = host(&["put", "-q", &src.display().to_string(), "/t7/from-host"]);
+    assert!(
+        put.status.success(),
+        "put from the host: {}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let dst = c.local("t7-dst");
+    let get = host(&["get", "/t7/from-host", &dst.display().to_string()]);
+    assert!(
+        get.status.success(),
+        "get from the host: {}",
+        String::from_utf8_lossy(&get.stderr)
+    );
+    assert_eq!(
+        sha_file(&dst),
+        sha,
+        "the host reads back the bytes it wrote"
+    );
+    // Clients inside the network read the same file by the datanodes' names.
+    assert_eq!(c.get_sha("/t7/from-host").unwrap(), sha);
+    c.wait_redundant(Duration::from_secs(60));
+    for id in &chunks {
+        assert_eq!(c.holders(id).len(), REPLICATION, "chunk {id}");
+    }
+    let _ = std::fs::remove_file(&src);
+    let _ = std::fs::remove_file(&dst);
+}

@@ -64,6 +64,7 @@ fn header(
         .map(|n| pb::NodeAddr {
             node_id: n.node_id,
             addr: n.addr,
+            public_addr: String::new(),
         })
         .collect();
     let token = match id.parse::<ChunkId>() {
@@ -240,6 +241,7 @@ async fn datanode_refuses_bad_chunk_ids_and_bad_bytes_keeping_nothing() {
             .unwrap()
             .node_id,
         addr: node_addr(&c, 1),
+        public_addr: String::new(),
     };
     let e = write(
         &c,

@@ -179,6 +179,7 @@ async fn write(addr: &str, node: &(String, String), key: &TokenKey, data: &[u8])
     let targets = vec![pb::NodeAddr {
         node_id: node.0.clone(),
         addr: node.1.clone(),
+        public_addr: String::new(),
     }];
     let scope = WriteScope {
         owner: "",

@@ -511,6 +511,7 @@ async fn a_datanode_forwards_only_to_the_nodes_the_coordinator_chose() {
             (i >> 8) & 0xff,
             (i & 0xff).max(1)
         ),
+        public_addr: String::new(),
     };
     let header =
         |downstream: Vec<pb::NodeAddr>, targets: Vec<pb::NodeAddr>| pb::WriteChunkRequest {

@@ -203,6 +203,7 @@ async fn a_plaintext_cluster_with_keys_admits_only_holders_of_the_join_secret() 
         node_id: "dn-probe".into(),
         addr: "127.0.0.1:1".into(),
         stats: None,
+        public_addr: String::new(),
     };
     let e = raw.register(register()).await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");

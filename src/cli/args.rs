@@ -168,6 +168,10 @@ pub struct DatanodeArgs {
     /// coordinator sees when listening on a wildcard).
     #[arg(long)]
     pub advertise: Option<String>,
+    /// Address clients outside the cluster's network reach this node at, e.g. a container
+    /// port published on the host; clients that can connect there use it.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub public_advertise: Option<String>,
     /// Directory for chunks.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,

@@ -22,6 +22,7 @@ fn node_json(n: &pb::NodeInfo) -> serde_json::Value {
     serde_json::json!({
         "node_id": n.node_id,
         "addr": n.addr,
+        "public_addr": n.public_addr,
         "state": state_name(n.state),
         "capacity_bytes": n.capacity_bytes,
         "used_bytes": n.used_bytes,

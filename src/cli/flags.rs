@@ -61,6 +61,8 @@ struct DatanodeFlags {
     #[serde(skip_serializing_if = "Option::is_none")]
     advertise: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    public_advertise: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     capacity: Option<u64>,
@@ -114,6 +116,7 @@ impl Flags {
                     join: a.join.clone(),
                     listen: a.listen.clone(),
                     advertise: a.advertise.clone(),
+                    public_advertise: a.public_advertise.clone(),
                     data_dir: a.data_dir.clone(),
                     capacity: a.capacity,
                     admin_listen: a.admin_listen.clone(),

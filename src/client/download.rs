@@ -265,8 +265,9 @@ impl Client {
         replica: &pb::NodeAddr,
         token: &str,
     ) -> Result<Bytes, (String, bool)> {
-        let mut client = self
-            .datanode(&replica.addr)
+        let (mut client, addr) = self
+            .datanode_at(replica)
+            .await
             .map_err(|e| (e.to_string(), false))?;
         let mut req = tonic::Request::new(pb::ReadChunkRequest {
             chunk_id: id.to_hex(),
@@ -277,10 +278,10 @@ impl Client {
         let mut stream = match client.read_chunk(req).await {
             Ok(r) => r.into_inner(),
             Err(s) => {
-                let e = ClientError::from_status(s, "datanode", &replica.addr);
+                let e = ClientError::from_status(s, "datanode", &addr);
                 let bad = matches!(e, ClientError::NotFound(_));
                 if e.peer_gone() {
-                    self.peers.forget(&replica.addr);
+                    self.peers.forget(&addr);
                 }
                 return Err((e.to_string(), bad));
             }
@@ -297,7 +298,7 @@ impl Client {
                 Ok(None) => break,
                 Err(s) => {
                     return Err((
-                        ClientError::from_status(s, "datanode", &replica.addr).to_string(),
+                        ClientError::from_status(s, "datanode", &addr).to_string(),
                         false,
                     ))
                 }

@@ -6,6 +6,7 @@ pub mod certs;
 mod download;
 pub mod events;
 mod progress;
+mod routes;
 mod session;
 mod upload;
 
@@ -169,6 +170,8 @@ pub struct Client {
     coordinator: pb::coordinator_client::CoordinatorClient<Channel>,
     coordinator_addr: String,
     peers: ChannelCache,
+    /// Which address of a datanode with a public one this client dials.
+    routes: routes::Routes,
     cfg: ClientConfig,
     /// Access key id and secret, sent with every coordinator call.
     credentials: Option<(MetadataValue<Ascii>, MetadataValue<Ascii>)>,
@@ -214,6 +217,7 @@ impl Client {
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             coordinator_addr: addr,
             peers: ChannelCache::new(cfg.connect_timeout, tls),
+            routes: routes::Routes::default(),
             cfg: cfg.clone(),
             credentials,
             on_behalf_of: None,
@@ -295,6 +299,19 @@ impl Client {
             .map_err(|s| ClientError::Invalid(s.message().to_string()))?;
         Ok(pb::datanode_client::DatanodeClient::new(ch)
             .max_decoding_message_size(MAX_MESSAGE_BYTES))
+    }
+
+    /// A client for datanode `node`, at the address this client can reach it at (see
+    /// `routes.rs`), and that address.
+    async fn datanode_at(
+        &self,
+        node: &pb::NodeAddr,
+    ) -> Result<(pb::datanode_client::DatanodeClient<Channel>, String)> {
+        let addr = self
+            .routes
+            .pick(&node.addr, &node.public_addr, self.cfg.connect_timeout)
+            .await;
+        Ok((self.datanode(&addr)?, addr))
     }
 
     fn transfer_timeout(&self) -> Duration {

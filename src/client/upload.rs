@@ -562,8 +562,7 @@ impl Client {
         placement: &pb::ChunkPlacement,
         owner: &str,
     ) -> Result<pb::WriteChunkResponse> {
-        let first = &targets[0];
-        let mut client = self.datanode(&first.addr)?;
+        let (mut client, first_addr) = self.datanode_at(&targets[0]).await?;
         let header = pb::WriteChunkHeader {
             chunk_id: id.to_hex(),
             size: data.len() as u64,
@@ -593,9 +592,9 @@ impl Client {
         match client.write_chunk(req).await {
             Ok(r) => Ok(r.into_inner()),
             Err(s) => {
-                let e = ClientError::from_status(s, "datanode", &first.addr);
+                let e = ClientError::from_status(s, "datanode", &first_addr);
                 if e.peer_gone() {
-                    self.peers.forget(&first.addr);
+                    self.peers.forget(&first_addr);
                 }
                 Err(e)
             }

@@ -27,6 +27,18 @@ impl ClusterService {
 
 /// A datanode listening on a wildcard address is reached at the address we see it from.
 fn effective_addr(advertised: &str, peer: Option<SocketAddr>) -> Result<String, Status> {
+    endpoint(advertised, peer, "--advertise")
+}
+
+/// A datanode's public address (`--public-advertise`): a real host and port, or none.
+fn public_addr(advertised: &str) -> Result<String, Status> {
+    if advertised.is_empty() {
+        return Ok(String::new());
+    }
+    endpoint(advertised, None, "--public-advertise")
+}
+
+fn endpoint(advertised: &str, peer: Option<SocketAddr>, flag: &str) -> Result<String, Status> {
     let uri = crate::config::endpoint_uri(advertised);
     let parsed: http::Uri = uri
         .parse()
@@ -40,9 +52,7 @@ fn effective_addr(advertised: &str, peer: Option<SocketAddr>) -> Result<String, 
         return Ok(uri);
     }
     let ip = peer.map(|p| p.ip()).ok_or_else(|| {
-        Status::invalid_argument(format!(
-            "address {advertised:?} is a wildcard; set --advertise"
-        ))
+        Status::invalid_argument(format!("address {advertised:?} is a wildcard; set {flag}"))
     })?;
     Ok(match ip {
         std::net::IpAddr::V4(v4) => format!("http://{v4}:{port}"),
@@ -101,8 +111,11 @@ impl pb::cluster_server::Cluster for ClusterService {
         let req = req.into_inner();
         check_node_id(&req.node_id)?;
         let addr = effective_addr(&req.addr, peer)?;
+        let public = public_addr(&req.public_addr)?;
         let stats: NodeStatsRecord = req.stats.into();
-        self.state.register_node(&req.node_id, &addr, stats).await?;
+        self.state
+            .register_node(&req.node_id, &addr, &public, stats)
+            .await?;
         let trust = &self.state.trust;
         let (token_key, token_key_sealed) =
             trust.token_key_for(&req.node_id, &self.state.token_key);
@@ -214,5 +227,13 @@ mod tests {
             "http://node4:7071"
         );
         assert!(effective_addr("0.0.0.0", Some(peer)).is_err());
+        assert_eq!(public_addr("").unwrap(), "");
+        assert_eq!(
+            public_addr("127.0.0.1:17071").unwrap(),
+            "http://127.0.0.1:17071"
+        );
+        let wild = public_addr("0.0.0.0:17071").unwrap_err();
+        assert!(wild.message().contains("--public-advertise"), "{wild:?}");
+        assert!(public_addr("localhost").is_err());
     }
 }

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 use std::time::Duration;
 
-use crate::model::{NodeRecord, NodeStatsRecord};
+use crate::model::{NodeEndpoint, NodeRecord, NodeStatsRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NodeState {
@@ -42,10 +42,22 @@ pub struct ScrubInfo {
 pub struct NodeView {
     pub id: String,
     pub addr: String,
+    /// Where clients outside the cluster's network reach it ('' when `addr` serves all).
+    pub public_addr: String,
     pub stats: NodeStatsRecord,
     pub last_seen_ms: i64,
     pub draining: bool,
     pub scrub: ScrubInfo,
+}
+
+impl NodeView {
+    pub fn endpoint(&self) -> NodeEndpoint {
+        NodeEndpoint {
+            id: self.id.clone(),
+            addr: self.addr.clone(),
+            public_addr: self.public_addr.clone(),
+        }
+    }
 }
 
 pub struct NodeTable {
@@ -62,6 +74,7 @@ impl NodeTable {
                 let view = NodeView {
                     id: n.id.clone(),
                     addr: n.addr,
+                    public_addr: n.public_addr,
                     stats: n.stats,
                     last_seen_ms: n.last_seen_ms,
                     draining: n.draining,
@@ -158,6 +171,7 @@ mod tests {
         NodeView {
             id: id.into(),
             addr: "a".into(),
+            public_addr: String::new(),
             stats: Default::default(),
             last_seen_ms,
             draining: false,

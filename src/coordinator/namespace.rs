@@ -9,7 +9,7 @@ use super::events::EventKind::{FileCommitted, FileDeleted, FileMoved};
 use super::{NodeState, NodeView, State};
 use crate::chunk::ChunkId;
 use crate::meta::MetaError;
-use crate::model::{now_ms, ComposeRequest, EntryInfo, FileChunk, MkdirOptions};
+use crate::model::{now_ms, ComposeRequest, EntryInfo, FileChunk, MkdirOptions, NodeEndpoint};
 use crate::path::DfsPath;
 use crate::security::token::Op;
 
@@ -18,7 +18,7 @@ use crate::security::token::Op;
 pub struct ChunkLocation {
     pub chunk: FileChunk,
     /// (node id, address): alive and draining holders in random order, then suspect ones.
-    pub replicas: Vec<(String, String)>,
+    pub replicas: Vec<NodeEndpoint>,
     pub read_token: String,
 }
 
@@ -111,7 +111,7 @@ impl State {
                     replicas: alive
                         .into_iter()
                         .chain(suspect)
-                        .map(|v: NodeView| (v.id, v.addr))
+                        .map(|v: NodeView| v.endpoint())
                         .collect(),
                     read_token: self.token(Op::Read, &[c.chunk_id]),
                 }

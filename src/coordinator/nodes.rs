@@ -25,25 +25,30 @@ pub enum Beat {
 }
 
 impl State {
-    /// Records a node's registration at `addr` (the address others reach it at).
+    /// Records a node's registration at `addr` (the address others reach it at) and
+    /// `public_addr` (where clients outside the cluster's network do; may be empty).
     pub async fn register_node(
         &self,
         id: &str,
         addr: &str,
+        public_addr: &str,
         stats: NodeStatsRecord,
     ) -> Result<(), MetaError> {
         let now = now_ms();
-        self.store.upsert_node(id, addr, stats, now).await?;
+        self.store
+            .upsert_node(id, addr, public_addr, stats, now)
+            .await?;
         let previous = self.nodes.get(id);
         self.nodes.upsert(NodeView {
             id: id.to_string(),
             addr: addr.to_string(),
+            public_addr: public_addr.to_string(),
             stats,
             last_seen_ms: now,
             draining: previous.as_ref().is_some_and(|v| v.draining),
             scrub: previous.map(|v| v.scrub).unwrap_or_default(),
         });
-        tracing::info!(node = %id, %addr, "datanode registered");
+        tracing::info!(node = %id, %addr, public_addr, "datanode registered");
         Ok(())
     }
 

@@ -7,11 +7,11 @@
 use rand::Rng;
 
 use super::{NodeState, NodeView};
+use crate::model::NodeEndpoint;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
-    pub id: String,
-    pub addr: String,
+    pub node: NodeEndpoint,
     pub free_bytes: u64,
 }
 
@@ -27,8 +27,7 @@ pub fn eligible<'a>(
         .into_iter()
         .filter(|(v, s)| *s == NodeState::Alive && v.stats.free_bytes >= size && !skip(&v.id))
         .map(|(v, _)| Candidate {
-            id: v.id.clone(),
-            addr: v.addr.clone(),
+            node: v.endpoint(),
             free_bytes: v.stats.free_bytes,
         })
         .collect()
@@ -63,8 +62,11 @@ mod tests {
 
     fn cand(id: &str, free_gib: u64) -> Candidate {
         Candidate {
-            id: id.into(),
-            addr: id.into(),
+            node: NodeEndpoint {
+                id: id.into(),
+                addr: id.into(),
+                public_addr: String::new(),
+            },
             free_bytes: free_gib << 30,
         }
     }
@@ -75,7 +77,7 @@ mod tests {
         let cands = vec![cand("a", 1), cand("b", 1), cand("c", 1)];
         for _ in 0..100 {
             let got = choose(&mut rng, &cands, 3);
-            let mut ids: Vec<_> = got.iter().map(|c| c.id.clone()).collect();
+            let mut ids: Vec<_> = got.iter().map(|c| c.node.id.clone()).collect();
             ids.sort();
             assert_eq!(ids, vec!["a", "b", "c"]);
         }
@@ -87,7 +89,7 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let cands = vec![cand("big", 90), cand("small", 10)];
         let big = (0..2000)
-            .filter(|_| choose(&mut rng, &cands, 1)[0].id == "big")
+            .filter(|_| choose(&mut rng, &cands, 1)[0].node.id == "big")
             .count();
         assert!((1700..1900).contains(&big), "big chosen {big} of 2000");
     }

@@ -4,13 +4,15 @@
 
 use tonic::{Request, Status};
 
+use super::access::Credentials;
 use super::namespace::ChunkLocation;
 use super::uploads::{ChunkClaim, Placement};
 use crate::chunk::ChunkId;
-use crate::model::{Attrs, ComposeRequest};
+use crate::model::{Attrs, ComposeRequest, NodeEndpoint};
 use crate::path::DfsPath;
 use crate::proto::pb;
-use crate::security::keys::{AccessKey, Principal};
+use crate::security::keys::{AccessKey, Principal, KEY_ID_HEADER, ON_BEHALF_HEADER, SECRET_HEADER};
+use crate::security::{peer_role, Role};
 
 /// Most entries one List call returns.
 pub const LIST_PAGE_MAX: usize = 1000;
@@ -155,20 +157,36 @@ pub fn compose_request(
     })
 }
 
-pub fn node_addr((node_id, addr): (String, String)) -> pb::NodeAddr {
-    pb::NodeAddr { node_id, addr }
+/// The caller's credentials as a call carries them, for `State::authenticate`.
+pub fn credentials<T>(req: &Request<T>) -> Credentials<'_> {
+    let header = |k: &str| {
+        req.metadata()
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+    };
+    Credentials {
+        key_id: header(KEY_ID_HEADER),
+        secret: header(SECRET_HEADER),
+        on_behalf_of: header(ON_BEHALF_HEADER),
+        gateway_cert: peer_role(req) == Some(Role::Gateway),
+    }
+}
+
+pub fn node_addr(n: NodeEndpoint) -> pb::NodeAddr {
+    pb::NodeAddr {
+        node_id: n.id,
+        addr: n.addr,
+        public_addr: n.public_addr,
+    }
 }
 
 pub fn placement_pb(p: Placement) -> pb::ChunkPlacement {
     pb::ChunkPlacement {
         chunk_id: p.id.to_hex(),
-        existing: p.existing.iter().map(|(n, _)| n.clone()).collect(),
+        existing: p.existing.iter().map(|n| n.id.clone()).collect(),
         existing_replicas: p.existing.into_iter().map(node_addr).collect(),
-        targets: p
-            .targets
-            .into_iter()
-            .map(|c| node_addr((c.id, c.addr)))
-            .collect(),
+        targets: p.targets.into_iter().map(|c| node_addr(c.node)).collect(),
         token: p.write_token,
         read_token: p.read_token,
         receipt: p.grant.map(Into::into),

@@ -284,6 +284,7 @@ async fn write(node: &Node, data: &[u8]) -> ChunkId {
             targets: vec![pb::NodeAddr {
                 node_id: node.id.clone(),
                 addr: node.addr.clone(),
+                public_addr: String::new(),
             }],
         })),
     };
@@ -312,6 +313,7 @@ fn src(n: &Node) -> pb::NodeAddr {
     pb::NodeAddr {
         node_id: n.id.clone(),
         addr: n.addr.clone(),
+        public_addr: String::new(),
     }
 }
 
@@ -343,6 +345,7 @@ async fn replication_skips_bad_sources_and_deletion_respects_recent_acks() {
     let dead = pb::NodeAddr {
         node_id: "dn-dead".into(),
         addr: "http://127.0.0.1:1".into(),
+        public_addr: String::new(),
     };
 
     let resp = dest

@@ -36,6 +36,8 @@ fn stats_pb(store: &dyn ChunkStore, active: u32, scrub: &ScrubProgress) -> pb::N
 pub(super) struct Heartbeats {
     pub node_id: String,
     pub addr: String,
+    /// Where clients outside the cluster's network reach us ('' when `addr` serves all).
+    pub public_addr: String,
     pub store: Arc<dyn ChunkStore>,
     pub coordinator: ClusterChannel,
     pub inventory: Inventory,
@@ -207,6 +209,7 @@ impl Heartbeats {
             node_id: self.node_id.clone(),
             addr: self.addr.clone(),
             stats: Some(stats_pb(&*self.store, 0, &self.scrub)),
+            public_addr: self.public_addr.clone(),
         });
         req.set_timeout(Duration::from_secs(10));
         let r = client.register(req).await?.into_inner();

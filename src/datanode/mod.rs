@@ -308,9 +308,13 @@ pub async fn run_with(
     let (_lock, node_id, store) = open_data_dir(&cfg)?;
     let local = listener.local_addr()?;
     let addr = advertise_addr(&cfg, local);
+    let public_addr = match cfg.public_advertise.as_str() {
+        "" => String::new(),
+        a => crate::config::endpoint_uri(a),
+    };
     let (coordinator, proof) = coordinator_channel(&cfg, tls.as_ref())?;
     let stats = store.stats();
-    tracing::info!(node = %node_id, listen = %local, advertise = %addr, chunks = stats.chunk_count,
+    tracing::info!(node = %node_id, listen = %local, advertise = %addr, public_addr, chunks = stats.chunk_count,
         used = stats.used_bytes, "datanode listening");
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -346,6 +350,7 @@ pub async fn run_with(
     let hb = tokio::spawn(heartbeat_loop(Heartbeats {
         node_id: node_id.clone(),
         addr,
+        public_addr,
         store: store.clone(),
         coordinator,
         inventory,

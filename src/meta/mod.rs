@@ -120,6 +120,7 @@ pub trait MetaStore: Send + Sync {
         &self,
         id: &str,
         addr: &str,
+        public_addr: &str,
         stats: NodeStatsRecord,
         now_ms: i64,
     ) -> Result<()>;

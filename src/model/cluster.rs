@@ -16,12 +16,24 @@ pub struct NodeStatsRecord {
 pub struct NodeRecord {
     pub id: String,
     pub addr: String,
+    /// Where clients outside the cluster's network reach it ('' when the same as `addr`).
+    pub public_addr: String,
     pub stats: NodeStatsRecord,
     pub registered_ms: i64,
     pub last_seen_ms: i64,
     pub draining: bool,
     /// Replicas on record for this node.
     pub replicas: u64,
+}
+
+/// Where a datanode is reached: `addr` inside the cluster's network (by other datanodes,
+/// the coordinator and clients there), `public_addr` from outside it ('' when `addr`
+/// serves everyone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeEndpoint {
+    pub id: String,
+    pub addr: String,
+    pub public_addr: String,
 }
 
 /// A chunk that committed files reference, with its target and the nodes on record.

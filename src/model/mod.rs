@@ -15,8 +15,8 @@ mod records;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use cluster::{
-    ChunkHealth, Doomed, FileReport, InventoryItem, NodeRecord, NodeStatsRecord, Reconciled,
-    StoreCounts,
+    ChunkHealth, Doomed, FileReport, InventoryItem, NodeEndpoint, NodeRecord, NodeStatsRecord,
+    Reconciled, StoreCounts,
 };
 pub use namespace::{
     Attrs, CommitRequest, ComposeRequest, EntryInfo, FileChunk, Inode, Kind, MkdirOptions,

@@ -540,6 +540,7 @@ impl TestCluster {
             .map(|n| pb::NodeAddr {
                 node_id: n.node_id,
                 addr: n.addr,
+                public_addr: String::new(),
             })
             .collect()
     }

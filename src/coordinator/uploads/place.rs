@@ -11,8 +11,8 @@ use rand::SeedableRng;
 use super::UploadError;
 use crate::chunk::ChunkId;
 use crate::coordinator::placement::{choose, eligible, Candidate};
-use crate::coordinator::{NodeState, State};
-use crate::model::now_ms;
+use crate::coordinator::{NodeState, NodeView, State};
+use crate::model::{now_ms, NodeEndpoint};
 use crate::security::keys::Principal;
 use crate::security::token::{unix_now, Op, Receipt, WriteScope};
 
@@ -29,7 +29,7 @@ pub struct ChunkClaim {
 pub struct Placement {
     pub id: ChunkId,
     /// Live holders on record (id, address); only for chunks the caller proved.
-    pub existing: Vec<(String, String)>,
+    pub existing: Vec<NodeEndpoint>,
     /// New nodes to write to, in pipeline order.
     pub targets: Vec<Candidate>,
     pub write_token: String,
@@ -112,10 +112,10 @@ impl State {
         let on_record = self.store.replicas_of(lookup).await?;
         let now = now_ms();
         let snapshot = self.nodes.snapshot(now);
-        let alive: HashMap<&str, &str> = snapshot
+        let alive: HashMap<&str, &NodeView> = snapshot
             .iter()
             .filter(|(_, s)| *s == NodeState::Alive)
-            .map(|(v, _)| (v.id.as_str(), v.addr.as_str()))
+            .map(|(v, _)| (v.id.as_str(), v))
             .collect();
         let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
         let mut out = Vec::with_capacity(claims.len());
@@ -130,7 +130,7 @@ impl State {
             }
             let holders = live_holders(recorded, &alive);
             let candidates = eligible(&snapshot, c.size, |n| {
-                exclude.contains(n) || holders.iter().any(|(h, _)| h == n)
+                exclude.contains(n) || holders.iter().any(|h| h.id == n)
             });
             let need = (upload.replication as usize).saturating_sub(holders.len());
             let targets = choose(&mut rng, &candidates, need);
@@ -199,7 +199,7 @@ impl State {
         &self,
         id: ChunkId,
         owner: &str,
-        existing: Vec<(String, String)>,
+        existing: Vec<NodeEndpoint>,
         targets: Vec<Candidate>,
         grant: Option<Receipt>,
     ) -> Placement {
@@ -207,7 +207,7 @@ impl State {
             owner,
             targets: targets
                 .iter()
-                .map(|t| (t.id.as_str(), t.addr.as_str()))
+                .map(|t| (t.node.id.as_str(), t.node.addr.as_str()))
                 .collect(),
         };
         let write_token = self.token_key.sign_write(id, &scope, self.cfg.token_ttl);
@@ -228,9 +228,9 @@ impl State {
 }
 
 /// The nodes of `recorded` that are alive, with their addresses.
-fn live_holders(recorded: &[String], alive: &HashMap<&str, &str>) -> Vec<(String, String)> {
+fn live_holders(recorded: &[String], alive: &HashMap<&str, &NodeView>) -> Vec<NodeEndpoint> {
     recorded
         .iter()
-        .filter_map(|n| alive.get(n.as_str()).map(|a| (n.clone(), a.to_string())))
+        .filter_map(|n| alive.get(n.as_str()).map(|v| v.endpoint()))
         .collect()
 }

@@ -12,13 +12,14 @@ use crate::model::{NodeRecord, NodeStatsRecord};
 const NODE_SELECT: &str =
     "SELECT n.id, n.addr, n.capacity_bytes, n.used_bytes, n.free_bytes, n.chunk_count,
         n.registered_ms, n.last_seen_ms, n.draining,
-        (SELECT count(*) FROM replicas r WHERE r.node_id = n.id)
+        (SELECT count(*) FROM replicas r WHERE r.node_id = n.id), n.public_addr
  FROM nodes n";
 
 fn node_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NodeRecord> {
     Ok(NodeRecord {
         id: r.get(0)?,
         addr: r.get(1)?,
+        public_addr: r.get(10)?,
         stats: NodeStatsRecord {
             capacity_bytes: r.get::<_, i64>(2)? as u64,
             used_bytes: r.get::<_, i64>(3)? as u64,
@@ -36,14 +37,15 @@ pub fn upsert_node(
     conn: &Connection,
     id: &str,
     addr: &str,
+    public_addr: &str,
     stats: NodeStatsRecord,
     now: i64,
 ) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO nodes (id, addr, capacity_bytes, used_bytes, free_bytes, chunk_count, registered_ms, last_seen_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+        "INSERT INTO nodes (id, addr, capacity_bytes, used_bytes, free_bytes, chunk_count, registered_ms, last_seen_ms, public_addr)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)
          ON CONFLICT(id) DO UPDATE SET addr = ?2, capacity_bytes = ?3, used_bytes = ?4, free_bytes = ?5,
-             chunk_count = ?6, last_seen_ms = ?7",
+             chunk_count = ?6, last_seen_ms = ?7, public_addr = ?8",
     )?
     .execute(params![
         id,
@@ -52,7 +54,8 @@ pub fn upsert_node(
         stats.used_bytes as i64,
         stats.free_bytes as i64,
         stats.chunk_count as i64,
-        now
+        now,
+        public_addr
     ])?;
     Ok(())
 }

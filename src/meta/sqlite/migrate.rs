@@ -40,6 +40,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "007_buckets",
         include_str!("../../../migrations/007_buckets.sql"),
     ),
+    (
+        8,
+        "008_public_addr",
+        include_str!("../../../migrations/008_public_addr.sql"),
+    ),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {

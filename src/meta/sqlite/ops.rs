@@ -92,11 +92,12 @@ impl MetaStore for SqliteStore {
         &self,
         id: &str,
         addr: &str,
+        public_addr: &str,
         stats: NodeStatsRecord,
         now_ms: i64,
     ) -> Result<()> {
-        let (id, addr) = (id.to_string(), addr.to_string());
-        self.write(move |c| cluster::upsert_node(c, &id, &addr, stats, now_ms))
+        let (id, addr, public) = (id.to_string(), addr.to_string(), public_addr.to_string());
+        self.write(move |c| cluster::upsert_node(c, &id, &addr, &public, stats, now_ms))
             .await
     }
 
