@@ -13,7 +13,12 @@ use prost::Message;
 use tonic::{Code, Status};
 
 use crate::chunk::InvalidChunkId;
+use crate::coordinator::access::CredentialError;
+use crate::coordinator::admin::AdminError;
+use crate::coordinator::bad_replicas::ReportError;
+use crate::coordinator::buckets::BucketError;
 use crate::coordinator::keys::KeyError;
+use crate::coordinator::trust::RevokeError;
 use crate::coordinator::uploads::UploadError;
 use crate::datanode::acks::DeleteError;
 use crate::datanode::cluster::CallError;
@@ -196,13 +201,17 @@ impl From<InvalidChunkId> for Status {
 }
 
 /// Node ids are 1 to 64 characters of `[A-Za-z0-9_-]`.
-pub fn check_node_id(id: &str) -> Result<(), Status> {
-    let ok = !id.is_empty()
+pub fn valid_node_id(id: &str) -> bool {
+    !id.is_empty()
         && id.len() <= 64
         && id
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// [`valid_node_id`], as a gRPC status.
+pub fn check_node_id(id: &str) -> Result<(), Status> {
+    if valid_node_id(id) {
         Ok(())
     } else {
         Err(status(
@@ -231,12 +240,12 @@ impl From<StoreError> for Status {
             StoreError::TooLong { .. }
             | StoreError::SizeMismatch { .. }
             | StoreError::HashMismatch { .. }
-            | StoreError::ChunkTooLarge { .. } => Status::invalid_argument(e.to_string()),
-            StoreError::NoSpace { .. } => Status::resource_exhausted(e.to_string()),
-            StoreError::NotFound(_) => Status::not_found(e.to_string()),
+            | StoreError::ChunkTooLarge { .. } => status(Reason::InvalidArgument, e.to_string()),
+            StoreError::NoSpace { .. } => status(Reason::LimitExceeded, e.to_string()),
+            StoreError::NotFound(_) => status(Reason::NotFound, e.to_string()),
             StoreError::Io { .. } => {
                 tracing::error!(error = %e, "chunk store I/O failed");
-                Status::internal(e.to_string())
+                status(Reason::Internal, e.to_string())
             }
         }
     }
@@ -244,7 +253,7 @@ impl From<StoreError> for Status {
 
 impl From<DeleteError> for Status {
     fn from(e: DeleteError) -> Status {
-        Status::internal(e.to_string())
+        status(Reason::Internal, e.to_string())
     }
 }
 
@@ -263,10 +272,10 @@ impl From<Status> for PeerError {
 impl From<PeerError> for Status {
     fn from(e: PeerError) -> Status {
         match e {
-            PeerError::NotFound(m) => Status::not_found(m),
-            PeerError::Unreachable(m) => Status::unavailable(m),
-            PeerError::Invalid(m) => Status::invalid_argument(m),
-            PeerError::Failed(m) => Status::internal(m),
+            PeerError::NotFound(m) => status(Reason::NotFound, m),
+            PeerError::Unreachable(m) => status(Reason::Unavailable, m),
+            PeerError::Invalid(m) => status(Reason::InvalidArgument, m),
+            PeerError::Failed(m) => status(Reason::Internal, m),
         }
     }
 }
@@ -274,7 +283,7 @@ impl From<PeerError> for Status {
 impl From<PipelineError> for Status {
     fn from(e: PipelineError) -> Status {
         match e {
-            PipelineError::FrameTooLarge { .. } => Status::invalid_argument(e.to_string()),
+            PipelineError::FrameTooLarge { .. } => status(Reason::InvalidArgument, e.to_string()),
             PipelineError::Store(e) => e.into(),
             PipelineError::Downstream(e) => e.into(),
         }
@@ -286,16 +295,16 @@ impl From<ReplicateError> for Status {
         match e {
             ReplicateError::Store(e) => e.into(),
             ReplicateError::SourceCount { .. } | ReplicateError::SizeConflict { .. } => {
-                Status::invalid_argument(e.to_string())
+                status(Reason::InvalidArgument, e.to_string())
             }
             ReplicateError::NoSource {
                 all_not_found: true,
                 ..
-            } => Status::not_found(e.to_string()),
+            } => status(Reason::NotFound, e.to_string()),
             ReplicateError::NoSource { .. }
             | ReplicateError::NotAcknowledged { .. }
-            | ReplicateError::ShuttingDown => Status::unavailable(e.to_string()),
-            ReplicateError::WriterStopped { .. } => Status::internal(e.to_string()),
+            | ReplicateError::ShuttingDown => status(Reason::Unavailable, e.to_string()),
+            ReplicateError::WriterStopped { .. } => status(Reason::Internal, e.to_string()),
         }
     }
 }
@@ -333,6 +342,68 @@ impl From<UploadError> for Status {
         match e {
             UploadError::Meta(m) => m.into(),
             e => status(reason, e.to_string()),
+        }
+    }
+}
+
+impl From<AdminError> for Status {
+    fn from(e: AdminError) -> Status {
+        let reason = match &e {
+            AdminError::BadNodeId(_) => Reason::InvalidArgument,
+            AdminError::UnknownNode(_) => Reason::NotFound,
+            AdminError::NotRemovable { .. } | AdminError::SoleReplicas { .. } => {
+                Reason::Precondition
+            }
+            AdminError::Path(_) => Reason::InvalidArgument,
+            AdminError::Meta(_) => Reason::Internal,
+        };
+        match e {
+            AdminError::Meta(m) => m.into(),
+            e => status(reason, e.to_string()),
+        }
+    }
+}
+
+impl From<CredentialError> for Status {
+    fn from(e: CredentialError) -> Status {
+        let reason = match &e {
+            CredentialError::BadKeyId(_) => Reason::InvalidArgument,
+            CredentialError::NoSuchKey(_) => Reason::NotFound,
+            CredentialError::Revoked(_) => Reason::PermissionDenied,
+            CredentialError::NoS3Secret(_) => Reason::Precondition,
+            CredentialError::Unsealable { .. } => Reason::Internal,
+        };
+        status(reason, e.to_string())
+    }
+}
+
+impl From<BucketError> for Status {
+    fn from(e: BucketError) -> Status {
+        match e {
+            BucketError::Denied(d) => d.into(),
+            BucketError::Meta(m) => m.into(),
+            e => status(Reason::InvalidArgument, e.to_string()),
+        }
+    }
+}
+
+impl From<RevokeError> for Status {
+    fn from(e: RevokeError) -> Status {
+        match e {
+            RevokeError::Meta(m) => m.into(),
+            e @ RevokeError::OwnCertificate(_) => status(Reason::Precondition, e.to_string()),
+            e => status(Reason::InvalidArgument, e.to_string()),
+        }
+    }
+}
+
+impl From<ReportError> for Status {
+    fn from(e: ReportError) -> Status {
+        match e {
+            ReportError::Denied(d) => d.into(),
+            ReportError::Meta(m) => m.into(),
+            e @ ReportError::BadNodeId(_) => status(Reason::InvalidArgument, e.to_string()),
+            e => status(Reason::NotFound, e.to_string()),
         }
     }
 }

@@ -20,25 +20,46 @@
 
 use crate::sync::ReadWriteLocked;
 use anyhow::Context;
-use tonic::metadata::MetadataMap;
-use tonic::{Request, Status};
 
 use super::State;
 use crate::config::CoordinatorConfig;
 use crate::meta::MetaStore;
 use crate::model::now_ms;
 use crate::path::DfsPath;
-use crate::security::keys::{
-    self, AccessKey, KeyRole, Principal, KEY_ID_HEADER, ON_BEHALF_HEADER, SECRET_HEADER,
-};
+use crate::security::keys::{self, AccessKey, KeyRole, Principal, ON_BEHALF_HEADER};
 use crate::security::seal::SealKey;
-use crate::security::{peer_role, Role};
-use crate::wire_error::{status, Reason};
+use crate::security::Denied;
 
-fn header<'a>(md: &'a MetadataMap, k: &str) -> Option<&'a str> {
-    md.get(k)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
+/// What a call says about its caller, read off the call by the server's transport (the
+/// interceptor in `mod.rs`) or by the status page: empty headers count as absent.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Credentials<'a> {
+    /// `x-dfsd-key-id`.
+    pub key_id: Option<&'a str>,
+    /// `x-dfsd-secret`.
+    pub secret: Option<&'a str>,
+    /// `x-dfsd-on-behalf-of`.
+    pub on_behalf_of: Option<&'a str>,
+    /// The caller presented a gateway certificate (only with TLS).
+    pub gateway_cert: bool,
+}
+
+/// Why GetS3Credential refused a key.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("{0}")]
+    BadKeyId(Denied),
+    #[error("access key {0} does not exist")]
+    NoSuchKey(String),
+    #[error("access key {0} has been revoked")]
+    Revoked(String),
+    #[error(
+        "access key {0} was created before S3 support and cannot sign S3 requests: \
+         create a new key (`dfsd key create`) and revoke this one"
+    )]
+    NoS3Secret(String),
+    #[error("the S3 secret of access key {key}: {cause}")]
+    Unsealable { key: String, cause: String },
 }
 
 /// What GetS3Credential hands a gateway.
@@ -51,22 +72,21 @@ pub struct S3Credential {
 impl State {
     /// Who is calling, from the call's metadata and TLS peer (see the module docs).
     /// `None`: a gateway certificate and nothing else.
-    pub fn authenticate(&self, req: &Request<()>) -> Result<Option<Principal>, Status> {
-        let md = req.metadata();
+    pub fn authenticate(&self, c: Credentials<'_>) -> Result<Option<Principal>, Denied> {
         let tls_on = self.tls.is_some();
-        let gateway = tls_on && peer_role(req) == Some(Role::Gateway);
-        let sent_key = header(md, KEY_ID_HEADER).is_some() || header(md, SECRET_HEADER).is_some();
+        let gateway = tls_on && c.gateway_cert;
+        let sent_key = c.key_id.is_some() || c.secret.is_some();
         // A key is checked whenever one is sent; a gateway certificate needs none.
         let own = if gateway && !sent_key && self.cfg.auth {
             None
         } else {
-            Some(self.key_principal(md)?)
+            Some(self.key_principal(&c)?)
         };
-        let Some(target) = header(md, ON_BEHALF_HEADER) else {
+        let Some(target) = c.on_behalf_of else {
             return Ok(own);
         };
         if tls_on && !gateway {
-            return Err(Status::permission_denied(format!(
+            return Err(Denied::Forbidden(format!(
                 "{ON_BEHALF_HEADER} is honoured only from a gateway certificate"
             )));
         }
@@ -74,7 +94,7 @@ impl State {
             // No certificate to check: delegation takes an admin key.
             let admin = own.as_ref().is_some_and(|p| p.role == KeyRole::Admin);
             if !admin {
-                return Err(Status::permission_denied(format!(
+                return Err(Denied::Forbidden(format!(
                     "{ON_BEHALF_HEADER} needs an admin key when the cluster runs without TLS"
                 )));
             }
@@ -83,28 +103,28 @@ impl State {
     }
 
     /// The principal of the access key in the call's metadata.
-    fn key_principal(&self, md: &MetadataMap) -> Result<Principal, Status> {
+    fn key_principal(&self, c: &Credentials<'_>) -> Result<Principal, Denied> {
         if !self.cfg.auth {
             return Ok(Principal::open());
         }
-        let (Some(id), Some(secret)) = (header(md, KEY_ID_HEADER), header(md, SECRET_HEADER))
-        else {
-            return Err(Status::unauthenticated(
-                "no access key: set DFSD_ACCESS_KEY and DFSD_SECRET_KEY (see `dfsd key create`)",
+        let (Some(id), Some(secret)) = (c.key_id, c.secret) else {
+            return Err(Denied::Unauthenticated(
+                "no access key: set DFSD_ACCESS_KEY and DFSD_SECRET_KEY (see `dfsd key create`)"
+                    .into(),
             ));
         };
         keys::check_key_id(id)?;
         let keys = self.keys.read_locked();
         let Some(key) = keys.get(id) else {
-            return Err(Status::unauthenticated(format!("unknown access key {id}")));
+            return Err(Denied::Unauthenticated(format!("unknown access key {id}")));
         };
         if key.revoked_ms.is_some() {
-            return Err(Status::unauthenticated(format!(
+            return Err(Denied::Unauthenticated(format!(
                 "access key {id} has been revoked"
             )));
         }
         if !key.secret_matches(secret) {
-            return Err(Status::unauthenticated(format!(
+            return Err(Denied::Unauthenticated(format!(
                 "wrong secret for access key {id}"
             )));
         }
@@ -112,18 +132,18 @@ impl State {
     }
 
     /// The principal of the key a gateway acts for: it must exist and be valid now.
-    fn delegate(&self, id: &str) -> Result<Principal, Status> {
+    fn delegate(&self, id: &str) -> Result<Principal, Denied> {
         if let Some(bucket) = id.strip_prefix(super::buckets::ANONYMOUS_PREFIX) {
             return self.anonymous(bucket);
         }
         keys::check_key_id(id)
-            .map_err(|d| status(Reason::NotAuthenticated, format!("{ON_BEHALF_HEADER}: {d}")))?;
+            .map_err(|d| Denied::Unauthenticated(format!("{ON_BEHALF_HEADER}: {d}")))?;
         let keys = self.keys.read_locked();
         match keys.get(id) {
-            None => Err(Status::unauthenticated(format!(
+            None => Err(Denied::Unauthenticated(format!(
                 "{ON_BEHALF_HEADER}: unknown access key {id}"
             ))),
-            Some(k) if k.revoked_ms.is_some() => Err(Status::unauthenticated(format!(
+            Some(k) if k.revoked_ms.is_some() => Err(Denied::Unauthenticated(format!(
                 "access key {id} has been revoked"
             ))),
             Some(k) => Ok(Principal::of(k)),
@@ -132,26 +152,24 @@ impl State {
 
     /// The S3 secret, role and prefix of the key `id`, for a gateway (the caller has been
     /// checked). Nothing secret is logged.
-    pub fn s3_credential(&self, id: &str) -> Result<S3Credential, Status> {
-        keys::check_key_id(id).map_err(|d| status(Reason::InvalidArgument, d.to_string()))?;
+    pub fn s3_credential(&self, id: &str) -> Result<S3Credential, CredentialError> {
+        keys::check_key_id(id).map_err(CredentialError::BadKeyId)?;
         let key = self.keys.read_locked().get(id).cloned();
         let Some(key) = key else {
-            return Err(Status::not_found(format!("access key {id} does not exist")));
+            return Err(CredentialError::NoSuchKey(id.into()));
         };
         if key.revoked_ms.is_some() {
-            return Err(Status::permission_denied(format!(
-                "access key {id} has been revoked"
-            )));
+            return Err(CredentialError::Revoked(id.into()));
         }
         let Some(sealed) = &key.s3_secret_sealed else {
-            return Err(Status::failed_precondition(format!(
-                "access key {id} was created before S3 support and cannot sign S3 requests: \
-                 create a new key (`dfsd key create`) and revoke this one"
-            )));
+            return Err(CredentialError::NoS3Secret(id.into()));
         };
         let secret = self.s3_seal.open(id, sealed).map_err(|e| {
             tracing::error!(key = %id, error = %e, "cannot open the sealed S3 secret");
-            Status::internal(format!("the S3 secret of access key {id}: {e}"))
+            CredentialError::Unsealable {
+                key: id.into(),
+                cause: e.to_string(),
+            }
         })?;
         Ok(S3Credential {
             secret,
@@ -216,8 +234,8 @@ pub(super) async fn bootstrap_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::security::keys::{KEY_ID_HEADER, SECRET_HEADER};
     use std::sync::Arc;
-    use tonic::Code;
 
     const ADMIN: (&str, &str) = ("DKADMIN0000000000000", "admin-secret-0123456789");
 
@@ -250,12 +268,14 @@ mod tests {
         secret
     }
 
-    fn req(headers: &[(&'static str, &str)]) -> Request<()> {
-        let mut r = Request::new(());
-        for (k, v) in headers {
-            r.metadata_mut().insert(*k, v.parse().unwrap());
+    fn req<'a>(headers: &[(&'static str, &'a str)]) -> Credentials<'a> {
+        let get = |name: &str| headers.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        Credentials {
+            key_id: get(KEY_ID_HEADER),
+            secret: get(SECRET_HEADER),
+            on_behalf_of: get(ON_BEHALF_HEADER),
+            gateway_cert: false,
         }
-        r
     }
 
     #[tokio::test]
@@ -271,36 +291,36 @@ mod tests {
         );
         let admin = [(KEY_ID_HEADER, ADMIN.0), (SECRET_HEADER, ADMIN.1)];
 
-        let p = st.authenticate(&req(&admin)).unwrap().unwrap();
+        let p = st.authenticate(req(&admin)).unwrap().unwrap();
         assert_eq!((p.key_id.as_str(), p.role), (ADMIN.0, KeyRole::Admin));
         // The admin key acting for the reader: the reader's permissions.
         let mut h = admin.to_vec();
         h.push((ON_BEHALF_HEADER, "DKREADER000000000000"));
-        let p = st.authenticate(&req(&h)).unwrap().unwrap();
+        let p = st.authenticate(req(&h)).unwrap().unwrap();
         assert_eq!(p.key_id, "DKREADER000000000000");
         assert_eq!(p.role, KeyRole::ReadOnly);
         assert_eq!(p.prefix.as_str(), "/photos");
         // Unknown target.
         h[2] = (ON_BEHALF_HEADER, "DKNOSUCHKEY000000000");
-        let e = st.authenticate(&req(&h)).unwrap_err();
-        assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+        let e = st.authenticate(req(&h)).unwrap_err();
+        assert!(matches!(e, Denied::Unauthenticated(_)), "{e:?}");
         // No key, or a key that is not admin: refused.
         let e = st
-            .authenticate(&req(&[(ON_BEHALF_HEADER, "DKREADER000000000000")]))
+            .authenticate(req(&[(ON_BEHALF_HEADER, "DKREADER000000000000")]))
             .unwrap_err();
-        assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+        assert!(matches!(e, Denied::Unauthenticated(_)), "{e:?}");
         let secret = add_key(&st, "DKWRITER000000000000", KeyRole::ReadWrite, "/", true);
         let e = st
-            .authenticate(&req(&[
+            .authenticate(req(&[
                 (KEY_ID_HEADER, "DKWRITER000000000000"),
                 (SECRET_HEADER, &secret),
                 (ON_BEHALF_HEADER, "DKREADER000000000000"),
             ]))
             .unwrap_err();
-        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+        assert!(matches!(e, Denied::Forbidden(_)), "{e:?}");
         // Without TLS there is no gateway certificate: no key, no principal.
-        let e = st.authenticate(&req(&[])).unwrap_err();
-        assert_eq!(e.code(), Code::Unauthenticated);
+        let e = st.authenticate(req(&[])).unwrap_err();
+        assert!(matches!(e, Denied::Unauthenticated(_)), "{e:?}");
     }
 
     #[tokio::test]
@@ -311,15 +331,15 @@ mod tests {
         let c = st.s3_credential(ADMIN.0).unwrap();
         assert_eq!((c.secret.as_str(), c.role), (ADMIN.1, KeyRole::Admin));
         let e = st.s3_credential("DKNOSUCHKEY000000000").err().unwrap();
-        assert_eq!(e.code(), Code::NotFound);
-        assert!(e.message().contains("DKNOSUCHKEY000000000"));
+        assert!(matches!(e, CredentialError::NoSuchKey(_)), "{e:?}");
+        assert!(e.to_string().contains("DKNOSUCHKEY000000000"));
         let e = st.s3_credential("short").err().unwrap();
-        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(matches!(e, CredentialError::BadKeyId(_)), "{e:?}");
         // A key from before migration 004.
         add_key(&st, "DKOLDKEY000000000000", KeyRole::ReadWrite, "/", false);
         let e = st.s3_credential("DKOLDKEY000000000000").err().unwrap();
-        assert_eq!(e.code(), Code::FailedPrecondition);
-        assert!(e.message().contains("DKOLDKEY000000000000"));
+        assert!(matches!(e, CredentialError::NoS3Secret(_)), "{e:?}");
+        assert!(e.to_string().contains("DKOLDKEY000000000000"));
         // The seal key survives a restart: the admin key still opens.
         drop(st);
         let st = state(dir.path()).await;

@@ -6,13 +6,41 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tonic::Status;
-
 use super::{NodeState, NodeView, State};
+use crate::meta::MetaError;
 use crate::model::{now_ms, StoreCounts};
-use crate::path::DfsPath;
+use crate::path::{DfsPath, PathError};
 use crate::proto::pb;
-use crate::wire_error::check_node_id;
+use crate::wire_error::valid_node_id;
+
+/// Why an admin operation on the cluster was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("invalid node id {0:?}: expected 1 to 64 of [A-Za-z0-9_-]")]
+    BadNodeId(String),
+    #[error("unknown datanode {0:?}")]
+    UnknownNode(String),
+    #[error(
+        "datanode {node} is {state}: only a dead or drained node can be removed (drain it first)"
+    )]
+    NotRemovable { node: String, state: &'static str },
+    #[error(
+        "datanode {node} holds the only replica of {chunks} chunk(s); wait for repair or drain it"
+    )]
+    SoleReplicas { node: String, chunks: usize },
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
+fn node_id(id: &str) -> Result<&str, AdminError> {
+    if valid_node_id(id) {
+        Ok(id)
+    } else {
+        Err(AdminError::BadNodeId(id.chars().take(80).collect()))
+    }
+}
 
 /// Most files one fsck response lists.
 const FSCK_MAX_FILES: usize = 10_000;
@@ -35,7 +63,7 @@ fn scrub_pb(v: &NodeView) -> pb::ScrubProgress {
     }
 }
 
-pub async fn list_nodes(state: &Arc<State>) -> Result<Vec<pb::NodeInfo>, Status> {
+pub async fn list_nodes(state: &Arc<State>) -> Result<Vec<pb::NodeInfo>, AdminError> {
     let records = state.store.list_nodes().await?;
     let now = now_ms();
     Ok(records
@@ -45,6 +73,7 @@ pub async fn list_nodes(state: &Arc<State>) -> Result<Vec<pb::NodeInfo>, Status>
             None => pb::NodeInfo {
                 node_id: r.id,
                 addr: r.addr,
+                public_addr: r.public_addr,
                 state: node_state_pb(NodeState::Dead),
                 capacity_bytes: r.stats.capacity_bytes,
                 used_bytes: r.stats.used_bytes,
@@ -77,6 +106,7 @@ fn node_info(state: &State, v: &NodeView, replicas: u64, now: i64) -> pb::NodeIn
     pb::NodeInfo {
         node_id: v.id.clone(),
         addr: v.addr.clone(),
+        public_addr: v.public_addr.clone(),
         state: node_state_pb(state.nodes.state_of(v, now)),
         capacity_bytes: v.stats.capacity_bytes,
         used_bytes: v.stats.used_bytes,
@@ -91,7 +121,7 @@ fn node_info(state: &State, v: &NodeView, replicas: u64, now: i64) -> pb::NodeIn
 
 /// `dfsd status`: counted live (an admin call; on a reader of the pool, so client calls
 /// go on meanwhile).
-pub async fn status(state: &Arc<State>) -> Result<pb::StatusResponse, Status> {
+pub async fn status(state: &Arc<State>) -> Result<pb::StatusResponse, AdminError> {
     let counted = state.store.counts().await?;
     Ok(status_with(state, &counted))
 }
@@ -138,7 +168,10 @@ pub fn status_with(state: &Arc<State>, counted: &StoreCounts) -> pb::StatusRespo
     out
 }
 
-pub async fn fsck(state: &Arc<State>, req: pb::FsckRequest) -> Result<pb::FsckResponse, Status> {
+pub async fn fsck(
+    state: &Arc<State>,
+    req: pb::FsckRequest,
+) -> Result<pb::FsckResponse, AdminError> {
     let path = DfsPath::parse(if req.path.is_empty() { "/" } else { &req.path })?;
     let (files, truncated) = state.store.files_under(&path, FSCK_MAX_FILES).await?;
     let now = now_ms();
@@ -202,15 +235,12 @@ pub async fn fsck(state: &Arc<State>, req: pb::FsckRequest) -> Result<pb::FsckRe
 pub async fn drain(
     state: &Arc<State>,
     req: pb::DrainNodeRequest,
-) -> Result<pb::DrainNodeResponse, Status> {
-    check_node_id(&req.node_id)?;
+) -> Result<pb::DrainNodeResponse, AdminError> {
+    node_id(&req.node_id)?;
     let draining = !req.cancel;
     let found = state.store.set_draining(&req.node_id, draining).await?;
     if !found || !state.nodes.set_draining(&req.node_id, draining) {
-        return Err(Status::not_found(format!(
-            "unknown datanode {:?}",
-            req.node_id
-        )));
+        return Err(AdminError::UnknownNode(req.node_id));
     }
     tracing::info!(node = %req.node_id, draining, "drain state changed");
     state.maint.wake.notify_one();
@@ -224,22 +254,18 @@ pub async fn drain(
 pub async fn remove(
     state: &Arc<State>,
     req: pb::RemoveNodeRequest,
-) -> Result<pb::RemoveNodeResponse, Status> {
-    check_node_id(&req.node_id)?;
+) -> Result<pb::RemoveNodeResponse, AdminError> {
+    node_id(&req.node_id)?;
     let Some(view) = state.nodes.get(&req.node_id) else {
-        return Err(Status::not_found(format!(
-            "unknown datanode {:?}",
-            req.node_id
-        )));
+        return Err(AdminError::UnknownNode(req.node_id));
     };
     let now = now_ms();
     let node_state = state.nodes.state_of(&view, now);
     if !matches!(node_state, NodeState::Dead | NodeState::Draining) {
-        return Err(Status::failed_precondition(format!(
-            "datanode {} is {}: only a dead or drained node can be removed (drain it first)",
-            req.node_id,
-            node_state.as_str()
-        )));
+        return Err(AdminError::NotRemovable {
+            node: req.node_id,
+            state: node_state.as_str(),
+        });
     }
     // Refuse while the node holds the only copy of anything a live node does not have.
     let live = state.nodes.live_set(now);
@@ -251,10 +277,10 @@ pub async fn remove(
         .filter(|nodes| !nodes.iter().any(|n| n != id && live.contains(n)))
         .count();
     if sole > 0 {
-        return Err(Status::failed_precondition(format!(
-            "datanode {} holds the only replica of {sole} chunk(s); wait for repair or drain it",
-            req.node_id
-        )));
+        return Err(AdminError::SoleReplicas {
+            node: req.node_id,
+            chunks: sole,
+        });
     }
     state.store.delete_node(&req.node_id).await?;
     state.nodes.remove(&req.node_id);

@@ -10,14 +10,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tonic::{Request, Status};
-
-use super::{NodeView, State};
+use super::{orders, NodeView, State};
 use crate::chunk::ChunkId;
-use crate::proto::pb;
+use crate::meta::MetaError;
 use crate::security::keys::Principal;
-use crate::security::token::Op;
-use crate::wire_error::check_node_id;
+use crate::security::Denied;
+use crate::wire_error::valid_node_id;
 
 /// A replica verified lately is not verified again on a client's word for this long.
 const COOLDOWN: Duration = Duration::from_secs(600);
@@ -108,6 +106,21 @@ fn short(reason: &str) -> String {
     reason.chars().take(REASON_MAX).collect()
 }
 
+/// Why a bad-replica report was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("invalid node id {0:?}: expected 1 to 64 of [A-Za-z0-9_-]")]
+    BadNodeId(String),
+    #[error("unknown datanode {0:?}")]
+    UnknownNode(String),
+    #[error("datanode {node} holds no replica of chunk {chunk} on record")]
+    NoSuchReplica { node: String, chunk: ChunkId },
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
 impl State {
     /// A client says the replica of `chunk` on `node` is bad: see the module docs.
     pub async fn report_bad_replica(
@@ -116,8 +129,10 @@ impl State {
         chunk: ChunkId,
         node: &str,
         reason: &str,
-    ) -> Result<(), Status> {
-        check_node_id(node)?;
+    ) -> Result<(), ReportError> {
+        if !valid_node_id(node) {
+            return Err(ReportError::BadNodeId(node.chars().take(80).collect()));
+        }
         let scope = who.read_scope().cloned();
         let readable = self.store.readable_chunks(vec![chunk], scope).await?;
         let refused = |what: &str| {
@@ -125,23 +140,24 @@ impl State {
                 .bad_replica_reports
                 .get_or_create(&crate::metrics::kind("refused"))
                 .inc();
-            Status::permission_denied(format!("chunk {chunk}: {what}"))
+            ReportError::Denied(Denied::Forbidden(format!("chunk {chunk}: {what}")))
         };
         if !readable.contains(&chunk) {
             // The same answer whether or not the chunk is stored.
             return Err(refused("in no file this access key may read"));
         }
         let Some(view) = self.nodes.get(node) else {
-            return Err(Status::not_found(format!("unknown datanode {node:?}")));
+            return Err(ReportError::UnknownNode(node.to_string()));
         };
         let on_record = self.store.replicas_of(vec![chunk]).await?;
         if !on_record
             .get(&chunk)
             .is_some_and(|n| n.iter().any(|n| n == node))
         {
-            return Err(Status::not_found(format!(
-                "datanode {node} holds no replica of chunk {chunk} on record"
-            )));
+            return Err(ReportError::NoSuchReplica {
+                node: node.to_string(),
+                chunk,
+            });
         }
         let replica = (chunk, node.to_string());
         let admission = self.bad_replicas.admit(&replica, &who.key_id);
@@ -162,17 +178,7 @@ impl State {
 }
 
 async fn verify_replica(state: &Arc<State>, chunk: ChunkId, node: NodeView) {
-    let outcome = async {
-        let channel = state.peers.get(&node.addr)?;
-        let mut client = pb::datanode_client::DatanodeClient::new(channel);
-        let mut req = Request::new(pb::VerifyChunkRequest {
-            chunk_id: chunk.to_hex(),
-            token: state.token(Op::Verify, &[chunk]),
-        });
-        req.set_timeout(Duration::from_secs(60));
-        Ok::<_, Status>(client.verify_chunk(req).await?.into_inner())
-    }
-    .await;
+    let outcome = orders::verify(state, &node.addr, chunk).await;
     match outcome {
         Ok(v) if v.present && v.intact => {
             tracing::info!(%chunk, node = %node.id, "replica verified intact")

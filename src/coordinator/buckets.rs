@@ -14,20 +14,35 @@ use crate::sync::ReadWriteLocked;
 use std::collections::HashSet;
 use std::sync::RwLock;
 
-use tonic::Status;
-
 use super::events::{event, EventKind};
 use super::State;
+use crate::meta::MetaError;
 use crate::model::{BucketRecord, EventRecord};
-use crate::path::DfsPath;
+use crate::path::{DfsPath, PathError};
 use crate::proto::pb;
 use crate::security::keys::{KeyRole, Principal};
+use crate::security::Denied;
 
 /// `x-dfsd-on-behalf-of: anonymous:BUCKET`: an anonymous S3 caller reading a public
 /// bucket.
 pub const ANONYMOUS_PREFIX: &str = "anonymous:";
 /// Largest CORS configuration kept (S3 allows 100 rules; this is ample for them).
 const MAX_CORS_BYTES: usize = 64 * 1024;
+
+/// Why a bucket call was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BucketError {
+    #[error(transparent)]
+    BadPath(#[from] PathError),
+    #[error("{0}: a bucket is a top-level directory")]
+    NotABucket(DfsPath),
+    #[error("CORS rules: at most {MAX_CORS_BYTES} bytes")]
+    CorsTooLarge,
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
 
 /// Names of the public-read buckets.
 #[derive(Default)]
@@ -52,19 +67,17 @@ fn info(b: BucketRecord) -> pb::BucketInfo {
     }
 }
 
-fn bucket_path(path: &str) -> Result<DfsPath, Status> {
-    let p = DfsPath::parse(path).map_err(|e| Status::invalid_argument(e.to_string()))?;
+fn bucket_path(path: &str) -> Result<DfsPath, BucketError> {
+    let p = DfsPath::parse(path)?;
     if p.segments().count() != 1 {
-        return Err(Status::invalid_argument(format!(
-            "{p}: a bucket is a top-level directory"
-        )));
+        return Err(BucketError::NotABucket(p));
     }
     Ok(p)
 }
 
 impl State {
     /// Reloads the public-read set from the store (after a change that may alter it).
-    pub async fn reload_public_buckets(&self) -> Result<(), Status> {
+    pub async fn reload_public_buckets(&self) -> Result<(), MetaError> {
         let names = self.store.public_buckets().await?;
         self.public.replace(names);
         Ok(())
@@ -80,11 +93,11 @@ impl State {
     }
 
     /// The principal of an anonymous S3 caller of `bucket` (see the module docs).
-    pub(super) fn anonymous(&self, bucket: &str) -> Result<Principal, Status> {
+    pub(super) fn anonymous(&self, bucket: &str) -> Result<Principal, Denied> {
         let path = bucket_path(&format!("/{bucket}"))
-            .map_err(|_| Status::unauthenticated(format!("anonymous: bad bucket {bucket:?}")))?;
+            .map_err(|_| Denied::Unauthenticated(format!("anonymous: bad bucket {bucket:?}")))?;
         if !self.public.contains(bucket) {
-            return Err(Status::permission_denied(format!(
+            return Err(Denied::Forbidden(format!(
                 "anonymous access to {path}: the bucket is not public"
             )));
         }
@@ -101,7 +114,7 @@ impl State {
         &self,
         who: Option<&Principal>,
         req: pb::GetBucketRequest,
-    ) -> Result<pb::GetBucketResponse, Status> {
+    ) -> Result<pb::GetBucketResponse, BucketError> {
         let path = bucket_path(&req.path)?;
         if let Some(w) = who {
             w.require_read(&path)?;
@@ -118,13 +131,11 @@ impl State {
         &self,
         who: &Principal,
         req: pb::SetBucketRequest,
-    ) -> Result<pb::SetBucketResponse, Status> {
+    ) -> Result<pb::SetBucketResponse, BucketError> {
         let path = bucket_path(&req.path)?;
         who.require_write(&path)?;
         if req.cors.as_ref().is_some_and(|c| c.len() > MAX_CORS_BYTES) {
-            return Err(Status::invalid_argument(format!(
-                "CORS rules: at most {MAX_CORS_BYTES} bytes"
-            )));
+            return Err(BucketError::CorsTooLarge);
         }
         let cors = req.cors.map(|c| (!c.is_empty()).then_some(c));
         let public = req.public_read;

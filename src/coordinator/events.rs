@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc, watch};
-use tonic::Status;
 
 use super::{NodeState, NodeView, State};
+use crate::meta::MetaError;
 use crate::model::{now_ms, EventRecord};
 use crate::proto::pb;
 
@@ -303,16 +303,16 @@ pub fn to_pb(e: EventRecord) -> pb::ClusterEvent {
 /// when the reader went away.
 async fn send_stored(
     state: &Arc<State>,
-    tx: &mpsc::Sender<Result<pb::ClusterEvent, Status>>,
+    tx: &mpsc::Sender<Result<EventRecord, MetaError>>,
     mut last: u64,
     since_ms: i64,
-) -> Result<Option<u64>, Status> {
+) -> Result<Option<u64>, MetaError> {
     loop {
         let page = state.store.events_after(last, since_ms, PAGE).await?;
         let n = page.len();
         for e in page {
             last = e.id;
-            if tx.send(Ok(to_pb(e))).await.is_err() {
+            if tx.send(Ok(e)).await.is_err() {
                 return Ok(None);
             }
         }
@@ -322,18 +322,21 @@ async fn send_stored(
     }
 }
 
-/// The `Events` stream: stored history, then (with `follow`) live events.
+/// The `Events` stream: stored history after event `after_id` and not older than
+/// `since_ms`, then (with `follow`) live events.
 pub fn stream(
     state: Arc<State>,
-    req: pb::EventsRequest,
-) -> tokio_stream::wrappers::ReceiverStream<Result<pb::ClusterEvent, Status>> {
+    after_id: u64,
+    since_ms: i64,
+    follow: bool,
+) -> tokio_stream::wrappers::ReceiverStream<Result<EventRecord, MetaError>> {
     let (tx, rx) = mpsc::channel(64);
     // Subscribe before reading the history, so nothing falls between the two.
     let mut live = state.events.broadcast.subscribe();
     let mut stop = state.events.stop.subscribe();
     tokio::spawn(async move {
-        let since = req.since_ms;
-        let mut last = match send_stored(&state, &tx, req.after_id, since).await {
+        let since = since_ms;
+        let mut last = match send_stored(&state, &tx, after_id, since).await {
             Ok(Some(l)) => l,
             Ok(None) => return,
             Err(e) => {
@@ -341,7 +344,7 @@ pub fn stream(
                 return;
             }
         };
-        if !req.follow {
+        if !follow {
             return;
         }
         loop {
@@ -353,7 +356,7 @@ pub fn stream(
             match got {
                 Ok(e) if e.id > last && e.time_ms >= since => {
                     last = e.id;
-                    if tx.send(Ok(to_pb(e))).await.is_err() {
+                    if tx.send(Ok(e)).await.is_err() {
                         return;
                     }
                 }
@@ -389,6 +392,7 @@ mod tests {
         NodeView {
             id: id.into(),
             addr: "a".into(),
+            public_addr: String::new(),
             stats: Default::default(),
             last_seen_ms: 0,
             draining,

@@ -18,10 +18,10 @@
 //! - `trust.rs`: who may use the cluster API (node certificate or join secret) and the
 //!   certificate deny-list.
 
-mod access;
-mod admin;
-mod bad_replicas;
-mod buckets;
+pub(crate) mod access;
+pub(crate) mod admin;
+pub(crate) mod bad_replicas;
+pub(crate) mod buckets;
 mod cluster_service;
 pub mod events;
 mod gauges;
@@ -30,12 +30,13 @@ pub(crate) mod keys;
 mod namespace;
 mod nodes;
 mod observe;
+mod orders;
 mod placement;
 mod repair;
 pub mod secrets;
 mod service;
 mod status_page;
-mod trust;
+pub(crate) mod trust;
 pub(crate) mod uploads;
 mod wire;
 
@@ -312,7 +313,7 @@ async fn serve(
     let auth_state = state.clone();
     let coord = InterceptedService::new(coord, move |mut req: tonic::Request<()>| {
         auth_state.trust.revoked.check(&req)?;
-        if let Some(who) = auth_state.authenticate(&req)? {
+        if let Some(who) = auth_state.authenticate(wire::credentials(&req))? {
             req.extensions_mut().insert(who);
         }
         Ok(req)

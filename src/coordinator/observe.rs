@@ -8,9 +8,10 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::Router;
 use base64::Engine;
 
+use super::access::Credentials;
 use super::status_page::{self, Viewer};
 use super::State;
-use crate::security::keys::{KeyRole, KEY_ID_HEADER, SECRET_HEADER};
+use crate::security::keys::KeyRole;
 
 /// Why a viewer is turned away.
 enum Refusal {
@@ -66,19 +67,15 @@ fn viewer(state: &State, headers: &HeaderMap, login: bool) -> Result<Viewer, Ref
     let Some((id, secret)) = creds.as_deref().and_then(|c| c.split_once(':')) else {
         return Err(challenge("malformed Authorization header"));
     };
-    let mut req = tonic::Request::new(());
-    for (k, v) in [(KEY_ID_HEADER, id), (SECRET_HEADER, secret)] {
-        match v.parse() {
-            Ok(v) => {
-                req.metadata_mut().insert(k, v);
-            }
-            Err(_) => return Err(challenge("malformed credentials")),
-        }
-    }
-    match state.authenticate(&req) {
+    let creds = Credentials {
+        key_id: Some(id),
+        secret: Some(secret),
+        ..Credentials::default()
+    };
+    match state.authenticate(creds) {
         Ok(Some(p)) if p.role == KeyRole::Admin => Ok(Viewer::Admin),
         Ok(_) => Err(Refusal::NotAdmin(id.to_string())),
-        Err(e) => Err(challenge(e.message())),
+        Err(e) => Err(challenge(&e.to_string())),
     }
 }
 

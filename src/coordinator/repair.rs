@@ -15,15 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
-use tonic::Request;
 
-use super::placement::{choose, eligible, Candidate};
+use super::orders;
+use super::placement::{choose, eligible};
 use super::{NodeState, NodeView, State};
 use crate::chunk::ChunkId;
 use crate::meta::MetaError;
 use crate::model::{now_ms, EventRecord};
-use crate::proto::pb;
-use crate::security::token::Op;
 
 /// A datanode keeps a chunk it wrote or acknowledged within this window even when GC
 /// orders its deletion: an upload may just have reused it. The window only has to cover
@@ -267,47 +265,27 @@ fn schedule_repairs(
             continue;
         };
         inflight.insert(r.id);
-        *per_node.entry(dest.id.clone()).or_default() += 1;
+        *per_node.entry(dest.node.id.clone()).or_default() += 1;
         drop(per_node);
         drop(inflight);
 
         let state = state.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            tracing::info!(chunk = %r.id, to = %dest.id, live = r.live, "re-replicating chunk");
-            let result = replicate(&state, &dest, &r).await;
+            tracing::info!(chunk = %r.id, to = %dest.node.id, live = r.live, "re-replicating chunk");
+            let result = orders::replicate(&state, &dest.node.addr, r.id, r.size, &r.sources).await;
             match result {
                 Ok(source) => {
-                    tracing::info!(chunk = %r.id, to = %dest.id, from = %source, ms = started.elapsed().as_millis() as u64, "chunk re-replicated");
-                    state.maint.finished(&r.id, &dest.id, Some(r.size));
+                    tracing::info!(chunk = %r.id, to = %dest.node.id, from = %source, ms = started.elapsed().as_millis() as u64, "chunk re-replicated");
+                    state.maint.finished(&r.id, &dest.node.id, Some(r.size));
                 }
                 Err(e) => {
-                    tracing::warn!(chunk = %r.id, to = %dest.id, error = %e, "re-replication failed");
-                    state.maint.finished(&r.id, &dest.id, None);
+                    tracing::warn!(chunk = %r.id, to = %dest.node.id, error = %e, "re-replication failed");
+                    state.maint.finished(&r.id, &dest.node.id, None);
                 }
             }
         });
     }
-}
-
-async fn replicate(state: &State, dest: &Candidate, r: &Repair) -> Result<String, tonic::Status> {
-    let mut client = pb::datanode_client::DatanodeClient::new(state.peers.get(&dest.addr)?);
-    let mut req = Request::new(pb::ReplicateChunkRequest {
-        chunk_id: r.id.to_hex(),
-        size: r.size,
-        sources: r
-            .sources
-            .iter()
-            .map(|v| pb::NodeAddr {
-                node_id: v.id.clone(),
-                addr: v.addr.clone(),
-            })
-            .collect(),
-        token: state.token(Op::Replicate, &[r.id]),
-        read_token: state.token(Op::Read, &[r.id]),
-    });
-    req.set_timeout(Duration::from_secs(300));
-    Ok(client.replicate_chunk(req).await?.into_inner().source)
 }
 
 /// Forgets the replicas first (so no reader is sent there), then orders the deletions.
@@ -330,17 +308,7 @@ pub fn order_delete(state: Arc<State>, node: String, ids: Vec<ChunkId>, protect_
         return;
     };
     tokio::spawn(async move {
-        let result = async {
-            let mut client = pb::datanode_client::DatanodeClient::new(state.peers.get(&view.addr)?);
-            let mut req = Request::new(pb::DeleteChunksRequest {
-                chunk_ids: ids.iter().map(|i| i.to_hex()).collect(),
-                protect_secs,
-                token: state.token(Op::Delete, &ids),
-            });
-            req.set_timeout(Duration::from_secs(60));
-            Ok::<_, tonic::Status>(client.delete_chunks(req).await?.into_inner())
-        }
-        .await;
+        let result = orders::delete(&state, &view.addr, &ids, protect_secs).await;
         match result {
             Ok(r) => {
                 if protect_secs > 0 {
@@ -352,12 +320,12 @@ pub fn order_delete(state: Arc<State>, node: String, ids: Vec<ChunkId>, protect_
                         .gc_freed_bytes
                         .fetch_add(r.freed_bytes, Ordering::Relaxed);
                 }
-                tracing::info!(%node, deleted = r.deleted.len(), kept = r.kept.len(), freed = r.freed_bytes, "chunks deleted");
+                tracing::info!(%node, deleted = r.deleted, kept = r.kept.len(), freed = r.freed_bytes, "chunks deleted");
                 if protect_secs > 0 && r.freed_bytes > 0 {
                     state.events.emit(EventRecord {
                         node_id: node.clone(),
                         bytes: r.freed_bytes,
-                        count: r.deleted.len() as u64,
+                        count: r.deleted as u64,
                         ..super::events::event(super::events::EventKind::GcFreed)
                     });
                 }
@@ -367,7 +335,7 @@ pub fn order_delete(state: Arc<State>, node: String, ids: Vec<ChunkId>, protect_
             }
             // The node's next inventory reports the files; they are orphans by then.
             Err(e) => {
-                tracing::warn!(%node, chunks = ids.len(), error = %e.message(), "delete order failed")
+                tracing::warn!(%node, chunks = ids.len(), error = %e, "delete order failed")
             }
         }
     });
@@ -376,10 +344,10 @@ pub fn order_delete(state: Arc<State>, node: String, ids: Vec<ChunkId>, protect_
 /// Chunks a node kept because they were written or acknowledged just now are asked for
 /// again once the protection window has passed, unless an upload has since put them back
 /// on record (which is why they were protected).
-fn retry_kept(state: Arc<State>, node: String, kept: Vec<String>, protect_secs: u64) {
+fn retry_kept(state: Arc<State>, node: String, kept: Vec<ChunkId>, protect_secs: u64) {
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(protect_secs) + Duration::from_millis(500)).await;
-        let ids: Vec<ChunkId> = kept.iter().filter_map(|k| k.parse().ok()).collect();
+        let ids = kept;
         let lookup = ids.clone();
         let Ok(known) = state.store.chunk_sizes(lookup).await else {
             return;

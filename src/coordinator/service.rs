@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::uploads::{Commit, NewUpload};
@@ -357,16 +357,18 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         }))
     }
 
-    type EventsStream = ReceiverStream<Result<pb::ClusterEvent, Status>>;
+    type EventsStream =
+        std::pin::Pin<Box<dyn Stream<Item = Result<pb::ClusterEvent, Status>> + Send>>;
 
     async fn events(
         &self,
         req: Request<pb::EventsRequest>,
     ) -> Result<Response<Self::EventsStream>, Status> {
         who(&req)?.require_admin("the event stream")?;
-        Ok(Response::new(events::stream(
-            self.state.clone(),
-            req.into_inner(),
+        let req = req.into_inner();
+        let events = events::stream(self.state.clone(), req.after_id, req.since_ms, req.follow);
+        Ok(Response::new(Box::pin(
+            events.map(|r| r.map(events::to_pb).map_err(Status::from)),
         )))
     }
 

@@ -16,7 +16,7 @@ use tonic::{Request, Status};
 
 use super::events::{event, EventKind};
 use super::State;
-use crate::meta::MetaStore;
+use crate::meta::{MetaError, MetaStore};
 use crate::model::{now_ms, EventRecord, RevokedCert};
 use crate::proto::pb;
 use crate::security::join::JoinGuard;
@@ -26,6 +26,28 @@ use crate::security::{require_role, role_of, Role, Tls};
 
 /// Longest note kept with a revocation.
 const NOTE_MAX: usize = 200;
+
+/// Why a certificate revocation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeError {
+    #[error("give the certificate or its fingerprint (SHA-256 of the DER, hex)")]
+    NothingGiven,
+    #[error("{0}")]
+    BadFingerprint(String),
+    #[error("the certificate given is not one (DER): {0}")]
+    NotACertificate(String),
+    #[error("the fingerprint given is not the certificate's")]
+    FingerprintMismatch,
+    #[error("note: at most {NOTE_MAX} characters, no control characters")]
+    BadNote,
+    #[error(
+        "certificate {0} is this coordinator's own: issue it a new one, restart it \
+         with that, then revoke this one"
+    )]
+    OwnCertificate(String),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
 
 pub struct Trust {
     /// The deny-list, as every call is checked against it.
@@ -119,27 +141,22 @@ fn to_pb(r: RevokedCert) -> pb::RevokedCertificate {
 pub async fn revoke(
     state: &State,
     req: pb::RevokeCertificateRequest,
-) -> Result<pb::RevokeCertificateResponse, Status> {
+) -> Result<pb::RevokeCertificateResponse, RevokeError> {
     let (f, role) = if req.certificate.is_empty() {
         if req.fingerprint.is_empty() {
-            return Err(Status::invalid_argument(
-                "give the certificate or its fingerprint (SHA-256 of the DER, hex)",
-            ));
+            return Err(RevokeError::NothingGiven);
         }
-        let f = revoke::parse_fingerprint(&req.fingerprint).map_err(Status::invalid_argument)?;
+        let f = revoke::parse_fingerprint(&req.fingerprint).map_err(RevokeError::BadFingerprint)?;
         (f, String::new())
     } else {
         let der = CertificateDer::from(req.certificate.as_ref());
-        webpki::EndEntityCert::try_from(&der).map_err(|e| {
-            Status::invalid_argument(format!("the certificate given is not one (DER): {e}"))
-        })?;
+        webpki::EndEntityCert::try_from(&der)
+            .map_err(|e| RevokeError::NotACertificate(e.to_string()))?;
         let f = revoke::fingerprint(&der);
         if !req.fingerprint.is_empty()
             && revoke::parse_fingerprint(&req.fingerprint).ok() != Some(f)
         {
-            return Err(Status::invalid_argument(
-                "the fingerprint given is not the certificate's",
-            ));
+            return Err(RevokeError::FingerprintMismatch);
         }
         (
             f,
@@ -150,16 +167,11 @@ pub async fn revoke(
     };
     let note = req.note.trim().to_string();
     if note.chars().count() > NOTE_MAX || note.chars().any(char::is_control) {
-        return Err(Status::invalid_argument(format!(
-            "note: at most {NOTE_MAX} characters, no control characters"
-        )));
+        return Err(RevokeError::BadNote);
     }
     let hex = hex::encode(f);
     if state.trust.own == Some(f) {
-        return Err(Status::failed_precondition(format!(
-            "certificate {hex} is this coordinator's own: issue it a new one, restart it \
-             with that, then revoke this one"
-        )));
+        return Err(RevokeError::OwnCertificate(hex));
     }
     let rec = RevokedCert {
         fingerprint: hex.clone(),
@@ -189,7 +201,7 @@ pub async fn revoke(
 }
 
 /// ListRevokedCertificates (the caller is an admin).
-pub async fn list(state: &State) -> Result<pb::ListRevokedCertificatesResponse, Status> {
+pub async fn list(state: &State) -> Result<pb::ListRevokedCertificatesResponse, MetaError> {
     let list = state.store.list_revoked_certs().await?;
     Ok(pb::ListRevokedCertificatesResponse {
         certs: list.into_iter().map(to_pb).collect(),
