@@ -195,24 +195,11 @@ impl From<InvalidChunkId> for Status {
     }
 }
 
-/// Node ids are 1 to 64 characters of `[A-Za-z0-9_-]`.
+/// Node ids are 1 to 64 characters of `[A-Za-z0-9_-]` (`model::NodeId`).
 pub fn check_node_id(id: &str) -> Result<(), Status> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(status(
-            Reason::InvalidArgument,
-            format!(
-                "invalid node id {:?}: expected 1 to 64 of [A-Za-z0-9_-]",
-                id.chars().take(80).collect::<String>()
-            ),
-        ))
-    }
+    crate::model::NodeId::parse(id)
+        .map(drop)
+        .map_err(|e| status(Reason::InvalidArgument, e.to_string()))
 }
 
 impl From<crate::security::Denied> for Status {

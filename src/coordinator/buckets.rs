@@ -18,7 +18,7 @@ use tonic::Status;
 
 use super::events::{event, EventKind};
 use super::State;
-use crate::model::{BucketRecord, EventRecord};
+use crate::model::EventRecord;
 use crate::path::DfsPath;
 use crate::proto::pb;
 use crate::security::keys::{KeyRole, Principal};
@@ -40,15 +40,6 @@ impl PublicBuckets {
 
     pub(super) fn replace(&self, names: HashSet<String>) {
         *self.0.write_locked() = names;
-    }
-}
-
-fn info(b: BucketRecord) -> pb::BucketInfo {
-    pb::BucketInfo {
-        path: b.path.to_string(),
-        owner: b.owner,
-        public_read: b.public_read,
-        cors: b.cors.unwrap_or_default(),
     }
 }
 
@@ -108,7 +99,7 @@ impl State {
         }
         let b = self.store.bucket(&path).await?;
         Ok(pb::GetBucketResponse {
-            bucket: Some(info(b)),
+            bucket: Some(b.into()),
         })
     }
 
@@ -140,7 +131,7 @@ impl State {
             });
         }
         Ok(pb::SetBucketResponse {
-            bucket: Some(info(b)),
+            bucket: Some(b.into()),
         })
     }
 }

@@ -285,20 +285,6 @@ pub async fn run_watch(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-pub fn to_pb(e: EventRecord) -> pb::ClusterEvent {
-    pb::ClusterEvent {
-        id: e.id,
-        time_ms: e.time_ms,
-        kind: e.kind,
-        node_id: e.node_id,
-        path: e.path,
-        chunk_id: e.chunk_id,
-        bytes: e.bytes,
-        count: e.count,
-        detail: e.detail,
-    }
-}
-
 /// Sends stored events after `last`, page by page; returns the last id sent, or `None`
 /// when the reader went away.
 async fn send_stored(
@@ -312,7 +298,7 @@ async fn send_stored(
         let n = page.len();
         for e in page {
             last = e.id;
-            if tx.send(Ok(to_pb(e))).await.is_err() {
+            if tx.send(Ok(e.into())).await.is_err() {
                 return Ok(None);
             }
         }
@@ -353,7 +339,7 @@ pub fn stream(
             match got {
                 Ok(e) if e.id > last && e.time_ms >= since => {
                     last = e.id;
-                    if tx.send(Ok(to_pb(e))).await.is_err() {
+                    if tx.send(Ok(e.into())).await.is_err() {
                         return;
                     }
                 }
