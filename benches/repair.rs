@@ -14,7 +14,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Opts, TestCluster};
-use dfsd::proto::pb;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -72,13 +71,12 @@ fn main() -> anyhow::Result<()> {
         let _g = rt.enter();
         c.client()
     };
-    let state_of = |client: &dfsd::client::Client| -> i32 {
+    let state_of = |client: &dfsd::client::Client| -> Option<dfsd::model::NodeState> {
         rt.block_on(client.nodes())
             .unwrap_or_default()
             .into_iter()
             .find(|n| n.node_id == victim_id)
-            .map(|n| n.state)
-            .unwrap_or(0)
+            .and_then(|n| n.state)
     };
 
     eprintln!(
@@ -91,10 +89,10 @@ fn main() -> anyhow::Result<()> {
     let dead_at;
     loop {
         let s = state_of(&client);
-        if suspect_at.is_none() && s == pb::NodeState::Suspect as i32 {
+        if suspect_at.is_none() && s == Some(dfsd::model::NodeState::Suspect) {
             suspect_at = Some(t0.elapsed());
         }
-        if s == pb::NodeState::Dead as i32 {
+        if s == Some(dfsd::model::NodeState::Dead) {
             dead_at = t0.elapsed();
             break;
         }

@@ -187,7 +187,7 @@ async fn wait_for_nodes(client: &Client, want: usize) -> anyhow::Result<()> {
         if let Ok(nodes) = client.nodes().await {
             let alive = nodes
                 .iter()
-                .filter(|n| n.state == crate::proto::pb::NodeState::Alive as i32)
+                .filter(|n| n.state == Some(crate::model::NodeState::Alive))
                 .count();
             if alive >= want {
                 return Ok(());

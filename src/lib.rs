@@ -8,14 +8,14 @@
 //! | [`config`] | defaults < TOML < `DFSD_*` env < flags, validated |
 //! | [`coordinator`] | the metadata server: namespace, placement, commits, node health |
 //! | [`meta`] | the metadata seam (`MetaStore`) and its SQLite backend: every SQL statement lives here |
-//! | [`model`] | plain domain types: entries, node records, events, the requests that change the namespace |
+//! | [`model`] | plain domain types: entries, node ids and records, cluster status, fsck reports, keys, events, times, the requests that change the namespace; the SDK's vocabulary |
 //! | [`datanode`] | chunk storage on disk, pipelined writes, reads, verification |
 //! | [`client`] | the SDK: uploads, downloads (with progress events), namespace calls |
 //! | [`dev`] | an all-in-one local cluster |
 //! | [`gateway`] | the S3-compatible HTTP gateway (s3s) over the client SDK |
 //! | [`chunk`], [`path`] | validated domain types: chunk ids (SHA-256) and namespace paths |
 //! | [`units`] | sizes, durations and RFC 3339 times, parsed and printed |
-//! | [`proto`] | generated gRPC code; [`wire_error`] the error contract: domain errors <-> gRPC statuses with reasons |
+//! | [`proto`] | generated gRPC code and (`proto::convert`) every wire <-> model translation; [`wire_error`] the error contract: domain errors <-> gRPC statuses with reasons |
 //! | [`metrics`], [`grpc_layer`], [`admin_http`], [`logging`] | observability: Prometheus metrics, per-call gRPC metrics and spans, the admin HTTP endpoint, log output |
 //! | [`conn_limit`] | bounded public ports: connection limits, `TCP_NODELAY`, stalled peers cut |
 //! | [`retry`] | calling again with exponential backoff while a peer is briefly away |

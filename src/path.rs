@@ -31,6 +31,37 @@ pub enum PathError {
     TooDeep,
 }
 
+/// A path argument of the SDK: a [`DfsPath`], or a string parsed strictly (as
+/// [`DfsPath::parse`]: absolute, no trailing '/'). Lenient parsing of what people type is
+/// the CLI's ([`DfsPath::parse_lenient`]).
+pub trait ToDfsPath {
+    fn to_dfs_path(&self) -> Result<DfsPath, PathError>;
+}
+
+impl ToDfsPath for DfsPath {
+    fn to_dfs_path(&self) -> Result<DfsPath, PathError> {
+        Ok(self.clone())
+    }
+}
+
+impl ToDfsPath for str {
+    fn to_dfs_path(&self) -> Result<DfsPath, PathError> {
+        DfsPath::parse(self)
+    }
+}
+
+impl ToDfsPath for String {
+    fn to_dfs_path(&self) -> Result<DfsPath, PathError> {
+        DfsPath::parse(self)
+    }
+}
+
+impl<T: ToDfsPath + ?Sized> ToDfsPath for &T {
+    fn to_dfs_path(&self) -> Result<DfsPath, PathError> {
+        (**self).to_dfs_path()
+    }
+}
+
 impl DfsPath {
     pub fn root() -> Self {
         DfsPath("/".to_string())
@@ -132,7 +163,8 @@ impl DfsPath {
 
 impl fmt::Display for DfsPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        // `pad`, so tables can align paths with `{:<30}`.
+        f.pad(&self.0)
     }
 }
 
@@ -145,6 +177,24 @@ impl fmt::Debug for DfsPath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sdk_path_arguments_parse_strictly() {
+        let p = DfsPath::parse("/a/b").unwrap();
+        assert_eq!(p.to_dfs_path().unwrap(), p);
+        let by_ref: &DfsPath = &p;
+        assert_eq!(ToDfsPath::to_dfs_path(&by_ref).unwrap(), p);
+        assert_eq!("/a/b".to_dfs_path().unwrap(), p);
+        assert_eq!(String::from("/a/b").to_dfs_path().unwrap(), p);
+        assert!(matches!(
+            "a/b".to_dfs_path(),
+            Err(PathError::NotAbsolute(_))
+        ));
+        assert!(matches!(
+            "/a/b/".to_dfs_path(),
+            Err(PathError::EmptySegment(_))
+        ));
+    }
 
     #[test]
     fn accepts_normalised_paths() {

@@ -200,28 +200,16 @@ impl From<InvalidChunkId> for Status {
     }
 }
 
-/// Node ids are 1 to 64 characters of `[A-Za-z0-9_-]`.
+/// Node ids are 1 to 64 characters of `[A-Za-z0-9_-]` (`model::NodeId`).
 pub fn valid_node_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    crate::model::NodeId::parse(id).is_ok()
 }
 
-/// [`valid_node_id`], as a gRPC status.
+/// Node ids are 1 to 64 characters of `[A-Za-z0-9_-]` (`model::NodeId`).
 pub fn check_node_id(id: &str) -> Result<(), Status> {
-    if valid_node_id(id) {
-        Ok(())
-    } else {
-        Err(status(
-            Reason::InvalidArgument,
-            format!(
-                "invalid node id {:?}: expected 1 to 64 of [A-Za-z0-9_-]",
-                id.chars().take(80).collect::<String>()
-            ),
-        ))
-    }
+    crate::model::NodeId::parse(id)
+        .map(drop)
+        .map_err(|e| status(Reason::InvalidArgument, e.to_string()))
 }
 
 impl From<crate::security::Denied> for Status {

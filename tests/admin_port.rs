@@ -36,7 +36,7 @@ fn stat_latencies(
             let started = Instant::now();
             let e = client.stat(&path).await.unwrap();
             out.push(started.elapsed().as_secs_f64() * 1000.0);
-            assert_eq!(e.path, path);
+            assert_eq!(e.path.as_str(), path);
         }
         out
     })

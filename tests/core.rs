@@ -485,7 +485,7 @@ fn node_declared_dead_before_commit_does_not_fail_the_put() {
     wait_until("victim declared dead", Duration::from_secs(30), || {
         c.node_infos()
             .iter()
-            .any(|n| n.node_id == victim_id && n.state == dfsd::proto::pb::NodeState::Dead as i32)
+            .any(|n| n.node_id == victim_id && n.state == Some(dfsd::model::NodeState::Dead))
     });
     stdin.write_all(&data[6 * MIB..]).unwrap();
     drop(stdin);

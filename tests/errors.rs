@@ -62,7 +62,7 @@ fn header(
         .node_infos()
         .into_iter()
         .map(|n| pb::NodeAddr {
-            node_id: n.node_id,
+            node_id: n.node_id.to_string(),
             addr: n.addr,
             public_addr: String::new(),
         })
@@ -239,7 +239,8 @@ async fn datanode_refuses_bad_chunk_ids_and_bad_bytes_keeping_nothing() {
             .into_iter()
             .find(|n| n.addr == node_addr(&c, 1))
             .unwrap()
-            .node_id,
+            .node_id
+            .to_string(),
         addr: node_addr(&c, 1),
         public_addr: String::new(),
     };
@@ -660,7 +661,7 @@ async fn listing_pages_through_large_directories() {
         .await
         .unwrap()
         .into_iter()
-        .map(|e| e.name)
+        .map(|e| e.name().to_string())
         .collect();
     assert_eq!(names.len(), 2500);
     assert!(

@@ -7,7 +7,6 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use common::{random_bytes, stderr, wait_until, Opts, TestCluster};
-use dfsd::proto::pb;
 
 const MIB: usize = 1024 * 1024;
 
@@ -232,7 +231,7 @@ fn dead_node_that_returns_is_trimmed_and_counts_again() {
         .into_iter()
         .find(|n| n.node_id == node_id(&c, victim))
         .unwrap();
-    assert_eq!(info.state, pb::NodeState::Alive as i32);
+    assert_eq!(info.state, Some(dfsd::model::NodeState::Alive));
     assert_eq!(
         info.replicas as usize,
         c.chunk_files(victim).len(),
@@ -364,7 +363,7 @@ fn remove_is_refused_for_a_live_node_or_a_sole_replica() {
     wait_until("node dead", Duration::from_secs(20), || {
         c.node_infos()
             .iter()
-            .any(|n| n.node_id == id && n.state == pb::NodeState::Dead as i32)
+            .any(|n| n.node_id == id && n.state == Some(dfsd::model::NodeState::Dead))
     });
     let out = c.cli(&["node", "remove", &id]);
     assert!(

@@ -173,7 +173,7 @@ async fn revoked_certificates_are_refused_by_the_coordinator_and_the_datanodes()
         n2.log().contains("has been revoked")
             && c.node_infos()
                 .iter()
-                .filter(|n| n.state == pb::NodeState::Alive as i32)
+                .filter(|n| n.state == Some(dfsd::model::NodeState::Alive))
                 .count()
                 == 1
     });
@@ -187,7 +187,7 @@ async fn revoked_certificates_are_refused_by_the_coordinator_and_the_datanodes()
     assert_eq!(
         c.node_infos()
             .iter()
-            .filter(|n| n.state == pb::NodeState::Alive as i32)
+            .filter(|n| n.state == Some(dfsd::model::NodeState::Alive))
             .count(),
         1
     );

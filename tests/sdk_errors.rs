@@ -8,10 +8,11 @@ mod common;
 use common::{random_bytes, secure_mode, Opts, TestCluster};
 use dfsd::client::{Client, ClientError, PutOptions, ReadRange};
 use dfsd::config::ClientConfig;
+use dfsd::model::{Entry, MkdirOptions};
 use dfsd::proto::pb;
 use dfsd::wire_error::{reason, Reason};
 
-async fn put(c: &Client, path: &str, data: &[u8]) -> Result<pb::Entry, ClientError> {
+async fn put(c: &Client, path: &str, data: &[u8]) -> Result<Entry, ClientError> {
     put_with(c, path, data, PutOptions::default()).await
 }
 
@@ -20,7 +21,7 @@ async fn put_with(
     path: &str,
     data: &[u8],
     opts: PutOptions,
-) -> Result<pb::Entry, ClientError> {
+) -> Result<Entry, ClientError> {
     let mut r = data;
     c.put(&mut r, path, &opts).await.map(|r| r.entry)
 }
@@ -84,12 +85,14 @@ async fn namespace_refusals_have_their_own_variants() {
 
     // The server refuses the request itself (an attribute name over its limit).
     let e = sdk
-        .mkdir_with(pb::MkdirRequest {
-            path: "/attrs".into(),
-            parents: true,
-            attrs: [("k".repeat(100_000), "v".into())].into(),
-            set_attrs: true,
-        })
+        .mkdir_with(
+            "/attrs",
+            &MkdirOptions {
+                parents: true,
+                attrs: Some([("k".repeat(100_000), "v".into())].into()),
+                owner: String::new(),
+            },
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, ClientError::Rejected(_)), "{e:?}");

@@ -294,7 +294,7 @@ async fn a_plaintext_cluster_with_keys_admits_only_holders_of_the_join_secret() 
     eventually("2 alive datanodes", Duration::from_secs(30), || async {
         client.nodes().await.is_ok_and(|n| {
             n.iter()
-                .filter(|n| n.state == pb::NodeState::Alive as i32)
+                .filter(|n| n.state == Some(dfsd::model::NodeState::Alive))
                 .count()
                 == 2
         })
@@ -321,7 +321,7 @@ async fn a_plaintext_cluster_with_keys_admits_only_holders_of_the_join_secret() 
         .await
         .unwrap()
         .into_iter()
-        .map(|n| n.node_id)
+        .map(|n| n.node_id.to_string())
         .collect();
     for n in ["node-nosecret", "node-wrong"] {
         let id = std::fs::read_to_string(p.dir.path().join(n).join("node_id")).unwrap();

@@ -5,15 +5,15 @@ use std::io::Write;
 
 use super::args::BucketCommand;
 use crate::client::Client;
+use crate::model::BucketUpdate;
 use crate::path::DfsPath;
-use crate::proto::pb;
 
-fn bucket(path: &str) -> anyhow::Result<String> {
+fn bucket(path: &str) -> anyhow::Result<DfsPath> {
     let p = DfsPath::parse_lenient(path)?;
     if p.segments().count() != 1 {
         anyhow::bail!("{p}: a bucket is a top-level directory, e.g. /photos");
     }
-    Ok(p.to_string())
+    Ok(p)
 }
 
 pub async fn command(client: &Client, cmd: BucketCommand) -> anyhow::Result<()> {
@@ -22,11 +22,13 @@ pub async fn command(client: &Client, cmd: BucketCommand) -> anyhow::Result<()> 
         BucketCommand::Public { path, state } => {
             let public = state == "on";
             let b = client
-                .set_bucket(pb::SetBucketRequest {
-                    path: bucket(&path)?,
-                    public_read: Some(public),
-                    cors: None,
-                })
+                .set_bucket(
+                    &bucket(&path)?,
+                    &BucketUpdate {
+                        public_read: Some(public),
+                        cors: None,
+                    },
+                )
                 .await?;
             let what = if b.public_read {
                 "public-read: anonymous S3 callers may list it and read its objects"
@@ -39,10 +41,10 @@ pub async fn command(client: &Client, cmd: BucketCommand) -> anyhow::Result<()> 
             let b = client.get_bucket(&bucket(&path)?).await?;
             if json {
                 let v = serde_json::json!({
-                    "path": b.path,
+                    "path": b.path.as_str(),
                     "owner": b.owner,
                     "public_read": b.public_read,
-                    "cors": !b.cors.is_empty(),
+                    "cors": b.cors.is_some(),
                 });
                 writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
             } else {
@@ -61,7 +63,7 @@ pub async fn command(client: &Client, cmd: BucketCommand) -> anyhow::Result<()> 
                 writeln!(
                     out,
                     "CORS rules:  {}",
-                    if b.cors.is_empty() { "none" } else { "set" }
+                    if b.cors.is_some() { "set" } else { "none" }
                 )?;
             }
         }

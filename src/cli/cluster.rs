@@ -7,20 +7,18 @@ use anyhow::Context;
 
 use super::args::{FsckArgs, NodeCommand};
 use crate::client::Client;
-use crate::proto::pb;
+use crate::model::{ClusterStatus, NodeId, NodeInfo, NodeState, Timestamp};
 use crate::units::format_size;
 
-fn state_name(state: i32) -> String {
-    let s = pb::NodeState::try_from(state)
-        .map(|s| s.as_str_name())
-        .unwrap_or("UNKNOWN");
-    s.trim_start_matches("NODE_STATE_").to_lowercase()
+fn state_name(state: Option<NodeState>) -> String {
+    state.map_or("unknown", NodeState::as_str).to_string()
 }
 
-fn node_json(n: &pb::NodeInfo) -> serde_json::Value {
+fn node_json(n: &NodeInfo) -> serde_json::Value {
     let scrub = n.scrub.unwrap_or_default();
+    let last_pass_ms = scrub.last_pass.map_or(0, Timestamp::as_ms);
     serde_json::json!({
-        "node_id": n.node_id,
+        "node_id": n.node_id.as_str(),
         "addr": n.addr,
         "public_addr": n.public_addr,
         "state": state_name(n.state),
@@ -29,9 +27,9 @@ fn node_json(n: &pb::NodeInfo) -> serde_json::Value {
         "free_bytes": n.free_bytes,
         "chunk_count": n.chunk_count,
         "replicas": n.replicas,
-        "last_seen_ms": n.last_seen_ms,
+        "last_seen_ms": n.last_seen.as_ms(),
         "safe_to_remove": n.safe_to_remove,
-        "scrub": {"checked": scrub.checked, "total": scrub.total, "last_pass_ms": scrub.last_pass_ms, "errors": scrub.errors},
+        "scrub": {"checked": scrub.checked, "total": scrub.total, "last_pass_ms": last_pass_ms, "errors": scrub.errors},
     })
 }
 
@@ -69,7 +67,7 @@ pub async fn nodes(client: &Client, json: bool) -> anyhow::Result<()> {
 }
 
 /// `dfsd status --json`.
-fn status_json(s: &pb::StatusResponse) -> serde_json::Value {
+fn status_json(s: &ClusterStatus) -> serde_json::Value {
     serde_json::json!({
         "nodes": {"alive": s.nodes_alive, "suspect": s.nodes_suspect, "dead": s.nodes_dead, "draining": s.nodes_draining},
         "capacity_bytes": s.capacity_bytes, "used_bytes": s.used_bytes, "free_bytes": s.free_bytes,
@@ -157,7 +155,9 @@ pub async fn status(client: &Client, json: bool) -> anyhow::Result<()> {
 }
 
 pub async fn fsck(client: &Client, args: &FsckArgs) -> anyhow::Result<()> {
-    let r = client.fsck(&args.path, args.all).await?;
+    let r = client
+        .fsck(super::files::remote_path(&args.path)?, args.all)
+        .await?;
     let mut out = std::io::stdout().lock();
     if args.json {
         let files: Vec<_> = r
@@ -165,10 +165,10 @@ pub async fn fsck(client: &Client, args: &FsckArgs) -> anyhow::Result<()> {
             .iter()
             .map(|f| {
                 serde_json::json!({
-                    "path": f.path, "size": f.size, "chunks": f.chunks, "replication": f.replication,
+                    "path": f.path.as_str(), "size": f.size, "chunks": f.chunks, "replication": f.replication,
                     "under_replicated": f.under_replicated, "missing": f.missing,
                     "damaged": f.damaged.iter().map(|c| serde_json::json!({
-                        "chunk_id": c.chunk_id, "index": c.index, "live_replicas": c.live_replicas,
+                        "chunk_id": c.chunk_id.to_hex(), "index": c.index, "live_replicas": c.live_replicas,
                         "target": c.target, "nodes": c.nodes})).collect::<Vec<_>>(),
                 })
             })
@@ -221,6 +221,7 @@ pub async fn fsck(client: &Client, args: &FsckArgs) -> anyhow::Result<()> {
 pub async fn node(client: &Client, cmd: NodeCommand) -> anyhow::Result<()> {
     match cmd {
         NodeCommand::Drain { node, cancel, wait } => {
+            let node = NodeId::parse(&node)?;
             let info = client.drain_node(&node, cancel).await?;
             if cancel {
                 eprintln!("{node}: drain cancelled");
@@ -247,6 +248,7 @@ pub async fn node(client: &Client, cmd: NodeCommand) -> anyhow::Result<()> {
             }
         }
         NodeCommand::Remove { node } => {
+            let node = NodeId::parse(&node)?;
             client.remove_node(&node).await?;
             eprintln!("{node}: removed");
         }

@@ -4,11 +4,11 @@ use std::io::Write;
 
 use super::args::EventsArgs;
 use crate::client::Client;
-use crate::proto::pb;
+use crate::model::EventRecord;
 use crate::units::{parse_time, rfc3339_ms};
 
 /// One event as a JSON object (the `--json` output, one object per line).
-pub fn event_json(e: &pb::ClusterEvent) -> serde_json::Value {
+pub fn event_json(e: &EventRecord) -> serde_json::Value {
     serde_json::json!({
         "id": e.id,
         "time": rfc3339_ms(e.time_ms),
@@ -24,7 +24,7 @@ pub fn event_json(e: &pb::ClusterEvent) -> serde_json::Value {
 }
 
 /// One event as a line for humans: time, kind, then the fields that apply.
-pub fn event_line(e: &pb::ClusterEvent) -> String {
+pub fn event_line(e: &EventRecord) -> String {
     let mut line = format!("{}  {:<16}", rfc3339_ms(e.time_ms), e.kind);
     for (k, v) in [
         ("node", &e.node_id),

@@ -5,17 +5,19 @@ use std::io::Write;
 
 use super::args::KeyCommand;
 use crate::client::Client;
-use crate::proto::pb;
+use crate::model::{KeyInfo, Timestamp};
+use crate::path::DfsPath;
+use crate::security::keys::KeyRole;
 use crate::units::format_time;
 
-fn key_json(k: &pb::AccessKeyInfo) -> serde_json::Value {
+fn key_json(k: &KeyInfo) -> serde_json::Value {
     serde_json::json!({
         "key_id": k.key_id,
         "name": k.name,
-        "role": k.role,
-        "prefix": k.prefix,
-        "created_ms": k.created_ms,
-        "revoked_ms": if k.revoked_ms == 0 { None } else { Some(k.revoked_ms) },
+        "role": k.role.as_str(),
+        "prefix": k.prefix.as_str(),
+        "created_ms": k.created.as_ms(),
+        "revoked_ms": k.revoked.map(Timestamp::as_ms),
     })
 }
 
@@ -29,7 +31,14 @@ pub async fn command(client: &Client, cmd: KeyCommand) -> anyhow::Result<()> {
             prefix,
             json,
         } => {
-            let (k, secret) = client.create_key(&name, &role, &prefix).await?;
+            let role = KeyRole::parse(&role).map_err(anyhow::Error::msg)?;
+            // Strict, as the coordinator has always taken a prefix; empty is everything.
+            let prefix = if prefix.is_empty() {
+                DfsPath::root()
+            } else {
+                DfsPath::parse(&prefix)?
+            };
+            let (k, secret) = client.create_key(&name, role, &prefix).await?;
             if json {
                 let mut v = key_json(&k);
                 v["secret"] = secret.into();
@@ -39,7 +48,9 @@ pub async fn command(client: &Client, cmd: KeyCommand) -> anyhow::Result<()> {
                 writeln!(out, "DFSD_SECRET_KEY={secret}")?;
                 eprintln!(
                     "created {} key {:?} for {}; the secret is shown only now",
-                    k.role, k.name, k.prefix
+                    k.role.as_str(),
+                    k.name,
+                    k.prefix
                 );
             }
         }
@@ -60,13 +71,13 @@ pub async fn command(client: &Client, cmd: KeyCommand) -> anyhow::Result<()> {
                     out,
                     "{:<20} {:<10} {:<9} {:<22} {:<30} {}",
                     k.key_id,
-                    k.role,
-                    if k.revoked_ms == 0 {
+                    k.role.as_str(),
+                    if k.revoked.is_none() {
                         "valid"
                     } else {
                         "revoked"
                     },
-                    format_time(k.created_ms),
+                    format_time(k.created.as_ms()),
                     k.prefix,
                     k.name
                 )?;

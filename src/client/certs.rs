@@ -1,7 +1,8 @@
 //! Certificate revocation, the SDK calls (admin key needed; the coordinator keeps the
 //! deny-list). `dfsd cert revoke` / `dfsd cert revoked` print them (`cli::certs`).
 
-use super::{Client, ClientError, Result};
+use super::{Client, Result};
+use crate::model::RevokedCert;
 use crate::proto::pb;
 
 impl Client {
@@ -12,7 +13,7 @@ impl Client {
         certificate: Option<Vec<u8>>,
         fingerprint: &str,
         note: &str,
-    ) -> Result<(pb::RevokedCertificate, bool)> {
+    ) -> Result<(RevokedCert, bool)> {
         let r = self
             .coordinator
             .clone()
@@ -24,20 +25,18 @@ impl Client {
             .await
             .map_err(|s| self.coord_err(s))?
             .into_inner();
-        let cert = r
-            .cert
-            .ok_or_else(|| ClientError::Invalid("empty revocation response".into()))?;
-        Ok((cert, r.already))
+        let cert = Self::required(r.cert, "RevokeCertificateResponse")?;
+        Ok((cert.into(), r.already))
     }
 
     /// The deny-list, oldest revocation first.
-    pub async fn revoked_certificates(&self) -> Result<Vec<pb::RevokedCertificate>> {
+    pub async fn revoked_certificates(&self) -> Result<Vec<RevokedCert>> {
         let r = self
             .coordinator
             .clone()
             .list_revoked_certificates(self.request(pb::ListRevokedCertificatesRequest {}))
             .await
             .map_err(|s| self.coord_err(s))?;
-        Ok(r.into_inner().certs)
+        Ok(r.into_inner().certs.into_iter().map(Into::into).collect())
     }
 }

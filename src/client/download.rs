@@ -13,7 +13,8 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use super::progress::{OnProgress, Progress};
 use super::{Client, ClientError, Result};
 use crate::chunk::ChunkId;
-use crate::path::DfsPath;
+use crate::model::Entry;
+use crate::path::{DfsPath, ToDfsPath};
 use crate::proto::pb;
 
 /// Part of a file: from `offset`, `length` bytes (None = to the end).
@@ -25,7 +26,7 @@ pub struct ReadRange {
 
 #[derive(Debug, Clone)]
 pub struct GetReport {
-    pub entry: pb::Entry,
+    pub entry: Entry,
     /// Bytes written to the output.
     pub bytes: u64,
     /// Chunks fetched (each verified).
@@ -62,7 +63,7 @@ impl Client {
     /// Writes the file at `path` (or a range of it) to `out`, in order.
     pub async fn get<W: AsyncWrite + Unpin>(
         &self,
-        path: &str,
+        path: impl ToDfsPath,
         out: &mut W,
         range: ReadRange,
     ) -> Result<GetReport> {
@@ -72,17 +73,14 @@ impl Client {
     /// [`Client::get`], reporting the range's length, then the bytes written.
     pub async fn get_with_progress<W: AsyncWrite + Unpin>(
         &self,
-        path: &str,
+        path: impl ToDfsPath,
         out: &mut W,
         range: ReadRange,
         on_progress: OnProgress<'_>,
     ) -> Result<GetReport> {
-        let path = DfsPath::parse_lenient(path)?;
+        let path = path.to_dfs_path()?;
         let first = self.file_page(&path, 0).await?;
-        let entry = first
-            .entry
-            .clone()
-            .ok_or_else(|| ClientError::Invalid("empty file response".into()))?;
+        let entry = Entry::try_from(Self::required(first.entry.clone(), "GetFileResponse")?)?;
         if range.offset > entry.size {
             return Err(ClientError::Invalid(format!(
                 "{path}: offset {} is beyond the end of the file ({} bytes)",
@@ -172,7 +170,7 @@ impl Client {
     /// data lands in a temporary file next to the destination, renamed when complete.
     pub async fn get_to_file(
         &self,
-        path: &str,
+        path: impl ToDfsPath,
         local: &Path,
         range: ReadRange,
     ) -> Result<(PathBuf, GetReport)> {
@@ -183,12 +181,12 @@ impl Client {
     /// [`Client::get_to_file`], reporting progress as [`Client::get_with_progress`] does.
     pub async fn get_to_file_with_progress(
         &self,
-        path: &str,
+        path: impl ToDfsPath,
         local: &Path,
         range: ReadRange,
         on_progress: OnProgress<'_>,
     ) -> Result<(PathBuf, GetReport)> {
-        let remote = DfsPath::parse_lenient(path)?;
+        let remote = path.to_dfs_path()?;
         let dest = if local.is_dir() {
             local.join(remote.name())
         } else {
@@ -206,7 +204,7 @@ impl Client {
         let mut file =
             tokio::fs::File::from_std(tmp.reopen().map_err(io("open temporary file".into()))?);
         let report = self
-            .get_with_progress(path, &mut file, range, on_progress)
+            .get_with_progress(&remote, &mut file, range, on_progress)
             .await?;
         file.sync_all().await.map_err(io("fsync download".into()))?;
         drop(file);

@@ -3,6 +3,7 @@
 use futures::StreamExt;
 
 use super::{Client, Result};
+use crate::model::EventRecord;
 use crate::proto::pb;
 
 impl Client {
@@ -13,7 +14,7 @@ impl Client {
         &self,
         since_ms: i64,
         follow: bool,
-        mut on_event: impl FnMut(pb::ClusterEvent) -> bool,
+        mut on_event: impl FnMut(EventRecord) -> bool,
     ) -> Result<()> {
         let msg = pb::EventsRequest {
             since_ms,
@@ -33,7 +34,7 @@ impl Client {
             .map_err(|s| self.coord_err(s))?
             .into_inner();
         while let Some(ev) = stream.next().await {
-            if !on_event(ev.map_err(|s| self.coord_err(s))?) {
+            if !on_event(ev.map_err(|s| self.coord_err(s))?.into()) {
                 break;
             }
         }

@@ -1,6 +1,10 @@
 //! The client SDK: namespace operations, uploads (`upload.rs`) and downloads
 //! (`download.rs`) against a dfsd cluster, with their progress as events (`progress.rs`).
 //! The CLI (`crate::cli`) and the S3 gateway sit on top.
+//!
+//! The public API speaks domain types only: paths are [`DfsPath`]s (or strings parsed
+//! strictly, see [`ToDfsPath`]), answers are `crate::model` types decoded by
+//! `crate::proto::convert`. Protobuf messages stay inside this module's calls.
 
 pub mod certs;
 mod download;
@@ -16,14 +20,21 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
+pub use crate::path::{DfsPath, ToDfsPath};
 pub use download::{GetReport, ReadRange};
 pub use progress::{OnProgress, Progress};
 pub use upload::{PutOptions, PutReport};
 
 use crate::config::{endpoint_uri, ClientConfig};
+use crate::model::{
+    BucketRecord, BucketUpdate, ClusterStatus, ComposeRequest, Entry, FsckReport, KeyInfo,
+    MkdirOptions, NodeId, NodeInfo, S3Credential,
+};
 use crate::net::{channel, ChannelCache, MAX_MESSAGE_BYTES};
-use crate::path::{DfsPath, PathError};
+use crate::path::PathError;
+use crate::proto::convert::{mkdir_request, Malformed};
 use crate::proto::pb;
+use crate::security::keys::KeyRole;
 use crate::security::keys::{KEY_ID_HEADER, ON_BEHALF_HEADER, SECRET_HEADER};
 use crate::security::{Role, Tls};
 use crate::wire_error::{failure, Failure, Reason, TransportCause};
@@ -101,6 +112,10 @@ pub enum ClientError {
     /// The caller's own request is unusable before anything is sent.
     #[error("{0}")]
     Invalid(String),
+    /// A server's answer did not make a domain value (a required field missing, a path or
+    /// node id out of shape): client and server disagree about the protocol.
+    #[error(transparent)]
+    Malformed(#[from] Malformed),
     /// The caller's own check before a commit (see [`Client::put_with`]) refused it.
     #[error("{0}")]
     Refused(String),
@@ -314,12 +329,22 @@ impl Client {
         Ok((self.datanode(&addr)?, addr))
     }
 
+    /// A field a well-formed answer always has.
+    fn required<T>(field: Option<T>, message: &'static str) -> Result<T> {
+        field.ok_or_else(|| {
+            ClientError::Malformed(Malformed {
+                message,
+                reason: "the answer is empty".into(),
+            })
+        })
+    }
+
     fn transfer_timeout(&self) -> Duration {
         self.cfg.transfer_timeout
     }
 
-    pub async fn stat(&self, path: &str) -> Result<pb::Entry> {
-        let path = DfsPath::parse_lenient(path)?;
+    pub async fn stat(&self, path: impl ToDfsPath) -> Result<Entry> {
+        let path = path.to_dfs_path()?;
         let resp = self
             .coordinator
             .clone()
@@ -328,19 +353,18 @@ impl Client {
             }))
             .await
             .map_err(|s| self.coord_err(s))?;
-        resp.into_inner()
-            .entry
-            .ok_or_else(|| ClientError::Invalid("empty stat response".into()))
+        Ok(Self::required(resp.into_inner().entry, "StatResponse")?.try_into()?)
     }
 
     /// All entries of a directory (or the file itself), fetched page by page.
-    pub async fn list(&self, path: &str) -> Result<Vec<pb::Entry>> {
+    pub async fn list(&self, path: impl ToDfsPath) -> Result<Vec<Entry>> {
+        let path = path.to_dfs_path()?;
         let mut out = Vec::new();
         let mut after = String::new();
         loop {
-            let (entries, more) = self.list_page(path, &after, 0).await?;
+            let (entries, more) = self.list_page(&path, &after, 0).await?;
             if let Some(last) = entries.last() {
-                after = last.name.clone();
+                after = last.name().to_string();
             }
             out.extend(entries);
             if !more {
@@ -353,11 +377,11 @@ impl Client {
     /// size) named after `start_after`, and whether more follow.
     pub async fn list_page(
         &self,
-        path: &str,
+        path: impl ToDfsPath,
         start_after: &str,
         limit: u32,
-    ) -> Result<(Vec<pb::Entry>, bool)> {
-        let path = DfsPath::parse_lenient(path)?;
+    ) -> Result<(Vec<Entry>, bool)> {
+        let path = path.to_dfs_path()?;
         let page = self
             .coordinator
             .clone()
@@ -369,35 +393,37 @@ impl Client {
             .await
             .map_err(|s| self.coord_err(s))?
             .into_inner();
-        Ok((page.entries, page.truncated))
+        let entries = page
+            .entries
+            .into_iter()
+            .map(Entry::try_from)
+            .collect::<std::result::Result<_, _>>()?;
+        Ok((entries, page.truncated))
     }
 
-    pub async fn mkdir(&self, path: &str, parents: bool) -> Result<pb::Entry> {
-        self.mkdir_with(pb::MkdirRequest {
-            path: path.to_string(),
+    pub async fn mkdir(&self, path: impl ToDfsPath, parents: bool) -> Result<Entry> {
+        let opts = MkdirOptions {
             parents,
             ..Default::default()
-        })
-        .await
+        };
+        self.mkdir_with(path, &opts).await
     }
 
-    /// Mkdir with every option (attributes for a directory marker). The path is taken
-    /// leniently, as for `mkdir`.
-    pub async fn mkdir_with(&self, mut req: pb::MkdirRequest) -> Result<pb::Entry> {
-        req.path = DfsPath::parse_lenient(&req.path)?.to_string();
+    /// Mkdir with every option: `attrs` replaces the directory's attributes (a directory
+    /// marker). `opts.owner` is not sent: the coordinator records the caller's key.
+    pub async fn mkdir_with(&self, path: impl ToDfsPath, opts: &MkdirOptions) -> Result<Entry> {
+        let path = path.to_dfs_path()?;
         let resp = self
             .coordinator
             .clone()
-            .mkdir(self.request(req))
+            .mkdir(self.request(mkdir_request(&path, opts)))
             .await
             .map_err(|s| self.coord_err(s))?;
-        resp.into_inner()
-            .entry
-            .ok_or_else(|| ClientError::Invalid("empty mkdir response".into()))
+        Ok(Self::required(resp.into_inner().entry, "MkdirResponse")?.try_into()?)
     }
 
     /// Deletes a file or directory; returns (files, directories) removed.
-    pub async fn delete(&self, path: &str, recursive: bool) -> Result<(u64, u64)> {
+    pub async fn delete(&self, path: impl ToDfsPath, recursive: bool) -> Result<(u64, u64)> {
         self.delete_if(path, recursive, None).await
     }
 
@@ -405,11 +431,11 @@ impl Client {
     /// coordinator checks it in the delete's transaction.
     pub async fn delete_if(
         &self,
-        path: &str,
+        path: impl ToDfsPath,
         recursive: bool,
         expected_version: Option<u64>,
     ) -> Result<(u64, u64)> {
-        let path = DfsPath::parse_lenient(path)?;
+        let path = path.to_dfs_path()?;
         let r = self
             .coordinator
             .clone()
@@ -425,7 +451,8 @@ impl Client {
     }
 
     /// The settings of bucket (top-level directory) `path`.
-    pub async fn get_bucket(&self, path: &str) -> Result<pb::BucketInfo> {
+    pub async fn get_bucket(&self, path: impl ToDfsPath) -> Result<BucketRecord> {
+        let path = path.to_dfs_path()?;
         let r = self
             .coordinator
             .clone()
@@ -434,41 +461,44 @@ impl Client {
             }))
             .await
             .map_err(|s| self.coord_err(s))?;
-        r.into_inner()
-            .bucket
-            .ok_or_else(|| ClientError::Invalid("empty GetBucket response".into()))
+        Ok(Self::required(r.into_inner().bucket, "GetBucketResponse")?.try_into()?)
     }
 
-    /// Changes the settings of bucket `req.path` that `req` names.
-    pub async fn set_bucket(&self, req: pb::SetBucketRequest) -> Result<pb::BucketInfo> {
+    /// Changes the settings of bucket `path` that `update` names.
+    pub async fn set_bucket(
+        &self,
+        path: impl ToDfsPath,
+        update: &BucketUpdate,
+    ) -> Result<BucketRecord> {
+        let path = path.to_dfs_path()?;
         let r = self
             .coordinator
             .clone()
-            .set_bucket(self.request(req))
+            .set_bucket(self.request(pb::SetBucketRequest {
+                path: path.to_string(),
+                public_read: update.public_read,
+                cors: update.cors.clone(),
+            }))
             .await
             .map_err(|s| self.coord_err(s))?;
-        r.into_inner()
-            .bucket
-            .ok_or_else(|| ClientError::Invalid("empty SetBucket response".into()))
+        Ok(Self::required(r.into_inner().bucket, "SetBucketResponse")?.try_into()?)
     }
 
     /// Commits `req.dst` as the chunks of `req.sources` joined in order, without moving
-    /// a byte (see the Compose RPC). Paths are taken as given: the caller parses them.
-    pub async fn compose(&self, req: pb::ComposeRequest) -> Result<pb::Entry> {
+    /// a byte (see the Compose RPC). A replication of 0 is the cluster default.
+    pub async fn compose(&self, req: &ComposeRequest) -> Result<Entry> {
         let resp = self
             .coordinator
             .clone()
-            .compose(self.request(req))
+            .compose(self.request(pb::ComposeRequest::from(req)))
             .await
             .map_err(|s| self.coord_err(s))?;
-        resp.into_inner()
-            .entry
-            .ok_or_else(|| ClientError::Invalid("empty compose response".into()))
+        Ok(Self::required(resp.into_inner().entry, "ComposeResponse")?.try_into()?)
     }
 
-    pub async fn rename(&self, src: &str, dst: &str) -> Result<pb::Entry> {
-        let src = DfsPath::parse_lenient(src)?;
-        let dst = DfsPath::parse_lenient(dst)?;
+    pub async fn rename(&self, src: impl ToDfsPath, dst: impl ToDfsPath) -> Result<Entry> {
+        let src = src.to_dfs_path()?;
+        let dst = dst.to_dfs_path()?;
         let resp = self
             .coordinator
             .clone()
@@ -478,46 +508,47 @@ impl Client {
             }))
             .await
             .map_err(|s| self.coord_err(s))?;
-        resp.into_inner()
-            .entry
-            .ok_or_else(|| ClientError::Invalid("empty rename response".into()))
+        Ok(Self::required(resp.into_inner().entry, "RenameResponse")?.try_into()?)
     }
 
     /// Creates an access key (admin): its description and its secret, shown only now.
     pub async fn create_key(
         &self,
         name: &str,
-        role: &str,
-        prefix: &str,
-    ) -> Result<(pb::AccessKeyInfo, String)> {
+        role: KeyRole,
+        prefix: impl ToDfsPath,
+    ) -> Result<(KeyInfo, String)> {
+        let prefix = prefix.to_dfs_path()?;
         let r = self
             .coordinator
             .clone()
             .create_key(self.request(pb::CreateKeyRequest {
                 name: name.to_string(),
-                role: role.to_string(),
+                role: role.as_str().to_string(),
                 prefix: prefix.to_string(),
             }))
             .await
             .map_err(|s| self.coord_err(s))?
             .into_inner();
-        let key = r
-            .key
-            .ok_or_else(|| ClientError::Invalid("empty key response".into()))?;
+        let key = Self::required(r.key, "CreateKeyResponse")?.try_into()?;
         Ok((key, r.secret))
     }
 
-    pub async fn list_keys(&self) -> Result<Vec<pb::AccessKeyInfo>> {
+    pub async fn list_keys(&self) -> Result<Vec<KeyInfo>> {
         let r = self
             .coordinator
             .clone()
             .list_keys(self.request(pb::ListKeysRequest {}))
             .await
             .map_err(|s| self.coord_err(s))?;
-        Ok(r.into_inner().keys)
+        Ok(r.into_inner()
+            .keys
+            .into_iter()
+            .map(KeyInfo::try_from)
+            .collect::<std::result::Result<_, _>>()?)
     }
 
-    pub async fn revoke_key(&self, key_id: &str) -> Result<pb::AccessKeyInfo> {
+    pub async fn revoke_key(&self, key_id: &str) -> Result<KeyInfo> {
         let r = self
             .coordinator
             .clone()
@@ -527,13 +558,12 @@ impl Client {
             .await
             .map_err(|s| self.coord_err(s))?
             .into_inner();
-        r.key
-            .ok_or_else(|| ClientError::Invalid("empty key response".into()))
+        Ok(Self::required(r.key, "RevokeKeyResponse")?.try_into()?)
     }
 
     /// The S3 secret, role and prefix of an access key (S3 gateways only: a gateway
     /// certificate, or an admin key without TLS).
-    pub async fn s3_credential(&self, key_id: &str) -> Result<pb::GetS3CredentialResponse> {
+    pub async fn s3_credential(&self, key_id: &str) -> Result<S3Credential> {
         let r = self
             .coordinator
             .clone()
@@ -542,21 +572,21 @@ impl Client {
             }))
             .await
             .map_err(|s| self.coord_err(s))?;
-        Ok(r.into_inner())
+        Ok(r.into_inner().try_into()?)
     }
 
-    pub async fn status(&self) -> Result<pb::StatusResponse> {
+    pub async fn status(&self) -> Result<ClusterStatus> {
         let r = self
             .coordinator
             .clone()
             .status(self.request(pb::StatusRequest {}))
             .await
             .map_err(|s| self.coord_err(s))?;
-        Ok(r.into_inner())
+        Ok(r.into_inner().into())
     }
 
-    pub async fn fsck(&self, path: &str, all: bool) -> Result<pb::FsckResponse> {
-        let path = DfsPath::parse_lenient(path)?;
+    pub async fn fsck(&self, path: impl ToDfsPath, all: bool) -> Result<FsckReport> {
+        let path = path.to_dfs_path()?;
         let r = self
             .coordinator
             .clone()
@@ -566,10 +596,12 @@ impl Client {
             }))
             .await
             .map_err(|s| self.coord_err(s))?;
-        Ok(r.into_inner())
+        Ok(r.into_inner().try_into()?)
     }
 
-    pub async fn drain_node(&self, node: &str, cancel: bool) -> Result<Option<pb::NodeInfo>> {
+    /// Starts (or with `cancel`, stops) draining a node; the node as it is now, when the
+    /// coordinator still knows it.
+    pub async fn drain_node(&self, node: &NodeId, cancel: bool) -> Result<Option<NodeInfo>> {
         let r = self
             .coordinator
             .clone()
@@ -579,10 +611,10 @@ impl Client {
             }))
             .await
             .map_err(|s| self.coord_err(s))?;
-        Ok(r.into_inner().node)
+        Ok(r.into_inner().node.map(NodeInfo::try_from).transpose()?)
     }
 
-    pub async fn remove_node(&self, node: &str) -> Result<()> {
+    pub async fn remove_node(&self, node: &NodeId) -> Result<()> {
         self.coordinator
             .clone()
             .remove_node(self.request(pb::RemoveNodeRequest {
@@ -593,14 +625,18 @@ impl Client {
         Ok(())
     }
 
-    pub async fn nodes(&self) -> Result<Vec<pb::NodeInfo>> {
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>> {
         let r = self
             .coordinator
             .clone()
             .list_nodes(self.request(pb::ListNodesRequest {}))
             .await
             .map_err(|s| self.coord_err(s))?;
-        Ok(r.into_inner().nodes)
+        Ok(r.into_inner()
+            .nodes
+            .into_iter()
+            .map(NodeInfo::try_from)
+            .collect::<std::result::Result<_, _>>()?)
     }
 
     /// Whether the coordinator answers a cheap call (ListNodes) within `timeout`.

@@ -18,7 +18,8 @@ use super::progress::{Counted, OnProgress, Progress};
 use super::session::Session;
 use super::{Client, ClientError, Result};
 use crate::chunk::{ChunkId, FRAME_SIZE};
-use crate::path::DfsPath;
+use crate::model::Entry;
+use crate::path::ToDfsPath;
 use crate::proto::pb;
 use crate::wire_error::Reason;
 
@@ -37,13 +38,13 @@ pub struct PutOptions {
     pub expected_version: Option<u64>,
     /// Chunk size; None = the client config's.
     pub chunk_size: Option<u64>,
-    /// Attributes committed with the file (see `pb::Entry::attrs`).
+    /// Attributes committed with the file (see [`Entry::attrs`]).
     pub attrs: crate::model::Attrs,
 }
 
 #[derive(Debug, Clone)]
 pub struct PutReport {
-    pub entry: pb::Entry,
+    pub entry: Entry,
     pub chunks: usize,
     /// Chunks whose bytes were sent.
     pub uploaded_chunks: usize,
@@ -87,7 +88,7 @@ impl Client {
     pub async fn put<R: AsyncRead + Unpin + Send>(
         &self,
         input: R,
-        path: &str,
+        path: impl ToDfsPath,
         opts: &PutOptions,
     ) -> Result<PutReport> {
         self.put_with(input, path, opts, |_| Ok(())).await
@@ -100,7 +101,7 @@ impl Client {
     pub async fn put_with<R, F>(
         &self,
         mut input: R,
-        path: &str,
+        path: impl ToDfsPath,
         opts: &PutOptions,
         finish: F,
     ) -> Result<PutReport>
@@ -108,7 +109,7 @@ impl Client {
         R: AsyncRead + Unpin + Send,
         F: FnOnce(&mut crate::model::Attrs) -> std::result::Result<(), String> + Send,
     {
-        let path = DfsPath::parse_lenient(path)?;
+        let path = path.to_dfs_path()?;
         let chunk_size = opts.chunk_size.unwrap_or(self.cfg.chunk_size);
         if chunk_size == 0 {
             return Err(ClientError::Invalid("chunk size must be positive".into()));
@@ -168,7 +169,7 @@ impl Client {
     pub async fn put_with_progress<R: AsyncRead + Unpin + Send>(
         &self,
         input: R,
-        path: &str,
+        path: impl ToDfsPath,
         opts: &PutOptions,
         on_progress: OnProgress<'_>,
     ) -> Result<PutReport> {
@@ -183,7 +184,7 @@ impl Client {
     pub async fn put_file(
         &self,
         local: &std::path::Path,
-        path: &str,
+        path: impl ToDfsPath,
         opts: &PutOptions,
     ) -> Result<PutReport> {
         self.put_file_with_progress(local, path, opts, &|_| {})
@@ -194,7 +195,7 @@ impl Client {
     pub async fn put_file_with_progress(
         &self,
         local: &std::path::Path,
-        path: &str,
+        path: impl ToDfsPath,
         opts: &PutOptions,
         on_progress: OnProgress<'_>,
     ) -> Result<PutReport> {
@@ -218,7 +219,7 @@ impl Client {
         size: u64,
         opts: &PutOptions,
         attrs: &crate::model::Attrs,
-    ) -> Result<pb::Entry> {
+    ) -> Result<Entry> {
         let commit = || pb::CommitUploadRequest {
             upload_id: String::new(),
             chunks: refs.to_vec(),
@@ -241,7 +242,7 @@ impl Client {
                 _ => break,
             }
         }
-        result.map_err(|s| self.coord_err(s))
+        Ok(result.map_err(|s| self.coord_err(s))?.try_into()?)
     }
 
     /// Brings every chunk of `refs` back to its write quorum, one chunk in memory at a time.

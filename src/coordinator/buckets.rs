@@ -17,7 +17,7 @@ use std::sync::RwLock;
 use super::events::{event, EventKind};
 use super::State;
 use crate::meta::MetaError;
-use crate::model::{BucketRecord, EventRecord};
+use crate::model::EventRecord;
 use crate::path::{DfsPath, PathError};
 use crate::proto::pb;
 use crate::security::keys::{KeyRole, Principal};
@@ -55,15 +55,6 @@ impl PublicBuckets {
 
     pub(super) fn replace(&self, names: HashSet<String>) {
         *self.0.write_locked() = names;
-    }
-}
-
-fn info(b: BucketRecord) -> pb::BucketInfo {
-    pb::BucketInfo {
-        path: b.path.to_string(),
-        owner: b.owner,
-        public_read: b.public_read,
-        cors: b.cors.unwrap_or_default(),
     }
 }
 
@@ -121,7 +112,7 @@ impl State {
         }
         let b = self.store.bucket(&path).await?;
         Ok(pb::GetBucketResponse {
-            bucket: Some(info(b)),
+            bucket: Some(b.into()),
         })
     }
 
@@ -151,7 +142,7 @@ impl State {
             });
         }
         Ok(pb::SetBucketResponse {
-            bucket: Some(info(b)),
+            bucket: Some(b.into()),
         })
     }
 }

@@ -23,7 +23,6 @@ use tokio::sync::{broadcast, mpsc, watch};
 use super::{NodeState, NodeView, State};
 use crate::meta::MetaError;
 use crate::model::{now_ms, EventRecord};
-use crate::proto::pb;
 
 /// Events written to SQLite in one transaction at most.
 const BATCH: usize = 256;
@@ -282,20 +281,6 @@ pub async fn run_watch(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
             _ = tokio::time::sleep(tick) => {}
             _ = shutdown.changed() => return,
         }
-    }
-}
-
-pub fn to_pb(e: EventRecord) -> pb::ClusterEvent {
-    pb::ClusterEvent {
-        id: e.id,
-        time_ms: e.time_ms,
-        kind: e.kind,
-        node_id: e.node_id,
-        path: e.path,
-        chunk_id: e.chunk_id,
-        bytes: e.bytes,
-        count: e.count,
-        detail: e.detail,
     }
 }
 

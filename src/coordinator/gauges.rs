@@ -19,8 +19,7 @@ use super::State;
 use crate::admin_http::Refresh;
 use crate::meta::MetaError;
 use crate::metrics::{self, set};
-use crate::model::{now_ms, StoreCounts};
-use crate::proto::pb;
+use crate::model::{now_ms, ClusterStatus, StoreCounts};
 
 /// The result of the last background refresh.
 #[derive(Debug, Clone, Default)]
@@ -78,9 +77,9 @@ async fn refresh_cache(state: &Arc<State>) {
 }
 
 /// The cluster status from the cache and memory; `None` before the first refresh.
-pub fn cached_status(state: &Arc<State>) -> Option<(pb::StatusResponse, Arc<Scanned>)> {
+pub fn cached_status(state: &Arc<State>) -> Option<(ClusterStatus, Arc<Scanned>)> {
     let scanned = state.gauges.get()?;
-    Some((admin::status_with(state, &scanned.counted), scanned))
+    Some((admin::status_with(state, &scanned.counted).into(), scanned))
 }
 
 /// Sets the gauges that mirror the cluster's state (nodes by state, repair and GC

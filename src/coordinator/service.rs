@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::uploads::{Commit, NewUpload};
 use super::wire::{
-    compose_request, key_info, location_pb, parse_attrs, parse_claims, parse_path, placement_pb,
+    compose_request, location_pb, parse_attrs, parse_claims, parse_path, placement_pb,
     replication_or_default, who, BATCH_MAX, GETFILE_PAGE_MAX, LIST_PAGE_MAX,
 };
 use super::{admin, events, trust, State};
@@ -326,7 +326,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         };
         let (key, secret) = self.state.create_key(&req.name, role, prefix).await?;
         Ok(Response::new(pb::CreateKeyResponse {
-            key: Some(key_info(&key)),
+            key: Some((&key).into()),
             secret,
         }))
     }
@@ -338,7 +338,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         who(&req)?.require_admin("listing access keys")?;
         let keys = self.state.store.list_keys().await?;
         Ok(Response::new(pb::ListKeysResponse {
-            keys: keys.iter().map(key_info).collect(),
+            keys: keys.iter().map(Into::into).collect(),
         }))
     }
 
@@ -353,7 +353,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         })?;
         let key = self.state.revoke_key(&id).await?;
         Ok(Response::new(pb::RevokeKeyResponse {
-            key: Some(key_info(&key)),
+            key: Some((&key).into()),
         }))
     }
 
@@ -368,7 +368,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let req = req.into_inner();
         let events = events::stream(self.state.clone(), req.after_id, req.since_ms, req.follow);
         Ok(Response::new(Box::pin(
-            events.map(|r| r.map(events::to_pb).map_err(Status::from)),
+            events.map(|r| r.map(pb::ClusterEvent::from).map_err(Status::from)),
         )))
     }
 

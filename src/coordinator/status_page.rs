@@ -11,8 +11,7 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use super::{admin, events, gauges, State};
-use crate::model::now_ms;
-use crate::proto::pb;
+use crate::model::{now_ms, ClusterStatus, NodeInfo, NodeState};
 use crate::units::{format_size, rfc3339_ms};
 
 /// Seconds between reloads.
@@ -36,14 +35,8 @@ fn esc(s: &str) -> String {
     out
 }
 
-fn state_name(s: i32) -> &'static str {
-    match pb::NodeState::try_from(s) {
-        Ok(pb::NodeState::Alive) => "alive",
-        Ok(pb::NodeState::Suspect) => "suspect",
-        Ok(pb::NodeState::Dead) => "dead",
-        Ok(pb::NodeState::Draining) => "draining",
-        _ => "unknown",
-    }
+fn state_name(s: Option<NodeState>) -> &'static str {
+    s.map_or("unknown", NodeState::as_str)
 }
 
 fn ago(ms: i64, now: i64) -> String {
@@ -102,7 +95,7 @@ pub async fn render(state: &Arc<State>, viewer: Viewer) -> String {
          <h1>dfsd cluster status</h1><p>As of {} (reloads every {REFRESH_SECS} s)</p>",
         rfc3339_ms(now)
     );
-    let nodes = match &cached {
+    let wire_nodes = match &cached {
         Some((s, scanned)) => {
             summary(&mut h, s, scanned.at_ms);
             admin::list_nodes_cached(state, &scanned.replicas)
@@ -112,6 +105,11 @@ pub async fn render(state: &Arc<State>, viewer: Viewer) -> String {
             admin::list_nodes_cached(state, &Default::default())
         }
     };
+    // Registered ids are valid node ids, so none is dropped here.
+    let nodes: Vec<NodeInfo> = wire_nodes
+        .into_iter()
+        .filter_map(|n| NodeInfo::try_from(n).ok())
+        .collect();
     h.push_str("<h2>Nodes</h2>");
     node_table(&mut h, &nodes, now);
     h.push_str("<h2>Recent events</h2>");
@@ -164,7 +162,7 @@ pub async fn render(state: &Arc<State>, viewer: Viewer) -> String {
     h
 }
 
-fn summary(h: &mut String, s: &pb::StatusResponse, counted_ms: i64) {
+fn summary(h: &mut String, s: &ClusterStatus, counted_ms: i64) {
     let health = if s.unrecoverable > 0 {
         "<span class=\"bad\">DATA MISSING</span>"
     } else if s.under_replicated > 0 || s.nodes_dead > 0 || s.nodes_suspect > 0 {
@@ -222,7 +220,7 @@ fn summary(h: &mut String, s: &pb::StatusResponse, counted_ms: i64) {
     );
 }
 
-fn node_table(h: &mut String, nodes: &[pb::NodeInfo], now: i64) {
+fn node_table(h: &mut String, nodes: &[NodeInfo], now: i64) {
     if nodes.is_empty() {
         h.push_str("<p>no datanode has joined yet</p>");
         return;
@@ -249,8 +247,8 @@ fn node_table(h: &mut String, nodes: &[pb::NodeInfo], now: i64) {
             format_size(n.used_bytes),
             format_size(n.capacity_bytes),
             n.chunk_count,
-            ago(n.last_seen_ms, now),
-            id = esc(&n.node_id),
+            ago(n.last_seen.as_ms(), now),
+            id = esc(n.node_id.as_str()),
         );
     }
     h.push_str("</table>");

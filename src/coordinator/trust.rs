@@ -127,15 +127,6 @@ impl Trust {
     }
 }
 
-fn to_pb(r: RevokedCert) -> pb::RevokedCertificate {
-    pb::RevokedCertificate {
-        fingerprint: r.fingerprint,
-        role: r.role,
-        note: r.note,
-        revoked_ms: r.revoked_ms,
-    }
-}
-
 /// RevokeCertificate (the caller is an admin): records the certificate, refuses it from
 /// now on, and tells datanodes with their next heartbeat.
 pub async fn revoke(
@@ -195,7 +186,7 @@ pub async fn revoke(
         });
     }
     Ok(pb::RevokeCertificateResponse {
-        cert: Some(to_pb(stored)),
+        cert: Some(stored.into()),
         already,
     })
 }
@@ -204,6 +195,6 @@ pub async fn revoke(
 pub async fn list(state: &State) -> Result<pb::ListRevokedCertificatesResponse, MetaError> {
     let list = state.store.list_revoked_certs().await?;
     Ok(pb::ListRevokedCertificatesResponse {
-        certs: list.into_iter().map(to_pb).collect(),
+        certs: list.into_iter().map(Into::into).collect(),
     })
 }

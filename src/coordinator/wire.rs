@@ -1,6 +1,8 @@
 //! Decoding requests into domain types and encoding answers, for both gRPC services:
-//! the caller, paths, chunk references, attributes, replication factors, key info, and
-//! the limits on what one call may carry.
+//! the caller, paths, chunk references, attributes, replication factors, placements and
+//! chunk locations, and the limits on what one call may carry. What must be checked
+//! against the caller or the cluster's limits (and refused with a status) is decoded
+//! here; the plain translations of domain types are `crate::proto::convert`.
 
 use tonic::{Request, Status};
 
@@ -11,7 +13,7 @@ use crate::chunk::ChunkId;
 use crate::model::{Attrs, ComposeRequest, NodeEndpoint};
 use crate::path::DfsPath;
 use crate::proto::pb;
-use crate::security::keys::{AccessKey, Principal, KEY_ID_HEADER, ON_BEHALF_HEADER, SECRET_HEADER};
+use crate::security::keys::{Principal, KEY_ID_HEADER, ON_BEHALF_HEADER, SECRET_HEADER};
 use crate::security::{peer_role, Role};
 
 /// Most entries one List call returns.
@@ -29,17 +31,6 @@ pub fn who<T>(req: &Request<T>) -> Result<Principal, Status> {
             "no access key: a gateway certificate alone allows only GetS3Credential",
         )
     })
-}
-
-pub fn key_info(k: &AccessKey) -> pb::AccessKeyInfo {
-    pb::AccessKeyInfo {
-        key_id: k.id.clone(),
-        name: k.name.clone(),
-        role: k.role.as_str().into(),
-        prefix: k.prefix.to_string(),
-        created_ms: k.created_ms,
-        revoked_ms: k.revoked_ms.unwrap_or(0),
-    }
 }
 
 pub fn parse_path(s: &str) -> Result<DfsPath, Status> {

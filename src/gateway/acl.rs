@@ -20,7 +20,7 @@ use s3s::{s3_error, S3Result};
 use super::mapping::{bucket_path, s3_err, Subject};
 use super::state::{AnonymousBucket, DfsS3};
 use crate::client::Client;
-use crate::proto::pb;
+use crate::model::{BucketRecord, BucketUpdate};
 
 /// The URI of S3's "everyone" group.
 const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
@@ -97,7 +97,7 @@ fn wanted(acl: Option<&str>, policy: Option<&AccessControlPolicy>) -> S3Result<b
 }
 
 /// The owner and grants S3 shows for a bucket (and its objects).
-fn policy_of(b: &pb::BucketInfo) -> (Owner, Vec<Grant>) {
+fn policy_of(b: &BucketRecord) -> (Owner, Vec<Grant>) {
     let id = if b.owner.is_empty() { "dfsd" } else { &b.owner };
     let owner = Owner {
         display_name: Some(id.to_string()),
@@ -129,28 +129,28 @@ fn policy_of(b: &pb::BucketInfo) -> (Owner, Vec<Grant>) {
 }
 
 /// The owner to show for a bucket (FetchOwner, ListBuckets).
-pub fn owner_of(b: &pb::BucketInfo) -> Owner {
+pub fn owner_of(b: &BucketRecord) -> Owner {
     policy_of(b).0
 }
 
 impl DfsS3 {
     /// The settings of `bucket`, read with the caller's permissions.
-    pub(super) async fn bucket_info(&self, c: &Client, bucket: &str) -> S3Result<pb::BucketInfo> {
+    pub(super) async fn bucket_info(&self, c: &Client, bucket: &str) -> S3Result<BucketRecord> {
         let path = bucket_path(bucket)?;
-        c.get_bucket(&path.to_string())
+        c.get_bucket(&path)
             .await
             .map_err(|e| s3_err(e, Subject::Bucket))
     }
 
     pub(super) async fn set_public(&self, c: &Client, bucket: &str, public: bool) -> S3Result<()> {
         let path = bucket_path(bucket)?;
-        c.set_bucket(pb::SetBucketRequest {
-            path: path.to_string(),
+        let update = BucketUpdate {
             public_read: Some(public),
             cors: None,
-        })
-        .await
-        .map_err(|e| s3_err(e, Subject::Bucket))?;
+        };
+        c.set_bucket(&path, &update)
+            .await
+            .map_err(|e| s3_err(e, Subject::Bucket))?;
         Ok(())
     }
 
@@ -247,10 +247,11 @@ mod tests {
         ] {
             assert_eq!(canned(other).unwrap_err().code().as_str(), "NotImplemented");
         }
-        let b = pb::BucketInfo {
+        let b = BucketRecord {
+            path: crate::path::DfsPath::parse("/b").unwrap(),
             owner: "DKX".into(),
             public_read: true,
-            ..Default::default()
+            cors: None,
         };
         let (_, grants) = policy_of(&b);
         let policy = AccessControlPolicy {

@@ -156,16 +156,11 @@ impl S3Keys {
             other => other.to_string(),
         };
         let answer = match self.inner.client.s3_credential(id).await {
-            Ok(c) => {
-                let role = KeyRole::parse(&c.role).map_err(|e| {
-                    tracing::error!(key = %id, error = %e, "coordinator gave an unknown role");
-                    s3_error!(InternalError, "the key's role is unknown to this gateway")
-                })?;
-                Answer::Key {
-                    secret: SecretKey::from(c.secret),
-                    role: S3Role::of(role),
-                }
-            }
+            // An unknown role fails to decode (`ClientError::Malformed`): InternalError below.
+            Ok(c) => Answer::Key {
+                secret: SecretKey::from(c.secret),
+                role: S3Role::of(c.role),
+            },
             Err(e) => match e {
                 ClientError::NotFound(_)
                 | ClientError::PermissionDenied(_)

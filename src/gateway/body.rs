@@ -13,8 +13,8 @@ use super::digest::{check_content_md5, ClientChecksum, Md5Reader};
 use super::mapping::{s3_err, version_moved, Subject, ATTR_ETAG};
 use super::state::DfsS3;
 use crate::client::{Client, ClientError, PutOptions, ReadRange};
+use crate::model::Entry;
 use crate::path::DfsPath;
-use crate::proto::pb;
 
 /// Bytes buffered between a download task and the HTTP response.
 const PIPE_BYTES: usize = 256 * 1024;
@@ -126,7 +126,7 @@ impl DfsS3 {
         path: &DfsPath,
         opts: &PutOptions,
         body: BodyChecks<'_>,
-    ) -> S3Result<pb::Entry> {
+    ) -> S3Result<Entry> {
         let algo = body.checksum.as_ref().map(|c| c.algo);
         let (mut hashed, md5) = Md5Reader::with_checksum(&mut *reader, algo);
         let (declared, counted) = (body.content_length, md5.clone());

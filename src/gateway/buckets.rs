@@ -7,10 +7,10 @@ use s3s::{s3_error, S3Result};
 
 use super::acl::owner_of;
 use super::cors;
-use super::mapping::{bucket_path, is_dir, last_modified, s3_err, Subject, UPLOADS_DIR};
+use super::mapping::{bucket_path, last_modified, s3_err, Subject, UPLOADS_DIR};
 use super::state::DfsS3;
 use crate::client::{Client, ClientError};
-use crate::proto::pb;
+use crate::model::{BucketUpdate, Entry};
 
 /// Most buckets one ListBuckets page returns without MaxBuckets (S3 allows 10,000).
 const MAX_BUCKETS: usize = 10_000;
@@ -61,10 +61,10 @@ impl DfsS3 {
         check_new_name(&input.bucket)?;
         let public = public_of(input.acl.as_ref())?;
         let path = bucket_path(&input.bucket)?;
-        match c.mkdir(&path.to_string(), false).await {
+        match c.mkdir(&path, false).await {
             Ok(_) => tracing::info!(bucket = %input.bucket, "bucket created"),
             Err(ClientError::AlreadyExists(_)) => {
-                let owner = match c.get_bucket(&path.to_string()).await {
+                let owner = match c.get_bucket(&path).await {
                     Ok(b) => Some(b.owner),
                     Err(_) => None,
                 };
@@ -113,21 +113,21 @@ impl DfsS3 {
         };
         let prefix = input.prefix.clone().unwrap_or_default();
         let entries = c.list("/").await.map_err(|e| s3_err(e, Subject::Bucket))?;
-        let mut names: Vec<&pb::Entry> = entries
+        let mut names: Vec<&Entry> = entries
             .iter()
-            .filter(|e| is_dir(e) && bucket_path(&e.name).is_ok())
-            .filter(|e| e.name.starts_with(&prefix) && e.name > after)
+            .filter(|e| e.is_dir() && bucket_path(e.name()).is_ok())
+            .filter(|e| e.name().starts_with(&prefix) && e.name() > after.as_str())
             .collect();
-        names.sort_by(|a, b| a.name.cmp(&b.name));
+        names.sort_by(|a, b| a.name().cmp(b.name()));
         let more = names.len() > max;
         names.truncate(max);
         let next = more
-            .then(|| names.last().map(|e| hex::encode(&e.name)))
+            .then(|| names.last().map(|e| hex::encode(e.name())))
             .flatten();
         let buckets = names
             .iter()
             .map(|e| Bucket {
-                name: Some(e.name.clone()),
+                name: Some(e.name().to_string()),
                 creation_date: Some(last_modified(e)),
                 ..Default::default()
             })
@@ -167,19 +167,19 @@ impl DfsS3 {
         // Uploads in progress do not keep a bucket alive (as in S3, where deleting the
         // bucket discards them); objects do. Two entries are enough to tell.
         let (entries, _) = c
-            .list_page(&path.to_string(), "", 2)
+            .list_page(&path, "", 2)
             .await
             .map_err(|e| s3_err(e, Subject::Bucket))?;
         match entries.as_slice() {
             [] => {}
-            [only] if only.name == UPLOADS_DIR => {
+            [only] if only.name() == UPLOADS_DIR => {
                 c.delete(&only.path, true)
                     .await
                     .map_err(|e| s3_err(e, Subject::Bucket))?;
             }
             _ => return Err(not_empty()),
         }
-        match c.delete(&path.to_string(), false).await {
+        match c.delete(&path, false).await {
             Ok(_) => {
                 tracing::info!(bucket = %bucket, "bucket deleted");
                 Ok(())
@@ -199,26 +199,26 @@ impl DfsS3 {
     /// Stores `json` as the bucket's CORS rules ("" removes them).
     pub(super) async fn set_cors(&self, c: &Client, bucket: &str, json: String) -> S3Result<()> {
         let path = bucket_path(bucket)?;
-        c.set_bucket(pb::SetBucketRequest {
-            path: path.to_string(),
+        let update = BucketUpdate {
             public_read: None,
             cors: Some(json),
-        })
-        .await
-        .map_err(|e| s3_err(e, Subject::Bucket))?;
+        };
+        c.set_bucket(&path, &update)
+            .await
+            .map_err(|e| s3_err(e, Subject::Bucket))?;
         Ok(())
     }
 
     pub(super) async fn get_cors(&self, c: &Client, bucket: &str) -> S3Result<GetBucketCorsOutput> {
         let b = self.bucket_info(c, bucket).await?;
-        if b.cors.is_empty() {
+        let Some(json) = b.cors else {
             return Err(s3_error!(
                 NoSuchCORSConfiguration,
                 "The CORS configuration does not exist"
             ));
-        }
+        };
         Ok(GetBucketCorsOutput {
-            cors_rules: Some(cors::from_json(&b.cors)),
+            cors_rules: Some(cors::from_json(&json)),
         })
     }
 

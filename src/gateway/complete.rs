@@ -13,7 +13,8 @@ use super::multipart::ATTR_UPLOAD_KEY;
 use super::state::DfsS3;
 use crate::client::{Client, ClientError, PutOptions};
 use crate::model::Attrs;
-use crate::proto::pb;
+use crate::model::{ComposeRequest, Entry};
+use crate::path::DfsPath;
 
 /// The completed object's attribute naming the upload it came from (a repeated
 /// CompleteMultipartUpload answers the same success while the object is unchanged).
@@ -24,7 +25,8 @@ const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
 /// The parts a Complete joins, in order: what Compose reads, their ETags and sizes.
 #[derive(Debug, Default)]
 struct Joined {
-    sources: Vec<pb::ComposeSource>,
+    /// Each part's path with the version it must still have.
+    sources: Vec<(DfsPath, Option<u64>)>,
     tags: Vec<String>,
     sizes: Vec<u64>,
 }
@@ -32,7 +34,7 @@ struct Joined {
 /// Checks the parts a Complete lists against those `stored` (by part number): listed
 /// once each in ascending order, uploaded, with the ETag the caller names, and every part
 /// but the last at least 5 MiB.
-fn join(wanted: &[CompletedPart], stored: &[(i32, pb::Entry)]) -> S3Result<Joined> {
+fn join(wanted: &[CompletedPart], stored: &[(i32, Entry)]) -> S3Result<Joined> {
     let mut out = Joined::default();
     let mut prev = 0;
     for (i, w) in wanted.iter().enumerate() {
@@ -65,10 +67,7 @@ fn join(wanted: &[CompletedPart], stored: &[(i32, pb::Entry)]) -> S3Result<Joine
             ));
         }
         out.sizes.push(e.size);
-        out.sources.push(pb::ComposeSource {
-            path: e.path.clone(),
-            expected_version: Some(e.version),
-        });
+        out.sources.push((e.path.clone(), Some(e.version)));
         out.tags.push(tag.value().to_string());
     }
     Ok(out)
@@ -145,22 +144,18 @@ impl DfsS3 {
             &mut opts,
         )
         .await?;
-        let attrs = completed_attrs(
-            marker.attrs.into_iter().collect(),
-            &joined,
-            &input.upload_id,
-        );
+        let attrs = completed_attrs(marker.attrs, &joined, &input.upload_id);
         let dst_text = dst.to_string();
         let parts = joined.tags.len();
         let entry = c
-            .compose(pb::ComposeRequest {
+            .compose(&ComposeRequest {
                 sources: joined.sources,
-                dst: dst_text.clone(),
+                dst: dst.clone(),
+                replication: 0,
                 no_clobber: opts.no_clobber,
                 expected_version: opts.expected_version,
-                attrs: attrs.into_iter().collect(),
-                delete_after: vec![up.marker.to_string(), up.parts_dir.to_string()],
-                ..Default::default()
+                attrs,
+                delete_after: vec![up.marker.clone(), up.parts_dir.clone()],
             })
             .await
             .map_err(|e| compose_error(e, &dst_text))?;
@@ -205,13 +200,16 @@ impl DfsS3 {
 mod tests {
     use super::*;
 
-    fn stored(n: i32, size: u64, tag: &str) -> (i32, pb::Entry) {
-        let e = pb::Entry {
-            path: format!("/b/.dfsd-uploads/u.parts/{n:05}"),
+    fn stored(n: i32, size: u64, tag: &str) -> (i32, Entry) {
+        let e = Entry {
+            path: crate::path::DfsPath::parse(&format!("/b/.dfsd-uploads/u.parts/{n:05}")).unwrap(),
             size,
             version: 7,
             attrs: [(ATTR_ETAG.to_string(), tag.to_string())].into(),
-            ..Default::default()
+            ..Entry::new(
+                crate::path::DfsPath::parse("/b/o").unwrap(),
+                crate::model::Kind::File,
+            )
         };
         (n, e)
     }
@@ -235,7 +233,7 @@ mod tests {
         let j = join(&[listed(1, Some("aa")), listed(3, None)], &parts).unwrap();
         assert_eq!(j.tags, ["aa", "cc"]);
         assert_eq!(j.sizes, [big, 1]);
-        let paths: Vec<_> = j.sources.iter().map(|s| s.path.as_str()).collect();
+        let paths: Vec<_> = j.sources.iter().map(|s| s.0.as_str()).collect();
         assert_eq!(
             paths,
             [
@@ -243,7 +241,7 @@ mod tests {
                 "/b/.dfsd-uploads/u.parts/00003"
             ]
         );
-        assert!(j.sources.iter().all(|s| s.expected_version == Some(7)));
+        assert!(j.sources.iter().all(|s| s.1 == Some(7)));
         let attrs = completed_attrs(
             [(ATTR_UPLOAD_KEY.to_string(), "k".to_string())].into(),
             &j,

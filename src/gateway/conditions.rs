@@ -11,14 +11,14 @@ use s3s::{s3_error, S3Error, S3ErrorCode, S3Result};
 use super::mapping::{etag, last_modified};
 use super::state::DfsS3;
 use crate::client::{Client, PutOptions};
-use crate::proto::pb;
+use crate::model::Entry;
 
 /// Seconds since the epoch of an S3 timestamp (HTTP dates have whole seconds).
 pub(super) fn unix_secs(t: &Timestamp) -> i64 {
     time::OffsetDateTime::from(t.clone()).unix_timestamp()
 }
 
-fn tag_matches(c: &ETagCondition, e: &pb::Entry) -> bool {
+fn tag_matches(c: &ETagCondition, e: &Entry) -> bool {
     c.is_any() || c.as_etag().is_some_and(|t| t.value() == etag(e).value())
 }
 
@@ -35,8 +35,8 @@ pub(super) struct ReadConditions<'a> {
 }
 
 impl ReadConditions<'_> {
-    pub(super) fn check(&self, e: &pb::Entry) -> S3Result<()> {
-        let modified = e.mtime_ms.div_euclid(1000);
+    pub(super) fn check(&self, e: &Entry) -> S3Result<()> {
+        let modified = e.mtime.as_ms().div_euclid(1000);
         let failed = |what: &str| Err(s3_error!(PreconditionFailed, "{what}"));
         match (self.if_match, self.if_unmodified_since) {
             (Some(c), _) if !tag_matches(c, e) => return failed("If-Match: the ETag differs"),
@@ -60,7 +60,7 @@ impl ReadConditions<'_> {
 
 /// 304 Not Modified, carrying the ETag and Last-Modified as RFC 9110 asks (caches and
 /// clients revalidate with them).
-fn not_modified_error(e: &pb::Entry) -> S3Error {
+fn not_modified_error(e: &Entry) -> S3Error {
     let mut err = S3Error::new(S3ErrorCode::NotModified);
     let mut h = http::HeaderMap::new();
     if let Ok(v) = etag(e).to_http_header() {
@@ -95,7 +95,7 @@ pub(super) struct WriteCas {
 pub(super) fn write_cas(
     if_match: Option<&ETagCondition>,
     if_none_match: Option<&ETagCondition>,
-    current: Option<&pb::Entry>,
+    current: Option<&Entry>,
 ) -> S3Result<WriteCas> {
     if let Some(c) = if_none_match {
         if !c.is_any() || if_match.is_some() {
@@ -184,12 +184,12 @@ impl DeleteConditions {
 
     /// Checks the conditions against the object about to be deleted; `Some(version)` is
     /// the version the delete must still find (None: unconditional).
-    pub(super) fn check(&self, e: &pb::Entry) -> S3Result<Option<u64>> {
+    pub(super) fn check(&self, e: &Entry) -> S3Result<Option<u64>> {
         if self.if_match.as_ref().is_some_and(|c| !tag_matches(c, e)) {
             return Err(s3_error!(PreconditionFailed, "If-Match: the ETag differs"));
         }
         if let Some(t) = &self.last_modified {
-            if e.mtime_ms.div_euclid(1000) != unix_secs(t) {
+            if e.mtime.as_ms().div_euclid(1000) != unix_secs(t) {
                 return Err(s3_error!(
                     PreconditionFailed,
                     "x-amz-if-match-last-modified-time: the object was modified at another time"
@@ -211,13 +211,16 @@ impl DeleteConditions {
 mod tests {
     use super::*;
 
-    fn entry(tag: &str, version: u64) -> pb::Entry {
-        pb::Entry {
+    fn entry(tag: &str, version: u64) -> Entry {
+        Entry {
             version,
             size: 5,
-            mtime_ms: 10_500,
+            mtime: crate::model::Timestamp::from_ms(10_500),
             attrs: [("etag".to_string(), tag.to_string())].into(),
-            ..Default::default()
+            ..Entry::new(
+                crate::path::DfsPath::parse("/b/o").unwrap(),
+                crate::model::Kind::File,
+            )
         }
     }
 

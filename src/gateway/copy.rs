@@ -12,8 +12,8 @@ use super::mapping::{
 };
 use super::state::DfsS3;
 use crate::client::Client;
+use crate::model::{ComposeRequest, Entry};
 use crate::path::DfsPath;
-use crate::proto::pb;
 
 impl DfsS3 {
     /// The object a CopySource header names.
@@ -21,7 +21,7 @@ impl DfsS3 {
         &self,
         c: &Client,
         src: &CopySource,
-    ) -> S3Result<(DfsPath, pb::Entry)> {
+    ) -> S3Result<(DfsPath, Entry)> {
         match src {
             CopySource::Bucket {
                 bucket,
@@ -82,14 +82,14 @@ impl DfsS3 {
         // Same bytes, same tag.
         attrs.insert(ATTR_ETAG.into(), etag(&src).value().to_string());
         let entry = c
-            .compose(pb::ComposeRequest {
-                sources: vec![pb::ComposeSource {
-                    path: src_path.to_string(),
-                    expected_version: Some(src.version),
-                }],
-                dst: dst.to_string(),
-                attrs: attrs.into_iter().collect(),
-                ..Default::default()
+            .compose(&ComposeRequest {
+                sources: vec![(src_path.clone(), Some(src.version))],
+                dst: dst.clone(),
+                replication: 0,
+                no_clobber: false,
+                expected_version: None,
+                attrs,
+                delete_after: Vec::new(),
             })
             .await
             .map_err(|e| match e {

@@ -120,7 +120,7 @@ fn matching<'a>(
 
 async fn rules_of(c: &Client, bucket: &str) -> Vec<Rule> {
     match c.get_bucket(&format!("/{bucket}")).await {
-        Ok(b) => parse(&b.cors),
+        Ok(b) => parse(b.cors.as_deref().unwrap_or_default()),
         Err(e) => {
             tracing::debug!(bucket, error = %e, "no CORS rules");
             Vec::new()

@@ -6,7 +6,7 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Result};
 
 use super::conditions::DeleteConditions;
-use super::mapping::{is_dir, object_path, s3_err, version_moved, Subject};
+use super::mapping::{object_path, s3_err, version_moved, Subject};
 use super::markers;
 use super::state::DfsS3;
 use crate::client::{Client, ClientError};
@@ -25,11 +25,11 @@ async fn prune_empty_parents(c: &Client, path: &DfsPath, bucket: &DfsPath) {
         if d == *bucket || d == DfsPath::root() {
             break;
         }
-        match c.stat(&d.to_string()).await {
+        match c.stat(&d).await {
             Ok(e) if !markers::is_marked(&e) => {}
             _ => break,
         }
-        if c.delete(&d.to_string(), false).await.is_err() {
+        if c.delete(&d, false).await.is_err() {
             break;
         }
         dir = d.parent();
@@ -61,14 +61,14 @@ impl DfsS3 {
             true => Err(s3_error!(PreconditionFailed, "the key does not exist")),
             false => Ok(()),
         };
-        let entry = match c.stat(&path.to_string()).await {
-            Ok(e) if !is_dir(&e) => e,
+        let entry = match c.stat(&path).await {
+            Ok(e) if !e.is_dir() => e,
             Ok(_) => return missing(),
             Err(ClientError::NotFound(_)) => return missing(),
             Err(e) => return Err(s3_err(e, Subject::Object)),
         };
         let expected = cond.check(&entry)?;
-        match c.delete_if(&path.to_string(), false, expected).await {
+        match c.delete_if(&path, false, expected).await {
             Ok(_) => tracing::info!(path = %path, "object deleted"),
             Err(ClientError::NotFound(_)) => return missing(),
             Err(e) if version_moved(&e) => {

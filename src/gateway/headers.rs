@@ -7,7 +7,7 @@
 use s3s::dto::{Timestamp, TimestampFormat};
 
 use crate::model::Attrs;
-use crate::proto::pb;
+use crate::model::Entry;
 
 pub const ATTR_CACHE_CONTROL: &str = "cache-control";
 pub const ATTR_CONTENT_DISPOSITION: &str = "content-disposition";
@@ -72,7 +72,7 @@ impl StoredHeaders {
     }
 
     /// The headers stored with `e`.
-    pub fn of(e: &pb::Entry) -> StoredHeaders {
+    pub fn of(e: &Entry) -> StoredHeaders {
         let get = |k: &str| e.attrs.get(k).cloned();
         StoredHeaders {
             cache_control: get(ATTR_CACHE_CONTROL),
@@ -109,14 +109,14 @@ impl Overrides {
 }
 
 /// The verified checksum stored with `e`, as (algorithm name, base64 value).
-pub fn checksum(e: &pb::Entry) -> Option<(&str, &str)> {
+pub fn checksum(e: &Entry) -> Option<(&str, &str)> {
     e.attrs
         .iter()
         .find_map(|(k, v)| Some((k.strip_prefix(ATTR_CHECKSUM)?, v.as_str())))
 }
 
 /// `e`'s verified checksum in the shape of S3's output structures.
-pub fn checksum_fields(e: &pb::Entry) -> s3s::dto::Checksum {
+pub fn checksum_fields(e: &Entry) -> s3s::dto::Checksum {
     let mut c = s3s::dto::Checksum::default();
     if let Some((algo, v)) = checksum(e) {
         let v = Some(v.to_string());
@@ -149,9 +149,12 @@ mod tests {
         let mut attrs = Attrs::new();
         h.store(&mut attrs);
         assert_eq!(attrs[ATTR_CONTENT_ENCODING], "gzip");
-        let e = pb::Entry {
+        let e = Entry {
             attrs: attrs.into_iter().collect(),
-            ..Default::default()
+            ..Entry::new(
+                crate::path::DfsPath::parse("/b/o").unwrap(),
+                crate::model::Kind::File,
+            )
         };
         let back = StoredHeaders::of(&e);
         assert_eq!(back.cache_control.as_deref(), Some("max-age=60"));

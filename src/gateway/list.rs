@@ -12,7 +12,7 @@
 use std::future::Future;
 
 use crate::client::{Client, ClientError};
-use crate::proto::pb;
+use crate::model::Entry;
 
 /// One listing request, in key space (keys relative to the bucket).
 #[derive(Debug, Clone, Default)]
@@ -26,7 +26,7 @@ pub struct ListParams {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
-    Object { key: String, entry: pb::Entry },
+    Object { key: String, entry: Entry },
     Prefix(String),
 }
 
@@ -52,22 +52,22 @@ pub trait Lister {
     fn list_dir(
         &self,
         path: &str,
-    ) -> impl Future<Output = Result<Option<Vec<pb::Entry>>, ClientError>> + Send;
+    ) -> impl Future<Output = Result<Option<Vec<Entry>>, ClientError>> + Send;
 
     /// The entry of directory `path`, if it is one (for its directory marker).
     fn stat_dir(
         &self,
         path: &str,
-    ) -> impl Future<Output = Result<Option<pb::Entry>, ClientError>> + Send;
+    ) -> impl Future<Output = Result<Option<Entry>, ClientError>> + Send;
 }
 
 impl Lister for Client {
-    async fn list_dir(&self, path: &str) -> Result<Option<Vec<pb::Entry>>, ClientError> {
+    async fn list_dir(&self, path: &str) -> Result<Option<Vec<Entry>>, ClientError> {
         match self.list(path).await {
             Ok(entries) => {
                 // Listing a file returns the file itself.
-                let is_file = matches!(entries.as_slice(), [e] if e.path == path
-                    && !super::mapping::is_dir(e));
+                let is_file = matches!(entries.as_slice(), [e] if e.path.as_str() == path
+                    && !e.is_dir());
                 Ok((!is_file).then_some(entries))
             }
             Err(ClientError::NotFound(_) | ClientError::NotADirectory(_)) => Ok(None),
@@ -75,9 +75,9 @@ impl Lister for Client {
         }
     }
 
-    async fn stat_dir(&self, path: &str) -> Result<Option<pb::Entry>, ClientError> {
+    async fn stat_dir(&self, path: &str) -> Result<Option<Entry>, ClientError> {
         match self.stat(path).await {
-            Ok(e) => Ok(super::mapping::is_dir(&e).then_some(e)),
+            Ok(e) => Ok(e.is_dir().then_some(e)),
             Err(ClientError::NotFound(_) | ClientError::NotADirectory(_)) => Ok(None),
             Err(e) => Err(e),
         }
@@ -103,8 +103,8 @@ fn walk_start(prefix: &str) -> Option<String> {
 enum Node {
     /// A directory, as a key prefix ending in '/' ("" for the bucket itself), with its
     /// entry when it is a directory marker (an object of its own).
-    Dir(String, Option<pb::Entry>),
-    File(String, pb::Entry),
+    Dir(String, Option<Entry>),
+    File(String, Entry),
 }
 
 /// The common prefix `name` folds into under `delimiter`, if any.
@@ -155,7 +155,7 @@ impl Walk<'_> {
     }
 
     /// A file: its key, or the common prefix it folds into. False once the page is full.
-    fn file(&mut self, key: String, entry: pb::Entry) -> bool {
+    fn file(&mut self, key: String, entry: Entry) -> bool {
         let p = self.p;
         if !key.starts_with(&p.prefix) {
             return true;
@@ -174,7 +174,7 @@ impl Walk<'_> {
     /// A directory `d`: the common prefix it folds into (its contents then skipped), or
     /// its marker as an object, listed before the keys below it; then whether any key
     /// below it can still be on the page.
-    fn dir(&mut self, d: &str, marker: Option<pb::Entry>) -> Step {
+    fn dir(&mut self, d: &str, marker: Option<Entry>) -> Step {
         let p = self.p;
         if !(d.starts_with(&p.prefix) || p.prefix.starts_with(d)) {
             return Step::Skip;
@@ -203,17 +203,17 @@ impl Walk<'_> {
 
 /// The children of directory `d` (a key prefix) as walk nodes, in reverse key order (the
 /// walk pops them from a stack).
-fn children(d: &str, entries: Vec<pb::Entry>) -> Vec<Node> {
+fn children(d: &str, entries: Vec<Entry>) -> Vec<Node> {
     let mut out: Vec<Node> = entries
         .into_iter()
         // Multipart uploads in progress are not objects.
-        .filter(|e| !(d.is_empty() && e.name == super::mapping::UPLOADS_DIR))
+        .filter(|e| !(d.is_empty() && e.name() == super::mapping::UPLOADS_DIR))
         .map(|e| {
-            if super::mapping::is_dir(&e) {
-                let key = format!("{d}{}/", e.name);
+            if e.is_dir() {
+                let key = format!("{d}{}/", e.name());
                 Node::Dir(key, Some(e).filter(super::markers::is_marked))
             } else {
-                Node::File(format!("{d}{}", e.name), e)
+                Node::File(format!("{d}{}", e.name()), e)
             }
         })
         .collect();
@@ -277,38 +277,34 @@ pub async fn list_page<L: Lister>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Kind;
+    use crate::path::DfsPath;
     use std::collections::BTreeSet;
 
     /// A namespace in memory: the set of file paths; directories are implied, and a
     /// path ending in '/' is a directory marker.
     struct Tree(BTreeSet<String>);
 
-    fn dir_entry(path: &str, marked: bool) -> pb::Entry {
-        let mut attrs = std::collections::HashMap::new();
+    fn dir_entry(path: &str, marked: bool) -> Entry {
+        let mut e = Entry::new(DfsPath::parse(path).unwrap(), Kind::Dir);
         if marked {
-            attrs.insert(
+            e.attrs.insert(
                 super::super::markers::ATTR_DIR_MARKER.to_string(),
                 "1".into(),
             );
         }
-        pb::Entry {
-            path: path.into(),
-            name: path.rsplit('/').next().unwrap().into(),
-            kind: pb::EntryKind::Directory as i32,
-            attrs,
-            ..Default::default()
-        }
+        e
     }
 
     impl Lister for Tree {
-        async fn stat_dir(&self, path: &str) -> Result<Option<pb::Entry>, ClientError> {
+        async fn stat_dir(&self, path: &str) -> Result<Option<Entry>, ClientError> {
             let dir = format!("{path}/");
             let marked = self.0.contains(&dir);
             let exists = self.0.iter().any(|f| f.starts_with(&dir));
             Ok(exists.then(|| dir_entry(path, marked)))
         }
 
-        async fn list_dir(&self, path: &str) -> Result<Option<Vec<pb::Entry>>, ClientError> {
+        async fn list_dir(&self, path: &str) -> Result<Option<Vec<Entry>>, ClientError> {
             let dir = format!("{path}/");
             let mut names = std::collections::BTreeMap::new();
             for f in self
@@ -318,25 +314,22 @@ mod tests {
                 .filter(|f| !f.is_empty())
             {
                 match f.split_once('/') {
-                    Some((d, _)) => names.insert(d.to_string(), pb::EntryKind::Directory),
-                    None => names.insert(f.to_string(), pb::EntryKind::File),
+                    Some((d, _)) => names.insert(d.to_string(), Kind::Dir),
+                    None => names.insert(f.to_string(), Kind::File),
                 };
             }
             Ok((!names.is_empty()).then(|| {
                 names
                     .into_iter()
                     .map(|(name, kind)| match kind {
-                        pb::EntryKind::Directory => {
+                        Kind::Dir => {
                             let p = format!("{dir}{name}");
                             let marked = self.0.contains(&format!("{p}/"));
                             dir_entry(&p, marked)
                         }
-                        _ => pb::Entry {
-                            path: format!("{dir}{name}"),
-                            name,
-                            kind: kind as i32,
-                            ..Default::default()
-                        },
+                        Kind::File => {
+                            Entry::new(DfsPath::parse(&format!("{dir}{name}")).unwrap(), Kind::File)
+                        }
                     })
                     .collect()
             }))

@@ -12,13 +12,13 @@ use super::list::{list_page, Item, ListParams, Page};
 use super::mapping::{etag, last_modified, s3_err, Subject};
 use super::state::DfsS3;
 use crate::client::Client;
-use crate::proto::pb;
+use crate::model::Entry;
 
 /// Most keys one listing page returns, as in S3.
 const MAX_KEYS: usize = 1000;
 
-fn object_of(key: String, e: &pb::Entry, owner: Option<&Owner>) -> Object {
-    let size = if super::mapping::is_dir(e) { 0 } else { e.size };
+fn object_of(key: String, e: &Entry, owner: Option<&Owner>) -> Object {
+    let size = if e.is_dir() { 0 } else { e.size };
     Object {
         e_tag: Some(etag(e)),
         key: Some(key),

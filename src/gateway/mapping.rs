@@ -13,16 +13,14 @@
 //! of the content, or the multipart form), `content-type`, and `meta:NAME` for each
 //! `x-amz-meta-NAME` header.
 
-use std::time::{Duration, SystemTime};
-
 use s3s::dto::{ETag, Timestamp};
 use s3s::{s3_error, S3Error};
 use sha2::{Digest, Sha256};
 
 use crate::client::ClientError;
 use crate::model::Attrs;
+use crate::model::Entry;
 use crate::path::{DfsPath, MAX_NAME_BYTES, MAX_PATH_BYTES};
-use crate::proto::pb;
 
 /// Checks an S3 bucket name (lowercase letters, digits, `-` and `.`, 3 to 63 characters,
 /// as S3 requires) and returns its directory.
@@ -103,20 +101,20 @@ pub fn check_key(key: &str) -> Result<(), S3Error> {
 /// The entity tag of a file version: the one stored with it (the content MD5, or the
 /// multipart form `MD5-N`), else, for files written by other dfsd clients, a digest of
 /// the path, version, size and mtime, which changes whenever the file does.
-pub fn etag(e: &pb::Entry) -> ETag {
+pub fn etag(e: &Entry) -> ETag {
     if let Some(t) = e.attrs.get(ATTR_ETAG) {
         return ETag::Strong(t.clone());
     }
     let mut h = Sha256::new();
-    h.update(e.path.as_bytes());
+    h.update(e.path.as_str().as_bytes());
     h.update(e.version.to_be_bytes());
     h.update(e.size.to_be_bytes());
-    h.update(e.mtime_ms.to_be_bytes());
+    h.update(e.mtime.as_ms().to_be_bytes());
     ETag::Strong(hex::encode(&h.finalize()[..16]))
 }
 
 /// The stored Content-Type, or S3's default.
-pub fn content_type(e: &pb::Entry) -> String {
+pub fn content_type(e: &Entry) -> String {
     e.attrs
         .get(ATTR_CONTENT_TYPE)
         .cloned()
@@ -124,7 +122,7 @@ pub fn content_type(e: &pb::Entry) -> String {
 }
 
 /// The stored user metadata (`x-amz-meta-*`), if any.
-pub fn user_metadata(e: &pb::Entry) -> Option<s3s::dto::Metadata> {
+pub fn user_metadata(e: &Entry) -> Option<s3s::dto::Metadata> {
     let m: s3s::dto::Metadata = e
         .attrs
         .iter()
@@ -159,7 +157,7 @@ pub fn object_attrs(
 
 /// The Content-Type, user metadata and stored headers of an entry (its attributes
 /// without the ETag and bookkeeping).
-pub fn descriptive_attrs(e: &pb::Entry) -> Attrs {
+pub fn descriptive_attrs(e: &Entry) -> Attrs {
     e.attrs
         .iter()
         .filter(|(k, _)| {
@@ -171,13 +169,8 @@ pub fn descriptive_attrs(e: &pb::Entry) -> Attrs {
         .collect()
 }
 
-pub fn last_modified(e: &pb::Entry) -> Timestamp {
-    let ms = u64::try_from(e.mtime_ms).unwrap_or(0);
-    Timestamp::from(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
-}
-
-pub fn is_dir(e: &pb::Entry) -> bool {
-    e.kind == pb::EntryKind::Directory as i32
+pub fn last_modified(e: &Entry) -> Timestamp {
+    Timestamp::from(e.mtime.to_system_time())
 }
 
 /// True when the coordinator refused a commit or compose because a file's version was not

@@ -14,11 +14,11 @@
 use s3s::{s3_error, S3Result};
 
 use super::digest::EMPTY_MD5_HEX;
-use super::mapping::{bucket_path, check_key, is_dir, s3_err, Subject, ATTR_ETAG};
+use super::mapping::{bucket_path, check_key, s3_err, Subject, ATTR_ETAG};
 use crate::client::{Client, ClientError};
 use crate::model::Attrs;
+use crate::model::{Entry, MkdirOptions};
 use crate::path::DfsPath;
-use crate::proto::pb;
 
 /// Set on a directory that was PUT as `key/`.
 pub const ATTR_DIR_MARKER: &str = "s3-dir-marker";
@@ -37,23 +37,22 @@ pub fn marker_path(bucket: &str, key: &str) -> S3Result<DfsPath> {
 }
 
 /// True for a directory entry that carries a marker.
-pub fn is_marked(e: &pb::Entry) -> bool {
-    is_dir(e) && e.attrs.contains_key(ATTR_DIR_MARKER)
+pub fn is_marked(e: &Entry) -> bool {
+    e.is_dir() && e.attrs.contains_key(ATTR_DIR_MARKER)
 }
 
 /// Creates or marks the directory of `key` (ending in '/') with `attrs` (Content-Type,
 /// metadata). Returns the directory's entry.
-pub async fn put(c: &Client, bucket: &str, key: &str, mut attrs: Attrs) -> S3Result<pb::Entry> {
+pub async fn put(c: &Client, bucket: &str, key: &str, mut attrs: Attrs) -> S3Result<Entry> {
     let path = marker_path(bucket, key)?;
     attrs.insert(ATTR_DIR_MARKER.into(), "1".into());
     attrs.insert(ATTR_ETAG.into(), EMPTY_MD5_HEX.into());
-    let req = pb::MkdirRequest {
-        path: path.to_string(),
+    let opts = MkdirOptions {
         parents: true,
-        attrs: attrs.into_iter().collect(),
-        set_attrs: true,
+        attrs: Some(attrs),
+        owner: String::new(),
     };
-    c.mkdir_with(req).await.map_err(|e| {
+    c.mkdir_with(&path, &opts).await.map_err(|e| {
         if matches!(e, ClientError::NotADirectory(_)) {
             return s3_error!(
                 InvalidRequest,
@@ -68,9 +67,9 @@ pub async fn put(c: &Client, bucket: &str, key: &str, mut attrs: Attrs) -> S3Res
 
 /// The marker `key` (ending in '/') as an object entry: NoSuchKey unless the directory
 /// exists and is marked.
-pub async fn get(c: &Client, bucket: &str, key: &str) -> S3Result<pb::Entry> {
+pub async fn get(c: &Client, bucket: &str, key: &str) -> S3Result<Entry> {
     let path = marker_path(bucket, key)?;
-    match c.stat(&path.to_string()).await {
+    match c.stat(&path).await {
         Ok(e) if is_marked(&e) => Ok(e),
         Ok(_) => Err(s3_error!(NoSuchKey)),
         Err(ClientError::NotFound(_)) => Err(s3_error!(NoSuchKey)),
@@ -82,27 +81,25 @@ pub async fn get(c: &Client, bucket: &str, key: &str) -> S3Result<pb::Entry> {
 /// that is no marker is already gone (S3 answers success either way).
 pub async fn delete(c: &Client, bucket: &str, key: &str) -> S3Result<Option<DfsPath>> {
     let path = marker_path(bucket, key)?;
-    let p = path.to_string();
-    match c.stat(&p).await {
+    match c.stat(&path).await {
         Ok(e) if is_marked(&e) => {}
         Ok(_) => return Ok(None),
         Err(ClientError::NotFound(_)) => return Ok(None),
         Err(e) => return Err(s3_err(e, Subject::Object)),
     }
-    match c.delete(&p, false).await {
+    match c.delete(&path, false).await {
         Ok(_) => return Ok(Some(path)),
         Err(ClientError::NotFound(_)) => return Ok(None),
         Err(ClientError::NotEmpty(_)) => {}
         Err(e) => return Err(s3_err(e, Subject::Object)),
     }
     // Not empty: keep the directory, drop the mark.
-    let req = pb::MkdirRequest {
-        path: p,
+    let opts = MkdirOptions {
         parents: true,
-        attrs: Default::default(),
-        set_attrs: true,
+        attrs: Some(Attrs::new()),
+        owner: String::new(),
     };
-    c.mkdir_with(req)
+    c.mkdir_with(&path, &opts)
         .await
         .map_err(|e| s3_err(e, Subject::Object))?;
     Ok(None)

@@ -16,13 +16,12 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Result};
 
 use super::mapping::{
-    bucket_path, etag, is_dir, last_modified, object_attrs, object_path, s3_err, Subject,
-    UPLOADS_DIR,
+    bucket_path, etag, last_modified, object_attrs, object_path, s3_err, Subject, UPLOADS_DIR,
 };
 use super::state::DfsS3;
 use crate::client::{Client, ClientError, PutOptions};
+use crate::model::Entry;
 use crate::path::DfsPath;
-use crate::proto::pb;
 
 /// The marker's attribute naming the object key.
 pub(super) const ATTR_UPLOAD_KEY: &str = "s3-upload-key";
@@ -85,12 +84,12 @@ impl DfsS3 {
         bucket: &str,
         key: &str,
         id: &str,
-    ) -> S3Result<(Upload, pb::Entry)> {
+    ) -> S3Result<(Upload, Entry)> {
         let up = Upload::locate(bucket, id)?;
         object_path(bucket, key)?;
-        match c.stat(&up.marker.to_string()).await {
+        match c.stat(&up.marker).await {
             Ok(m)
-                if !is_dir(&m) && m.attrs.get(ATTR_UPLOAD_KEY).map(String::as_str) == Some(key) =>
+                if !m.is_dir() && m.attrs.get(ATTR_UPLOAD_KEY).map(String::as_str) == Some(key) =>
             {
                 Ok((up, m))
             }
@@ -114,16 +113,16 @@ impl DfsS3 {
         &self,
         c: &Client,
         up: &Upload,
-    ) -> S3Result<Vec<(i32, pb::Entry)>> {
-        let entries = match c.list(&up.parts_dir.to_string()).await {
+    ) -> S3Result<Vec<(i32, Entry)>> {
+        let entries = match c.list(&up.parts_dir).await {
             Ok(e) => e,
             Err(ClientError::NotFound(_)) => Vec::new(),
             Err(e) => return Err(s3_err(e, Subject::Object)),
         };
-        let mut parts: Vec<(i32, pb::Entry)> = entries
+        let mut parts: Vec<(i32, Entry)> = entries
             .into_iter()
-            .filter(|e| !is_dir(e))
-            .filter_map(|e| Some((part_number(&e.name)?, e)))
+            .filter(|e| !e.is_dir())
+            .filter_map(|e| Some((part_number(e.name())?, e)))
             .collect();
         parts.sort_by_key(|p| p.0);
         Ok(parts)
@@ -177,7 +176,7 @@ impl DfsS3 {
             .await?;
         // Parts first: a marker without parts is an empty upload, never the reverse.
         for p in [&up.parts_dir, &up.marker] {
-            match c.delete(&p.to_string(), true).await {
+            match c.delete(&p, true).await {
                 Ok(_) => {}
                 Err(ClientError::NotFound(_)) => {}
                 Err(e) => return Err(s3_err(e, Subject::Object)),
@@ -199,7 +198,7 @@ impl DfsS3 {
         let max = input
             .max_parts
             .map_or(MAX_LISTED, |m| (m.max(0) as usize).min(MAX_LISTED));
-        let all: Vec<(i32, pb::Entry)> = self
+        let all: Vec<(i32, Entry)> = self
             .part_entries(c, &up)
             .await?
             .into_iter()
@@ -245,12 +244,12 @@ impl DfsS3 {
         let prefix = input.prefix.clone().unwrap_or_default();
         let key_marker = input.key_marker.clone().unwrap_or_default();
         let id_marker = input.upload_id_marker.clone().unwrap_or_default();
-        let mut all: Vec<(String, String, pb::Entry)> = entries
+        let mut all: Vec<(String, String, Entry)> = entries
             .into_iter()
-            .filter(|e| !is_dir(e))
+            .filter(|e| !e.is_dir())
             .filter_map(|e| {
                 let key = e.attrs.get(ATTR_UPLOAD_KEY)?.clone();
-                Some((key, e.name.clone(), e))
+                Some((key, e.name().to_string(), e))
             })
             .filter(|(k, id, _)| {
                 k.starts_with(&prefix)

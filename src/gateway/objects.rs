@@ -14,8 +14,8 @@ use super::markers;
 use super::parts;
 use super::state::{anonymous_bucket, require_write, DfsS3};
 use crate::client::{Client, PutOptions};
+use crate::model::Entry;
 use crate::path::DfsPath;
-use crate::proto::pb;
 
 /// The byte range a read asks for, and its Content-Range (None: the whole object).
 pub(super) struct Span {
@@ -25,8 +25,8 @@ pub(super) struct Span {
 }
 
 /// The span of a read: a part (`partNumber`), a Range, or everything.
-pub(super) fn span(e: &pb::Entry, range: Option<Range>, part: Option<i32>) -> S3Result<Span> {
-    let size = if super::mapping::is_dir(e) { 0 } else { e.size };
+pub(super) fn span(e: &Entry, range: Option<Range>, part: Option<i32>) -> S3Result<Span> {
+    let size = if e.is_dir() { 0 } else { e.size };
     if let Some(n) = part {
         if range.is_some() {
             return Err(s3_error!(
@@ -325,7 +325,7 @@ pub(super) async fn attributes(
             .flat_map(|x| x.as_str().split(','))
             .any(|x| x.trim() == a)
     };
-    let size = if super::mapping::is_dir(e) { 0 } else { e.size };
+    let size = if e.is_dir() { 0 } else { e.size };
     let mut out = GetObjectAttributesOutput {
         last_modified: Some(last_modified(e)),
         ..Default::default()

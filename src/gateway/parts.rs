@@ -6,7 +6,7 @@
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Result};
 
 use super::mapping::etag;
-use crate::proto::pb;
+use crate::model::Entry;
 
 pub const ATTR_PARTS: &str = "s3-parts";
 /// Longest part layout kept (attributes are small; the ETag still gives the count).
@@ -40,14 +40,14 @@ fn decode(text: &str) -> Option<Vec<u64>> {
 }
 
 /// The number of parts of a multipart object (from its `MD5-N` ETag), None otherwise.
-pub fn count(e: &pb::Entry) -> Option<i32> {
+pub fn count(e: &Entry) -> Option<i32> {
     let t = etag(e);
     let (_, n) = t.value().rsplit_once('-')?;
     n.parse().ok()
 }
 
 /// The part sizes of `e`, if recorded.
-pub fn sizes(e: &pb::Entry) -> Option<Vec<u64>> {
+pub fn sizes(e: &Entry) -> Option<Vec<u64>> {
     decode(e.attrs.get(ATTR_PARTS)?)
 }
 
@@ -62,11 +62,7 @@ fn invalid_part_number() -> S3Error {
 
 /// The byte range of part `n` of `e` (of `size` bytes) and the part count to report. An
 /// object that is not multipart is one part.
-pub fn part_range(
-    e: &pb::Entry,
-    size: u64,
-    n: i32,
-) -> S3Result<(std::ops::Range<u64>, Option<i32>)> {
+pub fn part_range(e: &Entry, size: u64, n: i32) -> S3Result<(std::ops::Range<u64>, Option<i32>)> {
     if !(1..=10_000).contains(&n) {
         return Err(s3_error!(
             InvalidArgument,
@@ -95,7 +91,7 @@ pub fn part_range(
 
 /// The parts of a multipart object for GetObjectAttributes (None: not multipart).
 pub fn listing(
-    e: &pb::Entry,
+    e: &Entry,
     marker: Option<i32>,
     max: Option<i32>,
 ) -> Option<s3s::dto::GetObjectAttributesParts> {
@@ -142,14 +138,17 @@ mod tests {
 
     #[test]
     fn part_ranges() {
-        let e = pb::Entry {
+        let e = Entry {
             size: 17,
             attrs: [
                 ("etag".to_string(), "abc-4".to_string()),
                 (ATTR_PARTS.to_string(), "5*3,2*1".to_string()),
             ]
             .into(),
-            ..Default::default()
+            ..Entry::new(
+                crate::path::DfsPath::parse("/b/o").unwrap(),
+                crate::model::Kind::File,
+            )
         };
         assert_eq!(part_range(&e, 17, 2).unwrap(), (5..10, Some(4)));
         assert_eq!(part_range(&e, 17, 4).unwrap(), (15..17, Some(4)));
@@ -158,10 +157,13 @@ mod tests {
             err.status_code(),
             Some(http::StatusCode::RANGE_NOT_SATISFIABLE)
         );
-        let single = pb::Entry {
+        let single = Entry {
             size: 3,
             attrs: [("etag".to_string(), "abc".to_string())].into(),
-            ..Default::default()
+            ..Entry::new(
+                crate::path::DfsPath::parse("/b/o").unwrap(),
+                crate::model::Kind::File,
+            )
         };
         assert_eq!(part_range(&single, 3, 1).unwrap(), (0..3, None));
         assert!(part_range(&single, 3, 2).is_err());

@@ -5,11 +5,11 @@
 use s3s::{s3_error, S3Request, S3Result};
 
 use super::auth::{S3Keys, S3Role};
-use super::mapping::{bucket_path, is_dir, object_path, s3_err, Subject};
+use super::mapping::{bucket_path, object_path, s3_err, Subject};
 use super::markers;
 use crate::client::{Client, ClientError};
+use crate::model::Entry;
 use crate::path::DfsPath;
-use crate::proto::pb;
 
 /// The S3 service: the SDK client (with the gateway's own dfsd key) and the S3 keys.
 pub struct DfsS3 {
@@ -79,7 +79,7 @@ pub(super) fn caller<T>(req: &S3Request<T>) -> String {
 pub(super) struct Found {
     /// `None` for a directory marker (nothing to download).
     pub path: Option<DfsPath>,
-    pub entry: pb::Entry,
+    pub entry: Entry,
 }
 
 impl DfsS3 {
@@ -87,10 +87,10 @@ impl DfsS3 {
     pub(super) async fn bucket(&self, c: &Client, bucket: &str) -> S3Result<DfsPath> {
         let path = bucket_path(bucket)?;
         let e = c
-            .stat(&path.to_string())
+            .stat(&path)
             .await
             .map_err(|e| s3_err(e, Subject::Bucket))?;
-        if !is_dir(&e) {
+        if !e.is_dir() {
             return Err(s3_error!(NoSuchBucket));
         }
         Ok(path)
@@ -102,10 +102,10 @@ impl DfsS3 {
         c: &Client,
         bucket: &str,
         key: &str,
-    ) -> S3Result<(DfsPath, pb::Entry)> {
+    ) -> S3Result<(DfsPath, Entry)> {
         let path = object_path(bucket, key)?;
-        match c.stat(&path.to_string()).await {
-            Ok(e) if !is_dir(&e) => Ok((path, e)),
+        match c.stat(&path).await {
+            Ok(e) if !e.is_dir() => Ok((path, e)),
             Ok(_) => Err(s3_error!(NoSuchKey)),
             Err(ClientError::NotFound(_)) => {
                 // Say NoSuchBucket when it is the bucket that is missing.

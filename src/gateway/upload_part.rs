@@ -12,7 +12,7 @@ use super::digest::ClientChecksum;
 use super::mapping::{etag, last_modified, s3_err, Subject, ATTR_ETAG};
 use super::state::DfsS3;
 use crate::client::{Client, PutOptions};
-use crate::proto::pb;
+use crate::model::ComposeRequest;
 
 impl DfsS3 {
     /// UploadPart: the body stored as the part's file. `allowed` is the caller's right to
@@ -86,14 +86,14 @@ impl DfsS3 {
             None => {
                 // The whole object: share its chunks, keep its tag.
                 let tag = etag(&src).value().to_string();
-                c.compose(pb::ComposeRequest {
-                    sources: vec![pb::ComposeSource {
-                        path: src_path.to_string(),
-                        expected_version: Some(src.version),
-                    }],
-                    dst: part.to_string(),
+                c.compose(&ComposeRequest {
+                    sources: vec![(src_path.clone(), Some(src.version))],
+                    dst: part.clone(),
+                    replication: 0,
+                    no_clobber: false,
+                    expected_version: None,
                     attrs: [(ATTR_ETAG.to_string(), tag)].into(),
-                    ..Default::default()
+                    delete_after: Vec::new(),
                 })
                 .await
                 .map_err(|e| s3_err(e, Subject::Object))?

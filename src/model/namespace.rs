@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use super::Timestamp;
 use crate::chunk::ChunkId;
 use crate::path::DfsPath;
 
@@ -35,6 +36,63 @@ pub struct EntryInfo {
     pub path: DfsPath,
     pub inode: Inode,
     pub chunk_count: u64,
+}
+
+/// An entry as callers of the cluster see it (`stat`, `ls`, the answer to a change).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub path: DfsPath,
+    pub kind: Kind,
+    /// Bytes; 0 for directories.
+    pub size: u64,
+    pub mtime: Timestamp,
+    /// Bumped on every commit of a file; compare-and-swap uses it.
+    pub version: u64,
+    pub replication: u32,
+    pub chunk_count: u64,
+    /// Attributes committed with this version of a file (the S3 gateway keeps "etag",
+    /// "content-type" and "meta:NAME" user metadata here).
+    pub attrs: Attrs,
+}
+
+impl Entry {
+    /// An entry with nothing recorded yet: no bytes, no attributes, times and versions 0.
+    pub fn new(path: DfsPath, kind: Kind) -> Entry {
+        Entry {
+            path,
+            kind,
+            size: 0,
+            mtime: Timestamp::default(),
+            version: 0,
+            replication: 0,
+            chunk_count: 0,
+            attrs: Attrs::new(),
+        }
+    }
+
+    /// The last segment of the path ("" for the root).
+    pub fn name(&self) -> &str {
+        self.path.name()
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.kind == Kind::Dir
+    }
+}
+
+impl From<&EntryInfo> for Entry {
+    fn from(e: &EntryInfo) -> Self {
+        Entry {
+            path: e.path.clone(),
+            kind: e.inode.kind,
+            size: e.inode.size,
+            mtime: Timestamp::from_ms(e.inode.mtime_ms),
+            version: e.inode.version,
+            replication: e.inode.replication,
+            chunk_count: e.chunk_count,
+            attrs: e.inode.attrs.clone(),
+        }
+    }
 }
 
 /// One chunk of a committed file.

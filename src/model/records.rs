@@ -27,6 +27,14 @@ pub struct BucketRecord {
     pub cors: Option<String>,
 }
 
+/// A change to a bucket's settings: what is `None` stays as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BucketUpdate {
+    pub public_read: Option<bool>,
+    /// `Some("")` removes the CORS rules.
+    pub cors: Option<String>,
+}
+
 /// A certificate on the deny-list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevokedCert {

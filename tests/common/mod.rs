@@ -538,7 +538,7 @@ impl TestCluster {
         self.node_infos()
             .into_iter()
             .map(|n| pb::NodeAddr {
-                node_id: n.node_id,
+                node_id: n.node_id.to_string(),
                 addr: n.addr,
                 public_addr: String::new(),
             })
@@ -629,7 +629,7 @@ impl TestCluster {
 
     /// Node list through the SDK, on a throwaway runtime in its own thread (so it works
     /// from sync tests and from inside async ones).
-    pub fn node_infos(&self) -> Vec<pb::NodeInfo> {
+    pub fn node_infos(&self) -> Vec<dfsd::model::NodeInfo> {
         let cfg = self.client_config();
         let tls = self.client_tls();
         std::thread::spawn(move || {
@@ -651,7 +651,7 @@ impl TestCluster {
             || {
                 self.node_infos()
                     .iter()
-                    .filter(|n| n.state == pb::NodeState::Alive as i32)
+                    .filter(|n| n.state == Some(dfsd::model::NodeState::Alive))
                     .count()
                     >= n
             },
@@ -857,6 +857,8 @@ pub fn grpc_code(e: &dfsd::client::ClientError) -> Option<tonic::Code> {
         E::Aborted(_) => Code::Aborted,
         E::Server(_) => Code::Internal,
         E::Integrity(_) => Code::DataLoss,
-        E::InvalidPath(_) | E::Io { .. } | E::Invalid(_) | E::Refused(_) => return None,
+        E::InvalidPath(_) | E::Io { .. } | E::Invalid(_) | E::Refused(_) | E::Malformed(_) => {
+            return None
+        }
     })
 }
