@@ -1,18 +1,16 @@
 //! Bad input and failures: each gets a clear one-line error, the right gRPC code on the
 //! wire, a non-zero exit in the CLI, and loses nothing.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{random_bytes, stderr, TestCluster};
 use dfsd::chunk::ChunkId;
 use dfsd::proto::pb;
 use dfsd::security::token::{Op, WriteScope};
 use dfsd::security::Role;
+use testkit::{random_bytes, stderr, TestCluster};
 use tonic::Code;
 
 fn tree(root: &Path) -> BTreeSet<PathBuf> {
@@ -677,7 +675,7 @@ fn config_precedence_flags_over_env_over_file_over_defaults() {
     )
     .unwrap();
     let run = |extra_env: &[(&str, &str)], args: &[&str]| {
-        let mut cmd = std::process::Command::new(common::BIN);
+        let mut cmd = std::process::Command::new(testkit::bin());
         cmd.env_remove("DFSD_COORDINATOR").env_remove("DFSD_CONFIG");
         for (k, v) in extra_env {
             cmd.env(k, v);
@@ -718,7 +716,7 @@ fn config_precedence_flags_over_env_over_file_over_defaults() {
         &["config"],
     );
     assert_eq!(o, dfsd::config::Config::default());
-    let out = std::process::Command::new(common::BIN)
+    let out = std::process::Command::new(testkit::bin())
         .env("DFSD_CLIENT__CHUNKSIZE", "1")
         .arg("config")
         .output()
@@ -726,7 +724,7 @@ fn config_precedence_flags_over_env_over_file_over_defaults() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("chunksize"), "{}", stderr(&out));
     // A bad value names its key; a missing file is named.
-    let out = std::process::Command::new(common::BIN)
+    let out = std::process::Command::new(testkit::bin())
         .env("DFSD_COORDINATOR__REPLICATION", "0")
         .arg("config")
         .output()
@@ -737,7 +735,7 @@ fn config_precedence_flags_over_env_over_file_over_defaults() {
         "{}",
         stderr(&out)
     );
-    let out = std::process::Command::new(common::BIN)
+    let out = std::process::Command::new(testkit::bin())
         .args(["--config", "/nope.toml", "config"])
         .output()
         .unwrap();
