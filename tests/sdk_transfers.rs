@@ -52,6 +52,18 @@ async fn downloads_fail_over_from_a_hung_and_a_corrupt_replica_to_the_good_one()
     cfg.connect_timeout = Duration::from_secs(1);
     cfg.transfer_timeout = Duration::from_secs(2);
     let client = dfsd::client::Client::connect(&cfg, None).unwrap();
+    // Paused, node 0 answers nothing and closes nothing: a call to it fails only at its
+    // deadline (a closed port would fail at once). Node 1 still answers.
+    let t = std::time::Instant::now();
+    let ping = client
+        .ping_datanode(&c.nodes[0].addr, Duration::from_millis(500))
+        .await;
+    assert!(ping.is_err(), "a paused node answered");
+    assert!(t.elapsed() >= Duration::from_millis(500), "{ping:?}");
+    client
+        .ping_datanode(&c.nodes[1].addr, Duration::from_secs(3))
+        .await
+        .unwrap();
     let mut back = Vec::new();
     let r = client
         .get("/f", &mut back, ReadRange::default())

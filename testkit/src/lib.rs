@@ -30,7 +30,7 @@ pub use cluster::{
     grpc_code, secure_mode, start_gateway, Creds, Gateway, Opts, RawCoordinator, Secure,
     TestCluster,
 };
-pub use inproc::{InProcCluster, InProcOpts};
+pub use inproc::{InProcCluster, InProcNode, InProcOpts};
 pub use wait::{eventually, wait_until};
 
 /// The `dfsd` binary of this build: beside the test or benchmark executable's `deps/`
