@@ -18,9 +18,6 @@
 //! `DFSD_BENCH_SIZE_MIB` sets the large file's size (default 1024) for a quick run.
 //! Arguments are ignored: `cargo bench` passes `--bench`, and there is nothing to choose.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -32,8 +29,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context};
 use sha2::{Digest, Sha256};
 
-use common::{random_bytes, Opts, TestCluster};
 use dfsd::client::{Client, PutOptions};
+use testkit::{random_bytes, Opts, TestCluster};
 
 const MIB: u64 = 1024 * 1024;
 /// The large file is generated and hashed in pieces of this size, so the benchmark itself
@@ -159,7 +156,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     // --- The same through the S3 gateway ------------------------------------------------
-    if common::python_has_boto3() {
+    if testkit::python_has_boto3() {
         s3_phases(
             &cluster,
             &procs,
@@ -188,7 +185,7 @@ fn s3_phases(
     rows: &mut Vec<Row>,
 ) -> anyhow::Result<()> {
     progress("starting an S3 gateway");
-    let gw = common::start_gateway(cluster, "");
+    let gw = testkit::start_gateway(cluster, "");
     let gw_pid = gw.child.id().to_string();
     let key = cluster.create_key("bench-s3", "readwrite", "/");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/s3_bench.py");

@@ -8,12 +8,9 @@
 //!
 //! `DFSD_BENCH_REPAIR_MIB` sets how much the victim should hold (default 1024).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Opts, TestCluster};
+use testkit::{Opts, TestCluster};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -44,12 +41,16 @@ fn main() -> anyhow::Result<()> {
         use std::io::Write;
         let mut f = std::fs::File::create(&local)?;
         for i in 0..total_mib.div_ceil(64) {
-            f.write_all(&common::random_bytes((64 * MIB) as usize, i))?;
+            f.write_all(&testkit::random_bytes((64 * MIB) as usize, i))?;
         }
     }
     eprintln!("storing {total_mib} MiB at replication 3 on 4 datanodes...");
     let out = c.cli(&["put", local.to_str().unwrap(), "/repair-bench"]);
-    anyhow::ensure!(out.status.success(), "put failed: {}", common::stderr(&out));
+    anyhow::ensure!(
+        out.status.success(),
+        "put failed: {}",
+        testkit::stderr(&out)
+    );
     std::fs::remove_file(&local)?;
 
     let held = |i: usize| -> u64 {

@@ -3,18 +3,13 @@
 //! gauges come from a cache a background worker refreshes), the status page shows paths
 //! only to an admin key, and Stat latency is measured with and without the loop.
 
-#[path = "common/admin.rs"]
-mod admin;
-mod common;
-#[path = "common/fill.rs"]
-mod fill;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use admin::{basic_auth, cluster, http_get, http_get_with, scrape, val};
-use common::{free_port, secure_mode, stderr, wait_until};
+use testkit::{admin, fill};
+use testkit::{secure_mode, stderr, wait_until};
 
 const FILES: usize = 100_000;
 const SECRET_PATH: &str = "/tenant-secret/payroll-2026.txt";
@@ -50,15 +45,8 @@ fn percentile(v: &[f64], p: f64) -> f64 {
 
 #[test]
 fn scrapes_and_page_views_over_100k_files_scan_nothing_and_hide_paths() {
-    let admin_port = format!("127.0.0.1:{}", free_port());
     // One refresh at start, none during the test: any scan it sees comes from a request.
-    let mut c = cluster(
-        1,
-        &[
-            ("DFSD_COORDINATOR__ADMIN_LISTEN", admin_port.as_str()),
-            ("DFSD_COORDINATOR__GAUGE_REFRESH_INTERVAL", "1h"),
-        ],
-    );
+    let mut c = cluster(1, &[("DFSD_COORDINATOR__GAUGE_REFRESH_INTERVAL", "1h")]);
     let out = c.cli_stdin(&["put", "-q", "-", SECRET_PATH], Some(b"salaries"));
     assert!(out.status.success(), "{}", stderr(&out));
     let reader = c
@@ -71,7 +59,9 @@ fn scrapes_and_page_views_over_100k_files_scan_nothing_and_hide_paths() {
     let n = fill::fill_files(&c.coordinator_dir().join("meta.db"), 100, FILES / 100);
     eprintln!("filled {n} files in {:?}", t.elapsed());
     c.start_coordinator();
-    let addr = admin_port.as_str();
+    // The restarted coordinator's admin endpoint, on a port of its own (port 0 again).
+    let addr = admin::admin_addr(&c, "coordinator");
+    let addr = addr.as_str();
     let total = (n + 1) as f64;
     wait_until("the first gauge refresh", Duration::from_secs(60), || {
         std::net::TcpStream::connect(addr).is_ok() && val(&scrape(addr), "dfsd_files") == total

@@ -1,12 +1,10 @@
 //! Core behaviour of dfsd against a real cluster: round trips, dedup, atomic overwrites,
 //! compare-and-swap, ranges, failures during writes and reads, restarts.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{random_bytes, stderr, wait_until, Opts, TestCluster};
 use dfsd::client::{PutOptions, ReadRange};
+use testkit::{random_bytes, stderr, wait_until, Opts, TestCluster};
 
 const MIB: usize = 1024 * 1024;
 const CHUNK: usize = 8 * MIB;
@@ -430,7 +428,7 @@ fn unreachable_coordinator_fails_within_seconds() {
         .unwrap()
         .port();
     let start = Instant::now();
-    let out = std::process::Command::new(common::BIN)
+    let out = std::process::Command::new(testkit::bin())
         .args(["--coordinator", &format!("127.0.0.1:{port}"), "ls", "/"])
         .env_remove("DFSD_COORDINATOR")
         .output()
@@ -551,7 +549,9 @@ fn clients_use_a_datanodes_public_address_only_when_it_answers() {
             replication: 1,
             ..Opts::default()
         });
-        let (listen, closed) = (common::free_port(), common::free_port());
+        // The listen port must be known before the node starts (it is also an advertised
+        // address): a port free now, bound by the node a moment later.
+        let (listen, closed) = (testkit::closed_port(), testkit::closed_port());
         let (advertise, public) = match public_works {
             true => (closed, listen),
             false => (listen, closed),

@@ -1,18 +1,16 @@
 //! Bad input and failures: each gets a clear one-line error, the right gRPC code on the
 //! wire, a non-zero exit in the CLI, and loses nothing.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{random_bytes, stderr, TestCluster};
 use dfsd::chunk::ChunkId;
 use dfsd::proto::pb;
 use dfsd::security::token::{Op, WriteScope};
 use dfsd::security::Role;
+use testkit::{random_bytes, stderr, TestCluster};
 use tonic::Code;
 
 fn tree(root: &Path) -> BTreeSet<PathBuf> {
@@ -267,16 +265,19 @@ async fn datanode_refuses_bad_chunk_ids_and_bad_bytes_keeping_nothing() {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
 
-    tokio::time::sleep(Duration::from_millis(300)).await; // let the downstream node settle
+    // The downstream node cleans up once its side of the stream ends: wait for that.
     for i in 0..2 {
-        assert!(c.chunk_files(i).is_empty(), "node {i} kept a refused chunk");
-        assert_eq!(
-            std::fs::read_dir(c.node_dir(i).join("tmp"))
-                .unwrap()
-                .count(),
-            0,
-            "node {i} left a temp file"
-        );
+        let tmp = c.node_dir(i).join("tmp");
+        testkit::eventually(
+            &format!("node {i} to drop the refused chunk and its temp file"),
+            Duration::from_secs(10),
+            || {
+                let clean =
+                    c.chunk_files(i).is_empty() && std::fs::read_dir(&tmp).unwrap().count() == 0;
+                async move { clean }
+            },
+        )
+        .await;
     }
     // Nothing appeared outside the data directories (logs aside).
     let after = tree(c.dir.path());
@@ -680,7 +681,7 @@ fn config_precedence_flags_over_env_over_file_over_defaults() {
     )
     .unwrap();
     let run = |extra_env: &[(&str, &str)], args: &[&str]| {
-        let mut cmd = std::process::Command::new(common::BIN);
+        let mut cmd = std::process::Command::new(testkit::bin());
         cmd.env_remove("DFSD_COORDINATOR").env_remove("DFSD_CONFIG");
         for (k, v) in extra_env {
             cmd.env(k, v);
@@ -721,7 +722,7 @@ fn config_precedence_flags_over_env_over_file_over_defaults() {
         &["config"],
     );
     assert_eq!(o, dfsd::config::Config::default());
-    let out = std::process::Command::new(common::BIN)
+    let out = std::process::Command::new(testkit::bin())
         .env("DFSD_CLIENT__CHUNKSIZE", "1")
         .arg("config")
         .output()
@@ -729,7 +730,7 @@ fn config_precedence_flags_over_env_over_file_over_defaults() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("chunksize"), "{}", stderr(&out));
     // A bad value names its key; a missing file is named.
-    let out = std::process::Command::new(common::BIN)
+    let out = std::process::Command::new(testkit::bin())
         .env("DFSD_COORDINATOR__REPLICATION", "0")
         .arg("config")
         .output()
@@ -740,7 +741,7 @@ fn config_precedence_flags_over_env_over_file_over_defaults() {
         "{}",
         stderr(&out)
     );
-    let out = std::process::Command::new(common::BIN)
+    let out = std::process::Command::new(testkit::bin())
         .args(["--config", "/nope.toml", "config"])
         .output()
         .unwrap();

@@ -1,14 +1,11 @@
 //! The cluster event stream (`dfsd events`) against a live cluster: a follower started
 //! before a failure sees it in order, and a late reader sees the stored history.
 
-#[path = "common/admin.rs"]
-mod admin;
-mod common;
-
 use std::time::Duration;
 
 use admin::cluster;
-use common::{random_bytes, stderr, wait_until, TestCluster};
+use testkit::admin;
+use testkit::{random_bytes, stderr, wait_until, TestCluster};
 
 struct Follower {
     child: std::process::Child,

@@ -6,18 +6,16 @@
 //! The datanode is a real `dfsd datanode` process; the coordinator it joins is a Cluster
 //! server in this test, which answers each registration as the test tells it.
 
-mod common;
-
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::procs::{eventually, start, Server};
 use dfsd::chunk::ChunkId;
 use dfsd::proto::pb;
 use dfsd::security::join::JoinSecret;
 use dfsd::security::token::{Op, TokenKey, WriteScope};
+use testkit::procs::{eventually, start, Server};
 use tonic::{Code, Request, Response, Status, Streaming};
 
 const JOIN_SECRET: &str = "the-join-secret-of-this-test-0123";

@@ -1,12 +1,10 @@
 //! Self-healing against a real cluster with short timeouts: failure detection,
 //! re-replication, trimming, garbage collection, scrubbing, drain, restart safety.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use common::{random_bytes, stderr, wait_until, Opts, TestCluster};
+use testkit::{random_bytes, stderr, wait_until, Opts, TestCluster};
 
 const MIB: usize = 1024 * 1024;
 

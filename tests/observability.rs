@@ -2,14 +2,11 @@
 //! role's admin endpoint, request ids across roles, JSON output. (Events: tests/events.rs;
 //! the status page: tests/status_page.rs.)
 
-#[path = "common/admin.rs"]
-mod admin;
-mod common;
-
 use std::time::Duration;
 
 use admin::{admin_addr, cluster, delta, grpc, http_get, scrape, val};
-use common::{random_bytes, stderr, wait_until, TestCluster};
+use testkit::admin;
+use testkit::{random_bytes, stderr, wait_until, TestCluster};
 
 #[test]
 fn metrics_count_a_put_and_a_get_and_follow_node_states() {
@@ -382,7 +379,7 @@ fn progress_bars_only_on_a_terminal_and_never_with_quiet() {
     let on_tty = |args: &str| {
         let cmd = format!(
             "{} --coordinator {} {args}",
-            common::BIN,
+            testkit::bin(),
             c.coordinator_addr
         );
         let mut script = std::process::Command::new("script");

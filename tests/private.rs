@@ -4,18 +4,16 @@
 //! database are rotated, and a coordinator without its secrets file does not start.
 //! Real processes.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::procs::run;
-use common::{random_bytes, stderr, TestCluster};
 use dfsd::client::Client;
 use dfsd::config::ClientConfig;
 use dfsd::security::seal::SealKey;
+use testkit::procs::run;
+use testkit::{random_bytes, stderr, TestCluster};
 
 /// Every directory under `root` (itself included) is 0700 and every file 0600.
 fn assert_private(root: &Path) -> usize {
@@ -399,7 +397,7 @@ async fn a_lost_secrets_file_stops_the_coordinator_until_it_is_restored() {
         let args = [
             "coordinator",
             "--listen",
-            &format!("127.0.0.1:{}", common::free_port()),
+            "127.0.0.1:0",
             "--data-dir",
             &c.coordinator_dir().display().to_string(),
         ]
@@ -475,7 +473,7 @@ fn a_readable_private_key_is_corrected_or_warned_about_never_fatal() {
             ("DFSD_TLS__KEY", key.display().to_string()),
         ];
         let data = tmp.path().join(name);
-        common::procs::start(tmp.path(), name, &env, |addr| {
+        testkit::procs::start(tmp.path(), name, &env, |addr| {
             let d = data.display().to_string();
             vec![
                 "coordinator".into(),
@@ -493,7 +491,7 @@ fn a_readable_private_key_is_corrected_or_warned_about_never_fatal() {
     std::fs::copy(&w.key, &open).unwrap();
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
     let s = coordinator("fixed", &open);
-    common::wait_until("the warning", std::time::Duration::from_secs(20), || {
+    testkit::wait_until("the warning", std::time::Duration::from_secs(20), || {
         s.log().contains("made files private")
     });
     assert!(s.log().contains("open.key (was 644)"), "{}", s.log());
@@ -510,7 +508,7 @@ fn a_readable_private_key_is_corrected_or_warned_about_never_fatal() {
     }
     let _undo = Immutable(stuck.clone());
     let s = coordinator("stuck", &stuck);
-    common::wait_until(
+    testkit::wait_until(
         "the warning and the start",
         std::time::Duration::from_secs(20),
         || {

@@ -1,22 +1,20 @@
 //! Issue 12, finding 10: certificate revocation (refused by the coordinator and by
 //! datanodes, whatever the role) and `dfsd cert issue`'s fingerprints and validity.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::Duration;
 
-use common::procs::{eventually, run, start};
-use common::{random_bytes, stderr, wait_until, TestCluster};
 use dfsd::client::{Client, ClientError};
 use dfsd::config::ClientConfig;
 use dfsd::proto::pb;
 use dfsd::security::{certs, Role};
+use testkit::procs::{eventually, run, start};
+use testkit::{random_bytes, stderr, wait_until, TestCluster};
 use tonic::Code;
 
 fn secure(name: &str) -> bool {
-    if common::secure_mode() {
+    if testkit::secure_mode() {
         true
     } else {
         println!("{name}: skipped in plaintext mode (no certificates to revoke)");
@@ -237,7 +235,7 @@ fn cert_issue_prints_the_fingerprint_and_gives_edge_certificates_90_days() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("certs");
     let cert = |args: &[&str]| {
-        let mut cmd = Command::new(common::BIN);
+        let mut cmd = Command::new(testkit::bin());
         cmd.env_remove("DFSD_CONFIG")
             .arg("cert")
             .args(args)

@@ -4,18 +4,16 @@
 //! create`. Driven by boto3 (tests/s3/*.py); the tests that need it are skipped, saying
 //! so, when python3 cannot import boto3 (`.ci/run` installs it).
 
-mod common;
-
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{random_bytes, start_gateway, Gateway, TestCluster};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use sha2::{Digest, Sha256};
+use testkit::{random_bytes, start_gateway, Gateway, TestCluster};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::{rustls, TlsConnector};
 
@@ -26,7 +24,7 @@ fn tools_required() -> bool {
 }
 
 fn boto3_available(test: &str) -> bool {
-    let ok = common::python_has_boto3();
+    let ok = testkit::python_has_boto3();
     if !ok {
         assert!(
             !tools_required(),
@@ -114,7 +112,7 @@ fn boto3_suite_against_a_gateway() {
 
     // What S3 stored is an ordinary dfsd file at /bucket/key, byte for byte.
     let got = cluster.cli(&["get", "/survivor/keep/data.bin", "-"]);
-    assert!(got.status.success(), "{}", common::stderr(&got));
+    assert!(got.status.success(), "{}", testkit::stderr(&got));
     assert_eq!(sha256(&got.stdout), sha256(&keep));
     // Buckets are top-level directories; the escaped key never landed anywhere.
     let ls = cluster.cli(&["ls", "/"]);
@@ -223,7 +221,7 @@ fn https_get(ca: &str, addr: &str, name: &str) -> Result<String, String> {
 
 #[test]
 fn the_s3_port_speaks_https_only_when_tls_is_on() {
-    if !common::secure_mode() {
+    if !testkit::secure_mode() {
         println!("the_s3_port_speaks_https_only_when_tls_is_on: skipped in plaintext mode");
         return;
     }
@@ -293,7 +291,7 @@ fn object_features_multipart_and_aws_cli_sync() {
         ("S3_SECRET", rw.1.as_str()),
         ("WORK_DIR", work_dir.as_str()),
     ];
-    if common::secure_mode() {
+    if testkit::secure_mode() {
         env.extend([
             ("S3_TEAM_KEY", team.0.as_str()),
             ("S3_TEAM_SECRET", team.1.as_str()),
@@ -368,7 +366,7 @@ fn s3_edge_cases_acls_and_anonymous_reads() {
         ("S3_OTHER_KEY", other.0.as_str()),
         ("S3_OTHER_SECRET", other.1.as_str()),
     ];
-    if common::secure_mode() {
+    if testkit::secure_mode() {
         env.extend([
             ("S3_TEAM_KEY", team.0.as_str()),
             ("S3_TEAM_SECRET", team.1.as_str()),
@@ -483,13 +481,13 @@ fn s3_edge_cases_acls_and_anonymous_reads() {
 
     // The CLI switch, recorded as events; the coordinator refuses at once.
     let off = cluster.cli(&["bucket", "public", "/pubdl", "off"]);
-    assert!(off.status.success(), "{}", common::stderr(&off));
+    assert!(off.status.success(), "{}", testkit::stderr(&off));
     assert_eq!(
         curl(&cluster, "GET", &format!("{ep}/pubdl/hello.txt"), &[]).0,
         403
     );
     let on = cluster.cli(&["bucket", "public", "/pubdl", "on"]);
-    assert!(on.status.success(), "{}", common::stderr(&on));
+    assert!(on.status.success(), "{}", testkit::stderr(&on));
     assert_eq!(
         curl(&cluster, "GET", &format!("{ep}/pubdl/hello.txt"), &[]).0,
         200
@@ -510,7 +508,7 @@ fn s3_edge_cases_acls_and_anonymous_reads() {
         "{text}"
     );
     let bad = cluster.cli(&["bucket", "public", "/pubdl/sub", "on"]);
-    assert!(!bad.status.success() && common::stderr(&bad).contains("top-level"));
+    assert!(!bad.status.success() && testkit::stderr(&bad).contains("top-level"));
     let log = gw.log();
     assert!(!log.contains(" ERROR "), "gateway logged errors:\n{log}");
 }
@@ -651,7 +649,7 @@ fn rclone_round_trips_a_tree_with_empty_directories() {
     // The markers are directories in dfsd, and keys ending in '/' over S3.
     for d in ["/rcl/tree/empty1", "/rcl/tree/sub/empty2"] {
         let st = cluster.cli(&["stat", d]);
-        assert!(st.status.success(), "{d}: {}", common::stderr(&st));
+        assert!(st.status.success(), "{d}: {}", testkit::stderr(&st));
     }
     let got = cluster.cli(&["get", "/rcl/tree/sub/b.bin", "-"]);
     assert_eq!(

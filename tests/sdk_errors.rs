@@ -3,14 +3,12 @@
 //! message text. The wire side of the same contract (a reason in the status details) is
 //! checked on a raw status for the conditions the SDK handles by itself (an unknown upload).
 
-mod common;
-
-use common::{random_bytes, secure_mode, Opts, TestCluster};
 use dfsd::client::{Client, ClientError, PutOptions, ReadRange};
 use dfsd::config::ClientConfig;
 use dfsd::model::{Entry, MkdirOptions};
 use dfsd::proto::pb;
 use dfsd::wire_error::{reason, Reason};
+use testkit::{random_bytes, secure_mode, Opts, TestCluster};
 
 async fn put(c: &Client, path: &str, data: &[u8]) -> Result<Entry, ClientError> {
     put_with(c, path, data, PutOptions::default()).await
@@ -146,7 +144,7 @@ async fn credential_refusals_are_typed() {
 async fn a_coordinator_nobody_serves_is_unreachable() {
     let c = TestCluster::start(1);
     // A port that was just free: nothing listens there.
-    let port = common::free_port();
+    let port = testkit::closed_port();
     let cfg = ClientConfig {
         coordinator: format!("127.0.0.1:{port}"),
         ..c.client_config()

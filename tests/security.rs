@@ -3,12 +3,9 @@
 //! plaintext mode (`DFSD_TEST_SECURITY=plaintext`) there is nothing to enforce and the
 //! tests say so and return.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes};
-use common::{random_bytes, stderr, wait_until, Creds, Opts, TestCluster};
 use dfsd::chunk::ChunkId;
 use dfsd::client::{Client, ClientError, PutOptions};
 use dfsd::proto::methods::RPC_METHODS;
@@ -16,12 +13,13 @@ use dfsd::proto::pb;
 use dfsd::security::token::{Op, TokenKey};
 use dfsd::security::{certs, Role};
 use prost::Message;
+use testkit::{random_bytes, stderr, wait_until, Creds, Opts, TestCluster};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 fn secure(name: &str) -> bool {
-    if common::secure_mode() {
+    if testkit::secure_mode() {
         true
     } else {
         println!("{name}: skipped in plaintext mode (nothing to enforce)");
@@ -616,7 +614,7 @@ fn sdk_as(c: &TestCluster, cert: &str, key: Option<&(String, String)>) -> Client
 
 fn code(r: Result<impl std::fmt::Debug, ClientError>) -> (Option<Code>, String) {
     let e = r.unwrap_err();
-    (common::grpc_code(&e), e.to_string())
+    (testkit::grpc_code(&e), e.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -810,7 +808,7 @@ fn datanodes_without_a_cluster_node_certificate_cannot_join() {
             .local_addr()
             .unwrap()
             .port();
-        let child = std::process::Command::new(common::BIN)
+        let child = std::process::Command::new(testkit::bin())
             .env_remove("DFSD_CONFIG")
             .env("DFSD_TLS__CA", ca)
             .env("DFSD_TLS__CERT", cert)
@@ -840,7 +838,8 @@ fn datanodes_without_a_cluster_node_certificate_cannot_join() {
     }
     let client_log = std::fs::read_to_string(&children[1].1).unwrap();
     assert!(client_log.contains("node"), "{client_log}");
-    std::thread::sleep(Duration::from_millis(100));
+    // Each node logged its refusal after its registration call came back refused, so the
+    // coordinator's list is final: no wait.
     assert_eq!(c.node_infos().len(), 1, "an intruder joined");
     drop(children);
 }
@@ -863,7 +862,7 @@ async fn oversized_declarations_big_frames_and_stream_floods_are_refused() {
             n
         ]))),
     };
-    let base_rss = common::rss_kib(pid);
+    let base_rss = testkit::rss_kib(pid);
 
     // A declared size of 5 TB: refused before anything is allocated.
     let id = ChunkId::of(b"terabytes");
@@ -936,7 +935,7 @@ async fn oversized_declarations_big_frames_and_stream_floods_are_refused() {
     assert!(out.stdout == data, "{}", stderr(&out));
     // The node's memory stayed bounded: each open stream costs a temp file and a small
     // buffer, not a chunk.
-    let grown = common::rss_kib(pid).saturating_sub(base_rss);
+    let grown = testkit::rss_kib(pid).saturating_sub(base_rss);
     assert!(
         grown < 256 * 1024,
         "datanode RSS grew by {grown} KiB under the flood"
@@ -1024,7 +1023,7 @@ async fn a_full_datanode_refuses_writes_and_gets_no_placements() {
 fn servers_refuse_to_start_without_tls_unless_plaintext_is_chosen() {
     let dir = tempfile::tempdir().unwrap();
     for role in ["coordinator", "datanode"] {
-        let out = std::process::Command::new(common::BIN)
+        let out = std::process::Command::new(testkit::bin())
             .env_remove("DFSD_CONFIG")
             .env_remove("DFSD_TLS__CA")
             .env_remove("DFSD_TLS__PLAINTEXT")
@@ -1053,7 +1052,7 @@ fn servers_refuse_to_start_without_tls_unless_plaintext_is_chosen() {
         .port();
     let log = dir.path().join("plain.log");
     let log_file = std::fs::File::create(&log).unwrap();
-    let child = std::process::Command::new(common::BIN)
+    let child = std::process::Command::new(testkit::bin())
         .env_remove("DFSD_CONFIG")
         .args([
             "coordinator",

@@ -7,17 +7,15 @@
 //! The attacker connects from 127.0.0.2, the cluster and the honest clients from
 //! 127.0.0.1, so the per-IP limit is what protects them.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, start_gateway, stderr, wait_until, Opts, TestCluster};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
+use testkit::{admin::admin_addr, start_gateway, stderr, wait_until, Opts, TestCluster};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::{rustls, TlsConnector};
 
@@ -159,14 +157,14 @@ fn scrape_value(addr: &str, key: &str) -> f64 {
 #[test]
 fn slowloris_on_the_s3_port_is_bounded_and_cut_at_the_header_timeout() {
     let cluster = TestCluster::start(1);
-    let admin = format!("127.0.0.1:{}", free_port());
     let gw = start_gateway(
         &cluster,
         &format!(
             "header_timeout = \"4s\"\nidle_timeout = \"5s\"\nmax_connections = 100\n\
-             max_connections_per_ip = {PER_IP}\nadmin_listen = \"{admin}\""
+             max_connections_per_ip = {PER_IP}\nadmin_listen = \"127.0.0.1:0\""
         ),
     );
+    let admin = admin_addr(&cluster, "gateway");
     wait_until("the gateway's admin port", Duration::from_secs(10), || {
         std::net::TcpStream::connect(&admin).is_ok()
     });
@@ -256,7 +254,7 @@ fn boto3_client_script(
     key: &(String, String),
     bucket: &str,
 ) -> Option<Command> {
-    if !common::python_has_boto3() {
+    if !testkit::python_has_boto3() {
         println!("SKIPPED: the honest S3 client needs python3 with boto3");
         return None;
     }
@@ -331,7 +329,7 @@ fn slowloris_on_the_coordinator_port_is_bounded_and_the_cluster_keeps_serving() 
 
     // The cluster keeps serving: a put and a get from 127.0.0.1 during the flood.
     let dir = tempfile::tempdir().unwrap();
-    let data = common::random_bytes(200_000, 12);
+    let data = testkit::random_bytes(200_000, 12);
     let local = dir.path().join("in");
     std::fs::write(&local, &data).unwrap();
     let out = c.cli(&["put", "-q", local.to_str().unwrap(), "/flood/file"]);
@@ -379,12 +377,15 @@ fn slowloris_on_the_admin_port_is_bounded_and_scrapes_keep_working() {
     // The admin port's limits are fixed (16 per IP, 10 s for a request head): see
     // src/admin_http.rs.
     const ADMIN_PER_IP: usize = 16;
-    let admin = format!("127.0.0.1:{}", free_port());
     let c = TestCluster::start_with(Opts {
         nodes: 1,
         replication: 1,
-        env: vec![("DFSD_COORDINATOR__ADMIN_LISTEN".into(), admin.clone())],
+        env: vec![(
+            "DFSD_COORDINATOR__ADMIN_LISTEN".into(),
+            "127.0.0.1:0".into(),
+        )],
     });
+    let admin = admin_addr(&c, "coordinator");
     let pid = c.coordinator.as_ref().unwrap().pid();
     let baseline = fds(pid);
     let target: SocketAddr = admin.parse().unwrap();

@@ -1,13 +1,10 @@
 //! The coordinator's status page in headless Chromium against a live cluster.
 
-#[path = "common/admin.rs"]
-mod admin;
-mod common;
-
 use std::time::Duration;
 
 use admin::{admin_addr, cluster};
-use common::{stderr, wait_until};
+use testkit::admin;
+use testkit::{stderr, wait_until};
 
 /// The headless browser, if one is installed (Debian's `chromium`; `.ci/run` installs it).
 fn chromium() -> Option<&'static str> {

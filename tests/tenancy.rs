@@ -6,23 +6,20 @@
 //! Plaintext mode runs without authentication, where every caller may read everything:
 //! the tests say so and return.
 
-#[path = "common/admin.rs"]
-mod admin;
-mod common;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{random_bytes, wait_until, Opts, RawCoordinator, TestCluster};
 use dfsd::chunk::ChunkId;
 use dfsd::client::{Client, ClientError, PutOptions, ReadRange};
 use dfsd::proto::pb;
 use dfsd::security::Role;
+use testkit::admin;
+use testkit::{random_bytes, wait_until, Opts, RawCoordinator, TestCluster};
 use tonic::Code;
 
 fn secure(name: &str) -> bool {
-    if common::secure_mode() {
+    if testkit::secure_mode() {
         true
     } else {
         println!("{name}: skipped in plaintext mode (no keys, nothing to confine)");
@@ -499,7 +496,7 @@ async fn a_datanode_forwards_only_to_the_nodes_the_coordinator_chose() {
         .find(|n| n.addr == first.addr)
         .unwrap();
     let pid = node.pid();
-    let base = common::rss_kib(pid);
+    let base = testkit::rss_kib(pid);
 
     let mut dn =
         pb::datanode_client::DatanodeClient::new(c.raw_channel(&first.addr, Role::Node, None));
@@ -546,7 +543,7 @@ async fn a_datanode_forwards_only_to_the_nodes_the_coordinator_chose() {
         matches!(trap.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
         "a datanode dialled an address the coordinator never chose"
     );
-    let grown = common::rss_kib(pid).saturating_sub(base);
+    let grown = testkit::rss_kib(pid).saturating_sub(base);
     assert!(grown < 64 * 1024, "datanode RSS grew by {grown} KiB");
     // The real pipeline still works.
     let resp = send(&c, &p, &up.owner, &data).await.unwrap();
@@ -571,7 +568,7 @@ async fn uploads_are_bounded_per_key_and_idle_ones_are_swept() {
     let flooder = c.create_key("flooder", "readwrite", "/f");
     let bystander = c.create_key("bystander", "readwrite", "/b");
     let mut coord = raw(&c, &flooder);
-    let base = common::rss_kib(pid);
+    let base = testkit::rss_kib(pid);
 
     // 20,000 uploads begun as fast as one client can: the first 50 are accepted, then
     // each is refused until the sweeper frees a slot (uploads left idle for 3 s).
@@ -598,7 +595,7 @@ async fn uploads_are_bounded_per_key_and_idle_ones_are_swept() {
         assert!(refused > 0 || i < 50);
     }
     assert!(refused >= 19_000, "{refused} refused");
-    let grown = common::rss_kib(pid).saturating_sub(base);
+    let grown = testkit::rss_kib(pid).saturating_sub(base);
     assert!(grown < 64 * 1024, "coordinator RSS grew by {grown} KiB");
     assert!(admin::val(&admin::scrape(&metrics), "dfsd_uploads_open") <= 50.0);
     // Another key is not affected.

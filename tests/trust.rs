@@ -3,8 +3,6 @@
 //! even across a coordinator restart, and a sniffer sees neither secret), `dfsd config`
 //! redaction, and `dfsd dev --listen` and its admin port. Real processes throughout.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -12,12 +10,12 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::procs::{eventually, run, start, Server};
-use common::{random_bytes, stderr, wait_until};
 use dfsd::client::Client;
 use dfsd::config::ClientConfig;
 use dfsd::proto::pb;
 use dfsd::security::join::{JoinSecret, JOIN_HEADER};
+use testkit::procs::{eventually, run, start, Server};
+use testkit::{random_bytes, stderr, wait_until};
 use tonic::Code;
 
 /// What a sniffer kept: one buffer per connection and direction.
@@ -97,7 +95,7 @@ impl Plain {
     }
 
     fn cli(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let mut cmd = Command::new(common::BIN);
+        let mut cmd = Command::new(testkit::bin());
         cmd.env_remove("DFSD_CONFIG")
             .env_remove("DFSD_TLS__CA")
             .env("DFSD_ACCESS_KEY", &self.admin.0)
@@ -411,7 +409,7 @@ fn dfsd_config_redacts_every_secret() {
             "gateway-secret-value-0123456789",
         ),
     ];
-    let mut cmd = Command::new(common::BIN);
+    let mut cmd = Command::new(testkit::bin());
     cmd.env_remove("DFSD_CONFIG")
         .env("DFSD_ACCESS_KEY", "DKCLIENTKEY000000000")
         .env("DFSD_COORDINATOR__ADMIN_KEY_ID", "DKADMINKEY0000000000")
@@ -444,7 +442,7 @@ fn dev(dir: &Path, args: &[&str], key: Option<(&str, &str)>) -> Output {
 
 /// `dfsd dev`, with `coordinator.admin_listen` set to `admin` if given.
 fn dev_admin(dir: &Path, args: &[&str], key: Option<(&str, &str)>, admin: Option<&str>) -> Output {
-    let mut cmd = Command::new(common::BIN);
+    let mut cmd = Command::new(testkit::bin());
     cmd.env_remove("DFSD_COORDINATOR__ADMIN_LISTEN");
     if let Some(a) = admin {
         cmd.env("DFSD_COORDINATOR__ADMIN_LISTEN", a);

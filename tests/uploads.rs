@@ -2,15 +2,12 @@
 //! not to the upload, so a client whose upload vanished (a coordinator restart, an idle
 //! sweep) begins a new one, reports what it stored, and finishes the same put.
 
-#[path = "common/admin.rs"]
-mod admin;
-mod common;
-
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{random_bytes, wait_until, TestCluster};
 use dfsd::client::{Client, PutOptions, ReadRange};
+use testkit::admin;
+use testkit::{random_bytes, wait_until, TestCluster};
 use tokio::sync::mpsc;
 
 const MIB: usize = 1 << 20;

@@ -1,5 +1,9 @@
-//! In-process tests of the datanode's coordinator-facing behaviour over real gRPC: real
-//! datanodes (`run_with`) against a fake coordinator that records what it is told.
+//! In-process tests of what a datanode tells the coordinator, over real gRPC: real
+//! datanodes (`run_with`) against a coordinator that records what it is told (inventory
+//! streams, including ones that break off, heartbeat contents, corruption reports), which
+//! the real coordinator does not expose. Everything else runs against real clusters
+//! through the test kit (testkit/; the datanode's answers to orders are in
+//! tests/datanode_orders.rs).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -21,7 +25,6 @@ use crate::security::token::{Op, TokenKey, WriteScope};
 #[derive(Default)]
 struct Seen {
     registrations: u32,
-    replicas: Vec<(String, String)>,
     /// Complete inventories: node id and chunk ids.
     inventories: Vec<(String, Vec<String>)>,
     corrupt: Vec<String>,
@@ -85,14 +88,8 @@ impl pb::cluster_server::Cluster for FakeCoordinator {
 
     async fn report_replicas(
         &self,
-        req: Request<pb::ReportReplicasRequest>,
+        _req: Request<pb::ReportReplicasRequest>,
     ) -> Result<Response<pb::ReportReplicasResponse>, Status> {
-        let r = req.into_inner();
-        self.seen(|s| {
-            for c in r.chunks {
-                s.replicas.push((r.node_id.clone(), c.chunk_id));
-            }
-        });
         Ok(Response::new(pb::ReportReplicasResponse {}))
     }
 
@@ -249,14 +246,6 @@ impl Cluster {
     }
 }
 
-/// No background scrubbing unless a test asks for it.
-fn quiet() -> DatanodeTuning {
-    DatanodeTuning {
-        scrub_start_delay: Duration::from_secs(86_400),
-        ..Default::default()
-    }
-}
-
 async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !cond() {
@@ -307,129 +296,6 @@ async fn write(node: &Node, data: &[u8]) -> ChunkId {
         .into_inner();
     assert_eq!(resp.stored_on, vec![node.id.clone()]);
     id
-}
-
-fn src(n: &Node) -> pb::NodeAddr {
-    pb::NodeAddr {
-        node_id: n.id.clone(),
-        addr: n.addr.clone(),
-        public_addr: String::new(),
-    }
-}
-
-fn order(id: &ChunkId, size: usize, sources: Vec<pb::NodeAddr>) -> pb::ReplicateChunkRequest {
-    pb::ReplicateChunkRequest {
-        chunk_id: id.to_hex(),
-        size: size as u64,
-        sources,
-        token: token(Op::Replicate, &[*id]),
-        read_token: token(Op::Read, &[*id]),
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replication_skips_bad_sources_and_deletion_respects_recent_acks() {
-    let c = Cluster::new().await;
-    let (a, b, dest) = (
-        c.node("a", quiet()).await,
-        c.node("b", quiet()).await,
-        c.node("dest", quiet()).await,
-    );
-    let data = vec![7u8; 700_000];
-    let id = write(&a, &data).await;
-    assert_eq!(write(&b, &data).await, id);
-    // A's copy rots (same length, wrong bytes): its reads no longer match the id.
-    let mut rotten = std::fs::read(a.chunk_file(&id)).unwrap();
-    rotten[1000] ^= 0x40;
-    std::fs::write(a.chunk_file(&id), rotten).unwrap();
-    let dead = pb::NodeAddr {
-        node_id: "dn-dead".into(),
-        addr: "http://127.0.0.1:1".into(),
-        public_addr: String::new(),
-    };
-
-    let resp = dest
-        .client()
-        .replicate_chunk(order(&id, data.len(), vec![dead, src(&a), src(&b)]))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        resp.source, b.id,
-        "the unreachable and the corrupt source are skipped"
-    );
-    assert_eq!(std::fs::read(dest.chunk_file(&id)).unwrap(), data);
-    assert!(c
-        .coordinator
-        .seen(|s| s.replicas.contains(&(dest.id.clone(), id.to_hex()))));
-
-    // Ordered again: already stored, answered at once.
-    let again = dest
-        .client()
-        .replicate_chunk(order(&id, data.len(), vec![src(&a)]))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(again.source, dest.id);
-    // The wrong size for a stored, intact chunk is the order's mistake.
-    let e = dest
-        .client()
-        .replicate_chunk(order(&id, 5, vec![src(&b)]))
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument);
-
-    // Nobody has it: NotFound, naming the sources tried.
-    let missing = ChunkId::of(b"nobody has this");
-    let e = dest
-        .client()
-        .replicate_chunk(order(&missing, 15, vec![src(&b)]))
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::NotFound, "{e:?}");
-    assert!(e.message().contains(&b.id), "{}", e.message());
-    let mut bad = order(&missing, 15, vec![src(&b)]);
-    bad.chunk_id = "../etc/passwd".into();
-    let e = dest.client().replicate_chunk(bad).await.unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument);
-
-    // Deletion: the fresh replica is protected, an invalid id refuses the whole order.
-    let del = |ids: Vec<String>, protect_secs| {
-        let parsed: Vec<ChunkId> = ids.iter().filter_map(|i| i.parse().ok()).collect();
-        pb::DeleteChunksRequest {
-            token: token(Op::Delete, &parsed),
-            chunk_ids: ids,
-            protect_secs,
-        }
-    };
-    let e = dest
-        .client()
-        .delete_chunks(del(vec![id.to_hex(), "nope".into()], 0))
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(dest.chunk_file(&id).exists());
-    let r = dest
-        .client()
-        .delete_chunks(del(vec![id.to_hex()], 3600))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!((r.deleted.len(), r.kept.clone()), (0, vec![id.to_hex()]));
-    assert!(dest.chunk_file(&id).exists());
-    let r = dest
-        .client()
-        .delete_chunks(del(vec![id.to_hex(), missing.to_hex()], 0))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(r.deleted, vec![id.to_hex(), missing.to_hex()]);
-    assert_eq!(r.freed_bytes, data.len() as u64);
-    assert!(!dest.chunk_file(&id).exists());
-
-    for n in [a, b, dest] {
-        n.stop().await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

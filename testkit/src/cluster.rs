@@ -1,21 +1,17 @@
 //! TestCluster: a real dfsd cluster for integration tests and benchmarks. The coordinator
 //! and every datanode are separate `dfsd` processes on 127.0.0.1 with their own temporary
-//! data directories, so tests can SIGKILL and restart them. Every wait is a condition
-//! polled against a deadline.
+//! data directories, so tests can SIGKILL and restart them. Each server binds port 0 and
+//! the harness reads the address from its log; a restarted server takes its old address
+//! back (the others know it). Every wait is a condition polled against a deadline.
 //!
 //! Clusters are secure by default: TLS with certificates from a per-cluster CA and access
 //! keys on every call, as in production. `DFSD_TEST_SECURITY=plaintext` runs the same
 //! tests against plaintext servers without authentication (the `dfsd dev` mode); CI runs
 //! the core suite both ways.
 
-#![allow(dead_code)]
-
-pub mod procs;
-
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dfsd::client::Client;
 use dfsd::config::{ClientConfig, TlsConfig};
@@ -24,7 +20,8 @@ use dfsd::proto::pb;
 use dfsd::security::token::TokenKey;
 use dfsd::security::{certs, Role, Tls};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_dfsd");
+use crate::procs::spawn_server;
+use crate::{bin, stderr, wait_until};
 
 /// Short timeouts so failure handling shows within seconds.
 #[derive(Clone, Debug)]
@@ -136,31 +133,6 @@ pub struct TestCluster {
     node_addrs: Vec<String>,
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Polls `cond` until it is true or `timeout` passes (then panics with `what`).
-pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn port_open(addr: &str) -> bool {
-    let a = addr.trim_start_matches("http://");
-    std::net::TcpStream::connect_timeout(&a.parse().unwrap(), Duration::from_millis(200)).is_ok()
-}
-
 impl TestCluster {
     pub fn start(nodes: usize) -> TestCluster {
         Self::start_with(Opts {
@@ -268,7 +240,7 @@ impl TestCluster {
 
     /// A `dfsd` command aimed at this cluster, with its TLS settings and admin key.
     pub fn cli_command(&self) -> Command {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         self.client_env(&mut cmd);
         cmd.arg("--coordinator").arg(&self.coordinator_addr);
         cmd
@@ -309,7 +281,7 @@ impl TestCluster {
     /// The command the harness runs for a server of this cluster with `args` (the role
     /// first), with its environment and the certificate of its role.
     pub fn server_command(&self, args: &[String]) -> Command {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         self.base_env(&mut cmd);
         // The certificate of the role this process runs.
         self.security_env(
@@ -327,59 +299,22 @@ impl TestCluster {
         cmd
     }
 
-    fn spawn(&self, args: &[String], log: &Path) -> Child {
-        let mut cmd = self.server_command(args);
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        cmd.stdin(Stdio::null())
-            .stdout(f.try_clone().unwrap())
-            .stderr(f);
-        cmd.spawn().expect("spawn dfsd")
-    }
-
-    /// Starts a server on a fresh port, retrying if another process took the port.
+    /// Starts a server with the arguments `mk_args(listen address)`: on port 0 the first
+    /// time, on `fixed` (its old address) after a restart.
     fn start_server(
         &self,
         mk_args: impl Fn(&str) -> Vec<String>,
         log: PathBuf,
         fixed: Option<&str>,
     ) -> Proc {
-        for _ in 0..5 {
-            let addr = match fixed {
-                Some(a) => a.to_string(),
-                None => format!("127.0.0.1:{}", free_port()),
-            };
-            let mut child = self.spawn(&mk_args(&addr), &log);
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                if port_open(&addr) {
-                    return Proc {
-                        child,
-                        addr: format!("http://{addr}"),
-                        log,
-                    };
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // port taken, or a real failure: retry, then report
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "server did not start; log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-                std::thread::sleep(Duration::from_millis(25));
-            }
-            if fixed.is_some() {
-                std::thread::sleep(Duration::from_millis(300));
-            }
+        let listen = fixed.unwrap_or("127.0.0.1:0");
+        let what = log.file_stem().unwrap().to_string_lossy().into_owned();
+        let (child, addr) = spawn_server(|| self.server_command(&mk_args(listen)), &log, &what);
+        Proc {
+            child,
+            addr: format!("http://{addr}"),
+            log,
         }
-        panic!(
-            "server failed to start; log:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
     }
 
     pub fn coordinator_dir(&self) -> PathBuf {
@@ -709,39 +644,6 @@ impl Drop for TestCluster {
     }
 }
 
-/// Deterministic pseudo-random bytes (fast, so big test files cost little).
-pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    use rand::{RngCore, SeedableRng};
-    let mut v = vec![0u8; len];
-    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
-    v
-}
-
-/// Resident memory of process `pid`, in KiB.
-pub fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
-pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Whether python3 can import boto3 (the S3 tests and benchmark drive the gateway with it).
-pub fn python_has_boto3() -> bool {
-    Command::new("python3")
-        .args(["-c", "import boto3"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// A `dfsd gateway` process; killed on drop.
 pub struct Gateway {
     pub child: Child,
@@ -765,7 +667,7 @@ impl Gateway {
 }
 
 /// Starts a gateway for `cluster` with 1 MiB chunks (so test objects span several chunks)
-/// and `settings` in its `[gateway]` section, and waits until it accepts connections. In
+/// and `settings` in its `[gateway]` section, and waits until it serves (on port 0; the address is read from its log). In
 /// secure mode it has the cluster's gateway certificate (for the coordinator and for
 /// HTTPS on the S3 port) and no access key.
 pub fn start_gateway(cluster: &TestCluster, settings: &str) -> Gateway {
@@ -773,16 +675,15 @@ pub fn start_gateway(cluster: &TestCluster, settings: &str) -> Gateway {
     let config = dir.join("gateway.toml");
     std::fs::write(&config, format!("[gateway]\n{settings}\n")).unwrap();
     let log = dir.join("gateway.log");
-    for _ in 0..5 {
-        let addr = format!("127.0.0.1:{}", free_port());
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
+    let scheme = if cluster.secure.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let mk_cmd = || {
         // The cluster's CA and admin key, as for any client of it.
         let mut cmd = cluster.cli_command();
-        let scheme = match &cluster.secure {
+        match &cluster.secure {
             Some(s) => {
                 let (cert, key) = s.pem("gateway");
                 // No dfsd key: with TLS the gateway's certificate lets it act for each
@@ -791,48 +692,25 @@ pub fn start_gateway(cluster: &TestCluster, settings: &str) -> Gateway {
                     .env("DFSD_TLS__KEY", key)
                     .env_remove("DFSD_ACCESS_KEY")
                     .env_remove("DFSD_SECRET_KEY");
-                "https"
             }
             None => {
                 cmd.arg("--plaintext");
-                "http"
             }
-        };
+        }
         cmd.env("DFSD_LOG_LEVEL", "info")
             .env("DFSD_CLIENT__CHUNK_SIZE", "1MiB")
             .arg("--config")
             .arg(&config)
-            .args(["gateway", "--listen", &addr])
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().unwrap())
-            .stderr(f);
-        let mut child = cmd.spawn().expect("spawn dfsd gateway");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let sock = addr.parse().unwrap();
-            if std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(200)).is_ok() {
-                return Gateway {
-                    child,
-                    endpoint: format!("{scheme}://{addr}"),
-                    addr,
-                    log,
-                };
-            }
-            if let Ok(Some(_)) = child.try_wait() {
-                break; // the port was taken meanwhile, or a real failure: retry, then report
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gateway did not start; log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
+            .args(["gateway", "--listen", "127.0.0.1:0"]);
+        cmd
+    };
+    let (child, addr) = spawn_server(mk_cmd, &log, "gateway");
+    Gateway {
+        child,
+        endpoint: format!("{scheme}://{addr}"),
+        addr,
+        log,
     }
-    panic!(
-        "gateway failed to start; log:\n{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
 }
 
 /// The gRPC code a typed SDK error stands for, so tests written against codes keep

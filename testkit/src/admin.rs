@@ -1,14 +1,11 @@
 //! Helpers for tests of the admin endpoints: a cluster whose every role serves metrics
 //! on a free port, the address each logged, plain HTTP GETs and Prometheus scrapes.
-//! Included with `#[path]` by the test crates that need it, beside `mod common`.
-
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use crate::common::{wait_until, Opts, TestCluster};
+use crate::{wait_until, Opts, TestCluster};
 
 /// A cluster whose every role opens its admin endpoint on a free loopback port, with the
 /// coordinator's counted gauges refreshed every second.

@@ -1,15 +1,13 @@
 //! Fills a stopped coordinator's metadata database with many files at once, written
 //! straight into its SQLite file, for tests that need a big namespace without uploading
-//! it. Included with `#[path]` beside `mod common`. (A load generator that goes through
-//! the API is a later issue's; this is the quick way to 100k rows.)
+//! it. (A load generator that goes through the API is a later issue's; this is the quick
+//! way to 100k rows.)
 //!
 //! The rows are what commits would leave: `dirs` directories under `/fill` with
 //! `per_dir` files each, every file one chunk of its own with a replica on each of three
 //! datanodes. The datanodes are made up and long silent (dead), so nothing ever asks them
 //! for those chunks: the chunks count as unrecoverable, and the cluster's real nodes keep
 //! serving as before.
-
-#![allow(dead_code)]
 
 use std::path::Path;
 
