@@ -367,9 +367,9 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         who(&req)?.require_admin("the event stream")?;
         let req = req.into_inner();
         let events = events::stream(self.state.clone(), req.after_id, req.since_ms, req.follow);
-        Ok(Response::new(Box::pin(
-            events.map(|r| r.map(pb::ClusterEvent::from).map_err(Status::from)),
-        )))
+        Ok(Response::new(Box::pin(events.map(|r| {
+            r.map(pb::ClusterEvent::from).map_err(Status::from)
+        }))))
     }
 
     async fn get_s3_credential(
