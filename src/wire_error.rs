@@ -301,13 +301,19 @@ impl From<ReplicateError> for Status {
 /// is unreachable, or not ready for this node (restarting, or not yet knowing it).
 impl From<Status> for CallError {
     fn from(s: Status) -> CallError {
-        let message = s.message().to_string();
-        match s.code() {
-            Code::Unavailable
-            | Code::NotFound
-            | Code::FailedPrecondition
-            | Code::Unauthenticated => CallError::NotReady(message),
-            _ => CallError::Refused(message),
+        match failure(&s) {
+            // No answer (the connection broke, e.g. to a coordinator that just restarted):
+            // the next call opens a new one.
+            Failure::Transport { .. } => CallError::NotReady(s.message().to_string()),
+            Failure::Refused {
+                reason, message, ..
+            } => match reason {
+                Reason::Unavailable
+                | Reason::NotFound
+                | Reason::Precondition
+                | Reason::NotAuthenticated => CallError::NotReady(message),
+                _ => CallError::Refused(message),
+            },
         }
     }
 }

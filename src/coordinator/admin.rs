@@ -8,9 +8,11 @@ use std::sync::Arc;
 
 use super::{NodeState, NodeView, State};
 use crate::meta::MetaError;
-use crate::model::{now_ms, StoreCounts};
+use crate::model::{
+    now_ms, ClusterStatus, FsckChunk, FsckFile, FsckReport, NodeId, NodeInfo, ScrubProgress,
+    StoreCounts, Timestamp,
+};
 use crate::path::{DfsPath, PathError};
-use crate::proto::pb;
 use crate::wire_error::valid_node_id;
 
 /// Why an admin operation on the cluster was refused.
@@ -45,91 +47,84 @@ fn node_id(id: &str) -> Result<&str, AdminError> {
 /// Most files one fsck response lists.
 const FSCK_MAX_FILES: usize = 10_000;
 
-pub fn node_state_pb(s: NodeState) -> i32 {
-    (match s {
-        NodeState::Alive => pb::NodeState::Alive,
-        NodeState::Suspect => pb::NodeState::Suspect,
-        NodeState::Dead => pb::NodeState::Dead,
-        NodeState::Draining => pb::NodeState::Draining,
-    }) as i32
-}
-
-fn scrub_pb(v: &NodeView) -> pb::ScrubProgress {
-    pb::ScrubProgress {
+fn scrub(v: &NodeView) -> ScrubProgress {
+    ScrubProgress {
         checked: v.scrub.checked,
         total: v.scrub.total,
-        last_pass_ms: v.scrub.last_pass_ms,
+        last_pass: Timestamp::nonzero(v.scrub.last_pass_ms),
         errors: v.scrub.errors,
     }
 }
 
-pub async fn list_nodes(state: &Arc<State>) -> Result<Vec<pb::NodeInfo>, AdminError> {
+/// The node list: every node on record, those not in the node table as dead. A record
+/// whose id is not a valid node id (none is: registration checks it) is left out.
+pub async fn list_nodes(state: &Arc<State>) -> Result<Vec<NodeInfo>, AdminError> {
     let records = state.store.list_nodes().await?;
     let now = now_ms();
     Ok(records
         .into_iter()
-        .map(|r| match state.nodes.get(&r.id) {
+        .filter_map(|r| match state.nodes.get(&r.id) {
             Some(v) => node_info(state, &v, r.replicas, now),
-            None => pb::NodeInfo {
-                node_id: r.id,
+            None => Some(NodeInfo {
+                node_id: NodeId::parse(&r.id).ok()?,
                 addr: r.addr,
                 public_addr: r.public_addr,
-                state: node_state_pb(NodeState::Dead),
+                state: Some(NodeState::Dead),
                 capacity_bytes: r.stats.capacity_bytes,
                 used_bytes: r.stats.used_bytes,
                 free_bytes: r.stats.free_bytes,
                 chunk_count: r.stats.chunk_count,
-                last_seen_ms: r.last_seen_ms,
+                last_seen: Timestamp::from_ms(r.last_seen_ms),
                 replicas: r.replicas,
                 safe_to_remove: false,
                 scrub: None,
-            },
+            }),
         })
         .collect())
 }
 
 /// The node list from memory (the node table) with the replica counts of the last gauge
 /// refresh, for the status page: no query.
-pub fn list_nodes_cached(state: &Arc<State>, replicas: &HashMap<String, u64>) -> Vec<pb::NodeInfo> {
+pub fn list_nodes_cached(state: &Arc<State>, replicas: &HashMap<String, u64>) -> Vec<NodeInfo> {
     let now = now_ms();
-    let mut out: Vec<pb::NodeInfo> = state
+    let mut out: Vec<NodeInfo> = state
         .nodes
         .snapshot(now)
         .into_iter()
-        .map(|(v, _)| node_info(state, &v, replicas.get(&v.id).copied().unwrap_or(0), now))
+        .filter_map(|(v, _)| node_info(state, &v, replicas.get(&v.id).copied().unwrap_or(0), now))
         .collect();
-    out.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+    out.sort_by(|a, b| a.node_id.as_str().cmp(b.node_id.as_str()));
     out
 }
 
-fn node_info(state: &State, v: &NodeView, replicas: u64, now: i64) -> pb::NodeInfo {
-    pb::NodeInfo {
-        node_id: v.id.clone(),
+fn node_info(state: &State, v: &NodeView, replicas: u64, now: i64) -> Option<NodeInfo> {
+    Some(NodeInfo {
+        node_id: NodeId::parse(&v.id).ok()?,
         addr: v.addr.clone(),
         public_addr: v.public_addr.clone(),
-        state: node_state_pb(state.nodes.state_of(v, now)),
+        state: Some(state.nodes.state_of(v, now)),
         capacity_bytes: v.stats.capacity_bytes,
         used_bytes: v.stats.used_bytes,
         free_bytes: v.stats.free_bytes,
         chunk_count: v.stats.chunk_count,
-        last_seen_ms: v.last_seen_ms,
+        last_seen: Timestamp::from_ms(v.last_seen_ms),
         replicas,
         safe_to_remove: v.draining && replicas == 0,
-        scrub: Some(scrub_pb(v)),
-    }
+        scrub: Some(scrub(v)),
+    })
 }
 
 /// `dfsd status`: counted live (an admin call; on a reader of the pool, so client calls
 /// go on meanwhile).
-pub async fn status(state: &Arc<State>) -> Result<pb::StatusResponse, AdminError> {
+pub async fn status(state: &Arc<State>) -> Result<ClusterStatus, AdminError> {
     let counted = state.store.counts().await?;
     Ok(status_with(state, &counted))
 }
 
 /// The cluster status from `counted` and the coordinator's memory.
-pub fn status_with(state: &Arc<State>, counted: &StoreCounts) -> pb::StatusResponse {
+pub fn status_with(state: &Arc<State>, counted: &StoreCounts) -> ClusterStatus {
     let now = now_ms();
-    let mut out = pb::StatusResponse {
+    let mut out = ClusterStatus {
         files: counted.files,
         directories: counted.directories,
         logical_bytes: counted.logical_bytes,
@@ -168,12 +163,10 @@ pub fn status_with(state: &Arc<State>, counted: &StoreCounts) -> pb::StatusRespo
     out
 }
 
-pub async fn fsck(
-    state: &Arc<State>,
-    req: pb::FsckRequest,
-) -> Result<pb::FsckResponse, AdminError> {
-    let path = DfsPath::parse(if req.path.is_empty() { "/" } else { &req.path })?;
-    let (files, truncated) = state.store.files_under(&path, FSCK_MAX_FILES).await?;
+/// fsck of the files under `path`: every file with a missing or under-replicated chunk,
+/// or every file with `all`.
+pub async fn fsck(state: &Arc<State>, path: &DfsPath, all: bool) -> Result<FsckReport, AdminError> {
+    let (files, truncated) = state.store.files_under(path, FSCK_MAX_FILES).await?;
     let now = now_ms();
     let live: HashMap<String, NodeState> = state
         .nodes
@@ -182,18 +175,20 @@ pub async fn fsck(
         .filter(|(_, s)| *s != NodeState::Dead)
         .map(|(v, s)| (v.id, s))
         .collect();
-    let mut out = pb::FsckResponse {
+    let mut out = FsckReport {
         truncated,
         ..Default::default()
     };
     for f in files {
         out.files_checked += 1;
-        let mut report = pb::FsckFile {
-            path: f.path.clone(),
+        let mut report = FsckFile {
+            path: DfsPath::parse(&f.path)?,
             size: f.size,
             chunks: f.chunks.len() as u64,
             replication: f.replication,
-            ..Default::default()
+            under_replicated: 0,
+            missing: 0,
+            damaged: Vec::new(),
         };
         for (idx, (id, nodes)) in f.chunks.iter().enumerate() {
             out.chunks_checked += 1;
@@ -213,8 +208,8 @@ pub async fn fsck(
             } else {
                 continue;
             }
-            report.damaged.push(pb::FsckChunk {
-                chunk_id: id.to_hex(),
+            report.damaged.push(FsckChunk {
+                chunk_id: *id,
                 index: idx as u64,
                 live_replicas: n,
                 target: f.replication,
@@ -225,51 +220,50 @@ pub async fn fsck(
         if healthy {
             out.healthy_files += 1;
         }
-        if !healthy || req.all {
+        if !healthy || all {
             out.files.push(report);
         }
     }
     Ok(out)
 }
 
+/// Starts (or with `cancel`, stops) draining `node`; returns the node as listed now.
 pub async fn drain(
     state: &Arc<State>,
-    req: pb::DrainNodeRequest,
-) -> Result<pb::DrainNodeResponse, AdminError> {
-    node_id(&req.node_id)?;
-    let draining = !req.cancel;
-    let found = state.store.set_draining(&req.node_id, draining).await?;
-    if !found || !state.nodes.set_draining(&req.node_id, draining) {
-        return Err(AdminError::UnknownNode(req.node_id));
+    node: &str,
+    cancel: bool,
+) -> Result<Option<NodeInfo>, AdminError> {
+    node_id(node)?;
+    let draining = !cancel;
+    let found = state.store.set_draining(node, draining).await?;
+    if !found || !state.nodes.set_draining(node, draining) {
+        return Err(AdminError::UnknownNode(node.to_string()));
     }
-    tracing::info!(node = %req.node_id, draining, "drain state changed");
+    tracing::info!(node, draining, "drain state changed");
     state.maint.wake.notify_one();
-    let node = list_nodes(state)
+    Ok(list_nodes(state)
         .await?
         .into_iter()
-        .find(|n| n.node_id == req.node_id);
-    Ok(pb::DrainNodeResponse { node })
+        .find(|n| n.node_id.as_str() == node))
 }
 
-pub async fn remove(
-    state: &Arc<State>,
-    req: pb::RemoveNodeRequest,
-) -> Result<pb::RemoveNodeResponse, AdminError> {
-    node_id(&req.node_id)?;
-    let Some(view) = state.nodes.get(&req.node_id) else {
-        return Err(AdminError::UnknownNode(req.node_id));
+/// Removes a dead or drained node that holds no chunk's only replica.
+pub async fn remove(state: &Arc<State>, node: &str) -> Result<(), AdminError> {
+    node_id(node)?;
+    let Some(view) = state.nodes.get(node) else {
+        return Err(AdminError::UnknownNode(node.to_string()));
     };
     let now = now_ms();
     let node_state = state.nodes.state_of(&view, now);
     if !matches!(node_state, NodeState::Dead | NodeState::Draining) {
         return Err(AdminError::NotRemovable {
-            node: req.node_id,
+            node: node.to_string(),
             state: node_state.as_str(),
         });
     }
     // Refuse while the node holds the only copy of anything a live node does not have.
     let live = state.nodes.live_set(now);
-    let id = &req.node_id;
+    let id = node;
     let chunks = state.store.chunks_on_node(id).await?;
     let holders = state.store.replicas_of(chunks).await?;
     let sole = holders
@@ -278,13 +272,13 @@ pub async fn remove(
         .count();
     if sole > 0 {
         return Err(AdminError::SoleReplicas {
-            node: req.node_id,
+            node: node.to_string(),
             chunks: sole,
         });
     }
-    state.store.delete_node(&req.node_id).await?;
-    state.nodes.remove(&req.node_id);
-    tracing::info!(node = %req.node_id, "datanode removed");
+    state.store.delete_node(node).await?;
+    state.nodes.remove(node);
+    tracing::info!(node, "datanode removed");
     state.maint.wake.notify_one();
-    Ok(pb::RemoveNodeResponse {})
+    Ok(())
 }

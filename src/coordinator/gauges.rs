@@ -79,7 +79,7 @@ async fn refresh_cache(state: &Arc<State>) {
 /// The cluster status from the cache and memory; `None` before the first refresh.
 pub fn cached_status(state: &Arc<State>) -> Option<(ClusterStatus, Arc<Scanned>)> {
     let scanned = state.gauges.get()?;
-    Some((admin::status_with(state, &scanned.counted).into(), scanned))
+    Some((admin::status_with(state, &scanned.counted), scanned))
 }
 
 /// Sets the gauges that mirror the cluster's state (nodes by state, repair and GC

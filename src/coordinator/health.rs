@@ -10,24 +10,7 @@ use std::time::Duration;
 
 use crate::model::{NodeEndpoint, NodeRecord, NodeStatsRecord};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum NodeState {
-    Alive,
-    Suspect,
-    Dead,
-    Draining,
-}
-
-impl NodeState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeState::Alive => "alive",
-            NodeState::Suspect => "suspect",
-            NodeState::Dead => "dead",
-            NodeState::Draining => "draining",
-        }
-    }
-}
+pub use crate::model::NodeState;
 
 /// Scrub progress a datanode reports in its heartbeats (kept in memory only).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

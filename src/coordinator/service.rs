@@ -270,7 +270,11 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
     ) -> Result<Response<pb::ListNodesResponse>, Status> {
         who(&req)?.require_admin("listing datanodes")?;
         Ok(Response::new(pb::ListNodesResponse {
-            nodes: admin::list_nodes(&self.state).await?,
+            nodes: admin::list_nodes(&self.state)
+                .await?
+                .into_iter()
+                .map(Into::into)
+                .collect(),
         }))
     }
 
@@ -279,7 +283,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         who(&req)?.require_admin("cluster status")?;
-        Ok(Response::new(admin::status(&self.state).await?))
+        Ok(Response::new(admin::status(&self.state).await?.into()))
     }
 
     async fn fsck(
@@ -287,9 +291,10 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         req: Request<pb::FsckRequest>,
     ) -> Result<Response<pb::FsckResponse>, Status> {
         who(&req)?.require_admin("fsck")?;
-        Ok(Response::new(
-            admin::fsck(&self.state, req.into_inner()).await?,
-        ))
+        let req = req.into_inner();
+        let path = DfsPath::parse(if req.path.is_empty() { "/" } else { &req.path })?;
+        let report = admin::fsck(&self.state, &path, req.all).await?;
+        Ok(Response::new(report.into()))
     }
 
     async fn drain_node(
@@ -297,9 +302,11 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         req: Request<pb::DrainNodeRequest>,
     ) -> Result<Response<pb::DrainNodeResponse>, Status> {
         who(&req)?.require_admin("draining a node")?;
-        Ok(Response::new(
-            admin::drain(&self.state, req.into_inner()).await?,
-        ))
+        let req = req.into_inner();
+        let node = admin::drain(&self.state, &req.node_id, req.cancel).await?;
+        Ok(Response::new(pb::DrainNodeResponse {
+            node: node.map(Into::into),
+        }))
     }
 
     async fn remove_node(
@@ -307,9 +314,8 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         req: Request<pb::RemoveNodeRequest>,
     ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
         who(&req)?.require_admin("removing a node")?;
-        Ok(Response::new(
-            admin::remove(&self.state, req.into_inner()).await?,
-        ))
+        admin::remove(&self.state, &req.into_inner().node_id).await?;
+        Ok(Response::new(pb::RemoveNodeResponse {}))
     }
 
     async fn create_key(

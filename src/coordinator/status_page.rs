@@ -95,7 +95,7 @@ pub async fn render(state: &Arc<State>, viewer: Viewer) -> String {
          <h1>dfsd cluster status</h1><p>As of {} (reloads every {REFRESH_SECS} s)</p>",
         rfc3339_ms(now)
     );
-    let wire_nodes = match &cached {
+    let nodes: Vec<NodeInfo> = match &cached {
         Some((s, scanned)) => {
             summary(&mut h, s, scanned.at_ms);
             admin::list_nodes_cached(state, &scanned.replicas)
@@ -105,11 +105,6 @@ pub async fn render(state: &Arc<State>, viewer: Viewer) -> String {
             admin::list_nodes_cached(state, &Default::default())
         }
     };
-    // Registered ids are valid node ids, so none is dropped here.
-    let nodes: Vec<NodeInfo> = wire_nodes
-        .into_iter()
-        .filter_map(|n| NodeInfo::try_from(n).ok())
-        .collect();
     h.push_str("<h2>Nodes</h2>");
     node_table(&mut h, &nodes, now);
     h.push_str("<h2>Recent events</h2>");

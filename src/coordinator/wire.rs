@@ -165,11 +165,7 @@ pub fn credentials<T>(req: &Request<T>) -> Credentials<'_> {
 }
 
 pub fn node_addr(n: NodeEndpoint) -> pb::NodeAddr {
-    pb::NodeAddr {
-        node_id: n.id,
-        addr: n.addr,
-        public_addr: n.public_addr,
-    }
+    n.into()
 }
 
 pub fn placement_pb(p: Placement) -> pb::ChunkPlacement {

@@ -9,7 +9,7 @@
 use super::pb;
 use crate::model::{
     BucketRecord, ClusterStatus, ComposeRequest, Entry, EntryInfo, EventRecord, FsckChunk,
-    FsckFile, FsckReport, KeyInfo, Kind, MkdirOptions, NodeId, NodeInfo, NodeState,
+    FsckFile, FsckReport, KeyInfo, Kind, MkdirOptions, NodeEndpoint, NodeId, NodeInfo, NodeState,
     NodeStatsRecord, RevokedCert, S3Credential, ScrubProgress, Timestamp,
 };
 use crate::path::DfsPath;
@@ -410,6 +410,115 @@ impl TryFrom<pb::FsckResponse> for FsckReport {
             files,
             truncated: r.truncated,
         })
+    }
+}
+
+impl From<NodeEndpoint> for pb::NodeAddr {
+    fn from(n: NodeEndpoint) -> Self {
+        pb::NodeAddr {
+            node_id: n.id,
+            addr: n.addr,
+            public_addr: n.public_addr,
+        }
+    }
+}
+
+impl From<ScrubProgress> for pb::ScrubProgress {
+    fn from(s: ScrubProgress) -> Self {
+        pb::ScrubProgress {
+            checked: s.checked,
+            total: s.total,
+            last_pass_ms: s.last_pass.map_or(0, Timestamp::as_ms),
+            errors: s.errors,
+        }
+    }
+}
+
+impl From<NodeInfo> for pb::NodeInfo {
+    fn from(n: NodeInfo) -> Self {
+        pb::NodeInfo {
+            node_id: n.node_id.as_str().to_string(),
+            addr: n.addr,
+            public_addr: n.public_addr,
+            state: n.state.map_or(pb::NodeState::Unspecified, Into::into) as i32,
+            capacity_bytes: n.capacity_bytes,
+            used_bytes: n.used_bytes,
+            free_bytes: n.free_bytes,
+            chunk_count: n.chunk_count,
+            last_seen_ms: n.last_seen.as_ms(),
+            replicas: n.replicas,
+            safe_to_remove: n.safe_to_remove,
+            scrub: n.scrub.map(Into::into),
+        }
+    }
+}
+
+impl From<ClusterStatus> for pb::StatusResponse {
+    fn from(s: ClusterStatus) -> Self {
+        pb::StatusResponse {
+            nodes_alive: s.nodes_alive,
+            nodes_suspect: s.nodes_suspect,
+            nodes_dead: s.nodes_dead,
+            nodes_draining: s.nodes_draining,
+            capacity_bytes: s.capacity_bytes,
+            used_bytes: s.used_bytes,
+            free_bytes: s.free_bytes,
+            files: s.files,
+            directories: s.directories,
+            chunks: s.chunks,
+            logical_bytes: s.logical_bytes,
+            under_replicated: s.under_replicated,
+            unrecoverable: s.unrecoverable,
+            over_replicated: s.over_replicated,
+            repair_queue: s.repair_queue,
+            repairs_running: s.repairs_running,
+            repairs_done: s.repairs_done,
+            repair_bytes_done: s.repair_bytes_done,
+            repair_rate_bytes: s.repair_rate_bytes,
+            gc_backlog_chunks: s.gc_backlog_chunks,
+            gc_backlog_bytes: s.gc_backlog_bytes,
+            gc_freed_bytes: s.gc_freed_bytes,
+            safe_mode: s.safe_mode,
+            scrub_checked: s.scrub_checked,
+            scrub_total: s.scrub_total,
+            scrub_errors: s.scrub_errors,
+        }
+    }
+}
+
+impl From<FsckReport> for pb::FsckResponse {
+    fn from(r: FsckReport) -> Self {
+        pb::FsckResponse {
+            files_checked: r.files_checked,
+            chunks_checked: r.chunks_checked,
+            healthy_files: r.healthy_files,
+            under_replicated_chunks: r.under_replicated_chunks,
+            missing_chunks: r.missing_chunks,
+            truncated: r.truncated,
+            files: r
+                .files
+                .into_iter()
+                .map(|f| pb::FsckFile {
+                    path: f.path.to_string(),
+                    size: f.size,
+                    chunks: f.chunks,
+                    replication: f.replication,
+                    under_replicated: f.under_replicated,
+                    missing: f.missing,
+                    damaged: f
+                        .damaged
+                        .into_iter()
+                        .map(|c| pb::FsckChunk {
+                            chunk_id: c.chunk_id.to_hex(),
+                            index: c.index,
+                            live_replicas: c.live_replicas,
+                            target: c.target,
+                            nodes: c.nodes,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
     }
 }
 
