@@ -201,11 +201,6 @@ impl From<InvalidChunkId> for Status {
 }
 
 /// Node ids are 1 to 64 characters of `[A-Za-z0-9_-]` (`model::NodeId`).
-pub fn valid_node_id(id: &str) -> bool {
-    crate::model::NodeId::parse(id).is_ok()
-}
-
-/// Node ids are 1 to 64 characters of `[A-Za-z0-9_-]` (`model::NodeId`).
 pub fn check_node_id(id: &str) -> Result<(), Status> {
     crate::model::NodeId::parse(id)
         .map(drop)

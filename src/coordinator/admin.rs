@@ -13,7 +13,6 @@ use crate::model::{
     StoreCounts, Timestamp,
 };
 use crate::path::{DfsPath, PathError};
-use crate::wire_error::valid_node_id;
 
 /// Why an admin operation on the cluster was refused.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +36,7 @@ pub enum AdminError {
 }
 
 fn node_id(id: &str) -> Result<&str, AdminError> {
-    if valid_node_id(id) {
+    if NodeId::parse(id).is_ok() {
         Ok(id)
     } else {
         Err(AdminError::BadNodeId(id.chars().take(80).collect()))

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use super::{orders, NodeView, State};
 use crate::chunk::ChunkId;
 use crate::meta::MetaError;
+use crate::model::NodeId;
 use crate::security::keys::Principal;
 use crate::security::Denied;
-use crate::wire_error::valid_node_id;
 
 /// A replica verified lately is not verified again on a client's word for this long.
 const COOLDOWN: Duration = Duration::from_secs(600);
@@ -130,7 +130,7 @@ impl State {
         node: &str,
         reason: &str,
     ) -> Result<(), ReportError> {
-        if !valid_node_id(node) {
+        if NodeId::parse(node).is_err() {
             return Err(ReportError::BadNodeId(node.chars().take(80).collect()));
         }
         let scope = who.read_scope().cloned();
